@@ -1,0 +1,291 @@
+"""Reading and writing CT volumes and radiographs with SimpleITK, with clear errors and atomic writes.
+
+Everything a user hands us passes through here, so every failure becomes an :class:`InputError` whose message
+names the file and the problem; nothing below raises a bare SimpleITK exception at a clinician.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .geometry import ProjectionGeometry, View, VolumeGrid
+
+RADIOGRAPH_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".nrrd", ".nhdr", ".mha", ".mhd", ".nii", ".nii.gz")
+MAX_CT_VOXELS = 1024**3
+MAX_RADIOGRAPH_PIXELS_PER_SIDE = 16384
+MIN_RADIOGRAPH_PIXELS_PER_SIDE = 16
+
+# Metadata keys with which `synthesize` records a radiograph's cone-beam geometry in its NRRD header.
+_META_PREFIX = "DiffuX2CT_"
+_DICOM_TAGS = {
+    "photometric": "0028|0004",
+    "imager_pixel_spacing": "0018|1164",
+    "pixel_spacing": "0028|0030",
+    "source_to_detector": "0018|1110",
+    "source_to_patient": "0018|1111",
+    "view_position": "0018|5101",
+}
+
+
+class InputError(ValueError):
+    """A user-supplied file or value cannot be used; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class HUWindow:
+    """HU range the model works in: values are clipped to it and scaled linearly to [-1, 1].
+
+    -1000 (air) to 1500 keeps lung, soft tissue and cortical bone; denser metal saturates at the top.
+    The model config stores the window it was trained with; this default is only for data preparation.
+    """
+
+    low: float = -1000.0
+    high: float = 1500.0
+
+    def to_unit(self, hu: np.ndarray) -> np.ndarray:
+        """HU -> [-1, 1]."""
+        return (np.clip(hu, self.low, self.high) - self.low) / (self.high - self.low) * 2.0 - 1.0
+
+    def to_hu(self, unit: np.ndarray) -> np.ndarray:
+        """[-1, 1] -> HU."""
+        return (np.clip(unit, -1.0, 1.0) + 1.0) / 2.0 * (self.high - self.low) + self.low
+
+
+@dataclass
+class Radiograph:
+    """One radiograph: pixels (rows, cols; brighter = more attenuation) and what is known of its geometry."""
+
+    pixels: np.ndarray
+    pixel_spacing_mm: tuple[float, float] | None
+    geometry: ProjectionGeometry | None
+    path: Path
+    notes: list[str] = field(default_factory=list)
+
+
+def _fail(path: Path, problem: str) -> InputError:
+    return InputError(f"{path.name}: {problem}")
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+def _read_image(path: Path, what: str) -> sitk.Image:
+    path = Path(path)
+    if not path.exists():
+        raise _fail(path, f"file not found (expected a {what})")
+    try:
+        if path.is_dir():
+            reader = sitk.ImageSeriesReader()
+            series = reader.GetGDCMSeriesIDs(str(path))
+            if not series:
+                raise _fail(path, f"folder holds no DICOM series (expected a {what})")
+            files = reader.GetGDCMSeriesFileNames(str(path), series[0])
+            reader.SetFileNames(files)
+            return reader.Execute()
+        return sitk.ReadImage(str(path))
+    except InputError:
+        raise
+    except RuntimeError as error:
+        detail = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown reader error"
+        raise _fail(path, f"cannot be read as an image ({detail[:160]})") from None
+
+
+def _check_values(array: np.ndarray, path: Path) -> None:
+    if array.size == 0:
+        raise _fail(path, "image is empty")
+    if not np.all(np.isfinite(array)):
+        raise _fail(path, "image contains NaN or infinite values")
+    if float(array.max()) == float(array.min()):
+        raise _fail(path, f"image is constant (every pixel is {float(array.min()):g}); nothing to reconstruct from")
+
+
+def read_ct(path: str | os.PathLike) -> sitk.Image:
+    """Read a CT (NRRD, NIfTI, MHA, or a DICOM series folder) as a float32 HU image, validated."""
+    path = Path(path)
+    image = _read_image(path, "3D CT volume")
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise _fail(path, "image has several components per pixel; expected a scalar CT volume in HU")
+    if image.GetDimension() != 3 or min(image.GetSize()) < 2:
+        raise _fail(path, f"image is {image.GetDimension()}D with size {image.GetSize()}; expected a 3D CT volume")
+    if math.prod(image.GetSize()) > MAX_CT_VOXELS:
+        raise _fail(path, f"volume of {image.GetSize()} voxels is too large (limit {MAX_CT_VOXELS} voxels)")
+    image = sitk.Cast(image, sitk.sitkFloat32)
+    _check_values(sitk.GetArrayViewFromImage(image), path)
+    return image
+
+
+def _dicom_tag(image: sitk.Image, name: str) -> str | None:
+    key = _DICOM_TAGS[name]
+    return image.GetMetaData(key).strip() if image.HasMetaDataKey(key) and image.GetMetaData(key).strip() else None
+
+
+def _to_grayscale(image: sitk.Image, path: Path, notes: list[str]) -> np.ndarray:
+    array = sitk.GetArrayFromImage(image).astype(np.float32)
+    components = image.GetNumberOfComponentsPerPixel()
+    if components == 1:
+        return array
+    if components in (3, 4):
+        notes.append(f"{path.name}: colour image converted to grayscale (luminance)")
+        return array[..., 0] * 0.299 + array[..., 1] * 0.587 + array[..., 2] * 0.114
+    if components == 2:  # grayscale + alpha
+        return array[..., 0]
+    raise _fail(path, f"image has {components} components per pixel; expected a grayscale radiograph")
+
+
+def _geometry_from_header(image: sitk.Image, view: View) -> ProjectionGeometry | None:
+    """Cone-beam geometry written by `synthesize` into a single-slice volume's header, if present."""
+    key = _META_PREFIX + "source_to_detector_mm"
+    if not image.HasMetaDataKey(key):
+        return None
+    spacing = image.GetSpacing()
+    size = image.GetSize()
+    return ProjectionGeometry(
+        view=View(image.GetMetaData(_META_PREFIX + "view")) if image.HasMetaDataKey(_META_PREFIX + "view") else view,
+        source_to_detector_mm=float(image.GetMetaData(key)),
+        source_to_isocenter_mm=float(image.GetMetaData(_META_PREFIX + "source_to_isocenter_mm")),
+        detector_pixels=(int(size[1]), int(size[0])),
+        pixel_spacing_mm=(float(spacing[1]), float(spacing[0])),
+        isocenter_lps=tuple(float(v) for v in image.GetMetaData(_META_PREFIX + "isocenter_lps").split()),
+    )
+
+
+def read_radiograph(path: str | os.PathLike, view: View | str) -> Radiograph:
+    """Read one radiograph (DICOM DX/CR, PNG/JPEG/TIFF, or a single-slice NRRD/MHA/NIfTI), validated.
+
+    DICOM rescale slope/intercept are applied and MONOCHROME1 is presented bone-bright by SimpleITK's GDCM
+    reader; colour images become luminance. ``view`` says which slot the image was given for.
+    """
+    path, view = Path(path), View(view)
+    if path.is_dir():
+        raise _fail(path, "is a folder; expected a single radiograph file")
+    if _suffix(path) not in RADIOGRAPH_SUFFIXES and not path.suffix == "":
+        raise _fail(path, f"unsupported file type '{path.suffix}' (use DICOM, PNG, JPEG, TIFF, NRRD, MHA or NIfTI)")
+    image = _read_image(path, "2D radiograph")
+    notes: list[str] = []
+    if image.GetDimension() == 3:
+        if image.GetSize()[2] != 1:
+            raise _fail(path, f"image is a 3D volume with {image.GetSize()[2]} slices; expected a single 2D radiograph")
+        pixels = _to_grayscale(image, path, notes)[0]
+    elif image.GetDimension() == 2:
+        pixels = _to_grayscale(image, path, notes)
+    else:
+        raise _fail(path, f"image is {image.GetDimension()}D; expected a 2D radiograph")
+    rows, cols = pixels.shape
+    if min(rows, cols) < MIN_RADIOGRAPH_PIXELS_PER_SIDE:
+        raise _fail(path, f"image of {cols} x {rows} pixels is too small to be a radiograph")
+    if max(rows, cols) > MAX_RADIOGRAPH_PIXELS_PER_SIDE:
+        raise _fail(path, f"image of {cols} x {rows} pixels is absurdly large (limit {MAX_RADIOGRAPH_PIXELS_PER_SIDE} per side)")
+    _check_values(pixels, path)
+
+    geometry = _geometry_from_header(image, view)
+    spacing: tuple[float, float] | None = None
+    if geometry is not None:
+        spacing = geometry.pixel_spacing_mm
+        if geometry.view != view:
+            raise _fail(path, f"header says this is the {geometry.view.value} view but it was given as the {view.value} view")
+    elif image.HasMetaDataKey(_DICOM_TAGS["photometric"]) or _suffix(path) in (".dcm", ".dicom"):
+        spacing_tag = _dicom_tag(image, "imager_pixel_spacing") or _dicom_tag(image, "pixel_spacing")
+        if spacing_tag:
+            spacing = tuple(float(v) for v in spacing_tag.split("\\")[:2])
+        else:
+            notes.append(f"{path.name}: no pixel spacing tag; assumed the image spans the default detector")
+    elif _suffix(path) in (".nrrd", ".nhdr", ".mha", ".mhd", ".nii", ".nii.gz"):
+        spacing = (float(image.GetSpacing()[1]), float(image.GetSpacing()[0]))
+    else:
+        notes.append(f"{path.name}: plain image without pixel spacing; assumed it spans the default detector")
+    return Radiograph(pixels=pixels.astype(np.float32), pixel_spacing_mm=spacing, geometry=geometry, path=path, notes=notes)
+
+
+def detector_image(pixels: np.ndarray, geometry: ProjectionGeometry) -> sitk.Image:
+    """A radiograph as a single-slice volume placed at its detector in patient (LPS) space, geometry in the header."""
+    image = sitk.GetImageFromArray(pixels.astype(np.float32)[None])
+    image.SetSpacing((geometry.pixel_spacing_mm[1], geometry.pixel_spacing_mm[0], 1.0))
+    image.SetOrigin(tuple(float(v) for v in geometry.detector_origin_lps))
+    image.SetDirection(tuple(float(v) for v in geometry.detector_direction.ravel()))
+    image.SetMetaData(_META_PREFIX + "view", geometry.view.value)
+    image.SetMetaData(_META_PREFIX + "source_to_detector_mm", repr(geometry.source_to_detector_mm))
+    image.SetMetaData(_META_PREFIX + "source_to_isocenter_mm", repr(geometry.source_to_isocenter_mm))
+    image.SetMetaData(_META_PREFIX + "isocenter_lps", " ".join(repr(float(v)) for v in geometry.isocenter_lps))
+    image.SetMetaData(_META_PREFIX + "source_lps", " ".join(repr(float(v)) for v in geometry.source_lps))
+    image.SetMetaData(_META_PREFIX + "intensity", "line integral of attenuation, -ln(I/I0)")
+    return image
+
+
+def _temporary_sibling(path: Path) -> Path:
+    """A unique hidden name beside ``path`` with the same extension (SimpleITK picks its writer by extension)."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.partial{_suffix(path)}")
+
+
+def write_image(image: sitk.Image, path: str | os.PathLike, compress: bool = True) -> Path:
+    """Write atomically: to a temporary file beside the target, then rename, so no reader sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = _temporary_sibling(path)
+    try:
+        sitk.WriteImage(image, str(temporary), compress)
+        os.replace(temporary, path)
+    except RuntimeError as error:
+        raise InputError(f"{path.name}: cannot be written ({str(error).strip().splitlines()[-1][:160]})") from None
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def write_text(text: str, path: str | os.PathLike) -> Path:
+    """Atomic text write (JSON sidecars, reports)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = _temporary_sibling(path)
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def write_json(data: dict, path: str | os.PathLike) -> Path:
+    """Atomic, indented JSON write."""
+    return write_text(json.dumps(data, indent=2) + "\n", path)
+
+
+def grid_image(array_zyx: np.ndarray, grid: VolumeGrid) -> sitk.Image:
+    """A ``[z, y, x]`` array on ``grid`` as an LPS image with the grid's spacing and origin."""
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array_zyx, dtype=np.float32))
+    image.SetSpacing((grid.spacing_mm,) * 3)
+    image.SetOrigin(tuple(float(v) for v in grid.origin_lps))
+    return image
+
+
+def resample_to_grid(image: sitk.Image, grid: VolumeGrid, default_value: float = -1000.0) -> np.ndarray:
+    """Resample any CT image onto ``grid`` (linear interpolation, air outside); returns ``[z, y, x]`` float32."""
+    reference = grid_image(np.zeros((grid.size,) * 3, np.float32), grid)
+    resampled = sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, default_value, sitk.sitkFloat32)
+    return sitk.GetArrayFromImage(resampled)
+
+
+def image_center_lps(image: sitk.Image) -> tuple[float, float, float]:
+    """Physical (LPS) centre of an image's voxel grid."""
+    centre_index = [(s - 1) / 2.0 for s in image.GetSize()]
+    return tuple(float(v) for v in image.TransformContinuousIndexToPhysicalPoint(centre_index))
+
+
+def world_to_index_matrix(image: sitk.Image) -> np.ndarray:
+    """4x4 map from LPS mm to continuous (x, y, z) voxel indices of ``image`` (any direction)."""
+    direction = np.asarray(image.GetDirection()).reshape(3, 3)
+    scale = np.diag(1.0 / np.asarray(image.GetSpacing()))
+    rotation = scale @ direction.T
+    matrix = np.eye(4)
+    matrix[:3, :3] = rotation
+    matrix[:3, 3] = -rotation @ np.asarray(image.GetOrigin())
+    return matrix

@@ -1,0 +1,46 @@
+"""Shared fixtures: small CTs and radiographs made on the fly (no downloads)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from DiffuX2CTLib.geometry import VolumeGrid
+from DiffuX2CTLib.io import grid_image
+from DiffuX2CTLib.phantom import generate_phantom
+
+
+@pytest.fixture(scope="session")
+def small_grid() -> VolumeGrid:
+    return VolumeGrid(48, 320.0 / 48)
+
+
+@pytest.fixture(scope="session")
+def phantom_ct(small_grid) -> sitk.Image:
+    """A 48^3 torso phantom as an LPS HU image."""
+    return grid_image(generate_phantom(7, small_grid, implant=True), small_grid)
+
+
+def write_dicom_radiograph(path, pixels: np.ndarray, photometric: str = "MONOCHROME2", slope: float = 1.0, intercept: float = 0.0, **tags) -> None:
+    """A minimal DX DICOM file made with pydicom (SimpleITK cannot write 2D DX objects)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality = "DX"
+    ds.PhotometricInterpretation = photometric
+    ds.SamplesPerPixel = 1
+    ds.Rows, ds.Columns = pixels.shape
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    for key, value in tags.items():
+        setattr(ds, key, value)
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.save_as(str(path), enforce_file_format=True)

@@ -1,0 +1,80 @@
+"""The repository keeps the extension layout, its build files point at real files, and the engine stays free of
+Slicer, Qt and VTK."""
+
+from __future__ import annotations
+
+import ast
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ENGINE_FORBIDDEN = {"slicer", "qt", "ctk", "vtk"}
+
+
+@pytest.mark.parametrize(
+    "relative",
+    ["CMakeLists.txt", "DiffuX2CT/DiffuX2CT.py", "DiffuX2CT/CMakeLists.txt", "DiffuX2CT/Resources/Icons/DiffuX2CT.png",
+     "DiffuX2CT/Resources/UI/DiffuX2CT.ui", "DiffuX2CTLib/__init__.py", "README.md", "DiffuX2CT.png", "pyproject.toml",
+     "Makefile", ".ci/run", "Resources/SampleData/ap.nrrd", "Resources/SampleData/lateral.nrrd", "Resources/SampleData/ct.nrrd"],
+)
+def test_layout_file_exists(relative):
+    assert (ROOT / relative).is_file()
+
+
+def test_icon_is_128_pixels_square():
+    header = (ROOT / "DiffuX2CT.png").read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    assert int.from_bytes(header[16:20], "big") == 128 and int.from_bytes(header[20:24], "big") == 128
+
+
+def _imported_roots(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+@pytest.mark.parametrize("path", sorted(p for p in (ROOT / "DiffuX2CTLib").glob("*.py") if p.name != "scene.py"), ids=lambda p: p.name)
+def test_engine_never_imports_slicer_qt_or_vtk(path):
+    assert not (_imported_roots(path) & ENGINE_FORBIDDEN)
+
+
+def _cmake_listed_files(cmake: Path) -> list[str]:
+    text = cmake.read_text()
+    names = re.findall(r"^\s+([\w${}./-]+\.(?:py|png|ui|nrrd|json|safetensors))\s*$", text, flags=re.MULTILINE)
+    return [n.replace("${MODULE_NAME}", "DiffuX2CT") for n in names]
+
+
+def test_every_file_listed_in_the_cmake_files_exists():
+    module = ROOT / "DiffuX2CT" / "CMakeLists.txt"
+    listed = _cmake_listed_files(module)
+    assert "DiffuX2CT.py" in listed and "DiffuX2CTLib/__init__.py" in listed
+    for name in listed:
+        assert (module.parent / name).is_file() or (ROOT / name).is_file(), name
+    shipped = {p.relative_to(ROOT).as_posix() for p in (ROOT / "DiffuX2CTLib").glob("*.py")}
+    assert shipped <= set(listed), f"library files missing from DiffuX2CT/CMakeLists.txt: {sorted(shipped - set(listed))}"
+
+
+def test_extension_metadata_declares_pytorch_dependency():
+    text = (ROOT / "CMakeLists.txt").read_text()
+    assert re.search(r'set\(EXTENSION_DEPENDS\s+"PyTorch"\)', text)
+    assert "add_subdirectory(DiffuX2CT)" in text
+
+
+def test_ui_file_is_well_formed_and_declares_its_custom_widgets():
+    tree = ET.parse(ROOT / "DiffuX2CT" / "Resources" / "UI" / "DiffuX2CT.ui")
+    used = {w.get("class") for w in tree.iter("widget")}
+    declared = {c.findtext("class") for c in tree.iter("customwidget")}
+    custom = {c for c in used if c.startswith(("qMRML", "ctk", "qSlicer"))}
+    assert custom <= declared
+    names = {w.get("name") for w in tree.iter("widget")}
+    module_source = (ROOT / "DiffuX2CT" / "DiffuX2CT.py").read_text()
+    for looked_up in re.findall(r"self\.ui\.(\w+)", module_source):
+        assert looked_up in names

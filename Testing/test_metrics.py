@@ -1,0 +1,45 @@
+"""Evaluation metrics compare in physical space and move the right way."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from DiffuX2CTLib.geometry import VolumeGrid
+from DiffuX2CTLib.io import InputError, grid_image, resample_to_grid
+from DiffuX2CTLib.metrics import compare
+
+
+def test_identical_volumes_score_perfectly(phantom_ct):
+    metrics = compare(phantom_ct, phantom_ct)
+    assert metrics["psnr_db"] == float("inf")
+    assert metrics["ssim"] == pytest.approx(1.0, abs=1e-4)
+    assert metrics["mae_hu"] == 0.0 and metrics["bone_dice"] == pytest.approx(1.0)
+
+
+def test_worse_predictions_score_worse(phantom_ct):
+    array = sitk.GetArrayFromImage(phantom_ct)
+    rng = np.random.default_rng(0)
+    scores = []
+    for sigma in (20.0, 200.0):
+        noisy = grid_image(array + rng.normal(0, sigma, array.shape).astype(np.float32), VolumeGrid(48, 320.0 / 48))
+        scores.append(compare(noisy, phantom_ct))
+    assert scores[0]["psnr_db"] > scores[1]["psnr_db"] + 10
+    assert scores[0]["ssim"] > scores[1]["ssim"]
+    assert scores[0]["mae_hu"] < scores[1]["mae_hu"]
+    assert scores[0]["bone_dice"] > scores[1]["bone_dice"]
+
+
+def test_prediction_on_a_coarser_smaller_grid_is_compared_inside_its_field_of_view(phantom_ct):
+    inner = VolumeGrid(20, 8.0)  # 160 mm cube in the middle of the 320 mm phantom
+    prediction = grid_image(resample_to_grid(phantom_ct, inner), inner)
+    metrics = compare(prediction, phantom_ct)
+    assert metrics["voxels_compared"] < np.prod(phantom_ct.GetSize()) / 4
+    assert metrics["psnr_db"] > 20
+
+
+def test_disjoint_volumes_are_refused(phantom_ct):
+    elsewhere = VolumeGrid(10, 5.0, center_lps=(1000.0, 0.0, 0.0))
+    with pytest.raises(InputError, match="do not overlap in physical space"):
+        compare(grid_image(np.zeros((10, 10, 10), np.float32), elsewhere), phantom_ct)
