@@ -73,20 +73,64 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    """Reconstruct a CT from an AP and a lateral radiograph."""
+    from tqdm import tqdm
+
+    from .reconstruct import ReconstructionOptions, low_agreement_views, reconstruct_pair, write_reconstruction
+
+    options = ReconstructionOptions(steps=args.steps, seed=args.seed, device=args.device, samples=args.samples, method=args.method, sampler=args.sampler)
+    with tqdm(total=None, desc="reconstruct", unit="step", disable=args.quiet) as bar:
+        def progress(step: int, total: int) -> None:
+            bar.total = total
+            bar.n = step
+            bar.refresh()
+
+        result = reconstruct_pair(args.ap, args.lateral, args.model, options, progress)
+    outputs = write_reconstruction(result, args.out)
+    if args.preview:
+        from .preview import save_preview
+
+        outputs["preview"] = str(save_preview(result.ct, result.inputs, args.preview, caption=_caption(result)))
+    for view in low_agreement_views(result):
+        print(f"warning: the {view} re-projection of the result agrees poorly with the input (NCC {result.agreement[view]:.2f})", file=sys.stderr)
+    print(json.dumps({"outputs": outputs, "agreement": result.agreement, "provenance": result.provenance}, indent=2))
+    return 0
+
+
+def _caption(result) -> str:
+    p = result.provenance
+    return f"{p['method']} ({p['sampler']}, {p['steps']} steps, seed {p['seed']}) in {p['seconds']} s; re-projection NCC AP {p['agreement_ap']}, lateral {p['agreement_lateral']}"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train (or resume) a model on phantoms or a folder of CTs; exports the EMA model to OUT/model."""
+    from .train import TrainSettings, train
+
+    settings = TrainSettings(
+        out=args.out, stage=args.stage, data=args.data, steps=args.steps, batch=args.batch, learning_rate=args.lr,
+        grid_size=args.grid, checkpoint_every=args.checkpoint_every, seed=args.seed, init=args.init,
+        freeze_conditioner=not args.finetune_conditioner, device=args.device,
+    )
+    model = train(settings, show_progress=not args.quiet)
+    print(f"model exported to {model}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Phantom of the sample seed -> DRR pair -> preview montage (the pipeline's first half, no model yet)."""
-    from .io import grid_image, write_image
-    from .phantom import generate_phantom
+    """Reconstruct the bundled sample pair with the bundled model; write the CT, a preview and the metrics."""
+    from .io import read_ct
+    from .metrics import compare
     from .preview import save_preview
-    from .synthesize import pair_for_ct, render_pair
+    from .reconstruct import ReconstructionOptions, reconstruct_pair, write_reconstruction
 
     out = Path(args.out)
-    grid = VolumeGrid(128, 2.5)
-    ct = grid_image(generate_phantom(args.seed, grid, implant=True), grid)
-    drrs = render_pair(ct, pair_for_ct(ct))
-    write_image(ct, out / "ct.nrrd")
-    save_preview(ct, drrs, out / "preview.png", caption=f"phantom seed {args.seed} and its DRR pair")
-    print(f"wrote {out / 'ct.nrrd'} and {out / 'preview.png'}")
+    sample = Path(__file__).resolve().parent.parent / "Resources" / "SampleData"
+    result = reconstruct_pair(sample / "ap.nrrd", sample / "lateral.nrrd", None, ReconstructionOptions(seed=args.seed))
+    outputs = write_reconstruction(result, out / "ct.nrrd")
+    outputs["preview"] = str(save_preview(result.ct, result.inputs, out / "preview.png", caption=_caption(result)))
+    metrics = compare(result.ct, read_ct(sample / "ct.nrrd"))
+    print(json.dumps({"outputs": outputs, "metrics_vs_ground_truth": metrics, "agreement": result.agreement}, indent=2))
     return 0
 
 
@@ -123,9 +167,40 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--gt", required=True, help="ground-truth CT")
     evaluate.set_defaults(run=cmd_evaluate)
 
+    reconstruct = commands.add_parser("reconstruct", help="reconstruct a CT from an AP and a lateral radiograph", description=cmd_reconstruct.__doc__)
+    reconstruct.add_argument("--ap", required=True, help="frontal radiograph (DICOM, PNG/JPEG/TIFF, single-slice NRRD/MHA)")
+    reconstruct.add_argument("--lateral", required=True, help="lateral radiograph")
+    reconstruct.add_argument("--out", required=True, help="output CT (.nrrd, .nii.gz, .mha)")
+    reconstruct.add_argument("--model", default=None, help="model folder (default: the bundled model)")
+    reconstruct.add_argument("--method", choices=("diffusion", "regression"), default="diffusion", help="diffusion sampling or the regression baseline")
+    reconstruct.add_argument("--sampler", choices=("ddim", "ddpm"), default="ddim", help="ddim (few steps, default) or ddpm (all T steps, as in the paper)")
+    reconstruct.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's)")
+    reconstruct.add_argument("--seed", type=int, default=0, help="sampling seed; equal seeds give equal output")
+    reconstruct.add_argument("--samples", type=int, default=1, help="K > 1 draws K samples: mean + std-dev (uncertainty) volume")
+    reconstruct.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    reconstruct.add_argument("--preview", default=None, help="also write a PNG montage here")
+    reconstruct.add_argument("--quiet", action="store_true", help="no progress bar")
+    reconstruct.set_defaults(run=cmd_reconstruct)
+
+    train = commands.add_parser("train", help="train or resume a model", description=cmd_train.__doc__)
+    train.add_argument("--out", required=True, help="run folder (checkpoint.pt, log.jsonl, loss.png, model/)")
+    train.add_argument("--stage", choices=("regression", "diffusion"), default="regression", help="regression: conditioning network; diffusion: denoiser")
+    train.add_argument("--data", default="phantoms", help="'phantoms', 'phantom:SEED' (one phantom) or a folder of CT volumes")
+    train.add_argument("--steps", type=int, default=1000, help="total steps (a resumed run continues to this count)")
+    train.add_argument("--batch", type=int, default=1)
+    train.add_argument("--lr", type=float, default=5e-4)
+    train.add_argument("--grid", type=int, default=64, help="grid size of a new model (32 tests, 64 CPU, 128 GPU)")
+    train.add_argument("--checkpoint-every", type=int, default=50)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--init", default=None, help="start from a model folder or checkpoint (e.g. the regression stage)")
+    train.add_argument("--finetune-conditioner", action="store_true", help="diffusion stage: also train the conditioning network")
+    train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    train.add_argument("--quiet", action="store_true")
+    train.set_defaults(run=cmd_train)
+
     demo = commands.add_parser("demo", help="run the main job on the bundled sample", description=cmd_demo.__doc__)
     demo.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
-    demo.add_argument("--seed", type=int, default=900001, help="phantom seed of the sample (never used in training)")
+    demo.add_argument("--seed", type=int, default=0, help="sampling seed")
     demo.set_defaults(run=cmd_demo)
     return parser
 

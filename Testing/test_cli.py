@@ -12,7 +12,7 @@ import SimpleITK as sitk
 
 from DiffuX2CTLib.cli import build_parser, main
 
-COMMANDS = ["phantom", "synthesize", "evaluate", "demo"]
+COMMANDS = ["phantom", "synthesize", "reconstruct", "evaluate", "train", "demo"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -60,8 +60,11 @@ def test_bad_input_is_one_clear_line_and_exit_code_2(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_demo_writes_ct_and_preview(tmp_path):
+def test_demo_reconstructs_the_sample_with_the_bundled_model(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out)]) == 0
-    assert sitk.ReadImage(str(out / "ct.nrrd")).GetDimension() == 3
+    report = json.loads(capsys.readouterr().out)
+    ct = sitk.ReadImage(str(out / "ct.nrrd"))
+    assert ct.GetSize() == (64, 64, 64) and ct.GetSpacing() == pytest.approx((5.0, 5.0, 5.0))
     assert (out / "preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report["metrics_vs_ground_truth"]["voxels_compared"] > 0

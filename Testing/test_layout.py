@@ -41,7 +41,7 @@ def _imported_roots(path: Path) -> set[str]:
     return roots
 
 
-@pytest.mark.parametrize("path", sorted(p for p in (ROOT / "DiffuX2CTLib").glob("*.py") if p.name != "scene.py"), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(p for p in (ROOT / "DiffuX2CTLib").rglob("*.py") if p.name != "scene.py"), ids=lambda p: p.name)
 def test_engine_never_imports_slicer_qt_or_vtk(path):
     assert not (_imported_roots(path) & ENGINE_FORBIDDEN)
 
@@ -58,7 +58,7 @@ def test_every_file_listed_in_the_cmake_files_exists():
     assert "DiffuX2CT.py" in listed and "DiffuX2CTLib/__init__.py" in listed
     for name in listed:
         assert (module.parent / name).is_file() or (ROOT / name).is_file(), name
-    shipped = {p.relative_to(ROOT).as_posix() for p in (ROOT / "DiffuX2CTLib").glob("*.py")}
+    shipped = {p.relative_to(ROOT).as_posix() for p in (ROOT / "DiffuX2CTLib").rglob("*.py")}
     assert shipped <= set(listed), f"library files missing from DiffuX2CT/CMakeLists.txt: {sorted(shipped - set(listed))}"
 
 

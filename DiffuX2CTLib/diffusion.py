@@ -1,0 +1,139 @@
+"""Diffusion over CT volumes in [-1, 1]: noise schedule, training losses and samplers.
+
+Forward process ``q(y_t | y_0) = N(sqrt(a_t) y_0, (1 - a_t) I)`` with ``a_t = prod(1 - beta_i)`` (MONAI's DDPM
+scheduler holds the schedule). The diffused variable is the residual ``y - e`` between the CT and the conditioning
+network's estimate ``e``, so the denoiser only has to add what the direct estimate misses (texture, what the two
+views leave open), and an uncertain denoiser falls back towards ``e`` instead of drifting from pure noise.
+Training minimises ``L_simple + lambda * L_proj`` with ``lambda = 1 / T``: the noise-prediction MSE plus the
+agreement of the DRRs of the implied clean volume ``y0_hat = e + r0_hat`` with the input radiographs.
+Sampling runs DDPM over all T steps (the paper's sampler) or DDIM over a few steps; both call the conditioning
+network once and report each step through a callback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
+
+from .drr import DRRProjector, hu_to_attenuation, normalize_radiograph
+from .geometry import VolumeGrid
+from .io import HUWindow
+from .model import DiffuX2CTNet, ModelConfig
+
+ProgressCallback = Callable[[int, int], None]
+
+
+RESIDUAL_CLIP = 2.0
+"""Residuals of volumes in [-1, 1] lie in [-2, 2]; the schedulers clip their clean-sample estimate there."""
+
+
+def _scheduler(kind: type, config: ModelConfig):
+    return kind(num_train_timesteps=config.timesteps, schedule=config.beta_schedule, clip_sample=True, clip_sample_min=-RESIDUAL_CLIP, clip_sample_max=RESIDUAL_CLIP)
+
+
+def training_scheduler(config: ModelConfig) -> DDPMScheduler:
+    """The forward-process schedule the model is trained with."""
+    return _scheduler(DDPMScheduler, config)
+
+
+def unit_to_hu(volume: torch.Tensor, window: HUWindow) -> torch.Tensor:
+    """[-1, 1] -> HU, differentiable (no clipping, so gradients reach values outside the window)."""
+    return (volume + 1.0) / 2.0 * (window.high - window.low) + window.low
+
+
+def render_model_radiographs(volume_unit: torch.Tensor, projector: DRRProjector, grid: VolumeGrid, window: HUWindow) -> torch.Tensor:
+    """Normalised DRR pair ``(B, 2, P, P)`` of a ``(B, 1, N, N, N)`` volume in [-1, 1]."""
+    return normalize_radiograph(projector(hu_to_attenuation(unit_to_hu(volume_unit, window)), grid))
+
+
+def projection_loss(volume_unit: torch.Tensor, radiographs: torch.Tensor, projector: DRRProjector, grid: VolumeGrid, window: HUWindow) -> torch.Tensor:
+    """L_proj: MSE between the DRRs of ``volume_unit`` and the (normalised) input radiographs."""
+    return F.mse_loss(render_model_radiographs(volume_unit, projector, grid, window), radiographs)
+
+
+def predicted_clean_volume(noisy: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor, scheduler: DDPMScheduler) -> torch.Tensor:
+    """``y0_hat = (y_t - sqrt(1 - a_t) eps_hat) / sqrt(a_t)`` for each batch element."""
+    alpha = scheduler.alphas_cumprod.to(noisy.device)[timesteps].view(-1, 1, 1, 1, 1).to(noisy.dtype)
+    return (noisy - torch.sqrt(1.0 - alpha) * noise) / torch.sqrt(alpha)
+
+
+def diffusion_loss(
+    net: DiffuX2CTNet,
+    clean: torch.Tensor,
+    radiographs: torch.Tensor,
+    scheduler: DDPMScheduler,
+    projector: DRRProjector,
+    generator: torch.Generator,
+    condition: tuple[list[torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """One training evaluation: returns ``total``, ``simple`` and ``proj`` losses.
+
+    ``condition`` may be passed pre-computed (e.g. under ``no_grad`` with a frozen conditioning network).
+    """
+    config = net.config
+    batch = clean.shape[0]
+    timesteps = torch.randint(0, config.timesteps, (batch,), generator=generator, device=generator.device).to(clean.device)
+    noise = torch.randn(clean.shape, generator=generator, device=generator.device).to(clean.device, clean.dtype)
+    condition = condition if condition is not None else net.condition(radiographs)
+    estimate = condition[1]
+    noisy = scheduler.add_noise(clean - estimate, noise, timesteps)
+    predicted_noise = net.denoise(noisy, timesteps, condition)
+    simple = F.mse_loss(predicted_noise, noise)
+    residual_hat = predicted_clean_volume(noisy, predicted_noise, timesteps, scheduler).clamp(-RESIDUAL_CLIP, RESIDUAL_CLIP)
+    clean_hat = (estimate + residual_hat).clamp(-1.5, 1.5)
+    proj = projection_loss(clean_hat, radiographs, projector, config.grid(), config.hu_window)
+    return {"total": simple + proj / config.timesteps, "simple": simple, "proj": proj}
+
+
+def regression_loss(net: DiffuX2CTNet, clean: torch.Tensor, radiographs: torch.Tensor, projector: DRRProjector) -> dict[str, torch.Tensor]:
+    """Training of the conditioning network alone (the regression baseline): L1 to the CT plus L_proj."""
+    _, estimate = net.condition(radiographs)
+    voxel = F.l1_loss(estimate, clean)
+    proj = projection_loss(estimate, radiographs, projector, net.config.grid(), net.config.hu_window)
+    return {"total": voxel + 0.1 * proj, "voxel": voxel, "proj": proj}
+
+
+@torch.no_grad()
+def sample(
+    net: DiffuX2CTNet,
+    radiographs: torch.Tensor,
+    steps: int | None = None,
+    sampler: str = "ddim",
+    generator: torch.Generator | None = None,
+    progress: ProgressCallback | None = None,
+    condition: tuple[list[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Draw one volume per radiograph pair: ``(B, 2, P, P)`` -> ``(B, 1, N, N, N)`` in [-1, 1] (the estimate plus
+    a sampled residual).
+
+    ``sampler`` is ``"ddim"`` (``steps`` steps, default from the config, deterministic given the seed) or
+    ``"ddpm"`` (all T steps, as in the paper). The conditioning network runs once, outside the loop.
+    """
+    config = net.config
+    device = radiographs.device
+    if sampler == "ddpm":
+        scheduler = _scheduler(DDPMScheduler, config)
+        scheduler.set_timesteps(config.timesteps, device=device)
+    elif sampler == "ddim":
+        scheduler = _scheduler(DDIMScheduler, config)
+        scheduler.set_timesteps(steps or config.default_steps, device=device)
+    else:
+        raise ValueError(f"unknown sampler '{sampler}' (use ddim or ddpm)")
+    condition = condition if condition is not None else net.condition(radiographs)
+    shape = (radiographs.shape[0], 1) + (config.grid_size,) * 3
+    sample_generator = generator if generator is not None else torch.Generator(device="cpu").manual_seed(0)
+    volume = torch.randn(shape, generator=sample_generator, device=sample_generator.device).to(device)
+    timesteps = scheduler.timesteps
+    for index, t in enumerate(timesteps):
+        t_batch = torch.full((shape[0],), int(t), device=device, dtype=torch.long)
+        noise = net.denoise(volume, t_batch, condition)
+        if sampler == "ddpm":
+            volume, _ = scheduler.step(noise, int(t), volume, generator=sample_generator if sample_generator.device == device else None)
+        else:
+            volume, _ = scheduler.step(noise, int(t), volume)
+        if progress is not None:
+            progress(index + 1, len(timesteps))
+    return (condition[1] + volume).clamp(-1.0, 1.0)

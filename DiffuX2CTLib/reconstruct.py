@@ -1,0 +1,179 @@
+"""One reconstruction, end to end: radiograph files in, CT volume (and uncertainty) out, with provenance.
+
+This is the single call behind the command line, the demo and Slicer's background worker, so they cannot drift.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from .diffusion import render_model_radiographs, sample
+from .drr import DRRProjector
+from .io import InputError, grid_image, read_radiograph, write_image
+from .model import DiffuX2CTNet
+from .modelfile import BUNDLED_MODEL_DIR, load_model
+from .preprocess import prepare_pair
+
+METHODS = ("diffusion", "regression")
+SAMPLERS = ("ddim", "ddpm")
+AGREEMENT_WARNING_THRESHOLD = 0.9
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ReconstructionOptions:
+    """How to reconstruct: sampler, steps (None: the model's default), seed, device, samples, method."""
+
+    steps: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    samples: int = 1
+    method: str = "diffusion"
+    sampler: str = "ddim"
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise InputError(f"unknown method '{self.method}' (use {' or '.join(METHODS)})")
+        if self.sampler not in SAMPLERS:
+            raise InputError(f"unknown sampler '{self.sampler}' (use {' or '.join(SAMPLERS)})")
+        if self.samples < 1 or (self.steps is not None and self.steps < 1):
+            raise InputError("samples and steps must be at least 1")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise InputError(f"unknown device '{self.device}' (use auto, cpu or cuda)")
+
+
+@dataclass
+class Reconstruction:
+    """The result: CT (HU, LPS image at the radiographs' isocentre), optional std-dev volume, the model-domain
+    inputs, per-view re-projection agreement (normalised cross-correlation) and provenance."""
+
+    ct: sitk.Image
+    uncertainty: sitk.Image | None
+    inputs: np.ndarray
+    agreement: dict[str, float]
+    provenance: dict[str, str] = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; asking for CUDA without one is a clear error."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' requested but no CUDA GPU is available (use --device cpu or auto)")
+    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+_MODELS: dict[tuple[str, str], tuple[DiffuX2CTNet, dict]] = {}
+
+
+def cached_model(folder: str | os.PathLike | None, device: torch.device) -> tuple[DiffuX2CTNet, dict]:
+    """Load a model once per process (checksum verified on first load)."""
+    key = (str(Path(folder).resolve()) if folder else str(BUNDLED_MODEL_DIR), str(device))
+    if key not in _MODELS:
+        _MODELS[key] = load_model(folder, device)
+    return _MODELS[key]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "folder"
+
+
+def _normalised_cross_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / max(np.sqrt((a * a).sum() * (b * b).sum()), 1e-12))
+
+
+def reconstruct_pair(
+    ap_path: str | os.PathLike,
+    lateral_path: str | os.PathLike,
+    model: str | os.PathLike | None = None,
+    options: ReconstructionOptions | None = None,
+    progress: Progress | None = None,
+) -> Reconstruction:
+    """Reconstruct a CT from an AP and a lateral radiograph file (any supported format)."""
+    options = options or ReconstructionOptions()
+    started = time.time()
+    device = resolve_device(options.device)
+    ap, lateral = read_radiograph(ap_path, "ap"), read_radiograph(lateral_path, "lateral")
+    net, card = cached_model(model, device)
+    config = net.config
+    images, geometries = prepare_pair(ap, lateral, config.detector())
+    radiographs = torch.from_numpy(images)[None].to(device)
+    with torch.no_grad():
+        condition = net.condition(radiographs)
+        if options.method == "regression":
+            volumes = [condition[1]]
+            if progress:
+                progress(1, 1)
+        else:
+            generator = torch.Generator(device="cpu").manual_seed(options.seed)
+            steps_per_sample = config.timesteps if options.sampler == "ddpm" else (options.steps or config.default_steps)
+            volumes = []
+            for k in range(options.samples):
+                report = (lambda i, n, k=k: progress(k * steps_per_sample + i, options.samples * steps_per_sample)) if progress else None
+                volumes.append(sample(net, radiographs, options.steps, options.sampler, generator, report, condition))
+        stack = torch.cat(volumes).float()
+        mean = stack.mean(0, keepdim=True)
+        projector = DRRProjector([config.detector(g.view) for g in geometries]).to(device)
+        reprojected = render_model_radiographs(mean, projector, config.grid(), config.hu_window)[0].cpu().numpy()
+    window = config.hu_window
+    grid = config.grid(geometries[0].isocenter_lps)
+    ct = grid_image(window.to_hu(mean[0, 0].cpu().numpy()), grid)
+    uncertainty = None
+    if len(volumes) > 1:
+        std_hu = (stack.std(0)[0] * (window.high - window.low) / 2.0).cpu().numpy()
+        uncertainty = grid_image(std_hu, grid)
+    agreement = {view.value: _normalised_cross_correlation(reprojected[i], images[i]) for i, view in enumerate(g.view for g in geometries)}
+    steps = "1" if options.method == "regression" else str(config.timesteps if options.sampler == "ddpm" else options.steps or config.default_steps)
+    provenance = {
+        "model": str(Path(model).name if model else BUNDLED_MODEL_DIR.name),
+        "model_sha256": card.get("weights_sha256", ""),
+        "method": options.method,
+        "sampler": options.sampler if options.method == "diffusion" else "none",
+        "steps": steps,
+        "seed": str(options.seed),
+        "samples": str(options.samples),
+        "device": str(device),
+        "seconds": f"{time.time() - started:.2f}",
+        "ap_sha256": _sha256(Path(ap_path)),
+        "lateral_sha256": _sha256(Path(lateral_path)),
+        "agreement_ap": f"{agreement['ap']:.4f}",
+        "agreement_lateral": f"{agreement['lateral']:.4f}",
+        "notes": "; ".join(ap.notes + lateral.notes),
+        "intended_use": "research use only, not for diagnosis",
+    }
+    for image in (ct, uncertainty):
+        if image is not None:
+            for key, value in provenance.items():
+                image.SetMetaData(f"DiffuX2CT_{key}", value)
+    return Reconstruction(ct, uncertainty, images, agreement, provenance)
+
+
+def uncertainty_path(out: Path) -> Path:
+    """Where the std-dev volume goes next to ``out`` (``ct.nrrd`` -> ``ct-uncertainty.nrrd``)."""
+    name = out.name
+    for suffix in (".nii.gz", ".nrrd", ".nii", ".mha"):
+        if name.endswith(suffix):
+            return out.with_name(name[: -len(suffix)] + "-uncertainty" + suffix)
+    return out.with_name(name + "-uncertainty.nrrd")
+
+
+def write_reconstruction(result: Reconstruction, out: str | os.PathLike) -> dict[str, str]:
+    """Write the CT (and uncertainty) atomically; returns the written paths by kind."""
+    out = Path(out)
+    outputs = {"ct": str(write_image(result.ct, out))}
+    if result.uncertainty is not None:
+        outputs["uncertainty"] = str(write_image(result.uncertainty, uncertainty_path(out)))
+    return outputs
+
+
+def low_agreement_views(result: Reconstruction) -> list[str]:
+    """Views whose re-projection disagrees with the input (NCC below the warning threshold)."""
+    return [view for view, value in result.agreement.items() if value < AGREEMENT_WARNING_THRESHOLD]

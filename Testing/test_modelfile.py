@@ -1,0 +1,74 @@
+"""Model folders: safetensors + config + checksum; every kind of damage is a clear error."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from DiffuX2CTLib.model import DiffuX2CTNet
+from DiffuX2CTLib.modelfile import ModelError, load_model, save_model
+
+from test_model import TINY
+
+
+@pytest.fixture()
+def model_folder(tmp_path):
+    torch.manual_seed(0)
+    return save_model(DiffuX2CTNet(TINY), tmp_path / "model", card={"training": {"data": "test"}})
+
+
+def test_round_trip_in_fp16(model_folder):
+    net, card = load_model(model_folder)
+    original = DiffuX2CTNet(TINY)
+    torch.manual_seed(0)
+    original = DiffuX2CTNet(TINY)
+    for (name, a), (_, b) in zip(original.state_dict().items(), net.state_dict().items()):
+        assert torch.allclose(a, b, atol=2e-3, rtol=1e-3), name
+    assert card["training"] == {"data": "test"} and len(card["weights_sha256"]) == 64
+    assert not net.training
+
+
+def test_corrupted_weights_are_refused(model_folder):
+    weights = model_folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match=r"model.safetensors: checksum mismatch, the file is corrupted or was modified"):
+        load_model(model_folder)
+
+
+def test_missing_or_broken_parts_are_named(tmp_path, model_folder):
+    with pytest.raises(ModelError, match=r"nowhere: model not found"):
+        load_model(tmp_path / "nowhere")
+    (model_folder / "config.json").write_text("{not json")
+    with pytest.raises(ModelError, match=r"config.json: unreadable model config"):
+        load_model(model_folder)
+
+
+def test_checksum_is_required_and_architecture_must_fit(model_folder):
+    config = json.loads((model_folder / "config.json").read_text())
+    del config["weights_sha256"]
+    (model_folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match="no weights_sha256; refusing an unverifiable model"):
+        load_model(model_folder)
+
+
+def test_weights_that_do_not_fit_the_config_are_refused(tmp_path, model_folder):
+    config = json.loads((model_folder / "config.json").read_text())
+    config["model"]["plane_channels"] = 4
+    (model_folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match="weights do not fit the architecture"):
+        load_model(model_folder)
+
+
+def test_pickle_is_never_loaded(model_folder):
+    (model_folder / "model.safetensors").write_bytes(b"\x80\x04\x95" + b"\x00" * 64)  # a pickle header
+    config = json.loads((model_folder / "config.json").read_text())
+    import hashlib
+
+    config["weights_sha256"] = hashlib.sha256((model_folder / "model.safetensors").read_bytes()).hexdigest()
+    (model_folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match="not a readable safetensors file"):
+        load_model(model_folder)

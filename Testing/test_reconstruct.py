@@ -1,0 +1,101 @@
+"""Reconstruction end to end on the bundled sample pair, with a small model made here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from DiffuX2CTLib.cli import main
+from DiffuX2CTLib.io import InputError
+from DiffuX2CTLib.model import DiffuX2CTNet
+from DiffuX2CTLib.modelfile import save_model
+from DiffuX2CTLib.reconstruct import ReconstructionOptions, reconstruct_pair, uncertainty_path, write_reconstruction
+
+from test_model import TINY
+
+SAMPLE = Path(__file__).resolve().parents[1] / "Resources" / "SampleData"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    torch.manual_seed(0)
+    net = DiffuX2CTNet(TINY)
+    with torch.no_grad():
+        net.denoiser.head[-1].weight.normal_(0, 0.05)
+    return save_model(net, tmp_path_factory.mktemp("models") / "tiny")
+
+
+def test_reconstruction_is_placed_at_the_radiographs_isocentre(tiny_model):
+    result = reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", tiny_model, ReconstructionOptions(steps=3, seed=1))
+    ct = result.ct
+    assert ct.GetSize() == (16, 16, 16)
+    assert ct.GetSpacing() == pytest.approx((20.0, 20.0, 20.0))
+    geometry = json.loads((SAMPLE / "geometry.json").read_text())["views"][0]
+    centre = ct.TransformContinuousIndexToPhysicalPoint((7.5, 7.5, 7.5))
+    assert centre == pytest.approx(geometry["isocenter_lps"], abs=1e-3)
+    assert set(result.agreement) == {"ap", "lateral"} and all(-1 <= v <= 1 for v in result.agreement.values())
+    assert result.provenance["steps"] == "3" and result.provenance["seed"] == "1"
+    assert ct.GetMetaData("DiffuX2CT_intended_use") == "research use only, not for diagnosis"
+    assert len(ct.GetMetaData("DiffuX2CT_model_sha256")) == 64
+
+
+def test_same_seed_same_volume_and_samples_give_uncertainty(tiny_model, tmp_path):
+    options = ReconstructionOptions(steps=2, seed=5)
+    a = reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", tiny_model, options)
+    b = reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", tiny_model, options)
+    assert np.array_equal(sitk.GetArrayFromImage(a.ct), sitk.GetArrayFromImage(b.ct))
+    several = reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", tiny_model, ReconstructionOptions(steps=2, samples=3))
+    assert several.uncertainty is not None and sitk.GetArrayFromImage(several.uncertainty).max() > 0
+    outputs = write_reconstruction(several, tmp_path / "out dir" / "ct.nrrd")
+    assert Path(outputs["uncertainty"]) == uncertainty_path(tmp_path / "out dir" / "ct.nrrd")
+    assert Path(outputs["uncertainty"]).name == "ct-uncertainty.nrrd"
+
+
+def test_regression_method_skips_sampling(tiny_model):
+    calls = []
+    result = reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", tiny_model, ReconstructionOptions(method="regression"), lambda i, n: calls.append(n))
+    assert calls == [1] and result.provenance["sampler"] == "none"
+
+
+def test_bad_options_and_inputs_are_named(tiny_model, tmp_path):
+    with pytest.raises(InputError, match="unknown method 'magic'"):
+        ReconstructionOptions(method="magic")
+    with pytest.raises(InputError, match="samples and steps must be at least 1"):
+        ReconstructionOptions(samples=0)
+    with pytest.raises(InputError, match=r"ct.nrrd: image is a 3D volume with 128 slices"):
+        reconstruct_pair(SAMPLE / "ct.nrrd", SAMPLE / "lateral.nrrd", tiny_model)
+    with pytest.raises(InputError, match=r"lateral.nrrd: header says this is the lateral view but it was given as the ap view"):
+        reconstruct_pair(SAMPLE / "lateral.nrrd", SAMPLE / "ap.nrrd", tiny_model)
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="no CUDA GPU is available"):
+            reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", tiny_model, ReconstructionOptions(device="cuda"))
+
+
+def test_cli_reconstruct_writes_ct_preview_and_json(tiny_model, tmp_path, capsys):
+    out = tmp_path / "résumé; rm -rf" / "ct.nii.gz"
+    code = main(["reconstruct", "--ap", str(SAMPLE / "ap.nrrd"), "--lateral", str(SAMPLE / "lateral.nrrd"), "--out", str(out),
+                 "--model", str(tiny_model), "--steps", "2", "--preview", str(tmp_path / "p.png"), "--quiet"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert Path(report["outputs"]["ct"]) == out and out.is_file()
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_reports_a_corrupted_model_in_one_line(tiny_model, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model, broken)
+    (broken / "model.safetensors").write_bytes((broken / "model.safetensors").read_bytes()[:-100])
+    result = subprocess.run([sys.executable, "-m", "DiffuX2CTLib.cli", "reconstruct", "--ap", str(SAMPLE / "ap.nrrd"), "--lateral", str(SAMPLE / "lateral.nrrd"),
+                             "--out", str(tmp_path / "o.nrrd"), "--model", str(broken), "--quiet"], capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith("broken/model.safetensors: checksum mismatch, the file is corrupted or was modified")
+    assert not (tmp_path / "o.nrrd").exists()
