@@ -140,11 +140,23 @@ def _initial_net(settings: TrainSettings) -> DiffuX2CTNet:
         init = Path(settings.init)
         if init.is_dir():
             return load_model(init)[0].train()
-        checkpoint = torch.load(init, map_location="cpu", weights_only=True)
+        checkpoint = _load_checkpoint(init)
         net = DiffuX2CTNet(ModelConfig.from_dict(json.loads(checkpoint["config"])))
         net.load_state_dict(checkpoint["ema"] if "ema" in checkpoint else checkpoint["model"])
         return net
     return DiffuX2CTNet(ModelConfig(grid_size=settings.grid_size))
+
+
+def _load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
+    """A training checkpoint, loaded without unpickling code (``weights_only``); damage is a clear error."""
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # torch raises many types for damaged archives
+        raise InputError(f"{path.name}: unreadable training checkpoint ({str(error).splitlines()[0][:160]}); delete it to start over") from None
+    missing = {"step", "model", "ema", "optimizer", "config"} - set(checkpoint)
+    if missing:
+        raise InputError(f"{path.name}: not a DiffuX2CT training checkpoint (missing {sorted(missing)})")
+    return checkpoint
 
 
 def _ema_state(ema: AveragedModel) -> dict[str, torch.Tensor]:
@@ -229,7 +241,7 @@ def train(settings: TrainSettings, show_progress: bool = True) -> Path:
     ema = AveragedModel(net, avg_fn=_ema_with_warmup(settings.ema_decay), use_buffers=True)
     step = 0
     if checkpoint_path.exists():
-        checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        checkpoint = _load_checkpoint(checkpoint_path, device)
         net.load_state_dict(checkpoint["model"])
         ema.load_state_dict(checkpoint["ema_averager"])
         optimizer.load_state_dict(checkpoint["optimizer"])

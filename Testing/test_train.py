@@ -40,6 +40,17 @@ def test_resume_after_a_stop_is_exact(tmp_path):
     assert load_model(tmp_path / "resumed" / "model")[1]["training"]["steps"] == 4
 
 
+def test_a_corrupted_checkpoint_is_a_clear_error(tmp_path):
+    from DiffuX2CTLib.io import InputError
+
+    run = tmp_path / "run"
+    train(TrainSettings(out=str(run), steps=1, grid_size=16, checkpoint_every=1), show_progress=False)
+    data = (run / "checkpoint.pt").read_bytes()
+    (run / "checkpoint.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=r"checkpoint.pt: unreadable training checkpoint .* delete it to start over"):
+        train(TrainSettings(out=str(run), steps=2, grid_size=16, checkpoint_every=1), show_progress=False)
+
+
 def test_training_data_is_a_pure_function_of_the_index_and_holds_out_test_seeds():
     data = TrainingData(TINY, "phantoms", seed=0)
     a, b = data.sample(3), data.sample(3)
@@ -76,7 +87,6 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(4.0 / np.mean((a - b) ** 2)))
 
 
-@pytest.mark.slow
 def test_tiny_model_overfits_one_phantom_better_than_the_mean_volume(tmp_path):
     """Both stages on one phantom: the sampled reconstruction must beat the mean-intensity volume clearly."""
     torch.manual_seed(0)
