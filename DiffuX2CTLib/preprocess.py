@@ -22,11 +22,10 @@ ISOCENTER_TOLERANCE_MM = 10.0
 
 def _isocentre_spacing(radiograph: Radiograph, target: ProjectionGeometry) -> tuple[float, float]:
     """(row, column) pixel size of the radiograph projected back to the isocentre plane."""
-    rows, cols = radiograph.pixels.shape
-    if radiograph.pixel_spacing_mm is None:
-        height, width = target.detector_size_mm
-        spacing = (height / rows, width / cols) if rows / cols > height / width else (width / cols, width / cols)
-        spacing = (max(spacing), max(spacing))
+    cols = radiograph.pixels.shape[1]
+    if radiograph.pixel_spacing_mm is None:  # unknown: assume the image spans the detector's width, square pixels
+        width = target.detector_size_mm[1]
+        spacing = (width / cols, width / cols)
     else:
         spacing = radiograph.pixel_spacing_mm
     source = radiograph.geometry or target

@@ -5,7 +5,6 @@ This is the single call behind the command line, the demo and Slicer's backgroun
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from .diffusion import render_model_radiographs, sample
 from .drr import DRRProjector
 from .io import InputError, grid_image, read_radiograph, write_image
 from .model import DiffuX2CTNet
-from .modelfile import BUNDLED_MODEL_DIR, load_model
+from .modelfile import BUNDLED_MODEL_DIR, file_sha256, load_model
 from .preprocess import prepare_pair
 
 METHODS = ("diffusion", "regression")
@@ -81,10 +80,6 @@ def cached_model(folder: str | os.PathLike | None, device: torch.device) -> tupl
     return _MODELS[key]
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "folder"
-
-
 def _normalised_cross_correlation(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a - a.mean(), b - b.mean()
     return float((a * b).sum() / max(np.sqrt((a * a).sum() * (b * b).sum()), 1e-12))
@@ -142,8 +137,8 @@ def reconstruct_pair(
         "samples": str(options.samples),
         "device": str(device),
         "seconds": f"{time.time() - started:.2f}",
-        "ap_sha256": _sha256(Path(ap_path)),
-        "lateral_sha256": _sha256(Path(lateral_path)),
+        "ap_sha256": file_sha256(Path(ap_path)),
+        "lateral_sha256": file_sha256(Path(lateral_path)),
         "agreement_ap": f"{agreement['ap']:.4f}",
         "agreement_lateral": f"{agreement['lateral']:.4f}",
         "notes": "; ".join(ap.notes + lateral.notes),
