@@ -26,10 +26,11 @@ from torch.optim.swa_utils import AveragedModel
 from .diffusion import diffusion_loss, regression_loss, training_scheduler
 from .drr import DRRProjector, normalize_radiograph
 from .geometry import View, VolumeGrid
-from .io import InputError, grid_image, read_ct, resample_to_grid, write_text
+from .io import InputError, grid_image, image_center_lps, read_ct, resample_to_grid, write_text
 from .model import DiffuX2CTNet, ModelConfig
 from .modelfile import load_model, save_model
 from .phantom import generate_phantom
+from .reconstruct import resolve_device
 from .synthesize import render_pair
 
 HELD_OUT_SEED_START = 900_000
@@ -84,8 +85,7 @@ class TrainingData:
             seed = self.fixed_seed if self.fixed_seed is not None else (self.seed * 7919 + index) % HELD_OUT_SEED_START
             return grid_image(generate_phantom(seed, fine), fine)
         ct = read_ct(self.files[index % len(self.files)])
-        centre = np.asarray(ct.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2 for s in ct.GetSize()]))
-        centre = centre + rng.uniform(-15, 15, 3)
+        centre = np.asarray(image_center_lps(ct)) + rng.uniform(-15, 15, 3)
         moved = VolumeGrid(fine.size, fine.spacing_mm, tuple(centre))
         return grid_image(resample_to_grid(ct, moved), moved)
 
@@ -94,7 +94,7 @@ class TrainingData:
         intensity augmentation so the model does not rely on a perfect DRR."""
         rng = np.random.default_rng([self.seed, index])
         volume = self._volume(index, rng)
-        centre = tuple(float(v) for v in np.asarray(volume.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2 for s in volume.GetSize()])))
+        centre = image_center_lps(volume)
         geometries = []
         for view in (View.AP, View.LATERAL):
             nominal = self.config.detector(view, centre)
@@ -129,12 +129,6 @@ def _ema_with_warmup(decay: float):
     return average
 
 
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def _initial_net(settings: TrainSettings) -> DiffuX2CTNet:
     if settings.init:
         init = Path(settings.init)
@@ -159,17 +153,13 @@ def _load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
     return checkpoint
 
 
-def _ema_state(ema: AveragedModel) -> dict[str, torch.Tensor]:
-    return {name: value for name, value in ema.module.state_dict().items()}
-
-
 def _save_checkpoint(path: Path, step: int, net: DiffuX2CTNet, ema: AveragedModel, optimizer: torch.optim.Optimizer, settings: TrainSettings) -> None:
     temporary = path.with_name(f".{path.name}.partial")
     torch.save(
         {
             "step": step,
             "model": net.state_dict(),
-            "ema": _ema_state(ema),
+            "ema": ema.module.state_dict(),
             "ema_averager": ema.state_dict(),
             "optimizer": optimizer.state_dict(),
             "config": json.dumps(net.config.to_dict()),
@@ -216,7 +206,7 @@ def _weights_digest(net: torch.nn.Module) -> float:
 def train(settings: TrainSettings, show_progress: bool = True) -> Path:
     """Run (or resume) a training run in ``settings.out``; returns the exported model folder."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    device = _resolve_device(settings.device)
+    device = resolve_device(settings.device)
     if distributed:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         if device.type == "cuda":
