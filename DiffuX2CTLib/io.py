@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from .errors import InputError
 from .geometry import ProjectionGeometry, View, VolumeGrid
+from .job import Acquisition
 
 RADIOGRAPH_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".nrrd", ".nhdr", ".mha", ".mhd", ".nii", ".nii.gz")
 MAX_CT_VOXELS = 1024**3
@@ -33,10 +35,6 @@ _DICOM_TAGS = {
     "source_to_patient": "0018|1111",
     "view_position": "0018|5101",
 }
-
-
-class InputError(ValueError):
-    """A user-supplied file or value cannot be used; the message says which and why."""
 
 
 @dataclass(frozen=True)
@@ -204,6 +202,29 @@ def read_radiograph(path: str | os.PathLike, view: View | str) -> Radiograph:
     else:
         notes.append(f"{path.name}: plain image without pixel spacing; assumed it spans the default detector")
     return Radiograph(pixels=pixels.astype(np.float32), pixel_spacing_mm=spacing, geometry=geometry, path=path, notes=notes)
+
+
+def apply_acquisition(radiograph: Radiograph, view: View | str, acquisition: Acquisition) -> Radiograph:
+    """``radiograph`` with what the caller knows of its acquisition (e.g. geometry typed into Slicer's panel or
+    read from a DICOM database) taking precedence over what its file said; inverts bone-dark pixels."""
+    spacing = acquisition.pixel_spacing_mm or radiograph.pixel_spacing_mm
+    geometry = radiograph.geometry
+    notes = list(radiograph.notes)
+    if acquisition.source_to_detector_mm is not None:
+        rows, cols = radiograph.pixels.shape
+        geometry = ProjectionGeometry(
+            view=View(view),
+            source_to_detector_mm=acquisition.source_to_detector_mm,
+            source_to_isocenter_mm=acquisition.source_to_isocenter_mm,
+            detector_pixels=(rows, cols),
+            pixel_spacing_mm=spacing or (1.0, 1.0),
+            isocenter_lps=geometry.isocenter_lps if geometry is not None else (0.0, 0.0, 0.0),
+        )
+    pixels = radiograph.pixels
+    if acquisition.bone_dark:
+        pixels = (pixels.max() + pixels.min() - pixels).astype(np.float32)
+        notes.append(f"{radiograph.path.name}: bone-dark (MONOCHROME1) pixels inverted")
+    return Radiograph(pixels=pixels, pixel_spacing_mm=spacing, geometry=geometry, path=radiograph.path, notes=notes)
 
 
 def detector_image(pixels: np.ndarray, geometry: ProjectionGeometry) -> sitk.Image:

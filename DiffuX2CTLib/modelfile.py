@@ -8,7 +8,6 @@ the model card. The bundled model lives in ``Resources/Models/``.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 
@@ -16,17 +15,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .io import InputError, write_json
+from .io import write_json
+from .modelcard import BUNDLED_MODEL_DIR, CONFIG_NAME, WEIGHTS_NAME, ModelError, read_model_card
 from .model import DiffuX2CTNet, ModelConfig
-
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
-BUNDLED_MODEL_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Models" / "diffux2ct-64"
-
-
-class ModelError(InputError):
-    """A model folder is missing, corrupted, or does not fit the code."""
-
 
 def file_sha256(path: Path) -> str:
     """Hex SHA-256 of a file, read in chunks."""
@@ -53,20 +44,6 @@ def save_model(net: DiffuX2CTNet, folder: str | os.PathLike, card: dict | None =
     config.update(card or {})
     write_json(config, folder / CONFIG_NAME)
     return folder
-
-
-def read_model_card(folder: str | os.PathLike) -> dict:
-    """The parsed ``config.json`` of a model folder (architecture, checksum, training and metrics)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ModelError(f"{folder.name}: model not found (expected a folder with {CONFIG_NAME} and {WEIGHTS_NAME})")
-    config_path = folder / CONFIG_NAME
-    if not config_path.is_file():
-        raise ModelError(f"{folder.name}: not a DiffuX2CT model folder ({CONFIG_NAME} is missing)")
-    try:
-        return json.loads(config_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ModelError(f"{folder.name}/{CONFIG_NAME}: unreadable model config ({error})") from None
 
 
 def load_model(folder: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> tuple[DiffuX2CTNet, dict]:

@@ -17,37 +17,14 @@ import torch
 
 from .diffusion import render_model_radiographs, sample
 from .drr import DRRProjector
-from .io import InputError, grid_image, read_radiograph, write_image
+from .io import InputError, apply_acquisition, grid_image, read_radiograph, write_image
+from .job import Acquisition, ReconstructionOptions
 from .model import DiffuX2CTNet
 from .modelfile import BUNDLED_MODEL_DIR, file_sha256, load_model
 from .preprocess import prepare_pair
 
-METHODS = ("diffusion", "regression")
-SAMPLERS = ("ddim", "ddpm")
 AGREEMENT_WARNING_THRESHOLD = 0.9
 Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class ReconstructionOptions:
-    """How to reconstruct: sampler, steps (None: the model's default), seed, device, samples, method."""
-
-    steps: int | None = None
-    seed: int = 0
-    device: str = "auto"
-    samples: int = 1
-    method: str = "diffusion"
-    sampler: str = "ddim"
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise InputError(f"unknown method '{self.method}' (use {' or '.join(METHODS)})")
-        if self.sampler not in SAMPLERS:
-            raise InputError(f"unknown sampler '{self.sampler}' (use {' or '.join(SAMPLERS)})")
-        if self.samples < 1 or (self.steps is not None and self.steps < 1):
-            raise InputError("samples and steps must be at least 1")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise InputError(f"unknown device '{self.device}' (use auto, cpu or cuda)")
 
 
 @dataclass
@@ -91,12 +68,19 @@ def reconstruct_pair(
     model: str | os.PathLike | None = None,
     options: ReconstructionOptions | None = None,
     progress: Progress | None = None,
+    acquisition: dict[str, Acquisition] | None = None,
 ) -> Reconstruction:
-    """Reconstruct a CT from an AP and a lateral radiograph file (any supported format)."""
+    """Reconstruct a CT from an AP and a lateral radiograph file (any supported format). ``acquisition`` (by view
+    name) adds what is known of the acquisition when the files do not carry it."""
     options = options or ReconstructionOptions()
     started = time.time()
     device = resolve_device(options.device)
-    ap, lateral = read_radiograph(ap_path, "ap"), read_radiograph(lateral_path, "lateral")
+    pair = {"ap": read_radiograph(ap_path, "ap"), "lateral": read_radiograph(lateral_path, "lateral")}
+    for view, known in (acquisition or {}).items():
+        if view not in pair:
+            raise InputError(f"acquisition given for unknown view '{view}' (use ap or lateral)")
+        pair[view] = apply_acquisition(pair[view], view, known)
+    ap, lateral = pair["ap"], pair["lateral"]
     net, card = cached_model(model, device)
     config = net.config
     images, geometries = prepare_pair(ap, lateral, config.detector())

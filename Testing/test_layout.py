@@ -78,3 +78,56 @@ def test_ui_file_is_well_formed_and_declares_its_custom_widgets():
     module_source = (ROOT / "DiffuX2CT" / "DiffuX2CT.py").read_text()
     for looked_up in re.findall(r"self\.ui\.(\w+)", module_source):
         assert looked_up in names
+
+
+def _parameter_node_fields() -> set[str]:
+    tree = ast.parse((ROOT / "DiffuX2CT" / "DiffuX2CT.py").read_text(encoding="utf-8"))
+    node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "DiffuX2CTParameterNode")
+    return {item.target.id for item in node.body if isinstance(item, ast.AnnAssign)}
+
+
+def test_ui_parameter_names_match_the_parameter_node():
+    tree = ET.parse(ROOT / "DiffuX2CT" / "Resources" / "UI" / "DiffuX2CT.ui")
+    bound = {p.findtext("string") for p in tree.iter("property") if p.get("name") == "SlicerParameterName"}
+    assert bound and bound <= _parameter_node_fields()
+    assert {"apVolume", "lateralVolume", "outputVolume", "steps", "seed", "samples", "device", "modelFolder"} <= bound
+
+
+def test_module_file_has_slicer_classes_and_stays_free_of_torch():
+    source = ROOT / "DiffuX2CT" / "DiffuX2CT.py"
+    classes = {n.name for n in ast.parse(source.read_text(encoding="utf-8")).body if isinstance(n, ast.ClassDef)}
+    assert {"DiffuX2CT", "DiffuX2CTWidget", "DiffuX2CTLogic", "DiffuX2CTTest", "DiffuX2CTParameterNode"} <= classes
+    assert not (_imported_roots(source) & {"torch", "monai"})
+    assert "WITH_GENERIC_TESTS" in (ROOT / "DiffuX2CT" / "CMakeLists.txt").read_text()
+
+
+def test_scene_logic_imports_no_qt_and_loads_no_torch():
+    assert not (_imported_roots(ROOT / "DiffuX2CTLib" / "scene.py") & {"qt", "ctk", "torch", "monai"})
+    import subprocess
+    import sys
+
+    probe = "import sys, DiffuX2CTLib.scene, DiffuX2CTLib.modelcard; print(sorted({'torch', 'monai', 'qt'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_extension_metadata_is_complete():
+    text = (ROOT / "CMakeLists.txt").read_text()
+    for key in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS"):
+        assert re.search(rf'set\(EXTENSION_{key}\s+"[^"]+"\)', text), key
+    screenshot = re.search(r'EXTENSION_SCREENSHOTURLS\s+"[^"]+/main/([^"]+)"', text).group(1)
+    assert (ROOT / screenshot).is_file()
+
+
+def test_extensions_index_catalog_entry_follows_the_v1_0_2_schema():
+    import json
+
+    entry = json.loads((ROOT / "packaging" / "DiffuX2CT.json").read_text())
+    # Slicer's catalog-entry schema v1.0.2: required $schema, category, scm_url; no keys beyond those it defines.
+    allowed = {"$schema", "category", "scm_url", "scm_revision", "scm_type", "build_dependencies", "dicom_support_rule", "build_subdirectory", "enabled", "tier"}
+    assert {"$schema", "category", "scm_url"} <= set(entry) <= allowed
+    assert entry["$schema"].endswith("slicer-extension-catalog-entry-schema-v1.0.2.json#")
+    assert all(isinstance(entry[k], str) for k in ("category", "scm_url", "scm_revision"))
+    assert entry["build_dependencies"] == ["PyTorch"]
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    assert f'set(EXTENSION_CATEGORY "{entry["category"]}")' in cmake
