@@ -234,14 +234,25 @@ class DiffuX2CTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.setStyleSheet("color: #c0392b" if error else "")
 
 
+_SCENE_LOGIC = []
+
+
+def sharedSceneLogic():
+    """The one SceneLogic of this Slicer session: the panel and the console share it, so only one reconstruction
+    runs at a time."""
+    if not _SCENE_LOGIC:
+        python = shutil.which("PythonSlicer") or sys.executable
+        _SCENE_LOGIC.append(SceneLogic(slicer.mrmlScene, slicer.app.applicationLogic(), python_executable=python))
+    return _SCENE_LOGIC[0]
+
+
 class DiffuX2CTLogic(ScriptedLoadableModuleLogic):
     """What the panel and the Python console call: parameters in, a background job out. The MRML work is in
     DiffuX2CTLib.scene.SceneLogic, which is used (and tested) the same way outside Slicer."""
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
-        python = shutil.which("PythonSlicer") or sys.executable
-        self.sceneLogic = SceneLogic(slicer.mrmlScene, slicer.app.applicationLogic(), python_executable=python)
+        self.sceneLogic = sharedSceneLogic()
         self._environment = None
 
     def getParameterNode(self):

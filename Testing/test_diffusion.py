@@ -25,7 +25,7 @@ def test_projection_loss_is_zero_for_the_truth_and_differentiable():
     guess = torch.zeros_like(truth, requires_grad=True)
     loss = projection_loss(guess, radiographs, projector, TINY.grid(), TINY.hu_window)
     loss.backward()
-    assert float(loss) > 1e-4 and guess.grad is not None and guess.grad.abs().sum() > 0
+    assert float(loss.detach()) > 1e-4 and guess.grad is not None and guess.grad.abs().sum() > 0
 
 
 def test_predicted_clean_volume_inverts_the_forward_process():

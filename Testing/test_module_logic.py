@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import slicer
 
+from DiffuX2CTLib.errors import InputError
 from DiffuX2CTLib.modelcard import BUNDLED_MODEL_DIR
 from slicer_scene import SAMPLE_DATA, CoreApp
 
@@ -116,3 +117,16 @@ def test_without_dicom_tags_the_model_defaults_are_used(module):
     parameters = _Parameters(apVolume=app.load_volume(SAMPLE_DATA / "ap.nrrd", "AP"))
     assert "No DICOM geometry tags" in module.DiffuX2CTLogic().fillGeometryFromDicom(parameters)
     assert parameters.sourceToDetectorMm == 1200.0
+
+
+def test_panel_and_console_share_one_run_at_a_time(module):
+    app = module.app
+    ap = app.load_volume(SAMPLE_DATA / "ap.nrrd", "AP")
+    lateral = app.load_volume(SAMPLE_DATA / "lateral.nrrd", "Lateral")
+    panel, console = module.DiffuX2CTLogic(), module.DiffuX2CTLogic()
+    job = panel.start(_Parameters(apVolume=ap, lateralVolume=lateral, steps=200))
+    try:
+        with pytest.raises(InputError, match="already running"):
+            console.reconstruct(ap, lateral, steps=2)
+    finally:
+        job.cancel()
