@@ -146,6 +146,7 @@ class DiffuX2CTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event):
+        self.onCancel()  # results must not arrive in a scene that is being closed
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
@@ -168,6 +169,8 @@ class DiffuX2CTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onParameterChanged(self, caller=None, event=None):
         """Keep the model card, the DICOM geometry and the button states in step with the parameters."""
         p = self._parameterNode
+        if p is None:  # the module is not shown; enter() refreshes the panel
+            return
         self.ui.modelCardLabel.text = self.logic.modelSummary(p.modelFolder)
         if (p.apVolume, p.lateralVolume) != self._geometryNodes:  # filling the geometry modifies p: do it once
             self._geometryNodes = (p.apVolume, p.lateralVolume)
