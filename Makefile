@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH_VERSION := 2.13.0
 
-.PHONY: demo test test-slow install install-test clean
+.PHONY: demo test test-slow bench bench-env install install-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,5 +31,19 @@ test: install-test
 test-slow: install-test
 	$(BIN)/python -m pytest -m slow
 
+# Benchmarks (not part of the test suite). diffdrr, the projector we compare with, lives in its own environment.
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.installed:
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet "torch==$(TORCH_VERSION)"
+	$(BENCH_VENV)/bin/pip install --quiet --no-deps diffdrr==0.5.1
+	$(BENCH_VENV)/bin/pip install --quiet torchio fastcore einops kornia scipy pandas nibabel SimpleITK numpy
+	touch $@
+
+bench-env: $(BENCH_VENV)/.installed
+
+bench: install bench-env
+	$(BIN)/python Testing/benchmarks/performance.py
+
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) demo-output .pytest_cache
