@@ -166,8 +166,17 @@ class ReconstructionJob:
 
     def poll(self) -> JobStatus:
         """Read what the worker reported since the last call; finish the job when it ended."""
-        if self.finished:
-            return self.status
+        if not self.finished:
+            self._handle_lines()
+        if not self.finished:
+            code = self._process.exit_code()
+            if code is not None:
+                self._handle_lines()  # what it wrote just before it ended
+                if not self.finished:
+                    self._on_crash(code)
+        return self.status
+
+    def _handle_lines(self) -> None:
         for line in self._process.read_lines():
             event = parse_event(line)
             if event is None:
@@ -179,22 +188,10 @@ class ReconstructionJob:
             elif event["event"] == "done":
                 self._on_done(event)
             if self.finished:
-                return self.status
-        code = self._process.exit_code()
-        if code is not None and not self.finished:
-            self._on_exit(code)
-        return self.status
-
-    def _on_exit(self, code: int) -> None:
-        """The process ended: read what it wrote last; without a done or error event it crashed."""
-        for line in self._process.read_lines():
-            event = parse_event(line)
-            if event and event["event"] in ("done", "error"):
-                if event["event"] == "done":
-                    self._on_done(event)
-                else:
-                    self._fail(event.get("kind", "internal"), event.get("message", "the reconstruction failed"))
                 return
+
+    def _on_crash(self, code: int) -> None:
+        """The process ended without a done or error event."""
         tail = self._process.stderr_tail().strip().splitlines()
         detail = f": {tail[-1]}" if tail else ""
         hint = " (it may have run out of memory)" if code in (-9, 137) else ""
