@@ -34,7 +34,14 @@ _DICOM_TAGS = {
     "source_to_detector": "0018|1110",
     "source_to_patient": "0018|1111",
     "view_position": "0018|5101",
+    "patient_orientation": "0020|0020",
 }
+# DICOM PatientOrientation (direction of increasing column, of increasing row) the model's images have: AP with
+# the patient's left to the right of the image, lateral with posterior to the right, both head up (see geometry.py).
+_MODEL_ORIENTATION = {View.AP: ("L", "F"), View.LATERAL: ("P", "F")}
+_OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "H": "F", "F": "H"}
+_LATERAL_POSITIONS = {"LL", "RL", "LAT", "LATERAL", "LLD", "RLD"}
+_FRONTAL_POSITIONS = {"AP", "PA"}
 
 
 @dataclass(frozen=True)
@@ -140,21 +147,61 @@ def _to_grayscale(image: sitk.Image, path: Path, notes: list[str]) -> np.ndarray
     raise _fail(path, f"image has {components} components per pixel; expected a grayscale radiograph")
 
 
-def _geometry_from_header(image: sitk.Image, view: View) -> ProjectionGeometry | None:
+def _geometry_from_header(image: sitk.Image, view: View, path: Path) -> ProjectionGeometry | None:
     """Cone-beam geometry written by `synthesize` into a single-slice volume's header, if present."""
     key = _META_PREFIX + "source_to_detector_mm"
     if not image.HasMetaDataKey(key):
         return None
     spacing = image.GetSpacing()
     size = image.GetSize()
-    return ProjectionGeometry(
-        view=View(image.GetMetaData(_META_PREFIX + "view")) if image.HasMetaDataKey(_META_PREFIX + "view") else view,
-        source_to_detector_mm=float(image.GetMetaData(key)),
-        source_to_isocenter_mm=float(image.GetMetaData(_META_PREFIX + "source_to_isocenter_mm")),
-        detector_pixels=(int(size[1]), int(size[0])),
-        pixel_spacing_mm=(float(spacing[1]), float(spacing[0])),
-        isocenter_lps=tuple(float(v) for v in image.GetMetaData(_META_PREFIX + "isocenter_lps").split()),
-    )
+    try:
+        isocenter = tuple(float(v) for v in image.GetMetaData(_META_PREFIX + "isocenter_lps").split())
+        if len(isocenter) != 3:
+            raise ValueError(f"isocentre needs 3 coordinates, got {len(isocenter)}")
+        return ProjectionGeometry(
+            view=View(image.GetMetaData(_META_PREFIX + "view")) if image.HasMetaDataKey(_META_PREFIX + "view") else view,
+            source_to_detector_mm=float(image.GetMetaData(key)),
+            source_to_isocenter_mm=float(image.GetMetaData(_META_PREFIX + "source_to_isocenter_mm")),
+            detector_pixels=(int(size[1]), int(size[0])),
+            pixel_spacing_mm=(float(spacing[1]), float(spacing[0])),
+            isocenter_lps=isocenter,
+        )
+    except (ValueError, RuntimeError) as error:  # RuntimeError: a geometry key SimpleITK cannot return
+        raise _fail(path, f"damaged geometry in the header ({str(error)[:120]})") from None
+
+
+def _orient_dicom(image: sitk.Image, pixels: np.ndarray, spacing: tuple[float, float] | None, view: View, path: Path, notes: list[str]) -> tuple[np.ndarray, tuple[float, float] | None]:
+    """Check ViewPosition against the slot the image was given for, and turn the pixels into the model's
+    orientation using PatientOrientation (transpose and flips), noting every assumption."""
+    position = (_dicom_tag(image, "view_position") or "").upper()
+    if position in _LATERAL_POSITIONS and view == View.AP:
+        raise _fail(path, f"DICOM ViewPosition says {position}, a lateral view, but it was given as the frontal view")
+    if position in _FRONTAL_POSITIONS and view == View.LATERAL:
+        raise _fail(path, f"DICOM ViewPosition says {position}, a frontal view, but it was given as the lateral view")
+    if position == "PA":
+        notes.append(f"{path.name}: PA view used as AP after orientation (its slightly different magnification is ignored)")
+    expected = _MODEL_ORIENTATION[view]
+    orientation = _dicom_tag(image, "patient_orientation")
+    if not orientation:
+        notes.append(f"{path.name}: no PatientOrientation tag; assumed columns run towards {expected[0]} and rows towards {expected[1]}")
+        return pixels, spacing
+    parts = [part[:1] for part in orientation.upper().split("\\")]
+    if len(parts) != 2 or not all(part in _OPPOSITE for part in parts):
+        raise _fail(path, f"unreadable DICOM PatientOrientation '{orientation}'")
+    columns, rows = parts
+    if {columns, _OPPOSITE[columns]} == {expected[1], _OPPOSITE[expected[1]]}:
+        pixels, columns, rows = pixels.T, rows, columns
+        spacing = (spacing[1], spacing[0]) if spacing else None
+        notes.append(f"{path.name}: image transposed (PatientOrientation {orientation})")
+    if {columns, _OPPOSITE[columns]} != {expected[0], _OPPOSITE[expected[0]]} or {rows, _OPPOSITE[rows]} != {expected[1], _OPPOSITE[expected[1]]}:
+        raise _fail(path, f"DICOM PatientOrientation {orientation} does not fit a {view.value} view")
+    if columns != expected[0]:
+        pixels = pixels[:, ::-1]
+        notes.append(f"{path.name}: image mirrored left-right (PatientOrientation {orientation})")
+    if rows != expected[1]:
+        pixels = pixels[::-1]
+        notes.append(f"{path.name}: image flipped head-feet (PatientOrientation {orientation})")
+    return np.ascontiguousarray(pixels), spacing
 
 
 def read_radiograph(path: str | os.PathLike, view: View | str) -> Radiograph:
@@ -185,7 +232,7 @@ def read_radiograph(path: str | os.PathLike, view: View | str) -> Radiograph:
         raise _fail(path, f"image of {cols} x {rows} pixels is absurdly large (limit {MAX_RADIOGRAPH_PIXELS_PER_SIDE} per side)")
     _check_values(pixels, path)
 
-    geometry = _geometry_from_header(image, view)
+    geometry = _geometry_from_header(image, view, path)
     spacing: tuple[float, float] | None = None
     if geometry is not None:
         spacing = geometry.pixel_spacing_mm
@@ -194,9 +241,15 @@ def read_radiograph(path: str | os.PathLike, view: View | str) -> Radiograph:
     elif image.HasMetaDataKey(_DICOM_TAGS["photometric"]) or _suffix(path) in (".dcm", ".dicom"):
         spacing_tag = _dicom_tag(image, "imager_pixel_spacing") or _dicom_tag(image, "pixel_spacing")
         if spacing_tag:
-            spacing = tuple(float(v) for v in spacing_tag.split("\\")[:2])
+            try:
+                spacing = tuple(float(v) for v in spacing_tag.split("\\")[:2])
+            except ValueError:
+                raise _fail(path, f"unreadable DICOM pixel spacing '{spacing_tag[:40]}'") from None
+            if len(spacing) != 2 or min(spacing) <= 0:
+                raise _fail(path, f"invalid DICOM pixel spacing '{spacing_tag[:40]}'")
         else:
             notes.append(f"{path.name}: no pixel spacing tag; assumed the image spans the default detector")
+        pixels, spacing = _orient_dicom(image, pixels, spacing, view, path, notes)
     elif _suffix(path) in (".nrrd", ".nhdr", ".mha", ".mhd", ".nii", ".nii.gz"):
         spacing = (float(image.GetSpacing()[1]), float(image.GetSpacing()[0]))
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,3 +69,16 @@ def test_demo_reconstructs_the_sample_with_the_bundled_model(tmp_path, capsys):
     assert ct.GetSize() == (64, 64, 64) and ct.GetSpacing() == pytest.approx((5.0, 5.0, 5.0))
     assert (out / "preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert report["metrics_vs_ground_truth"]["voxels_compared"] > 0
+
+
+def test_paths_with_spaces_unicode_and_shell_characters_work(tmp_path, capsys):
+    sample = Path(__file__).resolve().parent.parent / "Resources" / "SampleData"
+    odd = tmp_path / "scan dir ü $(touch x); `y` & z"
+    odd.mkdir()
+    for view in ("ap", "lateral"):
+        (odd / f"{view} (copy)'.nrrd").write_bytes((sample / f"{view}.nrrd").read_bytes())
+    out = odd / "out ü;|.nrrd"
+    assert main(["reconstruct", "--quiet", "--method", "regression", "--ap", str(odd / "ap (copy)'.nrrd"),
+                 "--lateral", str(odd / "lateral (copy)'.nrrd"), "--out", str(out)]) == 0
+    assert out.is_file() and not (tmp_path / "x").exists() and not Path("x").exists()
+    assert sorted(p.name for p in odd.iterdir() if p.name.startswith(".")) == []  # no temporary file left behind
