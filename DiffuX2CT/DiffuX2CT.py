@@ -95,6 +95,7 @@ class DiffuX2CTParameterNode:
     steps: Annotated[int, WithinRange(1, 1000)] = 20
     seed: Annotated[int, WithinRange(0, 2147483647)] = 0
     samples: Annotated[int, WithinRange(1, 16)] = 1
+    checkInputs: bool = True
     sourceToDetectorMm: Annotated[float, WithinRange(100.0, 5000.0)] = 1200.0
     sourceToIsocenterMm: Annotated[float, WithinRange(50.0, 5000.0)] = 1000.0
     apPixelSpacingMm: Annotated[float, WithinRange(0.0, 10.0)] = 0.0  # 0: the volume's own spacing
@@ -359,7 +360,7 @@ class DiffuX2CTLogic(ScriptedLoadableModuleLogic):
         model = None if Path(p.modelFolder) == BUNDLED_MODEL_DIR else str(p.modelFolder)
         return self.sceneLogic.start(
             p.apVolume, p.lateralVolume, model=model, acquisition=self.acquisition(p), output_node=p.outputVolume,
-            steps=p.steps, seed=p.seed, samples=p.samples, device=p.device,
+            steps=p.steps, seed=p.seed, samples=p.samples, device=p.device, check_inputs=p.checkInputs,
         )
 
     def reconstruct(self, apNode, lateralNode, **options):

@@ -79,7 +79,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
     from .reconstruct import ReconstructionOptions, low_agreement_views, reconstruct_pair, write_reconstruction
 
-    options = ReconstructionOptions(steps=args.steps, seed=args.seed, device=args.device, samples=args.samples, method=args.method, sampler=args.sampler)
+    options = ReconstructionOptions(steps=args.steps, seed=args.seed, device=args.device, samples=args.samples, method=args.method, sampler=args.sampler, check_inputs=not args.skip_input_checks)
     with tqdm(total=None, desc="reconstruct", unit="step", disable=args.quiet) as bar:
         def progress(step: int, total: int) -> None:
             bar.total = total
@@ -179,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.add_argument("--samples", type=int, default=1, help="K > 1 draws K samples: mean + std-dev (uncertainty) volume")
     reconstruct.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     reconstruct.add_argument("--preview", default=None, help="also write a PNG montage here")
+    reconstruct.add_argument("--skip-input-checks", action="store_true", help="run even if the pair looks wrong (blank, saturated, colour photo, two frontal views, different regions); the problems are kept in the output's notes")
     reconstruct.add_argument("--quiet", action="store_true", help="no progress bar")
     reconstruct.set_defaults(run=cmd_reconstruct)
 

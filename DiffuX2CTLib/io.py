@@ -6,6 +6,7 @@ names the file and the problem; nothing below raises a bare SimpleITK exception 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -73,6 +74,7 @@ class Radiograph:
     geometry: ProjectionGeometry | None
     path: Path
     notes: list[str] = field(default_factory=list)
+    colourfulness: float = 0.0  # mean chroma of a colour file relative to its range; 0 for grayscale
 
 
 def _fail(path: Path, problem: str) -> InputError:
@@ -134,16 +136,19 @@ def _dicom_tag(image: sitk.Image, name: str) -> str | None:
     return image.GetMetaData(key).strip() if image.HasMetaDataKey(key) and image.GetMetaData(key).strip() else None
 
 
-def _to_grayscale(image: sitk.Image, path: Path, notes: list[str]) -> np.ndarray:
+def _to_grayscale(image: sitk.Image, path: Path, notes: list[str]) -> tuple[np.ndarray, float]:
+    """Luminance of the image and how colourful it was (mean chroma over the value range; 0 for grayscale)."""
     array = sitk.GetArrayFromImage(image).astype(np.float32)
     components = image.GetNumberOfComponentsPerPixel()
     if components == 1:
-        return array
+        return array, 0.0
     if components in (3, 4):
         notes.append(f"{path.name}: colour image converted to grayscale (luminance)")
-        return array[..., 0] * 0.299 + array[..., 1] * 0.587 + array[..., 2] * 0.114
+        rgb = array[..., :3]
+        chroma = float((rgb.max(axis=-1) - rgb.min(axis=-1)).mean() / max(float(rgb.max() - rgb.min()), 1e-6))
+        return array[..., 0] * 0.299 + array[..., 1] * 0.587 + array[..., 2] * 0.114, chroma
     if components == 2:  # grayscale + alpha
-        return array[..., 0]
+        return array[..., 0], 0.0
     raise _fail(path, f"image has {components} components per pixel; expected a grayscale radiograph")
 
 
@@ -220,9 +225,10 @@ def read_radiograph(path: str | os.PathLike, view: View | str) -> Radiograph:
     if image.GetDimension() == 3:
         if image.GetSize()[2] != 1:
             raise _fail(path, f"image is a 3D volume with {image.GetSize()[2]} slices; expected a single 2D radiograph")
-        pixels = _to_grayscale(image, path, notes)[0]
+        pixels, colourfulness = _to_grayscale(image, path, notes)
+        pixels = pixels[0]
     elif image.GetDimension() == 2:
-        pixels = _to_grayscale(image, path, notes)
+        pixels, colourfulness = _to_grayscale(image, path, notes)
     else:
         raise _fail(path, f"image is {image.GetDimension()}D; expected a 2D radiograph")
     rows, cols = pixels.shape
@@ -254,7 +260,7 @@ def read_radiograph(path: str | os.PathLike, view: View | str) -> Radiograph:
         spacing = (float(image.GetSpacing()[1]), float(image.GetSpacing()[0]))
     else:
         notes.append(f"{path.name}: plain image without pixel spacing; assumed it spans the default detector")
-    return Radiograph(pixels=pixels.astype(np.float32), pixel_spacing_mm=spacing, geometry=geometry, path=path, notes=notes)
+    return Radiograph(pixels=pixels.astype(np.float32), pixel_spacing_mm=spacing, geometry=geometry, path=path, notes=notes, colourfulness=colourfulness)
 
 
 def apply_acquisition(radiograph: Radiograph, view: View | str, acquisition: Acquisition) -> Radiograph:
@@ -277,7 +283,7 @@ def apply_acquisition(radiograph: Radiograph, view: View | str, acquisition: Acq
     if acquisition.bone_dark:
         pixels = (pixels.max() + pixels.min() - pixels).astype(np.float32)
         notes.append(f"{radiograph.path.name}: bone-dark (MONOCHROME1) pixels inverted")
-    return Radiograph(pixels=pixels, pixel_spacing_mm=spacing, geometry=geometry, path=radiograph.path, notes=notes)
+    return dataclasses.replace(radiograph, pixels=pixels, pixel_spacing_mm=spacing, geometry=geometry, notes=notes)
 
 
 def detector_image(pixels: np.ndarray, geometry: ProjectionGeometry) -> sitk.Image:

@@ -23,7 +23,8 @@ ERROR_KINDS = ("bad_input", "model", "out_of_memory", "missing_dependency", "int
 
 @dataclass(frozen=True)
 class ReconstructionOptions:
-    """How to reconstruct: sampler, steps (None: the model's default), seed, device, samples, method."""
+    """How to reconstruct: sampler, steps (None: the model's default), seed, device, samples, method, and
+    whether to check the input pair first."""
 
     steps: int | None = None
     seed: int = 0
@@ -31,6 +32,7 @@ class ReconstructionOptions:
     samples: int = 1
     method: str = "diffusion"
     sampler: str = "ddim"
+    check_inputs: bool = True  # refuse pairs that fail DiffuX2CTLib.checks; False keeps the problems as notes
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:

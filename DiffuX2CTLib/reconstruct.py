@@ -15,6 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from .checks import pair_problems
 from .diffusion import render_model_radiographs, sample
 from .drr import DRRProjector
 from .io import InputError, apply_acquisition, grid_image, read_radiograph, write_image
@@ -84,6 +85,9 @@ def reconstruct_pair(
     net, card = cached_model(model, device)
     config = net.config
     images, geometries = prepare_pair(ap, lateral, config.detector())
+    problems = pair_problems(ap, lateral, images)
+    if problems and options.check_inputs:
+        raise InputError("; ".join(problems) + " (to run anyway, turn the input checks off)")
     radiographs = torch.from_numpy(images)[None].to(device)
     with torch.no_grad():
         condition = net.condition(radiographs)
@@ -125,7 +129,7 @@ def reconstruct_pair(
         "lateral_sha256": file_sha256(Path(lateral_path)),
         "agreement_ap": f"{agreement['ap']:.4f}",
         "agreement_lateral": f"{agreement['lateral']:.4f}",
-        "notes": "; ".join(ap.notes + lateral.notes),
+        "notes": "; ".join(ap.notes + lateral.notes + [f"input check overridden: {p}" for p in problems]),
         "intended_use": "research use only, not for diagnosis",
     }
     for image in (ct, uncertainty):

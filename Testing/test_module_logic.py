@@ -74,6 +74,7 @@ class _Parameters:
     steps: int = 3
     seed: int = 0
     samples: int = 1
+    checkInputs: bool = True
     sourceToDetectorMm: float = 1200.0
     sourceToIsocenterMm: float = 1000.0
     apPixelSpacingMm: float = 0.0

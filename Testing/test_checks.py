@@ -1,0 +1,74 @@
+"""Checks before a run: pairs that cannot be two views of one patient are refused with a reason, unless the
+user overrides the checks, and then the reasons travel with the result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from DiffuX2CTLib.checks import pair_problems
+from DiffuX2CTLib.errors import InputError
+from DiffuX2CTLib.geometry import default_pair
+from DiffuX2CTLib.io import read_radiograph
+from DiffuX2CTLib.preprocess import prepare_pair
+from DiffuX2CTLib.reconstruct import ReconstructionOptions, reconstruct_pair
+
+SAMPLE = Path(__file__).resolve().parent.parent / "Resources" / "SampleData"
+
+
+def _problems(ap_path, lateral_path) -> list[str]:
+    ap, lateral = read_radiograph(ap_path, "ap"), read_radiograph(lateral_path, "lateral")
+    images, _ = prepare_pair(ap, lateral, default_pair()[0])
+    return pair_problems(ap, lateral, images)
+
+
+def _write_variant(path: Path, pixels: np.ndarray) -> Path:
+    image = sitk.GetImageFromArray(pixels.astype(np.float32)[None])
+    image.SetSpacing((1.6, 1.6, 1.0))
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def _sample_pixels(view: str) -> np.ndarray:
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(SAMPLE / f"{view}.nrrd")))[0]
+
+
+def test_the_sample_pair_passes():
+    assert _problems(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd") == []
+
+
+def test_a_second_frontal_view_is_caught(tmp_path):
+    copy = _write_variant(tmp_path / "lateral.nrrd", _sample_pixels("ap"))
+    assert any("looks like the frontal one" in p for p in _problems(SAMPLE / "ap.nrrd", copy))
+
+
+def test_views_of_different_regions_are_caught(tmp_path):
+    upside_down = _write_variant(tmp_path / "lateral.nrrd", _sample_pixels("lateral")[::-1])
+    assert any("same body region" in p for p in _problems(SAMPLE / "ap.nrrd", upside_down))
+
+
+def test_saturated_and_blank_images_are_caught(tmp_path):
+    pixels = _sample_pixels("ap")
+    saturated = _write_variant(tmp_path / "saturated.nrrd", np.minimum(pixels, np.percentile(pixels, 50)))
+    assert any("saturated at its brightest value" in p for p in _problems(saturated, SAMPLE / "lateral.nrrd"))
+    detector_noise = 5.0 + np.random.default_rng(1).normal(0.0, 0.01, pixels.shape)  # an exposure without a patient
+    blank = _write_variant(tmp_path / "blank.nrrd", detector_noise)
+    assert any("nearly blank" in p for p in _problems(blank, SAMPLE / "lateral.nrrd"))
+
+
+def test_a_colour_photograph_is_caught(tmp_path):
+    rng = np.random.default_rng(0)
+    photo = sitk.GetImageFromArray(rng.integers(0, 255, (128, 128, 3), dtype=np.uint8), isVector=True)
+    sitk.WriteImage(photo, str(tmp_path / "photo.png"))
+    assert any("colour picture" in p for p in _problems(tmp_path / "photo.png", SAMPLE / "lateral.nrrd"))
+
+
+def test_reconstruction_refuses_then_runs_when_overridden(tmp_path):
+    copy = _write_variant(tmp_path / "lateral copy.nrrd", _sample_pixels("ap"))
+    with pytest.raises(InputError, match="second frontal view.*turn the input checks off"):
+        reconstruct_pair(SAMPLE / "ap.nrrd", copy, options=ReconstructionOptions(method="regression"))
+    result = reconstruct_pair(SAMPLE / "ap.nrrd", copy, options=ReconstructionOptions(method="regression", check_inputs=False))
+    assert "input check overridden" in result.provenance["notes"]
