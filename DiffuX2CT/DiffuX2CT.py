@@ -114,6 +114,7 @@ class DiffuX2CTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._job = None
         self._geometryNodes = None
+        self._summarisedModel = None
         self._timer = qt.QTimer()
         self._timer.setInterval(POLL_INTERVAL_MS)
         self._timer.connect("timeout()", self.onPoll)
@@ -172,7 +173,9 @@ class DiffuX2CTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         if p is None:  # the module is not shown; enter() refreshes the panel
             return
-        self.ui.modelCardLabel.text = self.logic.modelSummary(p.modelFolder)
+        if p.modelFolder != self._summarisedModel:  # read the model card only when the folder changes
+            self._summarisedModel = p.modelFolder
+            self.ui.modelCardLabel.text = self.logic.modelSummary(p.modelFolder)
         if (p.apVolume, p.lateralVolume) != self._geometryNodes:  # filling the geometry modifies p: do it once
             self._geometryNodes = (p.apVolume, p.lateralVolume)
             self.ui.geometrySourceLabel.text = self.logic.fillGeometryFromDicom(p)

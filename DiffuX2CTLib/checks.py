@@ -19,7 +19,8 @@ BLANK_NEIGHBOUR_CORRELATION = 0.5  # anatomy makes neighbouring pixels alike (ab
 COLOUR_PHOTO_CHROMA = 0.15  # radiographs saved in colour are grey; photographs are not
 
 
-def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+def normalised_cross_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two equally shaped arrays (1 identical up to brightness and contrast)."""
     a, b = a - a.mean(), b - b.mean()
     return float((a * b).sum() / max(np.sqrt((a * a).sum() * (b * b).sum()), 1e-12))
 
@@ -34,7 +35,7 @@ def _image_problems(radiograph: Radiograph, normalised: np.ndarray, role: str) -
         fraction = float((pixels == extreme).mean())
         if fraction > SATURATED_FRACTION:
             problems.append(f"{name}: {100 * fraction:.0f} % of the {role} image is saturated at its {label} value")
-    structure = _correlation(normalised[:, 1:], normalised[:, :-1])
+    structure = normalised_cross_correlation(normalised[:, 1:], normalised[:, :-1])
     if structure < BLANK_NEIGHBOUR_CORRELATION:
         problems.append(f"{name}: the {role} image is nearly blank: noise without anatomy (neighbour correlation {structure:.2f})")
     return problems
@@ -43,10 +44,10 @@ def _image_problems(radiograph: Radiograph, normalised: np.ndarray, role: str) -
 def pair_problems(ap: Radiograph, lateral: Radiograph, images: np.ndarray) -> list[str]:
     """Problems of a pair: ``images`` are the two model-domain images ``(2, P, P)`` from ``prepare_pair``."""
     problems = _image_problems(ap, images[0], "frontal") + _image_problems(lateral, images[1], "lateral")
-    similarity = _correlation(images[0], images[1])
+    similarity = normalised_cross_correlation(images[0], images[1])
     if similarity > SAME_IMAGE_CORRELATION:
         problems.append(f"{lateral.path.name}: the lateral image looks like the frontal one (correlation {similarity:.2f}); is it a second frontal view?")
-    profiles = _correlation(images[0].mean(axis=1), images[1].mean(axis=1))
+    profiles = normalised_cross_correlation(images[0].mean(axis=1), images[1].mean(axis=1))
     if profiles < SAME_REGION_PROFILE_CORRELATION:
         problems.append(
             f"{ap.path.name} and {lateral.path.name}: the two views do not seem to show the same body region "

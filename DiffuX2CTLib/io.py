@@ -194,11 +194,12 @@ def _orient_dicom(image: sitk.Image, pixels: np.ndarray, spacing: tuple[float, f
     if len(parts) != 2 or not all(part in _OPPOSITE for part in parts):
         raise _fail(path, f"unreadable DICOM PatientOrientation '{orientation}'")
     columns, rows = parts
-    if {columns, _OPPOSITE[columns]} == {expected[1], _OPPOSITE[expected[1]]}:
+    axis = lambda letter: {letter, _OPPOSITE[letter]}  # noqa: E731 - a direction and its opposite
+    if axis(columns) == axis(expected[1]):
         pixels, columns, rows = pixels.T, rows, columns
         spacing = (spacing[1], spacing[0]) if spacing else None
         notes.append(f"{path.name}: image transposed (PatientOrientation {orientation})")
-    if {columns, _OPPOSITE[columns]} != {expected[0], _OPPOSITE[expected[0]]} or {rows, _OPPOSITE[rows]} != {expected[1], _OPPOSITE[expected[1]]}:
+    if axis(columns) != axis(expected[0]) or axis(rows) != axis(expected[1]):
         raise _fail(path, f"DICOM PatientOrientation {orientation} does not fit a {view.value} view")
     if columns != expected[0]:
         pixels = pixels[:, ::-1]

@@ -15,7 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from .checks import pair_problems
+from .checks import normalised_cross_correlation, pair_problems
 from .diffusion import render_model_radiographs, sample
 from .drr import DRRProjector
 from .io import InputError, apply_acquisition, grid_image, read_radiograph, write_image
@@ -56,11 +56,6 @@ def cached_model(folder: str | os.PathLike | None, device: torch.device) -> tupl
     if key not in _MODELS:
         _MODELS[key] = load_model(folder, device)
     return _MODELS[key]
-
-
-def _normalised_cross_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a - a.mean(), b - b.mean()
-    return float((a * b).sum() / max(np.sqrt((a * a).sum() * (b * b).sum()), 1e-12))
 
 
 def reconstruct_pair(
@@ -113,7 +108,7 @@ def reconstruct_pair(
     if len(volumes) > 1:
         std_hu = (stack.std(0)[0] * (window.high - window.low) / 2.0).cpu().numpy()
         uncertainty = grid_image(std_hu, grid)
-    agreement = {view.value: _normalised_cross_correlation(reprojected[i], images[i]) for i, view in enumerate(g.view for g in geometries)}
+    agreement = {view.value: normalised_cross_correlation(reprojected[i], images[i]) for i, view in enumerate(g.view for g in geometries)}
     steps = "1" if options.method == "regression" else str(config.timesteps if options.sampler == "ddpm" else options.steps or config.default_steps)
     provenance = {
         "model": str(Path(model).name if model else BUNDLED_MODEL_DIR.name),

@@ -18,7 +18,7 @@ from .errors import InputError
 from .job import JobSpec, event_line
 from .modelcard import ModelError
 
-REQUIRED_MODULES = {"torch": "torch", "monai": "monai", "SimpleITK": "SimpleITK", "numpy": "numpy", "safetensors": "safetensors"}
+REQUIRED_MODULES = ("torch", "monai", "SimpleITK", "numpy", "safetensors")  # import names, also their pip names
 EXIT_FAILED = 1
 
 
@@ -28,7 +28,7 @@ def _emit(event: str, **fields) -> None:
 
 def missing_modules() -> list[str]:
     """Package names (pip spelling) of required modules this Python cannot import."""
-    return [package for package, module in REQUIRED_MODULES.items() if importlib.util.find_spec(module) is None]
+    return [module for module in REQUIRED_MODULES if importlib.util.find_spec(module) is None]
 
 
 def probe() -> int:
