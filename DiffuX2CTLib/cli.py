@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .geometry import ProjectionGeometry, VolumeGrid, default_pair
 from .io import InputError
+from .model.config import PREDICTION_TYPES
 
 EXIT_BAD_INPUT = 2
 
@@ -110,6 +111,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     settings = TrainSettings(
         out=args.out, stage=args.stage, data=args.data, steps=args.steps, batch=args.batch, learning_rate=args.lr,
         grid_size=args.grid, checkpoint_every=args.checkpoint_every, seed=args.seed, init=args.init,
+        prediction_type=args.prediction, residual_scale=args.residual_scale,
         freeze_conditioner=not args.finetune_conditioner, device=args.device,
     )
     model = train(settings, show_progress=not args.quiet)
@@ -194,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-every", type=int, default=50)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--init", default=None, help="start from a model folder or checkpoint (e.g. the regression stage)")
+    train.add_argument("--prediction", choices=PREDICTION_TYPES, default=None, help="what the denoiser predicts (default: the model's, epsilon for a new one)")
+    train.add_argument("--residual-scale", type=float, default=None, help="factor on the residual before diffusion (default: the model's, 1 for a new one)")
     train.add_argument("--finetune-conditioner", action="store_true", help="diffusion stage: also train the conditioning network")
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     train.add_argument("--quiet", action="store_true")

@@ -3,7 +3,10 @@
 Forward process ``q(y_t | y_0) = N(sqrt(a_t) y_0, (1 - a_t) I)`` with ``a_t = prod(1 - beta_i)`` (MONAI's DDPM
 scheduler holds the schedule). The diffused variable is the residual ``y - e`` between the CT and the conditioning
 network's estimate ``e``, so the denoiser only has to add what the direct estimate misses (texture, what the two
-views leave open), and an uncertain denoiser falls back towards ``e`` instead of drifting from pure noise.
+views leave open), and an uncertain denoiser falls back towards ``e`` instead of drifting from pure noise. The
+residual is multiplied by the config's ``residual_scale`` before diffusion: residuals are small (standard
+deviation about 0.14), and at unit scale the noise drowns them at almost every step. The denoiser predicts what
+the config's ``prediction_type`` says (noise, velocity or the residual).
 Training minimises ``L_simple + lambda * L_proj`` with ``lambda = 1 / T``: the noise-prediction MSE plus the
 agreement of the DRRs of the implied clean volume ``y0_hat = e + r0_hat`` with the input radiographs.
 Sampling runs DDPM over all T steps (the paper's sampler) or DDIM over a few steps; both call the conditioning
@@ -27,11 +30,16 @@ ProgressCallback = Callable[[int, int], None]
 
 
 RESIDUAL_CLIP = 2.0
-"""Residuals of volumes in [-1, 1] lie in [-2, 2]; the schedulers clip their clean-sample estimate there."""
+"""Residuals of volumes in [-1, 1] lie in [-2, 2] (before scaling); the schedulers clip their clean-sample
+estimate there."""
 
 
 def _scheduler(kind: type, config: ModelConfig):
-    return kind(num_train_timesteps=config.timesteps, schedule=config.beta_schedule, clip_sample=True, clip_sample_min=-RESIDUAL_CLIP, clip_sample_max=RESIDUAL_CLIP)
+    limit = RESIDUAL_CLIP * config.residual_scale
+    return kind(
+        num_train_timesteps=config.timesteps, schedule=config.beta_schedule, prediction_type=config.prediction_type,
+        clip_sample=True, clip_sample_min=-limit, clip_sample_max=limit,
+    )
 
 
 def training_scheduler(config: ModelConfig) -> DDPMScheduler:
@@ -54,10 +62,24 @@ def projection_loss(volume_unit: torch.Tensor, radiographs: torch.Tensor, projec
     return F.mse_loss(render_model_radiographs(volume_unit, projector, grid, window), radiographs)
 
 
-def predicted_clean_volume(noisy: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor, scheduler: DDPMScheduler) -> torch.Tensor:
-    """``y0_hat = (y_t - sqrt(1 - a_t) eps_hat) / sqrt(a_t)`` for each batch element."""
+def predicted_clean_volume(noisy: torch.Tensor, output: torch.Tensor, timesteps: torch.Tensor, scheduler: DDPMScheduler) -> torch.Tensor:
+    """The clean sample implied by the denoiser's ``output`` at ``timesteps``, for the scheduler's prediction type:
+    ``(y_t - sqrt(1 - a) eps) / sqrt(a)``, ``sqrt(a) y_t - sqrt(1 - a) v`` or the output itself."""
     alpha = scheduler.alphas_cumprod.to(noisy.device)[timesteps].view(-1, 1, 1, 1, 1).to(noisy.dtype)
-    return (noisy - torch.sqrt(1.0 - alpha) * noise) / torch.sqrt(alpha)
+    if scheduler.prediction_type == "sample":
+        return output
+    if scheduler.prediction_type == "v_prediction":
+        return torch.sqrt(alpha) * noisy - torch.sqrt(1.0 - alpha) * output
+    return (noisy - torch.sqrt(1.0 - alpha) * output) / torch.sqrt(alpha)
+
+
+def denoiser_target(residual: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor, scheduler: DDPMScheduler) -> torch.Tensor:
+    """What the denoiser is trained to output for the scheduler's prediction type."""
+    if scheduler.prediction_type == "sample":
+        return residual
+    if scheduler.prediction_type == "v_prediction":
+        return scheduler.get_velocity(residual, noise, timesteps)
+    return noise
 
 
 def diffusion_loss(
@@ -79,10 +101,12 @@ def diffusion_loss(
     noise = torch.randn(clean.shape, generator=generator, device=generator.device).to(clean.device, clean.dtype)
     condition = condition if condition is not None else net.condition(radiographs)
     estimate = condition[1]
-    noisy = scheduler.add_noise(clean - estimate, noise, timesteps)
-    predicted_noise = net.denoise(noisy, timesteps, condition)
-    simple = F.mse_loss(predicted_noise, noise)
-    residual_hat = predicted_clean_volume(noisy, predicted_noise, timesteps, scheduler).clamp(-RESIDUAL_CLIP, RESIDUAL_CLIP)
+    scale = config.residual_scale
+    residual = (clean - estimate) * scale
+    noisy = scheduler.add_noise(residual, noise, timesteps)
+    output = net.denoise(noisy, timesteps, condition)
+    simple = F.mse_loss(output, denoiser_target(residual, noise, timesteps, scheduler))
+    residual_hat = predicted_clean_volume(noisy, output, timesteps, scheduler).clamp(-RESIDUAL_CLIP * scale, RESIDUAL_CLIP * scale) / scale
     clean_hat = (estimate + residual_hat).clamp(-1.5, 1.5)
     proj = projection_loss(clean_hat, radiographs, projector, config.grid(), config.hu_window)
     return {"total": simple + proj / config.timesteps, "simple": simple, "proj": proj}
@@ -129,11 +153,11 @@ def sample(
     timesteps = scheduler.timesteps
     for index, t in enumerate(timesteps):
         t_batch = torch.full((shape[0],), int(t), device=device, dtype=torch.long)
-        noise = net.denoise(volume, t_batch, condition)
+        output = net.denoise(volume, t_batch, condition)
         if sampler == "ddpm":
-            volume, _ = scheduler.step(noise, int(t), volume, generator=sample_generator if sample_generator.device == device else None)
+            volume, _ = scheduler.step(output, int(t), volume, generator=sample_generator if sample_generator.device == device else None)
         else:
-            volume, _ = scheduler.step(noise, int(t), volume)
+            volume, _ = scheduler.step(output, int(t), volume)
         if progress is not None:
             progress(index + 1, len(timesteps))
-    return (condition[1] + volume).clamp(-1.0, 1.0)
+    return (condition[1] + volume / config.residual_scale).clamp(-1.0, 1.0)

@@ -52,6 +52,8 @@ class TrainSettings:
     checkpoint_every: int = 50
     seed: int = 0
     init: str | None = None
+    prediction_type: str | None = None
+    residual_scale: float | None = None
     freeze_conditioner: bool = True
     ema_decay: float = 0.995
     device: str = "auto"
@@ -130,15 +132,28 @@ def _ema_with_warmup(decay: float):
 
 
 def _initial_net(settings: TrainSettings) -> DiffuX2CTNet:
+    """A new model, or the one named by ``--init``, with the run's diffusion parametrisation (prediction type,
+    residual scale) when it sets one: these change what the denoiser learns, not its architecture."""
     if settings.init:
         init = Path(settings.init)
         if init.is_dir():
-            return load_model(init)[0].train()
-        checkpoint = _load_checkpoint(init)
-        net = DiffuX2CTNet(ModelConfig.from_dict(json.loads(checkpoint["config"])))
-        net.load_state_dict(checkpoint["ema"] if "ema" in checkpoint else checkpoint["model"])
+            net = load_model(init)[0].train()
+        else:
+            checkpoint = _load_checkpoint(init)
+            net = DiffuX2CTNet(ModelConfig.from_dict(json.loads(checkpoint["config"])))
+            net.load_state_dict(checkpoint["ema"] if "ema" in checkpoint else checkpoint["model"])
+    else:
+        net = DiffuX2CTNet(ModelConfig(grid_size=settings.grid_size))
+    changes = {k: v for k, v in (("prediction_type", settings.prediction_type), ("residual_scale", settings.residual_scale)) if v is not None}
+    if not changes:
         return net
-    return DiffuX2CTNet(ModelConfig(grid_size=settings.grid_size))
+    try:
+        config = dataclasses.replace(net.config, **changes)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    reparametrised = DiffuX2CTNet(config)
+    reparametrised.load_state_dict(net.state_dict())
+    return reparametrised
 
 
 def _load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
@@ -220,6 +235,10 @@ def train(settings: TrainSettings, show_progress: bool = True) -> Path:
 
     torch.manual_seed(settings.seed)  # a new model's initial weights follow the run's seed
     net = _initial_net(settings).to(device)
+    if checkpoint_path.exists():  # a resumed run keeps the parametrisation it started with
+        stored = ModelConfig.from_dict(json.loads(_load_checkpoint(checkpoint_path)["config"]))
+        if stored != net.config:
+            net = DiffuX2CTNet(stored).to(device)
     config = net.config
     data = TrainingData(config, settings.data, settings.seed)
     if settings.stage == "regression":

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
 import torch
 
-from DiffuX2CTLib.diffusion import diffusion_loss, predicted_clean_volume, projection_loss, render_model_radiographs, sample, training_scheduler
+from DiffuX2CTLib.diffusion import denoiser_target, diffusion_loss, predicted_clean_volume, projection_loss, render_model_radiographs, sample, training_scheduler
 from DiffuX2CTLib.drr import DRRProjector
 from DiffuX2CTLib.geometry import View
 from DiffuX2CTLib.model import DiffuX2CTNet
@@ -35,6 +38,38 @@ def test_predicted_clean_volume_inverts_the_forward_process():
     t = torch.tensor([10, 700])
     noisy = scheduler.add_noise(clean, noise, t)
     assert torch.allclose(predicted_clean_volume(noisy, noise, t, scheduler), clean, atol=1e-4)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_the_training_target_implies_the_true_clean_volume(prediction_type):
+    scheduler = training_scheduler(dataclasses.replace(TINY, prediction_type=prediction_type))
+    clean = torch.rand(2, 1, 4, 4, 4) * 2 - 1
+    noise = torch.randn_like(clean)
+    t = torch.tensor([10, 700])
+    noisy = scheduler.add_noise(clean, noise, t)
+    target = denoiser_target(clean, noise, t, scheduler)
+    assert torch.allclose(predicted_clean_volume(noisy, target, t, scheduler), clean, atol=1e-4)
+    assert not torch.allclose(predicted_clean_volume(noisy, target + 0.1, t, scheduler), clean, atol=1e-3)
+
+
+def test_a_zero_denoiser_returns_the_estimate_whatever_the_residual_scale():
+    """The denoiser's head starts at zero; predicting the clean residual, that means a zero residual, so DDIM
+    must give back the regression estimate exactly: the scale cancels between diffusion and the result."""
+    torch.manual_seed(0)
+    radiographs = torch.rand(1, 2, 16, 16)
+    for scale in (1.0, 5.0):
+        net = DiffuX2CTNet(dataclasses.replace(TINY, prediction_type="sample", residual_scale=scale)).eval()
+        with torch.no_grad():
+            estimate = net.condition(radiographs)[1].clamp(-1, 1)
+            volume = sample(net, radiographs, steps=3, generator=torch.Generator().manual_seed(0))
+        assert torch.allclose(volume, estimate, atol=1e-5)
+
+
+def test_a_bad_prediction_type_or_scale_is_refused():
+    with pytest.raises(ValueError, match="prediction_type"):
+        dataclasses.replace(TINY, prediction_type="x0")
+    with pytest.raises(ValueError, match="residual_scale"):
+        dataclasses.replace(TINY, residual_scale=0.0)
 
 
 def test_diffusion_loss_has_both_terms_with_lambda_one_over_t():

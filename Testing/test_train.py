@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from DiffuX2CTLib.diffusion import sample
+from DiffuX2CTLib.io import InputError
 from DiffuX2CTLib.model import DiffuX2CTNet
 from DiffuX2CTLib.modelfile import load_model, save_model
 from DiffuX2CTLib.train import TrainingData, TrainSettings, train
@@ -38,6 +39,25 @@ def test_resume_after_a_stop_is_exact(tmp_path):
     assert [r["step"] for r in log] == [1, 2, 3, 4]
     assert (tmp_path / "resumed" / "loss.png").read_bytes()[:4] == b"\x89PNG"
     assert load_model(tmp_path / "resumed" / "model")[1]["training"]["steps"] == 4
+
+
+def test_a_run_can_change_the_parametrisation_and_a_resume_keeps_it(tmp_path):
+    torch.manual_seed(0)
+    init = save_model(DiffuX2CTNet(TINY), tmp_path / "init", half=False)
+    settings = TrainSettings(out=str(tmp_path / "v"), stage="diffusion", steps=1, checkpoint_every=1, init=str(init), prediction_type="v_prediction", residual_scale=5.0)
+    train(settings, show_progress=False)
+    config = load_model(tmp_path / "v" / "model")[0].config
+    assert (config.prediction_type, config.residual_scale) == ("v_prediction", 5.0)
+    settings.steps, settings.prediction_type, settings.residual_scale = 2, None, None
+    train(settings, show_progress=False)
+    config = load_model(tmp_path / "v" / "model")[0].config
+    assert (config.prediction_type, config.residual_scale, load_model(tmp_path / "v" / "model")[1]["training"]["steps"]) == ("v_prediction", 5.0, 2)
+
+
+def test_a_bad_parametrisation_is_a_clear_error(tmp_path):
+    init = save_model(DiffuX2CTNet(TINY), tmp_path / "init", half=False)
+    with pytest.raises(InputError, match="residual_scale"):
+        train(TrainSettings(out=str(tmp_path / "bad"), stage="diffusion", steps=1, init=str(init), residual_scale=-1.0), show_progress=False)
 
 
 def test_a_corrupted_checkpoint_is_a_clear_error(tmp_path):

@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 from ..geometry import ProjectionGeometry, View, VolumeGrid
 from ..io import HUWindow
 
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+"""What the denoiser outputs (MONAI's scheduler names): the noise, the velocity ``sqrt(a) eps - sqrt(1 - a) x0``
+or the clean residual itself."""
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -31,11 +35,17 @@ class ModelConfig:
     timesteps: int = 1000
     beta_schedule: str = "linear_beta"
     default_steps: int = 20
+    prediction_type: str = "epsilon"
+    residual_scale: float = 1.0
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "unet_channels", tuple(self.unet_channels))
         object.__setattr__(self, "attention_levels", tuple(self.attention_levels))
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, not '{self.prediction_type}'")
+        if not self.residual_scale > 0:
+            raise ValueError("residual_scale must be positive")
         if len(self.unet_channels) != len(self.attention_levels):
             raise ValueError("unet_channels and attention_levels must have one entry per U-Net level")
         if self.grid_size % (2 ** (len(self.unet_channels) - 1) * self.window_size) and any(self.attention_levels):
