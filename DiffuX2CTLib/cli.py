@@ -65,12 +65,27 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Compare a reconstruction with its ground-truth CT; print JSON metrics."""
-    from .io import read_ct
-    from .metrics import compare
+    """Score one reconstruction against its ground-truth CT (--pred, --gt), or reconstruct and score a whole test
+    set (--set) with the baselines: mean training volume, regression, diffusion DDIM (and DDPM with --ddpm)."""
+    if args.set is None:
+        if not (args.pred and args.gt):
+            raise InputError("give --pred and --gt to score one reconstruction, or --set to evaluate a test set")
+        from .io import read_ct
+        from .metrics import compare
 
-    metrics = compare(read_ct(args.pred), read_ct(args.gt))
-    print(json.dumps(metrics, indent=2))
+        print(json.dumps(compare(read_ct(args.pred), read_ct(args.gt)), indent=2))
+        return 0
+    if args.pred or args.gt:
+        raise InputError("--set evaluates a whole test set; it does not take --pred or --gt")
+    from .evaluate import EvaluationSettings, evaluate_set, report_markdown
+
+    settings = EvaluationSettings(
+        test_set=args.set, out=args.out, model=args.model, cases=args.cases, ddim_steps=args.steps, ddpm=args.ddpm,
+        samples=args.samples, seed=args.seed, mean_from=args.mean_from, device=args.device,
+    )
+    report = evaluate_set(settings, log=None if args.quiet else print)
+    print(report_markdown(report))
+    print(f"per-case metrics and montages in {Path(args.out) / 'cases'}, summary in {Path(args.out) / 'summary.json'}")
     return 0
 
 
@@ -165,8 +180,19 @@ def build_parser() -> argparse.ArgumentParser:
     synthesize.set_defaults(run=cmd_synthesize)
 
     evaluate = commands.add_parser("evaluate", help="metrics of a reconstruction against its ground truth", description=cmd_evaluate.__doc__)
-    evaluate.add_argument("--pred", required=True, help="reconstructed CT")
-    evaluate.add_argument("--gt", required=True, help="ground-truth CT")
+    evaluate.add_argument("--pred", default=None, help="reconstructed CT (with --gt: score one reconstruction)")
+    evaluate.add_argument("--gt", default=None, help="ground-truth CT")
+    evaluate.add_argument("--set", default=None, help="'phantoms' (held-out phantom seeds) or a folder of CTs: synthesise each DRR pair, reconstruct and score")
+    evaluate.add_argument("--out", default="evaluation", help="with --set: output folder (default evaluation)")
+    evaluate.add_argument("--model", default=None, help="model folder (default: the bundled model)")
+    evaluate.add_argument("--cases", type=int, default=None, help="number of cases (phantoms: default 8; folder: default all)")
+    evaluate.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's)")
+    evaluate.add_argument("--ddpm", action="store_true", help="also run DDPM over all T steps (slow on CPU: minutes per case)")
+    evaluate.add_argument("--samples", type=int, default=1, help="diffusion: score the mean of K samples")
+    evaluate.add_argument("--seed", type=int, default=0, help="sampling seed")
+    evaluate.add_argument("--mean-from", default="phantoms", help="mean-volume baseline: 'phantoms' (the bundled model's training data) or a folder of CTs")
+    evaluate.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    evaluate.add_argument("--quiet", action="store_true", help="no per-case lines")
     evaluate.set_defaults(run=cmd_evaluate)
 
     reconstruct = commands.add_parser("reconstruct", help="reconstruct a CT from an AP and a lateral radiograph", description=cmd_reconstruct.__doc__)

@@ -131,6 +131,20 @@ def read_ct(path: str | os.PathLike) -> sitk.Image:
     return image
 
 
+CT_SUFFIXES = (".nrrd", ".nii", ".nii.gz", ".mha", ".mhd")
+
+
+def find_ct_volumes(folder: str | os.PathLike) -> list[Path]:
+    """The CT volumes in a folder, sorted: image files by extension and non-empty sub-folders (DICOM series)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder.name}: not a folder of CT volumes")
+    files = sorted(p for p in folder.iterdir() if p.name.lower().endswith(CT_SUFFIXES) or (p.is_dir() and any(p.iterdir())))
+    if not files:
+        raise InputError(f"{folder.name}: no CT volumes found (NRRD, NIfTI, MHA or DICOM series folders)")
+    return files
+
+
 def _dicom_tag(image: sitk.Image, name: str) -> str | None:
     key = _DICOM_TAGS[name]
     return image.GetMetaData(key).strip() if image.HasMetaDataKey(key) and image.GetMetaData(key).strip() else None

@@ -1,4 +1,5 @@
-"""A one-glance PNG: the two input radiographs beside axial, coronal and sagittal slices of a CT."""
+"""One-glance PNGs: the two input radiographs beside axial, coronal and sagittal slices of a CT, and the
+evaluation montage of reconstructions beside their ground truth."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import SimpleITK as sitk  # noqa: E402
 from .io import HUWindow  # noqa: E402
 
 
-def _orthogonal_slices(ct: sitk.Image) -> list[tuple[str, np.ndarray, float]]:
+def orthogonal_slices(ct: sitk.Image) -> list[tuple[str, np.ndarray, float]]:
     """Central axial, coronal and sagittal slices (radiological display: patient right on the left, head up)
     with each slice's pixel aspect ratio."""
     identity = sitk.Image(ct.GetSize(), sitk.sitkUInt8)
@@ -43,7 +44,7 @@ def save_preview(
     """Write the montage PNG atomically and return its path."""
     window = window or HUWindow()
     panels = [(title, image, 1.0, "radiograph") for title, image in zip(titles, radiographs)]
-    panels += [(name, array, aspect, "ct") for name, array, aspect in _orthogonal_slices(ct)]
+    panels += [(name, array, aspect, "ct") for name, array, aspect in orthogonal_slices(ct)]
     figure, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), dpi=100)
     for axis, (title, image, aspect, kind) in zip(np.atleast_1d(axes), panels):
         if kind == "ct":
@@ -55,6 +56,46 @@ def save_preview(
     if caption:
         figure.suptitle(caption, fontsize=9)
     figure.tight_layout()
+    return _save_figure(figure, path)
+
+
+def save_comparison_montage(
+    truth: sitk.Image,
+    reconstructions: dict[str, sitk.Image],
+    error_of: str,
+    path: str | os.PathLike,
+    window: HUWindow | None = None,
+    caption: str = "",
+) -> Path:
+    """Rows axial, coronal, sagittal; columns ground truth, each reconstruction, and the absolute HU error of
+    ``error_of``. Reconstructions are resampled onto the truth's grid so every column shows the same anatomy."""
+    window = window or HUWindow()
+    images = {"ground truth": truth}
+    images.update({name: sitk.Resample(image, truth, sitk.Transform(), sitk.sitkLinear, window.low, sitk.sitkFloat32) for name, image in reconstructions.items()})
+    slices = {name: orthogonal_slices(image) for name, image in images.items()}
+    errors = [(plane, np.abs(a - b), aspect) for (plane, a, aspect), (_, b, _) in zip(slices[error_of], slices["ground truth"])]
+    columns = list(slices.items()) + [(f"|{error_of} - truth| (HU)", errors)]
+    figure, axes = plt.subplots(3, len(columns), figsize=(2.8 * len(columns), 8.4), dpi=100, squeeze=False)
+    for col, (title, planes) in enumerate(columns):
+        is_error = col == len(columns) - 1
+        for row, (plane, array, aspect) in enumerate(planes):
+            axis = axes[row, col]
+            shown = axis.imshow(array, cmap="inferno" if is_error else "gray", vmin=0 if is_error else window.low, vmax=500.0 if is_error else min(window.high, 1000.0), aspect=aspect, interpolation="nearest")
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if row == 0:
+                axis.set_title(title, fontsize=9)
+            if col == 0:
+                axis.set_ylabel(plane)
+        if is_error:
+            figure.colorbar(shown, ax=axes[:, col].tolist(), shrink=0.6)
+    if caption:
+        figure.suptitle(caption, fontsize=9)
+    return _save_figure(figure, path)
+
+
+def _save_figure(figure, path: str | os.PathLike) -> Path:
+    """Write a figure atomically (temporary sibling, then rename) and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.partial.png")

@@ -26,7 +26,7 @@ from torch.optim.swa_utils import AveragedModel
 from .diffusion import diffusion_loss, regression_loss, training_scheduler
 from .drr import DRRProjector, normalize_radiograph
 from .geometry import View, VolumeGrid
-from .io import InputError, grid_image, image_center_lps, read_ct, resample_to_grid, write_text
+from .io import InputError, find_ct_volumes, grid_image, image_center_lps, read_ct, resample_to_grid, write_text
 from .model import DiffuX2CTNet, ModelConfig
 from .modelfile import load_model, save_model
 from .phantom import generate_phantom
@@ -35,7 +35,6 @@ from .synthesize import render_pair
 
 HELD_OUT_SEED_START = 900_000
 CHECKPOINT_NAME = "checkpoint.pt"
-CT_SUFFIXES = (".nrrd", ".nii", ".nii.gz", ".mha", ".mhd")
 
 
 @dataclass
@@ -59,6 +58,13 @@ class TrainSettings:
     device: str = "auto"
 
 
+def phantom_ct(seed: int, config: ModelConfig) -> sitk.Image:
+    """Phantom ``seed`` as a HU image at twice the model's resolution over its field of view (finer detail than
+    the model resolves, as a real CT has)."""
+    fine = VolumeGrid(2 * config.grid_size, config.field_of_view_mm / (2 * config.grid_size))
+    return grid_image(generate_phantom(seed, fine), fine)
+
+
 class TrainingData:
     """Paired (CT in [-1, 1], normalised DRR pair) batches, a pure function of the sample index.
 
@@ -74,18 +80,18 @@ class TrainingData:
         if source.startswith("phantom:"):
             self.fixed_seed = int(source.split(":", 1)[1])
         elif source != "phantoms":
-            folder = Path(source)
-            if not folder.is_dir():
-                raise InputError(f"{folder.name}: training data must be 'phantoms' or a folder of CT volumes")
-            self.files = sorted(p for p in folder.iterdir() if p.name.lower().endswith(CT_SUFFIXES) or (p.is_dir() and any(p.iterdir())))
-            if not self.files:
-                raise InputError(f"{folder.name}: no CT volumes found (NRRD, NIfTI, MHA or DICOM series folders)")
+            if not Path(source).is_dir():
+                raise InputError(f"{Path(source).name}: training data must be 'phantoms' or a folder of CT volumes")
+            self.files = find_ct_volumes(source)
+
+    def phantom_seed(self, index: int) -> int:
+        """The phantom seed of sample ``index`` (never a held-out seed)."""
+        return self.fixed_seed if self.fixed_seed is not None else (self.seed * 7919 + index) % HELD_OUT_SEED_START
 
     def _volume(self, index: int, rng: np.random.Generator) -> sitk.Image:
-        fine = VolumeGrid(2 * self.config.grid_size, self.config.field_of_view_mm / (2 * self.config.grid_size))
         if not self.files:
-            seed = self.fixed_seed if self.fixed_seed is not None else (self.seed * 7919 + index) % HELD_OUT_SEED_START
-            return grid_image(generate_phantom(seed, fine), fine)
+            return phantom_ct(self.phantom_seed(index), self.config)
+        fine = VolumeGrid(2 * self.config.grid_size, self.config.field_of_view_mm / (2 * self.config.grid_size))
         ct = read_ct(self.files[index % len(self.files)])
         centre = np.asarray(image_center_lps(ct)) + rng.uniform(-15, 15, 3)
         moved = VolumeGrid(fine.size, fine.spacing_mm, tuple(centre))
