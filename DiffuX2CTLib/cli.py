@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--cases", type=int, default=None, help="number of cases (phantoms: default 8; folder: default all)")
     evaluate.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's)")
     evaluate.add_argument("--ddpm", action="store_true", help="also run DDPM over all T steps (slow on CPU: minutes per case)")
-    evaluate.add_argument("--samples", type=int, default=1, help="diffusion: score the mean of K samples")
+    evaluate.add_argument("--samples", type=int, default=1, help="K > 1 also scores the mean of K DDIM samples")
     evaluate.add_argument("--seed", type=int, default=0, help="sampling seed")
     evaluate.add_argument("--mean-from", default="phantoms", help="mean-volume baseline: 'phantoms' (the bundled model's training data) or a folder of CTs")
     evaluate.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")

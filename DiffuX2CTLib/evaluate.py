@@ -45,8 +45,9 @@ Log = Callable[[str], None]
 @dataclass(frozen=True)
 class EvaluationSettings:
     """One evaluation run: the test set (``phantoms`` for held-out phantoms, or a folder of CTs), how many cases
-    (phantoms: that many seeds; folder: at most that many files, None for all), the samplers to run, and where
-    the mean-volume baseline comes from (``phantoms``: the model's training phantoms, or a folder of CTs)."""
+    (phantoms: that many seeds; folder: at most that many files, None for all), the samplers to run (``samples``
+    > 1 adds the mean of that many DDIM samples), and where the mean-volume baseline comes from (``phantoms``: the
+    model's training phantoms, or a folder of CTs)."""
 
     test_set: str
     out: str
@@ -110,13 +111,15 @@ def synthesise_case(case: EvaluationCase, config: ModelConfig, folder: Path) -> 
 
 
 def diffusion_methods(settings: EvaluationSettings, config: ModelConfig) -> dict[str, ReconstructionOptions]:
-    """Named reconstruction options of the diffusion methods the settings ask for, the default DDIM first."""
-    suffix = f" (mean of {settings.samples})" if settings.samples > 1 else ""
-    common = {"seed": settings.seed, "samples": settings.samples, "device": settings.device, "check_inputs": False}
+    """Named reconstruction options of the diffusion methods the settings ask for: one DDIM sample (the default
+    reconstruction, first), one DDPM sample over all T steps, and the mean of K DDIM samples."""
+    common = {"seed": settings.seed, "device": settings.device, "check_inputs": False}
     steps = settings.ddim_steps or config.default_steps
-    methods = {f"diffusion DDIM-{steps}{suffix}": ReconstructionOptions(steps=steps, **common)}
+    methods = {f"diffusion DDIM-{steps}": ReconstructionOptions(steps=steps, **common)}
     if settings.ddpm:
-        methods[f"diffusion DDPM-{config.timesteps}{suffix}"] = ReconstructionOptions(sampler="ddpm", **common)
+        methods[f"diffusion DDPM-{config.timesteps}"] = ReconstructionOptions(sampler="ddpm", **common)
+    if settings.samples > 1:
+        methods[f"diffusion DDIM-{steps}, mean of {settings.samples}"] = ReconstructionOptions(steps=steps, samples=settings.samples, **common)
     return methods
 
 
@@ -136,7 +139,7 @@ def evaluate_case(case: EvaluationCase, settings: EvaluationSettings, config: Mo
         result = reconstruct_pair(ap, lateral, settings.model, options)
         seconds = time.perf_counter() - started
         volumes[name] = result.ct
-        write_image(result.ct, folder / f"{name.replace(' ', '-').replace('(', '').replace(')', '')}.nrrd")
+        write_image(result.ct, folder / f"{name.replace(', ', '-').replace(' ', '-')}.nrrd")
         scores[name] = {**compare(result.ct, truth, window), "seconds": seconds}
         log(f"{case.name} {name}: PSNR {scores[name]['psnr_db']:.2f} dB, SSIM {scores[name]['ssim']:.3f}, bone Dice {scores[name]['bone_dice']:.3f} ({seconds:.1f} s)")
     default = next(iter(diffusion_methods(settings, config)))

@@ -70,10 +70,11 @@ def test_held_out_phantoms_with_ddpm(tmp_path, tiny_model):
     assert report["summary"]["diffusion DDPM-1000"]["seconds"][0] > report["summary"]["diffusion DDIM-2"]["seconds"][0]
 
 
-def test_several_samples_are_averaged_and_named_so():
+def test_the_mean_of_several_samples_is_an_extra_method():
     methods = diffusion_methods(EvaluationSettings(test_set="phantoms", out="x", samples=3, ddpm=True), TINY)
-    assert list(methods) == ["diffusion DDIM-20 (mean of 3)", "diffusion DDPM-1000 (mean of 3)"]
-    assert all(options.samples == 3 for options in methods.values())
+    assert list(methods) == ["diffusion DDIM-20", "diffusion DDPM-1000", "diffusion DDIM-20, mean of 3"]
+    assert [options.samples for options in methods.values()] == [1, 1, 3]
+    assert [options.sampler for options in methods.values()] == ["ddim", "ddpm", "ddim"]
 
 
 def test_comparisons_count_lower_mae_as_better():
