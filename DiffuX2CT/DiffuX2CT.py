@@ -311,13 +311,20 @@ class DiffuX2CTLogic(ScriptedLoadableModuleLogic):
             return f"Not a usable model: {error}"
 
     @staticmethod
-    def dicomValues(node):
-        """DICOM acquisition tags of a radiograph node loaded through the DICOM module (empty otherwise)."""
+    def dicomFile(node):
+        """The DICOM file a radiograph node was loaded from through the DICOM module, or None."""
         uids = (node.GetAttribute("DICOM.instanceUIDs") or "").split() if node else []
         database = getattr(slicer, "dicomDatabase", None)
-        if not uids or database is None:
+        if len(uids) != 1 or database is None:
+            return None
+        return database.fileForInstance(uids[0]) or None
+
+    def dicomValues(self, node):
+        """DICOM acquisition tags of a radiograph node loaded through the DICOM module (empty otherwise)."""
+        path = self.dicomFile(node)
+        if path is None:
             return {}
-        path = database.fileForInstance(uids[0])
+        database = slicer.dicomDatabase
         values = {}
         for key, tags in DICOM_TAGS.items():
             for tag in tags:
@@ -344,15 +351,27 @@ class DiffuX2CTLogic(ScriptedLoadableModuleLogic):
             return "From DICOM tags: " + ", ".join(filled) + ". Check them before running."
         return "No DICOM geometry tags: the model's default geometry is used; edit it to match your radiographs."
 
+    def sourceFiles(self, parameterNode):
+        """The radiographs' original DICOM files that exist on disk, by view: the worker reads these, so view
+        position, patient orientation, field-of-view rotation and intensity relationship are all used."""
+        files = {}
+        for view, node in (("ap", parameterNode.apVolume), ("lateral", parameterNode.lateralVolume)):
+            path = self.dicomFile(node)
+            if path and Path(path).is_file():
+                files[view] = path
+        return files
+
     def acquisition(self, parameterNode):
-        """What the panel says about each radiograph's acquisition, for the worker."""
+        """What the panel says about each radiograph's acquisition, for the worker. A node read from its
+        original DICOM file needs no inversion: the worker's reader presents MONOCHROME1 bone-bright."""
+        sources = self.sourceFiles(parameterNode)
         acquisitions = {}
         for view, node, spacing in (("ap", parameterNode.apVolume, parameterNode.apPixelSpacingMm), ("lateral", parameterNode.lateralVolume, parameterNode.lateralPixelSpacingMm)):
             acquisitions[view] = Acquisition(
                 source_to_detector_mm=parameterNode.sourceToDetectorMm,
                 source_to_isocenter_mm=parameterNode.sourceToIsocenterMm,
                 pixel_spacing_mm=(spacing, spacing) if spacing > 0 else None,
-                bone_dark=self.dicomValues(node).get("photometric") == "MONOCHROME1",
+                bone_dark=view not in sources and self.dicomValues(node).get("photometric") == "MONOCHROME1",
             )
         return acquisitions
 
@@ -362,7 +381,7 @@ class DiffuX2CTLogic(ScriptedLoadableModuleLogic):
         p = parameterNode
         model = None if Path(p.modelFolder) == BUNDLED_MODEL_DIR else str(p.modelFolder)
         return self.sceneLogic.start(
-            p.apVolume, p.lateralVolume, model=model, acquisition=self.acquisition(p), output_node=p.outputVolume,
+            p.apVolume, p.lateralVolume, model=model, acquisition=self.acquisition(p), source_files=self.sourceFiles(p), output_node=p.outputVolume,
             steps=p.steps, seed=p.seed, samples=p.samples, device=p.device, check_inputs=p.checkInputs,
         )
 

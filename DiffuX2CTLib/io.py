@@ -19,6 +19,7 @@ import SimpleITK as sitk
 
 from .errors import InputError
 from .geometry import ProjectionGeometry, View, VolumeGrid
+from .intensity import linear_to_line_integral
 from .job import Acquisition
 
 RADIOGRAPH_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".nrrd", ".nhdr", ".mha", ".mhd", ".nii", ".nii.gz")
@@ -36,6 +37,12 @@ _DICOM_TAGS = {
     "source_to_patient": "0018|1111",
     "view_position": "0018|5101",
     "patient_orientation": "0020|0020",
+    "intensity_relationship": "0028|1040",  # PixelIntensityRelationship: LIN, LOG or DISP
+    "intensity_sign": "0028|1041",  # PixelIntensityRelationshipSign: +1 intensity rises with the value, -1 falls
+    "fov_rotation": "0018|7032",  # FieldOfViewRotation: clockwise degrees relative to the detector
+    "fov_flip": "0018|7034",  # FieldOfViewHorizontalFlip: YES after the rotation
+    "window_center": "0028|1050",
+    "voi_lut_function": "0028|1056",
 }
 # DICOM PatientOrientation (direction of increasing column, of increasing row) the model's images have: AP with
 # the patient's left to the right of the image, lateral with posterior to the right, both head up (see geometry.py).
@@ -189,6 +196,41 @@ def _geometry_from_header(image: sitk.Image, view: View, path: Path) -> Projecti
         raise _fail(path, f"damaged geometry in the header ({str(error)[:120]})") from None
 
 
+def _undo_field_of_view_rotation(image: sitk.Image, pixels: np.ndarray, spacing: tuple[float, float] | None, path: Path, notes: list[str]) -> tuple[np.ndarray, tuple[float, float] | None]:
+    """Without PatientOrientation, turn a rotated or flipped field of view back to the detector's own frame
+    (FieldOfViewRotation, FieldOfViewHorizontalFlip), assuming the detector frame is the standard one."""
+    rotation_tag, flip = _dicom_tag(image, "fov_rotation"), (_dicom_tag(image, "fov_flip") or "").upper() == "YES"
+    try:
+        rotation = int(round(float(rotation_tag))) % 360 if rotation_tag else 0
+    except ValueError:
+        raise _fail(path, f"unreadable DICOM FieldOfViewRotation '{rotation_tag[:20]}'") from None
+    if rotation % 90:
+        raise _fail(path, f"DICOM FieldOfViewRotation {rotation} is not a multiple of 90 degrees")
+    if not rotation and not flip:
+        return pixels, spacing
+    if flip:  # applied after the rotation, so undone first
+        pixels = pixels[:, ::-1]
+    pixels = np.ascontiguousarray(np.rot90(pixels, rotation // 90))  # counter-clockwise undoes clockwise
+    if rotation in (90, 270) and spacing:
+        spacing = (spacing[1], spacing[0])
+    notes.append(f"{path.name}: field of view rotation {rotation} degrees{' and horizontal flip' if flip else ''} undone; assumed the detector's own frame is the standard orientation")
+    return pixels, spacing
+
+
+def _dicom_intensity(image: sitk.Image, pixels: np.ndarray, path: Path, notes: list[str]) -> np.ndarray:
+    """Pixels linear in X-ray intensity become line integrals; the VOI LUT (a display transform) is not applied."""
+    if _dicom_tag(image, "window_center") or _dicom_tag(image, "voi_lut_function"):
+        notes.append(f"{path.name}: VOI LUT (display windowing) present and not applied; the model works on the stored values")
+    relationship = (_dicom_tag(image, "intensity_relationship") or "").upper()
+    if relationship != "LIN":
+        return pixels
+    # The sign speaks of the stored values; the reader has already reversed MONOCHROME1 ones.
+    stored_rise = (_dicom_tag(image, "intensity_sign") or "1").strip() not in ("-1", "-1.0")
+    rises = stored_rise != ((_dicom_tag(image, "photometric") or "").upper() == "MONOCHROME1")
+    notes.append(f"{path.name}: pixels linear in X-ray intensity (PixelIntensityRelationship LIN) turned into line integrals, -ln(I/I0)")
+    return linear_to_line_integral(pixels, intensity_increases_with_value=rises)
+
+
 def _orient_dicom(image: sitk.Image, pixels: np.ndarray, spacing: tuple[float, float] | None, view: View, path: Path, notes: list[str]) -> tuple[np.ndarray, tuple[float, float] | None]:
     """Check ViewPosition against the slot the image was given for, and turn the pixels into the model's
     orientation using PatientOrientation (transpose and flips), noting every assumption."""
@@ -202,6 +244,7 @@ def _orient_dicom(image: sitk.Image, pixels: np.ndarray, spacing: tuple[float, f
     expected = _MODEL_ORIENTATION[view]
     orientation = _dicom_tag(image, "patient_orientation")
     if not orientation:
+        pixels, spacing = _undo_field_of_view_rotation(image, pixels, spacing, path, notes)
         notes.append(f"{path.name}: no PatientOrientation tag; assumed columns run towards {expected[0]} and rows towards {expected[1]}")
         return pixels, spacing
     parts = [part[:1] for part in orientation.upper().split("\\")]
@@ -270,6 +313,7 @@ def read_radiograph(path: str | os.PathLike, view: View | str) -> Radiograph:
                 raise _fail(path, f"invalid DICOM pixel spacing '{spacing_tag[:40]}'")
         else:
             notes.append(f"{path.name}: no pixel spacing tag; assumed the image spans the default detector")
+        pixels = _dicom_intensity(image, pixels, path, notes)
         pixels, spacing = _orient_dicom(image, pixels, spacing, view, path, notes)
     elif _suffix(path) in (".nrrd", ".nhdr", ".mha", ".mhd", ".nii", ".nii.gz"):
         spacing = (float(image.GetSpacing()[1]), float(image.GetSpacing()[0]))

@@ -1,8 +1,9 @@
 """Turning a radiograph pair into what the model sees: both views on the model's detector grid, normalised.
 
-The model was trained on DRRs of a fixed geometry (see :mod:`DiffuX2CTLib.geometry`). An input image is
-scaled so that its pixels at the isocentre plane have the model's physical size (magnification corrected),
-centred, resampled, and passed through the same percentile normalisation as the training DRRs.
+The model was trained on DRRs of a fixed geometry (see :mod:`DiffuX2CTLib.geometry`). An input image is cleaned
+of collimation borders and burned-in markers (:mod:`DiffuX2CTLib.intensity`, as in training), scaled so that its
+pixels at the isocentre plane have the model's physical size (magnification corrected), centred, resampled, and
+passed through the same percentile normalisation as the training DRRs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 
 from .drr import normalize_radiograph
 from .geometry import ProjectionGeometry, View
+from .intensity import clean_radiograph
 from .io import InputError, Radiograph
 
 ISOCENTER_TOLERANCE_MM = 10.0
@@ -68,6 +70,14 @@ def pair_isocenter(ap: Radiograph, lateral: Radiograph) -> tuple[float, float, f
             f"{np.linalg.norm(np.subtract(*known)):.0f} mm apart (expected the same patient position)"
         )
     return tuple(float(v) for v in np.mean(known, axis=0))
+
+
+def cleaned(radiograph: Radiograph) -> Radiograph:
+    """``radiograph`` without collimation borders and burned-in markers, with notes saying what was removed."""
+    pixels, removed = clean_radiograph(radiograph.pixels)
+    if not removed:
+        return radiograph
+    return dataclasses.replace(radiograph, pixels=pixels, notes=radiograph.notes + [f"{radiograph.path.name}: {note}" for note in removed])
 
 
 def prepare_pair(ap: Radiograph, lateral: Radiograph, detector: ProjectionGeometry) -> tuple[np.ndarray, tuple[ProjectionGeometry, ProjectionGeometry]]:

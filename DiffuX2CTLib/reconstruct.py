@@ -22,7 +22,7 @@ from .io import InputError, apply_acquisition, grid_image, read_radiograph, writ
 from .job import Acquisition, ReconstructionOptions
 from .model import DiffuX2CTNet
 from .modelfile import BUNDLED_MODEL_DIR, file_sha256, load_model
-from .preprocess import prepare_pair
+from .preprocess import cleaned, prepare_pair
 
 AGREEMENT_WARNING_THRESHOLD = 0.9
 Progress = Callable[[int, int], None]
@@ -76,7 +76,7 @@ def reconstruct_pair(
         if view not in pair:
             raise InputError(f"acquisition given for unknown view '{view}' (use ap or lateral)")
         pair[view] = apply_acquisition(pair[view], view, known)
-    ap, lateral = pair["ap"], pair["lateral"]
+    ap, lateral = cleaned(pair["ap"]), cleaned(pair["lateral"])
     net, card = cached_model(model, device)
     config = net.config
     images, geometries = prepare_pair(ap, lateral, config.detector())

@@ -266,13 +266,17 @@ class SceneLogic:
         *,
         model: str | None = None,
         acquisition: dict[str, Acquisition] | None = None,
+        source_files: dict[str, str] | None = None,
         output_node=None,
         name: str = "DiffuX2CT reconstruction",
         **options,
     ) -> ReconstructionJob:
         """Start a background reconstruction of the two radiograph nodes and return its job. ``options`` are
         those of :class:`~DiffuX2CTLib.job.ReconstructionOptions` (steps, seed, samples, device, method, sampler);
-        ``output_node`` is overwritten on success, else a new volume named ``name`` is added."""
+        ``source_files`` (by view) names the file a node was loaded from, e.g. its DICOM file, which the worker
+        then reads instead of the node's pixels so that every acquisition tag (view position, patient
+        orientation, intensity relationship) is used; ``output_node`` is overwritten on success, else a new
+        volume named ``name`` is added."""
         if self.job is not None and not self.job.finished:
             raise InputError("a reconstruction is already running; wait for it or cancel it first")
         check_radiograph_node(ap_node, "frontal (AP/PA)")
@@ -281,13 +285,24 @@ class SceneLogic:
             raise InputError(f"{ap_node.GetName()}: the same image was given as both the frontal and the lateral view")
         if model is not None and not Path(model).is_dir():
             raise InputError(f"{Path(model).name}: model folder not found")
+        sources = dict(source_files or {})
+        for view, path in sources.items():
+            if view not in ("ap", "lateral"):
+                raise InputError(f"source file given for unknown view '{view}' (use ap or lateral)")
+            if not Path(path).is_file():
+                raise InputError(f"{Path(path).name}: the {view} radiograph's source file was not found")
         workdir = Path(tempfile.mkdtemp(prefix="DiffuX2CT-"))
         try:
-            _write_volume(ap_node, workdir / "ap.nrrd")
-            _write_volume(lateral_node, workdir / "lateral.nrrd")
+            inputs = {}
+            for view, node in (("ap", ap_node), ("lateral", lateral_node)):
+                if view in sources:
+                    inputs[view] = str(sources[view])
+                else:
+                    _write_volume(node, workdir / f"{view}.nrrd")
+                    inputs[view] = str(workdir / f"{view}.nrrd")
             spec = JobSpec(
-                ap=str(workdir / "ap.nrrd"),
-                lateral=str(workdir / "lateral.nrrd"),
+                ap=inputs["ap"],
+                lateral=inputs["lateral"],
                 output_dir=str(workdir / "out"),
                 model=str(model) if model is not None else None,
                 options=ReconstructionOptions(**options),

@@ -26,6 +26,7 @@ from torch.optim.swa_utils import AveragedModel
 from .diffusion import diffusion_loss, regression_loss, training_scheduler
 from .drr import DRRProjector, normalize_radiograph
 from .geometry import View, VolumeGrid
+from .intensity import add_collimation_and_marker, clean_radiograph
 from .io import InputError, find_ct_volumes, grid_image, image_center_lps, read_ct, resample_to_grid, write_text
 from .model import DiffuX2CTNet, ModelConfig
 from .modelfile import load_model, save_model
@@ -98,8 +99,8 @@ class TrainingData:
         return grid_image(resample_to_grid(ct, moved), moved)
 
     def sample(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(1, N, N, N)`` target and ``(2, P, P)`` radiographs of sample ``index``, with geometry jitter and
-        intensity augmentation so the model does not rely on a perfect DRR."""
+        """``(1, N, N, N)`` target and ``(2, P, P)`` radiographs of sample ``index``, with geometry jitter,
+        intensity augmentation, collimation and markers so the model does not rely on a perfect DRR."""
         rng = np.random.default_rng([self.seed, index])
         volume = self._volume(index, rng)
         centre = image_center_lps(volume)
@@ -116,6 +117,8 @@ class TrainingData:
         gamma = torch.from_numpy(rng.uniform(0.8, 1.25, (2, 1, 1))).float()
         drrs = drrs.clamp(min=0) ** gamma
         drrs = drrs + torch.from_numpy(rng.normal(0, 0.01, drrs.shape)).float() * drrs.amax(dim=(-2, -1), keepdim=True)
+        # Clinical borders and markers, then the cleaning inference applies: the model learns from what it is fed.
+        drrs = torch.from_numpy(np.stack([clean_radiograph(add_collimation_and_marker(view, rng))[0] for view in drrs.numpy()]))
         radiographs = normalize_radiograph(drrs)
         grid = self.config.grid(centre)
         target = self.config.hu_window.to_unit(resample_to_grid(volume, grid))

@@ -30,11 +30,12 @@ class _StandIn:
 class _FakeDicomDatabase:
     """Answers tag look-ups like slicer.dicomDatabase for one instance."""
 
-    def __init__(self, tags: dict[str, str]) -> None:
+    def __init__(self, tags: dict[str, str], path: str | None = None) -> None:
         self.tags = tags
+        self.path = path
 
     def fileForInstance(self, uid: str) -> str:  # noqa: N802 - Slicer's API name
-        return f"/dicom/{uid}.dcm"
+        return self.path or f"/dicom/{uid}.dcm"
 
     def fileValue(self, path: str, tag: str) -> str:  # noqa: N802 - Slicer's API name
         return self.tags.get(tag, "")
@@ -111,6 +112,33 @@ def test_dicom_tags_fill_the_geometry_and_set_the_acquisition(module, monkeypatc
     assert acquisition["ap"].bone_dark and acquisition["ap"].pixel_spacing_mm == (0.148, 0.148)
     assert not acquisition["lateral"].bone_dark and acquisition["lateral"].pixel_spacing_mm is None
     assert acquisition["lateral"].source_to_detector_mm == 1800.0
+
+
+def test_a_node_from_a_dicom_file_is_read_by_the_worker_from_that_file(module, monkeypatch, tmp_path):
+    """Slicer's DICOM loader drops PatientOrientation; the worker reads the original file, so a mirrored
+    radiograph is turned back and said so, and MONOCHROME1 is not inverted twice."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from conftest import write_dicom_radiograph
+
+    app = module.app
+    pixels = sitk.GetArrayFromImage(sitk.ReadImage(str(SAMPLE_DATA / "ap.nrrd")))[0]
+    stored = 65535 - np.rint(pixels / pixels.max() * 60000)  # MONOCHROME1: dense = low stored value
+    path = tmp_path / "ap.dcm"
+    write_dicom_radiograph(path, stored[:, ::-1], "MONOCHROME1", ImagerPixelSpacing=[1.6, 1.6], DistanceSourceToDetector="1200", DistanceSourceToPatient="1000", ViewPosition="AP", PatientOrientation="R\\F")
+    ap = app.load_volume(SAMPLE_DATA / "ap.nrrd", "AP")
+    lateral = app.load_volume(SAMPLE_DATA / "lateral.nrrd", "Lateral")
+    ap.SetAttribute("DICOM.instanceUIDs", "1.2.3")
+    monkeypatch.setattr(slicer, "dicomDatabase", _FakeDicomDatabase({"0028,0004": "MONOCHROME1"}, str(path)), raising=False)
+    logic = module.DiffuX2CTLogic()
+    parameters = _Parameters(apVolume=ap, lateralVolume=lateral)
+    assert logic.sourceFiles(parameters) == {"ap": str(path)}
+    assert not logic.acquisition(parameters)["ap"].bone_dark
+    ct = logic.start(parameters).wait(interval_s=0.05).ct_node
+    notes = ct.GetAttribute("DiffuX2CT.notes")
+    assert "ap.dcm: image mirrored left-right (PatientOrientation R\\F)" in notes
+    assert float(ct.GetAttribute("DiffuX2CT.agreement_ap")) > 0.9
 
 
 def test_without_dicom_tags_the_model_defaults_are_used(module):
