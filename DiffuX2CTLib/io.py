@@ -231,6 +231,19 @@ def _dicom_intensity(image: sitk.Image, pixels: np.ndarray, path: Path, notes: l
     return linear_to_line_integral(pixels, intensity_increases_with_value=rises)
 
 
+def _dicom_distances(image: sitk.Image, shape: tuple[int, int], spacing: tuple[float, float] | None, view: View, path: Path, notes: list[str]) -> ProjectionGeometry | None:
+    """The cone-beam geometry from DistanceSourceToDetector and DistanceSourceToPatient (the magnification the
+    pixel spacing is corrected by), or None with a note when the file does not carry both."""
+    sdd, sid = _dicom_tag(image, "source_to_detector"), _dicom_tag(image, "source_to_patient")
+    if not (sdd and sid):
+        notes.append(f"{path.name}: no DistanceSourceToDetector/DistanceSourceToPatient; assumed the model's distances")
+        return None
+    try:
+        return ProjectionGeometry(view, float(sdd), float(sid), shape, spacing or (1.0, 1.0))
+    except ValueError as error:
+        raise _fail(path, f"invalid DICOM source distances ({str(error)[:120]})") from None
+
+
 def _orient_dicom(image: sitk.Image, pixels: np.ndarray, spacing: tuple[float, float] | None, view: View, path: Path, notes: list[str]) -> tuple[np.ndarray, tuple[float, float] | None]:
     """Check ViewPosition against the slot the image was given for, and turn the pixels into the model's
     orientation using PatientOrientation (transpose and flips), noting every assumption."""
@@ -315,6 +328,7 @@ def read_radiograph(path: str | os.PathLike, view: View | str) -> Radiograph:
             notes.append(f"{path.name}: no pixel spacing tag; assumed the image spans the default detector")
         pixels = _dicom_intensity(image, pixels, path, notes)
         pixels, spacing = _orient_dicom(image, pixels, spacing, view, path, notes)
+        geometry = _dicom_distances(image, pixels.shape, spacing, view, path, notes)
     elif _suffix(path) in (".nrrd", ".nhdr", ".mha", ".mhd", ".nii", ".nii.gz"):
         spacing = (float(image.GetSpacing()[1]), float(image.GetSpacing()[0]))
     else:

@@ -22,7 +22,7 @@ def _read(tmp_path, view="ap", **tags):
 
 
 def test_model_orientation_is_kept(tmp_path):
-    radiograph = _read(tmp_path, PatientOrientation=["L", "F"], ViewPosition="AP")
+    radiograph = _read(tmp_path, PatientOrientation=["L", "F"], ViewPosition="AP", DistanceSourceToDetector="1200", DistanceSourceToPatient="1000")
     assert np.array_equal(radiograph.pixels, PIXELS) and radiograph.pixel_spacing_mm == (0.2, 0.3)
     assert radiograph.notes == []
 

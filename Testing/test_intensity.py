@@ -142,3 +142,27 @@ def test_a_collimated_pair_with_a_marker_reconstructs_closer_to_the_clean_one_fo
     uncleaned = sitk.GetArrayFromImage(reconstruct_pair(tmp_path / "ap.nrrd", SAMPLE / "lateral.nrrd", options=options).ct)
     error_with, error_without = (float(np.mean(np.abs(clean - sitk.GetArrayFromImage(dirty.ct)))), float(np.mean(np.abs(clean - uncleaned))))
     assert error_with < 0.7 * error_without, (error_with, error_without)
+
+
+def test_dicom_source_distances_set_the_magnification(tmp_path):
+    """The sample AP as DICOM: with twice the distances and twice the pixel size it is the same image at the
+    isocentre, so the model must see the same input; without the distance tags the model's are assumed."""
+    from DiffuX2CTLib.model import ModelConfig
+    from DiffuX2CTLib.preprocess import fit_to_detector
+
+    pixels = sitk.GetArrayFromImage(sitk.ReadImage(str(SAMPLE / "ap.nrrd")))[0]
+    stored = np.rint(pixels / pixels.max() * 60000)
+    common = {"ViewPosition": "AP", "PatientOrientation": "L\\F"}
+    write_dicom_radiograph(tmp_path / "near.dcm", stored, ImagerPixelSpacing=[1.6, 1.6], DistanceSourceToDetector="1200", DistanceSourceToPatient="1000", **common)
+    write_dicom_radiograph(tmp_path / "far.dcm", stored, ImagerPixelSpacing=[3.2, 3.2], DistanceSourceToDetector="2400", DistanceSourceToPatient="1000", **common)
+    write_dicom_radiograph(tmp_path / "untagged.dcm", stored, ImagerPixelSpacing=[3.2, 3.2], **common)
+    target = ModelConfig().detector()
+    near, far, untagged = (read_radiograph(tmp_path / f"{name}.dcm", "ap") for name in ("near", "far", "untagged"))
+    assert (far.geometry.source_to_detector_mm, far.geometry.source_to_isocenter_mm) == (2400.0, 1000.0)
+    assert untagged.geometry is None and any("assumed the model's distances" in note for note in untagged.notes)
+    seen = {name: fit_to_detector(r, target) for name, r in (("near", near), ("far", far), ("untagged", untagged))}
+    assert np.abs(seen["near"] - seen["far"]).mean() < 0.01
+    assert np.abs(seen["near"] - seen["untagged"]).mean() > 0.05
+    write_dicom_radiograph(tmp_path / "bad.dcm", stored, DistanceSourceToDetector="900", DistanceSourceToPatient="1000", **common)
+    with pytest.raises(InputError, match="invalid DICOM source distances"):
+        read_radiograph(tmp_path / "bad.dcm", "ap")
