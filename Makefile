@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH_VERSION := 2.13.0
 
-.PHONY: demo test test-slow bench bench-env install install-test clean
+.PHONY: demo test test-slow bench bench-env evaluate install install-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ bench-env: $(BENCH_VENV)/.installed
 
 bench: install bench-env
 	$(BIN)/python Testing/benchmarks/performance.py
+
+# The model card's quality table: the bundled model and the baselines on held-out phantoms (about 30 min on 2 CPU
+# cores, most of it DDPM-1000). Per-case montages and metrics land beside the summary.
+EVALUATION := Testing/benchmarks/results/evaluation
+evaluate: install
+	$(BIN)/diffux2ct evaluate --set phantoms --cases 4 --ddpm --samples 4 --out $(EVALUATION)
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) demo-output .pytest_cache
