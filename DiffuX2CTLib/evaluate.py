@@ -132,8 +132,9 @@ def evaluate_case(case: EvaluationCase, settings: EvaluationSettings, config: Mo
     scores = {"mean volume": {**compare(mean_image, truth, window), "seconds": 0.0}}
     volumes = {}
     # The synthesised pairs are DRRs by construction; the input checks (photographs, blank images) do not apply.
-    runs = {"regression": ReconstructionOptions(method="regression", device=settings.device, check_inputs=False)}
-    runs.update(diffusion_methods(settings, config))
+    diffusion = diffusion_methods(settings, config)
+    default = next(iter(diffusion))
+    runs = {"regression": ReconstructionOptions(method="regression", device=settings.device, check_inputs=False), **diffusion}
     for name, options in runs.items():
         started = time.perf_counter()
         result = reconstruct_pair(ap, lateral, settings.model, options)
@@ -142,7 +143,6 @@ def evaluate_case(case: EvaluationCase, settings: EvaluationSettings, config: Mo
         write_image(result.ct, folder / f"{name.replace(', ', '-').replace(' ', '-')}.nrrd")
         scores[name] = {**compare(result.ct, truth, window), "seconds": seconds}
         log(f"{case.name} {name}: PSNR {scores[name]['psnr_db']:.2f} dB, SSIM {scores[name]['ssim']:.3f}, bone Dice {scores[name]['bone_dice']:.3f} ({seconds:.1f} s)")
-    default = next(iter(diffusion_methods(settings, config)))
     save_comparison_montage(truth, {"diffusion": volumes[default], "regression": volumes["regression"]}, "diffusion", folder / "montage.png", window, caption=f"{case.name}: diffusion = {default}")
     record = {"case": case.name, "methods": scores}
     write_json(record, folder / "metrics.json")
