@@ -17,6 +17,22 @@ def small_grid() -> VolumeGrid:
 
 
 @pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A saved untrained model of the tiny test config, its denoiser head randomised so sampling does something."""
+    import torch
+
+    from DiffuX2CTLib.model import DiffuX2CTNet
+    from DiffuX2CTLib.modelfile import save_model
+    from test_model import TINY
+
+    torch.manual_seed(0)
+    net = DiffuX2CTNet(TINY)
+    with torch.no_grad():
+        net.denoiser.head[-1].weight.normal_(0, 0.05)
+    return save_model(net, tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session")
 def phantom_ct(small_grid) -> sitk.Image:
     """A 48^3 torso phantom as an LPS HU image."""
     return grid_image(generate_phantom(7, small_grid, implant=True), small_grid)

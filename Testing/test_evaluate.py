@@ -8,26 +8,14 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import torch
 
 from DiffuX2CTLib.cli import main
 from DiffuX2CTLib.evaluate import EvaluationSettings, diffusion_methods, evaluate_set, report_markdown, summarise
 from DiffuX2CTLib.geometry import VolumeGrid
 from DiffuX2CTLib.io import InputError, grid_image, write_image
-from DiffuX2CTLib.model import DiffuX2CTNet
-from DiffuX2CTLib.modelfile import save_model
 from DiffuX2CTLib.phantom import generate_phantom
 
 from test_model import TINY
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    torch.manual_seed(0)
-    net = DiffuX2CTNet(TINY)
-    with torch.no_grad():
-        net.denoiser.head[-1].weight.normal_(0, 0.05)
-    return save_model(net, tmp_path_factory.mktemp("models") / "tiny")
 
 
 @pytest.fixture(scope="module")

@@ -14,22 +14,10 @@ import torch
 
 from DiffuX2CTLib.cli import main
 from DiffuX2CTLib.io import InputError
-from DiffuX2CTLib.model import DiffuX2CTNet
-from DiffuX2CTLib.modelfile import save_model
 from DiffuX2CTLib.reconstruct import ReconstructionOptions, reconstruct_pair, uncertainty_path, write_reconstruction
 
-from test_model import TINY
 
 SAMPLE = Path(__file__).resolve().parents[1] / "Resources" / "SampleData"
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    torch.manual_seed(0)
-    net = DiffuX2CTNet(TINY)
-    with torch.no_grad():
-        net.denoiser.head[-1].weight.normal_(0, 0.05)
-    return save_model(net, tmp_path_factory.mktemp("models") / "tiny")
 
 
 def test_reconstruction_is_placed_at_the_radiographs_isocentre(tiny_model):
