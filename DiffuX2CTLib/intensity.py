@@ -76,9 +76,8 @@ def mask_collimation(pixels: np.ndarray) -> tuple[np.ndarray, str | None]:
 def remove_markers(pixels: np.ndarray) -> tuple[np.ndarray, str | None]:
     """Small plateaus at the image's maximum value (burned-in text, side markers) filled with the median of a
     ring around each; large saturated areas and plateaus touching the border (collimation) are left alone."""
-    top = float(pixels.max())
-    plateau = sitk.GetImageFromArray((pixels >= top).astype(np.uint8))
-    labels = sitk.ConnectedComponent(plateau, True)
+    at_top = pixels >= pixels.max()
+    labels = sitk.ConnectedComponent(sitk.GetImageFromArray(at_top.astype(np.uint8)), True)
     statistics = sitk.LabelShapeStatisticsImageFilter()
     statistics.Execute(labels)
     label_array = sitk.GetArrayFromImage(labels)
@@ -93,11 +92,10 @@ def remove_markers(pixels: np.ndarray) -> tuple[np.ndarray, str | None]:
     if not marks:
         return pixels, None
     cleaned = pixels.copy()
-    everything_at_top = sitk.GetArrayFromImage(plateau).astype(bool)
     for label in marks:
         mark = sitk.GetImageFromArray((label_array == label).astype(np.uint8))
         grown = sitk.GetArrayFromImage(sitk.BinaryDilate(mark, [MARKER_RING_PIXELS] * 2)).astype(bool)
-        ring = grown & ~everything_at_top
+        ring = grown & ~at_top
         cleaned[label_array == label] = float(np.median(pixels[ring])) if ring.any() else float(np.median(pixels))
     return cleaned, f"{len(marks)} burned-in marker(s) or text at the maximum value removed"
 
@@ -119,11 +117,12 @@ def add_collimation_and_marker(pixels: np.ndarray, rng: np.random.Generator) -> 
     rows, cols = pixels.shape
     out = pixels.copy()
     bright = float(pixels.max()) * float(rng.uniform(1.0, 1.5))
-    for side in range(4):
+    for side in ("top", "bottom", "left", "right"):
         if rng.random() < 0.3:
-            width = int(rng.integers(1, max(2, int(0.12 * (rows if side < 2 else cols)))))
-            region = (slice(0, width), slice(None)) if side == 0 else (slice(rows - width, rows), slice(None)) if side == 1 else (slice(None), slice(0, width)) if side == 2 else (slice(None), slice(cols - width, cols))
-            out[region] = bright
+            length = rows if side in ("top", "bottom") else cols
+            width = int(rng.integers(1, max(2, int(0.12 * length))))
+            band = slice(0, width) if side in ("top", "left") else slice(length - width, length)
+            out[(band, slice(None)) if side in ("top", "bottom") else (slice(None), band)] = bright
     if rng.random() < 0.3:
         height, width = int(rng.integers(2, max(3, rows // 12))), int(rng.integers(2, max(3, cols // 12)))
         row, col = int(rng.integers(0, rows - height)), int(rng.integers(0, cols - width))

@@ -59,10 +59,15 @@ class TrainSettings:
     device: str = "auto"
 
 
+def fine_grid(config: ModelConfig) -> VolumeGrid:
+    """The model's field of view at twice its resolution: training volumes carry finer detail than the model
+    resolves, as a real CT does."""
+    return VolumeGrid(2 * config.grid_size, config.field_of_view_mm / (2 * config.grid_size))
+
+
 def phantom_ct(seed: int, config: ModelConfig) -> sitk.Image:
-    """Phantom ``seed`` as a HU image at twice the model's resolution over its field of view (finer detail than
-    the model resolves, as a real CT has)."""
-    fine = VolumeGrid(2 * config.grid_size, config.field_of_view_mm / (2 * config.grid_size))
+    """Phantom ``seed`` as a HU image on :func:`fine_grid`."""
+    fine = fine_grid(config)
     return grid_image(generate_phantom(seed, fine), fine)
 
 
@@ -92,7 +97,7 @@ class TrainingData:
     def _volume(self, index: int, rng: np.random.Generator) -> sitk.Image:
         if not self.files:
             return phantom_ct(self.phantom_seed(index), self.config)
-        fine = VolumeGrid(2 * self.config.grid_size, self.config.field_of_view_mm / (2 * self.config.grid_size))
+        fine = fine_grid(self.config)
         ct = read_ct(self.files[index % len(self.files)])
         centre = np.asarray(image_center_lps(ct)) + rng.uniform(-15, 15, 3)
         moved = VolumeGrid(fine.size, fine.spacing_mm, tuple(centre))
@@ -244,8 +249,9 @@ def train(settings: TrainSettings, show_progress: bool = True) -> Path:
 
     torch.manual_seed(settings.seed)  # a new model's initial weights follow the run's seed
     net = _initial_net(settings).to(device)
-    if checkpoint_path.exists():  # a resumed run keeps the parametrisation it started with
-        stored = ModelConfig.from_dict(json.loads(_load_checkpoint(checkpoint_path)["config"]))
+    checkpoint = _load_checkpoint(checkpoint_path, device) if checkpoint_path.exists() else None
+    if checkpoint is not None:  # a resumed run keeps the parametrisation it started with
+        stored = ModelConfig.from_dict(json.loads(checkpoint["config"]))
         if stored != net.config:
             net = DiffuX2CTNet(stored).to(device)
     config = net.config
@@ -258,8 +264,7 @@ def train(settings: TrainSettings, show_progress: bool = True) -> Path:
     optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=1e-4)
     ema = AveragedModel(net, avg_fn=_ema_with_warmup(settings.ema_decay), use_buffers=True)
     step = 0
-    if checkpoint_path.exists():
-        checkpoint = _load_checkpoint(checkpoint_path, device)
+    if checkpoint is not None:
         net.load_state_dict(checkpoint["model"])
         ema.load_state_dict(checkpoint["ema_averager"])
         optimizer.load_state_dict(checkpoint["optimizer"])
