@@ -1,7 +1,7 @@
 """DiffuX2CT scripted module: the Slicer panel, a thin logic and the self-test.
 
-The panel never runs the model itself: DiffuX2CTLib.scene.SceneLogic writes the radiographs to a private folder
-and starts DiffuX2CTLib.worker in a background process (Slicer's Python, with torch), which this widget polls
+The panel never runs the model itself: DiffuX2CTLib.app.scene.SceneLogic writes the radiographs to a private folder
+and starts DiffuX2CTLib.app.worker in a background process (Slicer's Python, with torch), which this widget polls
 with a timer, so the GUI stays responsive, shows progress and can cancel.
 """
 
@@ -23,10 +23,14 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from DiffuX2CTLib.app.scene import JobState, SceneLogic
 from DiffuX2CTLib.errors import InputError
 from DiffuX2CTLib.job import Acquisition
-from DiffuX2CTLib.modelcard import BUNDLED_MODEL_DIR, read_model_card, summarize_model_card
-from DiffuX2CTLib.scene import JobState, SceneLogic
+from DiffuX2CTLib.modelcard import (
+    BUNDLED_MODEL_DIR,
+    read_model_card,
+    summarize_model_card,
+)
 
 SAMPLE_DIR = BUNDLED_MODEL_DIR.parent.parent / "SampleData"
 # pip names of what the worker needs beyond Slicer's own Python; torch comes from the PyTorch extension when present.
@@ -255,7 +259,7 @@ def sharedSceneLogic():
 
 class DiffuX2CTLogic(ScriptedLoadableModuleLogic):
     """What the panel and the Python console call: parameters in, a background job out. The MRML work is in
-    DiffuX2CTLib.scene.SceneLogic, which is used (and tested) the same way outside Slicer."""
+    DiffuX2CTLib.app.scene.SceneLogic, which is used (and tested) the same way outside Slicer."""
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
@@ -387,7 +391,7 @@ class DiffuX2CTLogic(ScriptedLoadableModuleLogic):
 
     def reconstruct(self, apNode, lateralNode, **options):
         """Blocking reconstruction for the Python console; returns the CT volume node. ``options``: steps, seed,
-        samples, device, method, model, acquisition, output_node, name (see DiffuX2CTLib.scene.SceneLogic)."""
+        samples, device, method, model, acquisition, output_node, name (see DiffuX2CTLib.app.scene.SceneLogic)."""
         return self.sceneLogic.reconstruct(apNode, lateralNode, **options)
 
 

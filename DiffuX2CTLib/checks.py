@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .io import Radiograph
+from .data.io import Radiograph
 
 SAME_IMAGE_CORRELATION = 0.97  # a frontal and a lateral view of one patient never look this alike
 SAME_REGION_PROFILE_CORRELATION = 0.5  # head-feet brightness profiles of the two views of one region agree

@@ -10,8 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-from .geometry import ProjectionGeometry, VolumeGrid, default_pair
-from .io import InputError
+from .data.geometry import ProjectionGeometry, VolumeGrid, default_pair
+from .data.io import InputError
 from .model.config import PREDICTION_TYPES
 
 EXIT_BAD_INPUT = 2
@@ -37,7 +37,7 @@ def cmd_phantom(args: argparse.Namespace) -> int:
     import numpy as np
     import SimpleITK as sitk
 
-    from .io import grid_image, write_image
+    from .data.io import grid_image, write_image
     from .phantom import generate_phantom
 
     grid = VolumeGrid(args.size, args.spacing)
@@ -50,8 +50,8 @@ def cmd_phantom(args: argparse.Namespace) -> int:
 
 def cmd_synthesize(args: argparse.Namespace) -> int:
     """Render the AP + lateral DRR pair of a CT, placed in the CT's frame."""
-    from .io import detector_image, read_ct, write_image, write_json
-    from .synthesize import pair_for_ct, render_pair
+    from .data.io import detector_image, read_ct, write_image, write_json
+    from .data.synthesize import pair_for_ct, render_pair
 
     ct = read_ct(args.ct)
     geometries = pair_for_ct(ct, _geometry_template(args))
@@ -70,7 +70,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.set is None:
         if not (args.pred and args.gt):
             raise InputError("give --pred and --gt to score one reconstruction, or --set to evaluate a test set")
-        from .io import read_ct
+        from .data.io import read_ct
         from .metrics import compare
 
         print(json.dumps(compare(read_ct(args.pred), read_ct(args.gt)), indent=2))
@@ -93,7 +93,12 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     """Reconstruct a CT from an AP and a lateral radiograph."""
     from tqdm import tqdm
 
-    from .reconstruct import ReconstructionOptions, low_agreement_views, reconstruct_pair, write_reconstruction
+    from .reconstruct import (
+        ReconstructionOptions,
+        low_agreement_views,
+        reconstruct_pair,
+        write_reconstruction,
+    )
 
     options = ReconstructionOptions(steps=args.steps, seed=args.seed, device=args.device, samples=args.samples, method=args.method, sampler=args.sampler, check_inputs=not args.skip_input_checks)
     with tqdm(total=None, desc="reconstruct", unit="step", disable=args.quiet) as bar:
@@ -136,10 +141,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Reconstruct the bundled sample pair with the bundled model; write the CT, a preview and the metrics."""
-    from .io import read_ct
+    from .data.io import read_ct
     from .metrics import compare
     from .preview import save_preview
-    from .reconstruct import ReconstructionOptions, reconstruct_pair, write_reconstruction
+    from .reconstruct import (
+        ReconstructionOptions,
+        reconstruct_pair,
+        write_reconstruction,
+    )
 
     out = Path(args.out)
     sample = Path(__file__).resolve().parent.parent / "Resources" / "SampleData"

@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 
-from .drr import DRRProjector, hu_to_attenuation, normalize_radiograph
-from .geometry import VolumeGrid
-from .io import HUWindow
+from .data.drr import DRRProjector, hu_to_attenuation, normalize_radiograph
+from .data.geometry import VolumeGrid
+from .data.io import HUWindow
 from .model import DiffuX2CTNet, ModelConfig
 
 ProgressCallback = Callable[[int, int], None]

@@ -19,14 +19,25 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .geometry import View
-from .io import InputError, detector_image, find_ct_volumes, grid_image, image_center_lps, read_ct, resample_to_grid, write_image, write_json, write_text
+from .data.geometry import View
+from .data.io import (
+    InputError,
+    detector_image,
+    find_ct_volumes,
+    grid_image,
+    image_center_lps,
+    read_ct,
+    resample_to_grid,
+    write_image,
+    write_json,
+    write_text,
+)
+from .data.synthesize import pair_for_ct, render_pair
 from .job import ReconstructionOptions
 from .metrics import compare
 from .model import ModelConfig
 from .preview import save_comparison_montage
 from .reconstruct import cached_model, reconstruct_pair, resolve_device
-from .synthesize import pair_for_ct, render_pair
 from .train import HELD_OUT_SEED_START, TrainingData, phantom_ct
 
 PHANTOM_SET = "phantoms"

@@ -13,7 +13,7 @@ import SimpleITK as sitk
 import torch
 from monai.metrics import DiceMetric, SSIMMetric
 
-from .io import HUWindow, InputError
+from .data.io import HUWindow, InputError
 
 BONE_THRESHOLD_HU = 250.0
 

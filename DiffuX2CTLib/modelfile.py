@@ -15,9 +15,16 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .io import write_json
-from .modelcard import BUNDLED_MODEL_DIR, CONFIG_NAME, WEIGHTS_NAME, ModelError, read_model_card
+from .data.io import write_json
 from .model import DiffuX2CTNet, ModelConfig
+from .modelcard import (
+    BUNDLED_MODEL_DIR,
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    ModelError,
+    read_model_card,
+)
+
 
 def file_sha256(path: Path) -> str:
     """Hex SHA-256 of a file, read in chunks."""

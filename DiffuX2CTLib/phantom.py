@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .geometry import VolumeGrid
+from .data.geometry import VolumeGrid
 
 AIR_HU = -1000.0
 

@@ -1,7 +1,7 @@
 """Turning a radiograph pair into what the model sees: both views on the model's detector grid, normalised.
 
-The model was trained on DRRs of a fixed geometry (see :mod:`DiffuX2CTLib.geometry`). An input image is cleaned
-of collimation borders and burned-in markers (:mod:`DiffuX2CTLib.intensity`, as in training), scaled so that its
+The model was trained on DRRs of a fixed geometry (see :mod:`DiffuX2CTLib.data.geometry`). An input image is cleaned
+of collimation borders and burned-in markers (:mod:`DiffuX2CTLib.data.intensity`, as in training), scaled so that its
 pixels at the isocentre plane have the model's physical size (magnification corrected), centred, resampled, and
 passed through the same percentile normalisation as the training DRRs.
 """
@@ -14,10 +14,10 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from .drr import normalize_radiograph
-from .geometry import ProjectionGeometry, View
-from .intensity import clean_radiograph
-from .io import InputError, Radiograph
+from .data.drr import normalize_radiograph
+from .data.geometry import ProjectionGeometry, View
+from .data.intensity import clean_radiograph
+from .data.io import InputError, Radiograph
 
 ISOCENTER_TOLERANCE_MM = 10.0
 

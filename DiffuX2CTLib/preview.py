@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 
-from .io import HUWindow  # noqa: E402
+from .data.io import HUWindow  # noqa: E402
 
 
 def orthogonal_slices(ct: sitk.Image) -> list[tuple[str, np.ndarray, float]]:

@@ -16,9 +16,15 @@ import SimpleITK as sitk
 import torch
 
 from .checks import normalised_cross_correlation, pair_problems
+from .data.drr import DRRProjector
+from .data.io import (
+    InputError,
+    apply_acquisition,
+    grid_image,
+    read_radiograph,
+    write_image,
+)
 from .diffusion import render_model_radiographs, sample
-from .drr import DRRProjector
-from .io import InputError, apply_acquisition, grid_image, read_radiograph, write_image
 from .job import Acquisition, ReconstructionOptions
 from .model import DiffuX2CTNet
 from .modelfile import BUNDLED_MODEL_DIR, file_sha256, load_model

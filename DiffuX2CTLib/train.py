@@ -23,16 +23,24 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 
+from .data.drr import DRRProjector, normalize_radiograph
+from .data.geometry import View, VolumeGrid
+from .data.intensity import add_collimation_and_marker, clean_radiograph
+from .data.io import (
+    InputError,
+    find_ct_volumes,
+    grid_image,
+    image_center_lps,
+    read_ct,
+    resample_to_grid,
+    write_text,
+)
+from .data.synthesize import render_pair
 from .diffusion import diffusion_loss, regression_loss, training_scheduler
-from .drr import DRRProjector, normalize_radiograph
-from .geometry import View, VolumeGrid
-from .intensity import add_collimation_and_marker, clean_radiograph
-from .io import InputError, find_ct_volumes, grid_image, image_center_lps, read_ct, resample_to_grid, write_text
 from .model import DiffuX2CTNet, ModelConfig
 from .modelfile import load_model, save_model
 from .phantom import generate_phantom
 from .reconstruct import resolve_device
-from .synthesize import render_pair
 
 HELD_OUT_SEED_START = 900_000
 CHECKPOINT_NAME = "checkpoint.pt"

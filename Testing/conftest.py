@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from DiffuX2CTLib.geometry import VolumeGrid
-from DiffuX2CTLib.io import grid_image
+from DiffuX2CTLib.data.geometry import VolumeGrid
+from DiffuX2CTLib.data.io import grid_image
 from DiffuX2CTLib.phantom import generate_phantom
 
 
@@ -20,10 +20,10 @@ def small_grid() -> VolumeGrid:
 def tiny_model(tmp_path_factory):
     """A saved untrained model of the tiny test config, its denoiser head randomised so sampling does something."""
     import torch
+    from test_model import TINY
 
     from DiffuX2CTLib.model import DiffuX2CTNet
     from DiffuX2CTLib.modelfile import save_model
-    from test_model import TINY
 
     torch.manual_seed(0)
     net = DiffuX2CTNet(TINY)

@@ -142,7 +142,7 @@ class CoreApp:
 
 def main(argv: list[str]) -> None:
     """Reconstruct the sample pair (default steps, or ``--steps N``) and save the screenshot to ``argv[0]``."""
-    from DiffuX2CTLib.scene import SceneLogic
+    from DiffuX2CTLib.app.scene import SceneLogic
 
     options = {"steps": int(argv[2])} if argv[1:2] == ["--steps"] else {}
     app = CoreApp()

@@ -10,9 +10,9 @@ import pytest
 import SimpleITK as sitk
 
 from DiffuX2CTLib.checks import pair_problems
+from DiffuX2CTLib.data.geometry import default_pair
+from DiffuX2CTLib.data.io import read_radiograph
 from DiffuX2CTLib.errors import InputError
-from DiffuX2CTLib.geometry import default_pair
-from DiffuX2CTLib.io import read_radiograph
 from DiffuX2CTLib.preprocess import prepare_pair
 from DiffuX2CTLib.reconstruct import ReconstructionOptions, reconstruct_pair
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from DiffuX2CTLib.errors import InputError
-from DiffuX2CTLib.io import read_radiograph
 from conftest import write_dicom_radiograph
+
+from DiffuX2CTLib.data.io import read_radiograph
+from DiffuX2CTLib.errors import InputError
 
 # An asymmetric image: bright top-left corner, so every flip and transpose is visible.
 PIXELS = np.full((40, 60), 100, dtype=np.uint16)

@@ -6,13 +6,20 @@ import dataclasses
 
 import pytest
 import torch
-
-from DiffuX2CTLib.diffusion import denoiser_target, diffusion_loss, predicted_clean_volume, projection_loss, render_model_radiographs, sample, training_scheduler
-from DiffuX2CTLib.drr import DRRProjector
-from DiffuX2CTLib.geometry import View
-from DiffuX2CTLib.model import DiffuX2CTNet
-
 from test_model import TINY
+
+from DiffuX2CTLib.data.drr import DRRProjector
+from DiffuX2CTLib.data.geometry import View
+from DiffuX2CTLib.diffusion import (
+    denoiser_target,
+    diffusion_loss,
+    predicted_clean_volume,
+    projection_loss,
+    render_model_radiographs,
+    sample,
+    training_scheduler,
+)
+from DiffuX2CTLib.model import DiffuX2CTNet
 
 
 def _projector():

@@ -8,8 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from DiffuX2CTLib.drr import MU_WATER_PER_MM, DRRProjector, hu_to_attenuation, normalize_radiograph, project
-from DiffuX2CTLib.geometry import ProjectionGeometry, View, VolumeGrid, default_pair
+from DiffuX2CTLib.data.drr import (
+    MU_WATER_PER_MM,
+    DRRProjector,
+    hu_to_attenuation,
+    normalize_radiograph,
+    project,
+)
+from DiffuX2CTLib.data.geometry import (
+    ProjectionGeometry,
+    View,
+    VolumeGrid,
+    default_pair,
+)
 
 MU = 0.02
 

@@ -8,14 +8,19 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from test_model import TINY
 
 from DiffuX2CTLib.cli import main
-from DiffuX2CTLib.evaluate import EvaluationSettings, diffusion_methods, evaluate_set, report_markdown, summarise
-from DiffuX2CTLib.geometry import VolumeGrid
-from DiffuX2CTLib.io import InputError, grid_image, write_image
+from DiffuX2CTLib.data.geometry import VolumeGrid
+from DiffuX2CTLib.data.io import InputError, grid_image, write_image
+from DiffuX2CTLib.evaluate import (
+    EvaluationSettings,
+    diffusion_methods,
+    evaluate_set,
+    report_markdown,
+    summarise,
+)
 from DiffuX2CTLib.phantom import generate_phantom
-
-from test_model import TINY
 
 
 @pytest.fixture(scope="module")

@@ -6,15 +6,26 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from conftest import write_dicom_radiograph
 
-from DiffuX2CTLib.geometry import VolumeGrid, default_pair
-from DiffuX2CTLib.intensity import add_collimation_and_marker, clean_radiograph, collimation_bands, linear_to_line_integral, remove_markers
-from DiffuX2CTLib.io import InputError, detector_image, grid_image, read_radiograph, write_image
+from DiffuX2CTLib.data.geometry import VolumeGrid, default_pair
+from DiffuX2CTLib.data.intensity import (
+    add_collimation_and_marker,
+    clean_radiograph,
+    collimation_bands,
+    linear_to_line_integral,
+    remove_markers,
+)
+from DiffuX2CTLib.data.io import (
+    InputError,
+    detector_image,
+    grid_image,
+    read_radiograph,
+    write_image,
+)
+from DiffuX2CTLib.data.synthesize import pair_for_ct, render_pair
 from DiffuX2CTLib.phantom import generate_phantom
 from DiffuX2CTLib.reconstruct import ReconstructionOptions, reconstruct_pair
-from DiffuX2CTLib.synthesize import pair_for_ct, render_pair
-
-from conftest import write_dicom_radiograph
 
 SAMPLE = __import__("pathlib").Path(__file__).resolve().parent.parent / "Resources" / "SampleData"
 

@@ -7,10 +7,10 @@ import os
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from conftest import write_dicom_radiograph
-from DiffuX2CTLib.geometry import ProjectionGeometry, View, VolumeGrid
-from DiffuX2CTLib.io import (
+
+from DiffuX2CTLib.data.geometry import ProjectionGeometry, View, VolumeGrid
+from DiffuX2CTLib.data.io import (
     HUWindow,
     InputError,
     detector_image,
@@ -78,7 +78,7 @@ def test_bad_cts_get_named_errors(tmp_path):
 
 
 def test_absurdly_large_ct_is_refused_before_loading_pixels(tmp_path, monkeypatch):
-    import DiffuX2CTLib.io as io
+    import DiffuX2CTLib.data.io as io
 
     monkeypatch.setattr(io, "MAX_CT_VOXELS", 1000)
     path = write_image(sitk.GetImageFromArray(np.random.rand(12, 12, 12).astype(np.float32)), tmp_path / "big.mha")
@@ -155,7 +155,7 @@ def test_bad_radiographs_get_named_errors(tmp_path, phantom_ct):
 
 
 def test_absurdly_large_radiograph_is_refused(tmp_path, monkeypatch):
-    import DiffuX2CTLib.io as io
+    import DiffuX2CTLib.data.io as io
 
     monkeypatch.setattr(io, "MAX_RADIOGRAPH_PIXELS_PER_SIDE", 100)
     sitk.WriteImage(sitk.GetImageFromArray(np.random.rand(40, 120).astype(np.float32)), str(tmp_path / "wide.nrrd"))

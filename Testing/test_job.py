@@ -7,10 +7,16 @@ import json
 import numpy as np
 import pytest
 
-from DiffuX2CTLib import worker
+from DiffuX2CTLib.app import worker
+from DiffuX2CTLib.data.io import Radiograph, apply_acquisition
 from DiffuX2CTLib.errors import InputError
-from DiffuX2CTLib.io import Radiograph, apply_acquisition
-from DiffuX2CTLib.job import Acquisition, JobSpec, ReconstructionOptions, event_line, parse_event
+from DiffuX2CTLib.job import (
+    Acquisition,
+    JobSpec,
+    ReconstructionOptions,
+    event_line,
+    parse_event,
+)
 
 
 def test_job_spec_round_trips_through_its_file(tmp_path):

@@ -102,11 +102,11 @@ def test_module_file_has_slicer_classes_and_stays_free_of_torch():
 
 
 def test_scene_logic_imports_no_qt_and_loads_no_torch():
-    assert not (_imported_roots(ROOT / "DiffuX2CTLib" / "scene.py") & {"qt", "ctk", "torch", "monai"})
+    assert not (_imported_roots(ROOT / "DiffuX2CTLib" / "app" / "scene.py") & {"qt", "ctk", "torch", "monai"})
     import subprocess
     import sys
 
-    probe = "import sys, DiffuX2CTLib.scene, DiffuX2CTLib.modelcard; print(sorted({'torch', 'monai', 'qt'} & set(sys.modules)))"
+    probe = "import sys, DiffuX2CTLib.app.scene, DiffuX2CTLib.modelcard; print(sorted({'torch', 'monai', 'qt'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

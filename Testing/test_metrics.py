@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from DiffuX2CTLib.geometry import VolumeGrid
-from DiffuX2CTLib.io import InputError, grid_image, resample_to_grid
+from DiffuX2CTLib.data.geometry import VolumeGrid
+from DiffuX2CTLib.data.io import InputError, grid_image, resample_to_grid
 from DiffuX2CTLib.metrics import compare
 
 

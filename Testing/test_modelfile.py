@@ -6,11 +6,10 @@ import json
 
 import pytest
 import torch
+from test_model import TINY
 
 from DiffuX2CTLib.model import DiffuX2CTNet
 from DiffuX2CTLib.modelfile import ModelError, load_model, save_model
-
-from test_model import TINY
 
 
 @pytest.fixture()

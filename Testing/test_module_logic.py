@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 import slicer
+from slicer_scene import SAMPLE_DATA, CoreApp
 
 from DiffuX2CTLib.errors import InputError
 from DiffuX2CTLib.modelcard import BUNDLED_MODEL_DIR
-from slicer_scene import SAMPLE_DATA, CoreApp
 
 MODULE_FILE = Path(__file__).resolve().parent.parent / "DiffuX2CT" / "DiffuX2CT.py"
 
@@ -119,7 +119,6 @@ def test_a_node_from_a_dicom_file_is_read_by_the_worker_from_that_file(module, m
     radiograph is turned back and said so, and MONOCHROME1 is not inverted twice."""
     import numpy as np
     import SimpleITK as sitk
-
     from conftest import write_dicom_radiograph
 
     app = module.app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from DiffuX2CTLib.geometry import VolumeGrid
+from DiffuX2CTLib.data.geometry import VolumeGrid
 from DiffuX2CTLib.phantom import generate_phantom
 
 GRID = VolumeGrid(48, 320.0 / 48)

@@ -7,10 +7,16 @@ import dataclasses
 import numpy as np
 import pytest
 
-from DiffuX2CTLib.geometry import View, default_pair
-from DiffuX2CTLib.io import InputError, Radiograph, detector_image, read_radiograph, write_image
+from DiffuX2CTLib.data.geometry import View, default_pair
+from DiffuX2CTLib.data.io import (
+    InputError,
+    Radiograph,
+    detector_image,
+    read_radiograph,
+    write_image,
+)
+from DiffuX2CTLib.data.synthesize import pair_for_ct, render_pair
 from DiffuX2CTLib.preprocess import prepare_pair
-from DiffuX2CTLib.synthesize import pair_for_ct, render_pair
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:

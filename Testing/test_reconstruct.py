@@ -13,9 +13,13 @@ import SimpleITK as sitk
 import torch
 
 from DiffuX2CTLib.cli import main
-from DiffuX2CTLib.io import InputError
-from DiffuX2CTLib.reconstruct import ReconstructionOptions, reconstruct_pair, uncertainty_path, write_reconstruction
-
+from DiffuX2CTLib.data.io import InputError
+from DiffuX2CTLib.reconstruct import (
+    ReconstructionOptions,
+    reconstruct_pair,
+    uncertainty_path,
+    write_reconstruction,
+)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "Resources" / "SampleData"
 

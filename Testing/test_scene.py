@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import slicer
 import vtk
+from slicer_scene import SAMPLE_DATA, CoreApp
 from vtk.util import numpy_support
 
+from DiffuX2CTLib.app.runner import SubprocessRunner
+from DiffuX2CTLib.app.scene import ATTRIBUTE_PREFIX, JobState, SceneLogic
 from DiffuX2CTLib.errors import InputError
 from DiffuX2CTLib.modelcard import BUNDLED_MODEL_DIR, read_model_card
-from DiffuX2CTLib.runner import SubprocessRunner
-from DiffuX2CTLib.scene import ATTRIBUTE_PREFIX, JobState, SceneLogic
-from slicer_scene import SAMPLE_DATA, CoreApp
 
 FAST = {"steps": 5, "seed": 3}
 

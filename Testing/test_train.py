@@ -10,14 +10,13 @@ import sys
 import numpy as np
 import pytest
 import torch
+from test_model import TINY
 
+from DiffuX2CTLib.data.io import InputError
 from DiffuX2CTLib.diffusion import sample
-from DiffuX2CTLib.io import InputError
 from DiffuX2CTLib.model import DiffuX2CTNet
 from DiffuX2CTLib.modelfile import load_model, save_model
 from DiffuX2CTLib.train import TrainingData, TrainSettings, train
-
-from test_model import TINY
 
 
 def _checkpoint(folder):
@@ -61,7 +60,7 @@ def test_a_bad_parametrisation_is_a_clear_error(tmp_path):
 
 
 def test_a_corrupted_checkpoint_is_a_clear_error(tmp_path):
-    from DiffuX2CTLib.io import InputError
+    from DiffuX2CTLib.data.io import InputError
 
     run = tmp_path / "run"
     train(TrainSettings(out=str(run), steps=1, grid_size=16, checkpoint_every=1), show_progress=False)
@@ -80,12 +79,12 @@ def test_training_data_is_a_pure_function_of_the_index_and_holds_out_test_seeds(
 
 
 def test_folder_of_cts_is_training_data(tmp_path, phantom_ct):
-    from DiffuX2CTLib.io import write_image
+    from DiffuX2CTLib.data.io import write_image
 
     write_image(phantom_ct, tmp_path / "cts" / "one.nii.gz")
     clean, radiographs = TrainingData(TINY, str(tmp_path / "cts"), seed=0).batch(0, 2)
     assert clean.shape == (2, 1, 16, 16, 16) and radiographs.shape == (2, 2, 16, 16)
-    from DiffuX2CTLib.io import InputError
+    from DiffuX2CTLib.data.io import InputError
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="empty: no CT volumes found"):

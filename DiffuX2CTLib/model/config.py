@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ..geometry import ProjectionGeometry, View, VolumeGrid
-from ..io import HUWindow
+from ..data.geometry import ProjectionGeometry, View, VolumeGrid
+from ..data.io import HUWindow
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 """What the denoiser outputs (MONAI's scheduler names): the noise, the velocity ``sqrt(a) eps - sqrt(1 - a) x0``

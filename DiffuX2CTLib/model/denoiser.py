@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from monai.networks.nets.diffusion_model_unet import DiffusionUNetResnetBlock, get_timestep_embedding
+from monai.networks.nets.diffusion_model_unet import (
+    DiffusionUNetResnetBlock,
+    get_timestep_embedding,
+)
 from monai.networks.nets.swin_unetr import SwinTransformerBlock, compute_mask
 
 from .config import ModelConfig

@@ -41,7 +41,7 @@ def child_reconstruct(params: dict) -> dict:
     """Repeated in-process reconstructions of the sample pair; quality of the last one against the ground truth."""
     import torch
 
-    from DiffuX2CTLib.io import read_ct
+    from DiffuX2CTLib.data.io import read_ct
     from DiffuX2CTLib.metrics import compare
     from DiffuX2CTLib.reconstruct import ReconstructionOptions, reconstruct_pair
 
@@ -65,8 +65,8 @@ def child_drr(params: dict) -> dict:
     import numpy as np
     import torch
 
-    from DiffuX2CTLib.io import read_ct
-    from DiffuX2CTLib.synthesize import pair_for_ct, render_pair
+    from DiffuX2CTLib.data.io import read_ct
+    from DiffuX2CTLib.data.synthesize import pair_for_ct, render_pair
 
     torch.set_num_threads(params["threads"])
     ct = read_ct(SAMPLE / "ct.nrrd")
@@ -160,7 +160,7 @@ def bench_startup(args, env: dict) -> dict:
         job = JobSpec(str(SAMPLE / "ap.nrrd"), str(SAMPLE / "lateral.nrrd"), tmp, options=ReconstructionOptions(device=args.device)).write(Path(tmp) / "job.json")
         for _ in range(args.repeats + 1):
             started = time.perf_counter()
-            process = subprocess.Popen([sys.executable, "-m", "DiffuX2CTLib.worker", str(job)], stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+            process = subprocess.Popen([sys.executable, "-m", "DiffuX2CTLib.app.worker", str(job)], stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
             for line in process.stdout:
                 event = parse_event(line)
                 if event and event["event"] == "progress" and event.get("step", 0) >= 1:
@@ -199,8 +199,8 @@ def write_linear_ct(path: Path) -> Path:
     import SimpleITK as sitk
     import torch
 
-    from DiffuX2CTLib.drr import hu_to_attenuation
-    from DiffuX2CTLib.io import read_ct, write_image
+    from DiffuX2CTLib.data.drr import hu_to_attenuation
+    from DiffuX2CTLib.data.io import read_ct, write_image
 
     ct = read_ct(SAMPLE / "ct.nrrd")
     attenuation = hu_to_attenuation(torch.from_numpy(sitk.GetArrayFromImage(ct))).numpy()
@@ -304,7 +304,7 @@ def main() -> None:
     report["training"] = bench_training(args, env)
     print("profile of one default reconstruction ...", flush=True)
     report["profile"] = measure_child("profile", {"threads": args.threads}, env)["top_operators"]
-    from DiffuX2CTLib.io import write_json, write_text
+    from DiffuX2CTLib.data.io import write_json, write_text
 
     out = Path(args.out)
     write_json(report, out.with_suffix(".json"))

@@ -19,8 +19,8 @@ from pathlib import Path
 import slicer
 import vtk
 
-from .errors import InputError
-from .job import Acquisition, JobSpec, ReconstructionOptions, parse_event
+from ..errors import InputError
+from ..job import Acquisition, JobSpec, ReconstructionOptions, parse_event
 from .runner import ProcessRunner, RunningProcess, SubprocessRunner, worker_environment
 
 ATTRIBUTE_PREFIX = "DiffuX2CT."
@@ -29,7 +29,7 @@ UNCERTAINTY_REFERENCE_ROLE = "DiffuX2CT.uncertainty"
 BONE_THRESHOLD_HU = 250.0  # the same threshold as the bone Dice of DiffuX2CTLib.metrics
 MIN_BONE_ISLAND_VOXELS = 10  # smaller bright islands are sampling noise, not bone
 CT_WINDOW_LEVEL = (1500.0, 300.0)  # a wide bone/soft-tissue window that suits a coarse reconstruction
-LIBRARY_PARENT = Path(__file__).resolve().parent.parent  # the folder holding DiffuX2CTLib, for the worker's path
+LIBRARY_PARENT = Path(__file__).resolve().parents[2]  # the folder holding DiffuX2CTLib, for the worker's path
 POLL_INTERVAL_S = 0.2
 PROBE_TIMEOUT_S = 120.0
 
@@ -310,7 +310,7 @@ class SceneLogic:
             )
             job_file = spec.write(workdir / "job.json")
             process = self.runner.start(
-                [self.python_executable, "-m", "DiffuX2CTLib.worker", str(job_file)],
+                [self.python_executable, "-m", "DiffuX2CTLib.app.worker", str(job_file)],
                 env=worker_environment(str(LIBRARY_PARENT)),
                 cwd=str(workdir),
             )
@@ -326,7 +326,7 @@ class SceneLogic:
 
     def probe(self, timeout_s: float = PROBE_TIMEOUT_S) -> dict:
         """What the worker's Python has: ``{"missing": [...], "torch": ..., "cuda": bool, "gpu_name": ...}``."""
-        process = self.runner.start([self.python_executable, "-m", "DiffuX2CTLib.worker", "--probe"], env=worker_environment(str(LIBRARY_PARENT)))
+        process = self.runner.start([self.python_executable, "-m", "DiffuX2CTLib.app.worker", "--probe"], env=worker_environment(str(LIBRARY_PARENT)))
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             done = process.exit_code() is not None

@@ -1,5 +1,5 @@
-"""The background worker Slicer starts: ``python -m DiffuX2CTLib.worker JOB.json`` runs one reconstruction, and
-``python -m DiffuX2CTLib.worker --probe`` reports which dependencies and GPU this Python has.
+"""The background worker Slicer starts: ``python -m DiffuX2CTLib.app.worker JOB.json`` runs one reconstruction, and
+``python -m DiffuX2CTLib.app.worker --probe`` reports which dependencies and GPU this Python has.
 
 stdout carries only protocol events, one JSON object per line (see :mod:`DiffuX2CTLib.job`):
 ``progress`` (step, total, eta_s), then either ``done`` (outputs, metrics, provenance) or ``error`` (kind, message).
@@ -14,9 +14,9 @@ import time
 import traceback
 from pathlib import Path
 
-from .errors import InputError
-from .job import JobSpec, event_line
-from .modelcard import ModelError
+from ..errors import InputError
+from ..job import JobSpec, event_line
+from ..modelcard import ModelError
 
 REQUIRED_MODULES = ("torch", "monai", "SimpleITK", "numpy", "safetensors")  # import names, also their pip names
 EXIT_FAILED = 1
@@ -84,7 +84,11 @@ def run(job_path: str) -> int:
         _emit("error", kind="missing_dependency", message=f"this Python lacks {', '.join(missing)}; install them to run DiffuX2CT", missing=missing)
         return EXIT_FAILED
     try:
-        from .reconstruct import low_agreement_views, reconstruct_pair, write_reconstruction
+        from ..reconstruct import (
+            low_agreement_views,
+            reconstruct_pair,
+            write_reconstruction,
+        )
 
         _emit("progress", step=0, total=0, eta_s=None, stage="loading model")
         result = reconstruct_pair(spec.ap, spec.lateral, spec.model, spec.options, _ProgressReporter(), spec.acquisition)
@@ -106,12 +110,12 @@ def run(job_path: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m DiffuX2CTLib.worker``."""
+    """Entry point of ``python -m DiffuX2CTLib.app.worker``."""
     argv = sys.argv[1:] if argv is None else argv
     if argv == ["--probe"]:
         return probe()
     if len(argv) != 1:
-        print("usage: python -m DiffuX2CTLib.worker JOB.json | --probe", file=sys.stderr)
+        print("usage: python -m DiffuX2CTLib.app.worker JOB.json | --probe", file=sys.stderr)
         return 2
     return run(argv[0])
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InputError
+from ..errors import InputError
+from ..job import Acquisition
 from .geometry import ProjectionGeometry, View, VolumeGrid
 from .intensity import linear_to_line_integral
-from .job import Acquisition
 
 RADIOGRAPH_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".nrrd", ".nhdr", ".mha", ".mhd", ".nii", ".nii.gz")
 MAX_CT_VOXELS = 1024**3

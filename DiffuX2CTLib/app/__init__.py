@@ -1,0 +1,1 @@
+"""The application side: MRML scene logic (the only Slicer-speaking file), process runner and background worker."""

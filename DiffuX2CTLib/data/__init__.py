@@ -1,0 +1,1 @@
+"""Data: imaging geometry, the differentiable DRR projector, image I/O and radiograph intensities."""
