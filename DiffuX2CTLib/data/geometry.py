@@ -4,7 +4,7 @@ Coordinate conventions (written here once, used everywhere):
 
 * Patient coordinates are **LPS** in millimetres, as in ITK/SimpleITK and every file we write:
   +x towards the patient's Left, +y Posterior, +z Superior. Slicer's scene is RAS; the one conversion
-  (negate x and y) happens in ``DiffuX2CTLib/scene.py``.
+  (negate x and y) happens in ``DiffuX2CTLib/app/scene.py``.
 * **AP view**: the source is in front of the patient (anterior, -y) and the detector behind (+y); rays travel
   towards +y. The image is shown as a clinician reads it: the patient's right on the viewer's left, head up,
   so detector columns run along +x (L) and rows along -z (towards the feet).
