@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH_VERSION := 2.13.0
 
-.PHONY: demo test test-slow bench bench-env evaluate install install-test clean
+.PHONY: demo test bench bench-env evaluate install install-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,9 +27,6 @@ demo: install
 
 test: install-test
 	$(BIN)/python -m pytest
-
-test-slow: install-test
-	$(BIN)/python -m pytest -m slow
 
 # Benchmarks (not part of the test suite). diffdrr, the projector we compare with, lives in its own environment.
 BENCH_VENV := .venv-bench

@@ -37,7 +37,7 @@ def test_phantom_synthesize_evaluate_chain(tmp_path, capsys):
     assert main(["synthesize", "--ct", str(ct), "--out", str(out), "--pixels", "64", "--pixel-spacing", "6.4"]) == 0
     ap = sitk.ReadImage(str(out / "ap.nrrd"))
     assert ap.GetSize() == (64, 64, 1)
-    geometry = json.loads((out / "geometry.json").read_text())
+    geometry = json.loads((out / "geometry.json").read_text(encoding="utf-8"))
     assert [v["view"] for v in geometry["views"]] == ["ap", "lateral"]
     # the AP detector sits behind the patient: 200 mm posterior of the isocentre (the CT centre)
     centre = ap.TransformContinuousIndexToPhysicalPoint((31.5, 31.5, 0.0))

@@ -46,13 +46,13 @@ def test_a_folder_of_cts_is_reconstructed_and_scored_by_every_method(tmp_path, t
     assert list(report["summary"]) == ["mean volume", "regression", "diffusion DDIM-3"]
     assert 40.0 < report["summary"]["mean volume"]["mae_hu"][0] <= 50.5
     case = tmp_path / "out" / "cases" / "case3"
-    per_case = json.loads((case / "metrics.json").read_text())
+    per_case = json.loads((case / "metrics.json").read_text(encoding="utf-8"))
     assert all(np.isfinite(per_case["methods"][m]["ssim"]) for m in report["summary"])
     assert (case / "montage.png").read_bytes()[:4] == b"\x89PNG"
     assert {p.name for p in case.glob("*.nrrd")} == {"ap.nrrd", "lateral.nrrd", "regression.nrrd", "diffusion-DDIM-3.nrrd"}
-    saved = json.loads((tmp_path / "out" / "summary.json").read_text())
+    saved = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
     assert saved["summary"] == report["summary"] and "lpips" in saved["not_computed"]
-    assert "| regression |" in (tmp_path / "out" / "summary.md").read_text()
+    assert "| regression |" in (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
 
 
 def test_held_out_phantoms_with_ddpm(tmp_path, tiny_model):

@@ -47,7 +47,7 @@ def test_missing_or_broken_parts_are_named(tmp_path, model_folder):
 
 
 def test_checksum_is_required_and_architecture_must_fit(model_folder):
-    config = json.loads((model_folder / "config.json").read_text())
+    config = json.loads((model_folder / "config.json").read_text(encoding="utf-8"))
     del config["weights_sha256"]
     (model_folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelError, match="no weights_sha256; refusing an unverifiable model"):
@@ -55,7 +55,7 @@ def test_checksum_is_required_and_architecture_must_fit(model_folder):
 
 
 def test_weights_that_do_not_fit_the_config_are_refused(tmp_path, model_folder):
-    config = json.loads((model_folder / "config.json").read_text())
+    config = json.loads((model_folder / "config.json").read_text(encoding="utf-8"))
     config["model"]["plane_channels"] = 4
     (model_folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelError, match="weights do not fit the architecture"):
@@ -64,7 +64,7 @@ def test_weights_that_do_not_fit_the_config_are_refused(tmp_path, model_folder):
 
 def test_pickle_is_never_loaded(model_folder):
     (model_folder / "model.safetensors").write_bytes(b"\x80\x04\x95" + b"\x00" * 64)  # a pickle header
-    config = json.loads((model_folder / "config.json").read_text())
+    config = json.loads((model_folder / "config.json").read_text(encoding="utf-8"))
     import hashlib
 
     config["weights_sha256"] = hashlib.sha256((model_folder / "model.safetensors").read_bytes()).hexdigest()

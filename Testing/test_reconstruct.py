@@ -29,7 +29,7 @@ def test_reconstruction_is_placed_at_the_radiographs_isocentre(tiny_model):
     ct = result.ct
     assert ct.GetSize() == (16, 16, 16)
     assert ct.GetSpacing() == pytest.approx((20.0, 20.0, 20.0))
-    geometry = json.loads((SAMPLE / "geometry.json").read_text())["views"][0]
+    geometry = json.loads((SAMPLE / "geometry.json").read_text(encoding="utf-8"))["views"][0]
     centre = ct.TransformContinuousIndexToPhysicalPoint((7.5, 7.5, 7.5))
     assert centre == pytest.approx(geometry["isocenter_lps"], abs=1e-3)
     assert set(result.agreement) == {"ap", "lateral"} and all(-1 <= v <= 1 for v in result.agreement.values())
