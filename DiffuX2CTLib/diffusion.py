@@ -23,7 +23,7 @@ from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 
 from .data.drr import DRRProjector, hu_to_attenuation, normalize_radiograph
 from .data.geometry import VolumeGrid
-from .data.io import HUWindow
+from .data.hounsfield import HUWindow
 from .model import DiffuX2CTNet, ModelConfig
 
 ProgressCallback = Callable[[int, int], None]

@@ -29,15 +29,15 @@ from .data.io import (
     read_ct,
     resample_to_grid,
     write_image,
-    write_json,
-    write_text,
 )
 from .data.synthesize import pair_for_ct, render_pair
+from .device import resolve_device
+from .files import write_json, write_text
 from .job import ReconstructionOptions
 from .metrics import compare
 from .model import ModelConfig
 from .preview import save_comparison_montage
-from .reconstruct import cached_model, reconstruct_pair, resolve_device
+from .reconstruct import cached_model, reconstruct_pair
 from .train import HELD_OUT_SEED_START, TrainingData, phantom_ct
 
 PHANTOM_SET = "phantoms"

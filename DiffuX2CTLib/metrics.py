@@ -13,7 +13,8 @@ import SimpleITK as sitk
 import torch
 from monai.metrics import DiceMetric, SSIMMetric
 
-from .data.io import HUWindow, InputError
+from .data.hounsfield import HUWindow
+from .errors import InputError
 
 BONE_THRESHOLD_HU = 250.0
 

@@ -15,7 +15,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .data.io import write_json
+from .files import write_json
 from .model import DiffuX2CTNet, ModelConfig
 from .modelcard import (
     BUNDLED_MODEL_DIR,

@@ -33,14 +33,14 @@ from .data.io import (
     image_center_lps,
     read_ct,
     resample_to_grid,
-    write_text,
 )
 from .data.synthesize import render_pair
+from .device import resolve_device
 from .diffusion import diffusion_loss, regression_loss, training_scheduler
+from .files import write_text
 from .model import DiffuX2CTNet, ModelConfig
 from .modelfile import load_model, save_model
 from .phantom import generate_phantom
-from .reconstruct import resolve_device
 
 HELD_OUT_SEED_START = 900_000
 CHECKPOINT_NAME = "checkpoint.pt"

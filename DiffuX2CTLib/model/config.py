@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from ..data.geometry import ProjectionGeometry, View, VolumeGrid
-from ..data.io import HUWindow
+from ..data.hounsfield import HUWindow
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 """What the denoiser outputs (MONAI's scheduler names): the noise, the velocity ``sqrt(a) eps - sqrt(1 - a) x0``
