@@ -22,6 +22,7 @@ import vtk
 from ..errors import InputError
 from ..job import Acquisition, JobSpec, ReconstructionOptions, parse_event
 from .runner import ProcessRunner, RunningProcess, SubprocessRunner, worker_environment
+from .session import DEFAULT_IDLE_TIMEOUT_S, WorkerSession
 
 ATTRIBUTE_PREFIX = "DiffuX2CT."
 SEGMENTATION_REFERENCE_ROLE = "DiffuX2CT.boneSegmentation"
@@ -66,6 +67,7 @@ class ReconstructionResult:
     agreement: dict[str, float] = field(default_factory=dict)
     low_agreement_views: list[str] = field(default_factory=list)
     provenance: dict[str, str] = field(default_factory=dict)
+    warning: str = ""  # what could not be made (e.g. the bone segmentation), said in the status line
 
 
 def check_radiograph_node(node, role: str) -> None:
@@ -147,17 +149,23 @@ def _apply_bone_transfer_function(property_node) -> None:
 
 
 class ReconstructionJob:
-    """One background reconstruction. Call :meth:`poll` from a timer (never blocks) or :meth:`wait` from a script;
-    on success the results enter the scene during the poll that sees the worker's ``done`` event."""
+    """One background reconstruction on the session's worker. Call :meth:`poll` from a timer (never blocks) or
+    :meth:`wait` from a script; on success the results enter the scene during the poll that sees ``done``."""
 
-    def __init__(self, logic: SceneLogic, process: RunningProcess, workdir: Path, output_node, name: str) -> None:
+    def __init__(self, logic: SceneLogic, session: WorkerSession, submission: tuple[dict, tuple], workdir: Path, output_node, name: str) -> None:
         self._logic = logic
-        self._process = process
+        self._session = session
+        self._submission = submission  # (job, key): sent again if the worker went idle just as it was sent
+        self._id, note = session.submit(*submission)
+        self._heard = False
+        self.worker_pid: int | None = None  # the worker process that ran this job (once it said it is ready)
         self._workdir = workdir
         self._output_node = output_node
         self._name = name
         self._started = time.monotonic()
-        self.status = JobStatus()
+        self.note = note  # what happened to the worker before this job (e.g. restarted after a crash)
+        self.status = JobStatus(message=f"starting ({note})" if note else "starting")
+        self.stages: list[str] = []  # the worker's stages, e.g. "loading model" (absent when the worker was warm)
         self.result: ReconstructionResult | None = None
 
     @property
@@ -167,20 +175,19 @@ class ReconstructionJob:
     def poll(self) -> JobStatus:
         """Read what the worker reported since the last call; finish the job when it ended."""
         if not self.finished:
-            self._handle_lines()
-        if not self.finished:
-            code = self._process.exit_code()
-            if code is not None:
-                self._handle_lines()  # what it wrote just before it ended
-                if not self.finished:
-                    self._on_crash(code)
+            self._handle(self._session.events(self._id))
+        if not self.finished and self._session.exit_code() is not None:
+            self._handle(self._session.events(self._id))  # what it wrote just before it ended
+            if not self.finished and self._session.went_idle and not self._heard:
+                self._id, _ = self._session.submit(*self._submission)
+            elif not self.finished:
+                self._fail("internal", self._session.crash_message() + "; a new background process starts with the next reconstruction")
         return self.status
 
-    def _handle_lines(self) -> None:
-        for line in self._process.read_lines():
-            event = parse_event(line)
-            if event is None:
-                continue
+    def _handle(self, events: list[dict]) -> None:
+        self.worker_pid = self._session.pid or self.worker_pid
+        for event in events:
+            self._heard = True
             if event["event"] == "progress":
                 self._on_progress(event)
             elif event["event"] == "error":
@@ -190,18 +197,12 @@ class ReconstructionJob:
             if self.finished:
                 return
 
-    def _on_crash(self, code: int) -> None:
-        """The process ended without a done or error event."""
-        tail = self._process.stderr_tail().strip().splitlines()
-        detail = f": {tail[-1]}" if tail else ""
-        hint = " (it may have run out of memory)" if code in (-9, 137) else ""
-        self._fail("internal", f"the reconstruction process ended unexpectedly with exit code {code}{hint}{detail}")
-
     def _on_progress(self, event: dict) -> None:
         self.status.step = int(event.get("step", 0))
         self.status.total = int(event.get("total", 0))
         self.status.eta_s = event.get("eta_s")
         if event.get("stage"):
+            self.stages.append(str(event["stage"]))
             self.status.message = str(event["stage"])
         elif self.status.total:
             self.status.message = f"step {self.status.step} of {self.status.total}"
@@ -215,7 +216,8 @@ class ReconstructionJob:
         low = self.result.low_agreement_views
         warning = f"; warning: the {' and '.join(low)} re-projection agrees poorly with the input" if low else ""
         agreement = ", ".join(f"{view} {value:.2f}" for view, value in self.result.agreement.items())
-        self.status = JobStatus(JobState.DONE, self.status.total, self.status.total, 0.0, f"done in {time.monotonic() - self._started:.1f} s; re-projection NCC {agreement}{warning}")
+        note = f" ({self.note})" if self.note else ""
+        self.status = JobStatus(JobState.DONE, self.status.total, self.status.total, 0.0, f"done in {time.monotonic() - self._started:.1f} s{note}; re-projection NCC {agreement}{warning}{self.result.warning}")
         self._cleanup()
 
     def _fail(self, kind: str, message: str) -> None:
@@ -223,11 +225,13 @@ class ReconstructionJob:
         self._cleanup()
 
     def cancel(self) -> None:
-        """Stop the worker and remove its files; the scene stays as it was."""
+        """Stop the job (the worker stays warm when it stops within a few seconds, else it is ended with all it
+        started) and remove its files; the scene stays as it was."""
         if self.finished:
             return
-        self._process.terminate()
-        self.status = JobStatus(JobState.CANCELLED, self.status.step, self.status.total, None, "cancelled")
+        stopped = self._session.cancel(self._id)
+        message = "cancelled" if stopped else "cancelled; the background process did not stop in time and was ended"
+        self.status = JobStatus(JobState.CANCELLED, self.status.step, self.status.total, None, message)
         self._cleanup()
 
     def wait(self, progress=None, interval_s: float = POLL_INTERVAL_S) -> ReconstructionResult:
@@ -246,16 +250,62 @@ class ReconstructionJob:
         self._logic._job_ended(self)
 
 
+class ProbeJob:
+    """The dependency and GPU check, run in the background like a job: :meth:`poll` returns None while it runs,
+    then the report ``{"missing": [...], "torch": ..., "cuda": bool, "gpu_name": ...}``; a worker that cannot
+    start or answer in time raises :class:`InputError`."""
+
+    def __init__(self, process: RunningProcess, python_executable: str, timeout_s: float) -> None:
+        self._process = process
+        self._python = python_executable
+        self._deadline = time.monotonic() + timeout_s
+        self.report: dict | None = None
+
+    def poll(self) -> dict | None:
+        if self.report is not None:
+            return self.report
+        ended = self._process.exit_code() is not None
+        for line in self._process.read_lines():
+            event = parse_event(line)
+            if event and event["event"] == "probe":
+                self.report = event
+                self._process.terminate()
+                return event
+        if ended or time.monotonic() > self._deadline:
+            self._process.terminate()
+            why = "did not answer in time" if not ended else self._process.stderr_tail()[-300:]
+            raise InputError(f"could not start DiffuX2CT's background process with {self._python}: {why}")
+        return None
+
+    def cancel(self) -> None:
+        self._process.terminate()
+
+    def wait(self, interval_s: float = 0.05) -> dict:
+        while (report := self.poll()) is None:
+            time.sleep(interval_s)
+        return report
+
+
 class SceneLogic:
     """Reconstruction into an MRML scene. ``app_logic`` (Slicer's application logic) gives access to the volume
     rendering logic and the slice views; ``runner`` starts the worker (a plain subprocess by default);
-    ``python_executable`` is the Python with torch (``PythonSlicer`` in Slicer)."""
+    ``python_executable`` is the Python with torch (``PythonSlicer`` in Slicer). One persistent worker serves
+    every job of this logic (see :class:`~DiffuX2CTLib.app.session.WorkerSession`); it exits after
+    ``idle_timeout_s`` idle seconds (None: never) and with :meth:`shutdown`."""
 
-    def __init__(self, scene, app_logic=None, runner: ProcessRunner | None = None, python_executable: str | None = None) -> None:
+    def __init__(
+        self,
+        scene,
+        app_logic=None,
+        runner: ProcessRunner | None = None,
+        python_executable: str | None = None,
+        idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S,
+    ) -> None:
         self.scene = scene
         self.app_logic = app_logic
         self.runner = runner or SubprocessRunner()
         self.python_executable = python_executable or sys.executable
+        self.session = WorkerSession(self.runner, self.python_executable, str(LIBRARY_PARENT), idle_timeout_s)
         self.job: ReconstructionJob | None = None
 
     # -- running ---------------------------------------------------------------------------------------------
@@ -291,6 +341,7 @@ class SceneLogic:
                 raise InputError(f"source file given for unknown view '{view}' (use ap or lateral)")
             if not Path(path).is_file():
                 raise InputError(f"{Path(path).name}: the {view} radiograph's source file was not found")
+        reconstruction_options = ReconstructionOptions(**options)
         workdir = Path(tempfile.mkdtemp(prefix="DiffuX2CT-"))
         try:
             inputs = {}
@@ -305,40 +356,34 @@ class SceneLogic:
                 lateral=inputs["lateral"],
                 output_dir=str(workdir / "out"),
                 model=str(model) if model is not None else None,
-                options=ReconstructionOptions(**options),
+                options=reconstruction_options,
                 acquisition=dict(acquisition or {}),
             )
-            job_file = spec.write(workdir / "job.json")
-            process = self.runner.start(
-                [self.python_executable, "-m", "DiffuX2CTLib.app.worker", str(job_file)],
-                env=worker_environment(str(LIBRARY_PARENT)),
-                cwd=str(workdir),
-            )
+            key = (str(Path(model).resolve()) if model else None, reconstruction_options.device)
+            self.job = ReconstructionJob(self, self.session, (spec.to_dict(), key), workdir, output_node, name)
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
-        self.job = ReconstructionJob(self, process, workdir, output_node, name)
         return self.job
 
     def reconstruct(self, ap_node, lateral_node, progress=None, **options) -> slicer.vtkMRMLScalarVolumeNode:
         """Blocking reconstruction (console, scripts): returns the CT volume node. Same arguments as :meth:`start`."""
         return self.start(ap_node, lateral_node, **options).wait(progress).ct_node
 
-    def probe(self, timeout_s: float = PROBE_TIMEOUT_S) -> dict:
-        """What the worker's Python has: ``{"missing": [...], "torch": ..., "cuda": bool, "gpu_name": ...}``."""
+    def start_probe(self, timeout_s: float = PROBE_TIMEOUT_S) -> ProbeJob:
+        """Check in the background what the worker's Python has (see :class:`ProbeJob`)."""
         process = self.runner.start([self.python_executable, "-m", "DiffuX2CTLib.app.worker", "--probe"], env=worker_environment(str(LIBRARY_PARENT)))
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            done = process.exit_code() is not None
-            for line in process.read_lines():
-                event = parse_event(line)
-                if event and event["event"] == "probe":
-                    return event
-            if done:
-                break
-            time.sleep(0.05)
-        process.terminate()
-        raise InputError(f"could not start DiffuX2CT's worker with {self.python_executable}: {process.stderr_tail()[-300:]}")
+        return ProbeJob(process, self.python_executable, timeout_s)
+
+    def probe(self, timeout_s: float = PROBE_TIMEOUT_S) -> dict:
+        """Blocking :meth:`start_probe` for scripts."""
+        return self.start_probe(timeout_s).wait()
+
+    def shutdown(self) -> None:
+        """Cancel a running job and end the worker (module cleanup, Slicer exiting)."""
+        if self.job is not None:
+            self.job.cancel()
+        self.session.shutdown()
 
     def _job_ended(self, job: ReconstructionJob) -> None:
         if self.job is job:
