@@ -75,13 +75,13 @@ def test_ui_file_is_well_formed_and_declares_its_custom_widgets():
     custom = {c for c in used if c.startswith(("qMRML", "ctk", "qSlicer"))}
     assert custom <= declared
     names = {w.get("name") for w in tree.iter("widget")}
-    module_source = (ROOT / "DiffuX2CT" / "DiffuX2CT.py").read_text()
-    for looked_up in re.findall(r"self\.ui\.(\w+)", module_source):
-        assert looked_up in names
+    for source in (ROOT / "DiffuX2CT").rglob("*.py"):
+        for looked_up in re.findall(r"self\.ui\.(\w+)", source.read_text(encoding="utf-8")):
+            assert looked_up in names, (source.name, looked_up)
 
 
 def _parameter_node_fields() -> set[str]:
-    tree = ast.parse((ROOT / "DiffuX2CT" / "DiffuX2CT.py").read_text(encoding="utf-8"))
+    tree = ast.parse((ROOT / "DiffuX2CT" / "DiffuX2CTWidgets" / "parameters.py").read_text(encoding="utf-8"))
     node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "DiffuX2CTParameterNode")
     return {item.target.id for item in node.body if isinstance(item, ast.AnnAssign)}
 
@@ -96,9 +96,20 @@ def test_ui_parameter_names_match_the_parameter_node():
 def test_module_file_has_slicer_classes_and_stays_free_of_torch():
     source = ROOT / "DiffuX2CT" / "DiffuX2CT.py"
     classes = {n.name for n in ast.parse(source.read_text(encoding="utf-8")).body if isinstance(n, ast.ClassDef)}
-    assert {"DiffuX2CT", "DiffuX2CTWidget", "DiffuX2CTLogic", "DiffuX2CTTest", "DiffuX2CTParameterNode"} <= classes
-    assert not (_imported_roots(source) & {"torch", "monai"})
-    assert "WITH_GENERIC_TESTS" in (ROOT / "DiffuX2CT" / "CMakeLists.txt").read_text()
+    assert classes == {"DiffuX2CT", "DiffuX2CTWidget", "DiffuX2CTLogic", "DiffuX2CTTest"}  # the rest is in DiffuX2CTWidgets/
+    for path in (ROOT / "DiffuX2CT").rglob("*.py"):
+        assert not (_imported_roots(path) & {"torch", "monai"}), path
+    cmake = (ROOT / "DiffuX2CT" / "CMakeLists.txt").read_text()
+    assert "WITH_GENERIC_TESTS" in cmake and "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in cmake
+    listed = set(_cmake_listed_files(ROOT / "DiffuX2CT" / "CMakeLists.txt"))
+    widgets = {p.relative_to(ROOT / "DiffuX2CT").as_posix() for p in (ROOT / "DiffuX2CT" / "DiffuX2CTWidgets").glob("*.py")}
+    assert widgets <= listed, sorted(widgets - listed)
+
+
+def test_license_file_matches_the_declared_license():
+    assert "Apache License" in (ROOT / "LICENSE").read_text(encoding="utf-8") and "Version 2.0" in (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert 'license = { text = "Apache-2.0" }' in (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert re.search(r"set\(EXTENSION_LICENSE_FILE \$\{CMAKE_CURRENT_SOURCE_DIR\}/LICENSE\)", (ROOT / "CMakeLists.txt").read_text())
 
 
 def test_scene_logic_imports_no_qt_and_loads_no_torch():

@@ -1,12 +1,15 @@
-"""The module's Logic (DiffuX2CT/DiffuX2CT.py) outside the Slicer application.
+"""The module (DiffuX2CT/DiffuX2CT.py) and its Slicer-side parts (DiffuX2CT/DiffuX2CTWidgets) outside the Slicer
+application.
 
 slicer-core has no Qt, ScriptedLoadableModule or parameterNodeWrapper; small stand-ins for those let the module
-file load, while the scene, the application logic and the background worker it drives are real.
+load, while the scene, the application logic and the background worker it drives are real.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib.util
+import re
 import sys
 import types
 from dataclasses import dataclass
@@ -19,12 +22,33 @@ from slicer_scene import SAMPLE_DATA, CoreApp
 from DiffuX2CTLib.errors import InputError
 from DiffuX2CTLib.modelcard import BUNDLED_MODEL_DIR
 
-MODULE_FILE = Path(__file__).resolve().parent.parent / "DiffuX2CT" / "DiffuX2CT.py"
+MODULE_DIR = Path(__file__).resolve().parent.parent / "DiffuX2CT"
+MODULE_FILE = MODULE_DIR / "DiffuX2CT.py"
 
 
 class _StandIn:
     def __init__(self, *args, **kwargs):
         pass
+
+
+class _Timer:
+    """qt.QTimer stand-in: records whether it runs; ticks only when a test calls the connected slot."""
+
+    def __init__(self) -> None:
+        self.running = False
+        self.slot = None
+
+    def setInterval(self, ms):  # noqa: N802 - Qt's API name
+        pass
+
+    def connect(self, signal, slot):
+        self.slot = slot
+
+    def start(self):
+        self.running = True
+
+    def stop(self):
+        self.running = False
 
 
 class _FakeDicomDatabase:
@@ -41,15 +65,19 @@ class _FakeDicomDatabase:
         return self.tags.get(tag, "")
 
 
+def _ours(name: str) -> bool:
+    return name.split(".")[0] == "DiffuX2CTWidgets"
+
+
 @pytest.fixture()
 def module(monkeypatch):
     """Load DiffuX2CT.py with stand-ins for the Qt-based parts of Slicer, on a real slicer-core scene."""
     app = CoreApp()
     qt = types.ModuleType("qt")
-    qt.QTimer = _StandIn
+    qt.QTimer = _Timer
     scripted = types.ModuleType("slicer.ScriptedLoadableModule")
     for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleLogic", "ScriptedLoadableModuleTest", "ScriptedLoadableModuleWidget"):
-        setattr(scripted, name, _StandIn)
+        setattr(scripted, name, type(name, (_StandIn,), {}))
     wrapper = types.ModuleType("slicer.parameterNodeWrapper")
     wrapper.parameterNodeWrapper = lambda cls: cls
     wrapper.Choice = wrapper.WithinRange = _StandIn
@@ -58,11 +86,18 @@ def module(monkeypatch):
     monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", wrapper)
     monkeypatch.setattr(slicer, "app", types.SimpleNamespace(applicationLogic=lambda: app.app_logic), raising=False)
     monkeypatch.setattr(slicer, "mrmlScene", app.scene, raising=False)
+    monkeypatch.syspath_prepend(str(MODULE_DIR))
+    for name in [n for n in sys.modules if _ours(n)]:
+        del sys.modules[name]
     spec = importlib.util.spec_from_file_location("DiffuX2CT_module_under_test", MODULE_FILE)
     loaded = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(loaded)
     loaded.app = app
-    return loaded
+    loaded.widgets = types.SimpleNamespace(**{n.split(".")[-1]: m for n, m in sys.modules.items() if _ours(n)})
+    yield loaded
+    loaded.endSharedSceneLogic()
+    for name in [n for n in sys.modules if _ours(n)]:
+        del sys.modules[name]
 
 
 @dataclass
@@ -80,6 +115,7 @@ class _Parameters:
     sourceToIsocenterMm: float = 1000.0
     apPixelSpacingMm: float = 0.0
     lateralPixelSpacingMm: float = 0.0
+    idleMinutes: int = 10
 
 
 def test_logic_runs_the_real_reconstruction_into_the_scene(module):
@@ -91,24 +127,37 @@ def test_logic_runs_the_real_reconstruction_into_the_scene(module):
     ct = job.wait(interval_s=0.05).ct_node
     assert ct.GetScene() is app.scene and ct.GetImageData().GetDimensions() == (64, 64, 64)
     assert ct.GetAttribute("DiffuX2CT.steps") == "3"
-    assert "PSNR" in logic.modelSummary(BUNDLED_MODEL_DIR) and "not for diagnosis" in logic.modelSummary(BUNDLED_MODEL_DIR)
-    assert logic.modelSummary(Path("/nowhere")).startswith("Not a usable model")
+    summary = module.widgets.panel.modelSummary
+    assert "PSNR" in summary(BUNDLED_MODEL_DIR) and "not for diagnosis" in summary(BUNDLED_MODEL_DIR)
+    assert summary(Path("/nowhere")).startswith("Not a usable model")
+
+
+def test_the_console_reuses_the_panels_warm_worker(module):
+    """Issue 15 item 5: DiffuX2CTLogic().reconstruct called twice uses one warm worker."""
+    app = module.app
+    ap = app.load_volume(SAMPLE_DATA / "ap.nrrd", "AP")
+    lateral = app.load_volume(SAMPLE_DATA / "lateral.nrrd", "Lateral")
+    module.DiffuX2CTLogic().reconstruct(ap, lateral, method="regression")
+    logic = module.DiffuX2CTLogic()
+    pid = logic.sceneLogic.session.pid
+    logic.reconstruct(ap, lateral, method="regression")
+    assert logic.sceneLogic.session.pid == pid and logic.sceneLogic.session.starts == 1
 
 
 def test_dicom_tags_fill_the_geometry_and_set_the_acquisition(module, monkeypatch):
     app = module.app
+    dicom = module.widgets.dicom
     ap = app.load_volume(SAMPLE_DATA / "ap.nrrd", "AP")
     lateral = app.load_volume(SAMPLE_DATA / "lateral.nrrd", "Lateral")
     ap.SetAttribute("DICOM.instanceUIDs", "1.2.3")
     tags = {"0018,1164": "0.148\\0.148", "0018,1110": "1800", "0018,1111": "1650", "0028,0004": "MONOCHROME1"}
     monkeypatch.setattr(slicer, "dicomDatabase", _FakeDicomDatabase(tags), raising=False)
-    logic = module.DiffuX2CTLogic()
     parameters = _Parameters(apVolume=ap, lateralVolume=lateral)
-    message = logic.fillGeometryFromDicom(parameters)
+    message = dicom.fillGeometryFromDicom(parameters)
     assert "From DICOM tags: AP pixel spacing, AP distances" in message
     assert (parameters.sourceToDetectorMm, parameters.sourceToIsocenterMm, parameters.apPixelSpacingMm) == (1800.0, 1650.0, 0.148)
     assert parameters.lateralPixelSpacingMm == 0.0
-    acquisition = logic.acquisition(parameters)
+    acquisition = dicom.acquisition(parameters)
     assert acquisition["ap"].bone_dark and acquisition["ap"].pixel_spacing_mm == (0.148, 0.148)
     assert not acquisition["lateral"].bone_dark and acquisition["lateral"].pixel_spacing_mm is None
     assert acquisition["lateral"].source_to_detector_mm == 1800.0
@@ -122,6 +171,7 @@ def test_a_node_from_a_dicom_file_is_read_by_the_worker_from_that_file(module, m
     from conftest import write_dicom_radiograph
 
     app = module.app
+    dicom = module.widgets.dicom
     pixels = sitk.GetArrayFromImage(sitk.ReadImage(str(SAMPLE_DATA / "ap.nrrd")))[0]
     stored = 65535 - np.rint(pixels / pixels.max() * 60000)  # MONOCHROME1: dense = low stored value
     path = tmp_path / "ap.dcm"
@@ -130,20 +180,18 @@ def test_a_node_from_a_dicom_file_is_read_by_the_worker_from_that_file(module, m
     lateral = app.load_volume(SAMPLE_DATA / "lateral.nrrd", "Lateral")
     ap.SetAttribute("DICOM.instanceUIDs", "1.2.3")
     monkeypatch.setattr(slicer, "dicomDatabase", _FakeDicomDatabase({"0028,0004": "MONOCHROME1"}, str(path)), raising=False)
-    logic = module.DiffuX2CTLogic()
     parameters = _Parameters(apVolume=ap, lateralVolume=lateral)
-    assert logic.sourceFiles(parameters) == {"ap": str(path)}
-    assert not logic.acquisition(parameters)["ap"].bone_dark
-    ct = logic.start(parameters).wait(interval_s=0.05).ct_node
+    assert dicom.sourceFiles(parameters) == {"ap": str(path)}
+    assert not dicom.acquisition(parameters)["ap"].bone_dark
+    ct = module.DiffuX2CTLogic().start(parameters).wait(interval_s=0.05).ct_node
     notes = ct.GetAttribute("DiffuX2CT.notes")
     assert "ap.dcm: image mirrored left-right (PatientOrientation R\\F)" in notes
     assert float(ct.GetAttribute("DiffuX2CT.agreement_ap")) > 0.9
 
 
 def test_without_dicom_tags_the_model_defaults_are_used(module):
-    app = module.app
-    parameters = _Parameters(apVolume=app.load_volume(SAMPLE_DATA / "ap.nrrd", "AP"))
-    assert "No DICOM geometry tags" in module.DiffuX2CTLogic().fillGeometryFromDicom(parameters)
+    parameters = _Parameters(apVolume=module.app.load_volume(SAMPLE_DATA / "ap.nrrd", "AP"))
+    assert "No DICOM geometry tags" in module.widgets.dicom.fillGeometryFromDicom(parameters)
     assert parameters.sourceToDetectorMm == 1200.0
 
 
@@ -158,3 +206,215 @@ def test_panel_and_console_share_one_run_at_a_time(module):
             console.reconstruct(ap, lateral, steps=2)
     finally:
         job.cancel()
+
+
+# -- installation ------------------------------------------------------------------------------------------------
+class _Recorder:
+    def __init__(self) -> None:
+        self.pip: list[list[str]] = []
+        self.modules: list[tuple[str, list[str]]] = []
+
+    def install_logic(self, install_module, confirm=True, on_pip=None):
+        def pip(arguments):
+            self.pip.append(list(arguments))
+            if on_pip:
+                on_pip()
+
+        return install_module.InstallLogic(pip, lambda name, args: self.modules.append((name, list(args))), lambda text, details: confirm)
+
+
+def _names_torch(argument: str) -> bool:
+    return re.match(r"torch(\W|$)", argument) is not None
+
+
+def test_the_install_never_names_torch_for_pip_and_installs_without_dependencies(module):
+    install = module.widgets.install
+    recorder = _Recorder()
+    assert recorder.install_logic(install).install(["monai", "safetensors"], "Install?")
+    assert recorder.pip == [["--no-deps", "monai>=1.4", "safetensors>=0.4"]] and recorder.modules == []
+    recorder = _Recorder()
+    assert recorder.install_logic(install).install(["torch", "monai"], "Install?")
+    assert not any(_names_torch(argument) for command in recorder.pip for argument in command)
+    assert recorder.pip == [["light-the-torch>=0.5"], ["--no-deps", "monai>=1.4"]]
+    assert recorder.modules == [("light_the_torch", ["install", "torch"])]  # in a child process, never imported here
+
+
+def test_declined_failed_and_slicer_bundled_installs(module):
+    install = module.widgets.install
+    recorder = _Recorder()
+    assert not recorder.install_logic(install, confirm=False).install(["monai"], "Install?") and recorder.pip == []
+    with pytest.raises(InputError, match="Slicer's own SimpleITK cannot be imported; reinstall Slicer"):
+        recorder.install_logic(install).install(["SimpleITK", "monai"], "Install?")
+
+    def broken(arguments):
+        raise RuntimeError("pip exited with 1")
+
+    logic = install.InstallLogic(broken, lambda *a: None, lambda *a: True)
+    with pytest.raises(InputError, match=r"installation failed \(pip exited with 1\)"):
+        logic.install(["monai"], "Install?")
+    assert not logic.installing
+
+
+def test_the_slicer_side_never_imports_torch_or_monai():
+    for path in MODULE_DIR.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
+        assert not imported & {"torch", "monai"}, path
+
+
+# -- the panel ---------------------------------------------------------------------------------------------------
+class _Widget(types.SimpleNamespace):
+    def show(self):
+        self.visible = True
+
+    def hide(self):
+        self.visible = False
+
+    def setRange(self, low, high):  # noqa: N802 - Qt's API name
+        self.range = (low, high)
+
+    def setStyleSheet(self, sheet):  # noqa: N802 - Qt's API name
+        self.sheet = sheet
+
+
+def _ui():
+    names = ("reconstructButton", "cancelButton", "progressBar", "statusLabel", "deviceInfoLabel", "modelCardLabel", "geometrySourceLabel")
+    return types.SimpleNamespace(**{name: _Widget(enabled=False, text="", toolTip="", value=0) for name in names})
+
+
+class _Probe:
+    def __init__(self, report):
+        self.report = report
+
+    def poll(self):
+        return self.report
+
+    def cancel(self):
+        pass
+
+
+class _FakeSession:
+    def set_idle_timeout(self, seconds):
+        self.idle = seconds
+
+
+class _FakeLogic:
+    """Probe reports in order, and jobs that never end (the panel's flow is what is tested)."""
+
+    def __init__(self, reports):
+        self.reports = list(reports)
+        self.sceneLogic = types.SimpleNamespace(start_probe=lambda: _Probe(self.reports.pop(0)), session=_FakeSession())
+        self.started = 0
+
+    def start(self, parameters):
+        self.started += 1
+        return types.SimpleNamespace(poll=lambda: types.SimpleNamespace(state="running", total=0, step=0, eta_s=None, message=""), cancel=lambda: None)
+
+
+def _panel(module, reports, recorder, on_pip=None):
+    logic = _FakeLogic(reports)
+    parameters = _Parameters(apVolume=module.app.load_volume(SAMPLE_DATA / "ap.nrrd", "AP"), lateralVolume=module.app.load_volume(SAMPLE_DATA / "lateral.nrrd", "Lateral"))
+    panel = module.widgets.panel.ReconstructionPanel(_ui(), logic, recorder.install_logic(module.widgets.install, on_pip=on_pip), _Timer())
+    panel.setParameterNode(parameters)
+    return panel, logic
+
+
+def test_reconstruct_cannot_be_clicked_again_while_dependencies_install(module):
+    """pip processes GUI events while it runs: a click then must do nothing and the button must be disabled."""
+    recorder = _Recorder()
+    seen = []
+
+    def click_during_install():
+        seen.append((panel.ui.reconstructButton.enabled, panel.phase, panel._timer.running))
+        panel.onReconstruct()
+
+    missing = {"missing": ["monai"], "cuda": False}
+    complete = {"missing": [], "cuda": False}
+    panel, logic = _panel(module, [missing, complete], recorder, on_pip=click_during_install)
+    assert panel.ui.reconstructButton.enabled
+    panel.onReconstruct()
+    assert panel.phase == module.widgets.panel.Phase.CHECKING and not panel.ui.reconstructButton.enabled
+    panel.onPoll()  # the probe reports monai missing: install (the click inside does nothing), then check again
+    assert seen == [(False, module.widgets.panel.Phase.INSTALLING, False)]
+    assert recorder.pip == [["--no-deps", "monai>=1.4"]] and logic.started == 0
+    assert panel.phase == module.widgets.panel.Phase.CHECKING
+    panel.onPoll()  # the second probe: everything is there, the job starts
+    assert logic.started == 1 and panel.phase == module.widgets.panel.Phase.RUNNING
+    panel.onReconstruct()
+    assert logic.started == 1
+
+
+def test_still_missing_after_installing_is_an_error_not_a_loop(module):
+    recorder = _Recorder()
+    missing = {"missing": ["monai"], "cuda": False}
+    panel, logic = _panel(module, [missing, missing], recorder)
+    panel.onReconstruct()
+    panel.onPoll()
+    panel.onPoll()
+    assert panel.phase == module.widgets.panel.Phase.IDLE and "Still missing after installation: monai" in panel.ui.statusLabel.text
+    assert len(recorder.pip) == 1 and logic.started == 0 and panel.ui.reconstructButton.enabled
+
+
+# -- Slicer conventions ------------------------------------------------------------------------------------------
+class _Slicer58Node:
+    """A parameter node as in Slicer 5.8: connectGui keeps its connections under a tag it does not return."""
+
+    def __init__(self, record: bool = True) -> None:
+        self._parameterGUIs = {}
+        self.record = record
+
+    def connectGui(self, ui):  # noqa: N802 - Slicer's API name
+        if self.record:
+            self._parameterGUIs[len(self._parameterGUIs)] = {"steps": ui}
+        return None
+
+
+def test_connect_gui_finds_the_tag_that_slicer_5_8_does_not_return(module):
+    connect = module.widgets.parameters.connectGui
+    node = _Slicer58Node()
+    assert connect(node, "ui") == 0 and connect(node, "ui") == 1
+    assert connect(_Slicer58Node(record=False), "ui") is None
+    tagged = types.SimpleNamespace(connectGui=lambda ui: "tag-5.10")
+    assert connect(tagged, "ui") == "tag-5.10"
+
+
+def test_the_self_test_says_clearly_when_torch_or_monai_are_missing(module, monkeypatch):
+    logic = module.sharedSceneLogic()
+    monkeypatch.setattr(logic, "probe", lambda: {"missing": ["torch", "monai"]})
+    test = module.DiffuX2CTTest()
+    shown = []
+    test.delayDisplay = shown.append
+    test.test_reconstruct_sample_pair = lambda: pytest.fail("must not run without torch")
+    test.runTest()
+    assert shown == ["Skipped: the background process's Python lacks torch, monai; install them from the module's panel."]
+
+
+def test_reload_also_reloads_the_engine_and_ends_the_worker(module, monkeypatch):
+    reloaded = []
+    base = module.ScriptedLoadableModuleWidget
+    monkeypatch.setattr(base, "onReload", lambda self: reloaded.append(sorted(n for n in sys.modules if n.split(".")[0] in ("DiffuX2CTLib", "DiffuX2CTWidgets"))), raising=False)
+    ended = []
+    monkeypatch.setattr(module, "endSharedSceneLogic", lambda: ended.append(True))
+    saved = {name: mod for name, mod in sys.modules.items() if name.split(".")[0] in ("DiffuX2CTLib", "DiffuX2CTWidgets")}
+    widget = module.DiffuX2CTWidget()
+    widget.removeObservers = lambda: None
+    try:
+        widget.onReload()
+    finally:
+        sys.modules.update(saved)  # the rest of the test session keeps its module objects
+    assert ended == [True] and reloaded == [[]]
+
+
+def test_module_metadata_follows_slicer_conventions(module):
+    parent = types.SimpleNamespace()
+    monkeypatch_app = slicer.app
+    monkeypatch_app.connect = lambda *args: None
+    instance = module.DiffuX2CT.__new__(module.DiffuX2CT)
+    instance.parent = parent
+    module.DiffuX2CT.__init__(instance, parent)
+    del monkeypatch_app.connect
+    assert all(re.fullmatch(r"[^()]+ \([^()]+\)", name) for name in parent.contributors)
+    source = MODULE_FILE.read_text(encoding="utf-8")
+    assert 'self.parent.helpText = _(' in source and 'self.parent.title = _(' in source
+    assert len(source.splitlines()) <= 200

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from ..job import parse_event
 from .runner import ProcessRunner, RunningProcess, worker_environment
 
-CANCEL_GRACE_S = 3.0  # a job that has not stopped this long after a cancel is ended with its process
+CANCEL_GRACE_S = 5.0  # a job that has not stopped this long after a cancel is ended with its process (one
+# sampling step takes about 0.4 s on 2 CPU cores, so only a stuck worker waits that long)
 DEFAULT_IDLE_TIMEOUT_S = 600.0  # an idle worker exits after this long and frees its (GPU) memory
 TERMINAL_EVENTS = ("done", "error", "cancelled")
 
@@ -104,6 +105,14 @@ class WorkerSession:
         if self.process is None:
             self._start(key)
         return note
+
+    def set_idle_timeout(self, seconds: float | None) -> None:
+        """How long an idle worker waits before it exits (None: until Slicer closes); a running worker is told."""
+        if seconds == self.idle_timeout_s:
+            return
+        self.idle_timeout_s = seconds
+        if self.process is not None and self.process.exit_code() is None:
+            self.process.send_line(command_line("idle_timeout", seconds=seconds))
 
     def shutdown(self) -> None:
         """End the worker and everything it started (module closed, Slicer exiting, model changed)."""

@@ -3,7 +3,7 @@
 * ``python -m DiffuX2CTLib.app.worker JOB.json`` runs one reconstruction (the command line and tests use it);
 * ``python -m DiffuX2CTLib.app.worker --serve [--idle-timeout S]`` stays running: commands arrive as JSON lines on
   stdin (``{"command": "run", "id": 1, "job": {...}}``, ``{"command": "cancel", "id": 1}``,
-  ``{"command": "exit"}``), the model stays loaded between jobs, a failed or cancelled job leaves it serving, and
+  ``{"command": "idle_timeout", "seconds": S}``, ``{"command": "exit"}``), the model stays loaded between jobs, a failed or cancelled job leaves it serving, and
   it exits after ``S`` idle seconds (freeing its memory) or when stdin closes;
 * ``python -m DiffuX2CTLib.app.worker --probe`` reports which dependencies and GPU this Python has.
 
@@ -17,6 +17,7 @@ reconstruction outlives the application. The GUI process never imports torch.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -207,11 +208,15 @@ def serve(idle_timeout_s: float | None = None) -> None:
         if command.get("command") == "exit":
             sys.stdout.flush()
             os._exit(0)
+        if command.get("command") == "idle_timeout":
+            seconds = command.get("seconds")
+            idle_timeout_s = float(seconds) if isinstance(seconds, (int, float)) and seconds > 0 else None
+            continue
         if command.get("command") != "run":
             print(f"ignored unknown command {command.get('command')!r}", file=sys.stderr)
             continue
         job_id = command.get("id")
-        emit = lambda event, **fields: _emit(event, id=job_id, **fields)  # noqa: E731
+        emit = functools.partial(_emit, id=job_id)
         try:
             spec = JobSpec.from_dict(command.get("job"))
         except InputError as error:
@@ -219,7 +224,7 @@ def serve(idle_timeout_s: float | None = None) -> None:
             continue
         key = (str(Path(spec.model).resolve()) if spec.model else None, spec.options.device)
         warm = key in loaded
-        run_spec(spec, emit, lambda: job_id in cancelled, model_loaded=warm, on_model_ready=lambda key=key: loaded.add(key))
+        run_spec(spec, emit, lambda job_id=job_id: job_id in cancelled, model_loaded=warm, on_model_ready=lambda key=key: loaded.add(key))
         cancelled.discard(job_id)
 
 

@@ -1,0 +1,193 @@
+"""What the panel does: Reconstruct checks the background process's Python (in the background), installs what
+it lacks after asking, then runs the job; a timer polls whichever of those is under way, so Slicer never waits
+on the worker. While anything is under way Reconstruct is disabled and a second click does nothing."""
+
+from __future__ import annotations
+
+import enum
+
+import qt
+
+from DiffuX2CTLib.app.scene import JobState
+from DiffuX2CTLib.errors import InputError
+from DiffuX2CTLib.modelcard import read_model_card, summarize_model_card
+
+from .dicom import fillGeometryFromDicom
+from .i18n import _
+from .install import InstallLogic
+
+POLL_INTERVAL_MS = 200
+
+
+class Phase(str, enum.Enum):
+    """What the panel is doing."""
+
+    IDLE = "idle"
+    CHECKING = "checking"  # the probe runs: which packages and GPU the worker's Python has
+    INSTALLING = "installing"
+    RUNNING = "running"
+
+
+def modelSummary(folder) -> str:
+    """The model card summary shown under the model path, or why the folder is not a usable model."""
+    try:
+        return summarize_model_card(read_model_card(folder))
+    except InputError as error:
+        return _("Not a usable model: {error}").format(error=error)
+
+
+class ReconstructionPanel:
+    """The panel's behaviour on top of its widgets (``ui``, from the .ui file) and the module's logic."""
+
+    def __init__(self, ui, logic, installer: InstallLogic | None = None, timer=None) -> None:
+        self.ui = ui
+        self.logic = logic
+        self.installer = installer or InstallLogic()
+        self.phase = Phase.IDLE
+        self.job = None
+        self.probeJob = None
+        self.environment: dict | None = None  # the probe's report, once known
+        self.parameterNode = None
+        self._installed = False  # installation ran in this session: a second "missing" is an error, not a loop
+        self._summarisedModel = None
+        self._geometryNodes = None
+        self._timer = timer if timer is not None else qt.QTimer()
+        self._timer.setInterval(POLL_INTERVAL_MS)
+        self._timer.connect("timeout()", self.onPoll)
+        self.ui.progressBar.hide()
+
+    # -- parameters ------------------------------------------------------------------------------------------
+    def setParameterNode(self, parameterNode) -> None:
+        self.parameterNode = parameterNode
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Keep the model card, the DICOM geometry, the idle time and the buttons in step with the parameters."""
+        p = self.parameterNode
+        if p is None:  # the module is not shown; enter() refreshes the panel
+            return
+        if p.modelFolder != self._summarisedModel:  # read the model card only when the folder changes
+            self._summarisedModel = p.modelFolder
+            self.ui.modelCardLabel.text = modelSummary(p.modelFolder)
+        if (p.apVolume, p.lateralVolume) != self._geometryNodes:  # filling the geometry modifies p: do it once
+            self._geometryNodes = (p.apVolume, p.lateralVolume)
+            self.ui.geometrySourceLabel.text = fillGeometryFromDicom(p)
+        self.logic.sceneLogic.session.set_idle_timeout(p.idleMinutes * 60.0 if p.idleMinutes > 0 else None)
+        busy = self.phase != Phase.IDLE
+        ready = bool(p.apVolume and p.lateralVolume and p.apVolume != p.lateralVolume)
+        self.ui.reconstructButton.enabled = ready and not busy
+        labels = {Phase.IDLE: _("Reconstruct"), Phase.CHECKING: _("Checking..."), Phase.INSTALLING: _("Installing..."), Phase.RUNNING: _("Running...")}
+        self.ui.reconstructButton.text = labels[self.phase]
+        self.ui.reconstructButton.toolTip = "" if ready else _("Select two different radiographs: a frontal and a lateral view.")
+        self.ui.cancelButton.enabled = self.phase in (Phase.CHECKING, Phase.RUNNING)
+
+    # -- actions ---------------------------------------------------------------------------------------------
+    def onReconstruct(self) -> None:
+        """Check the worker's Python when it is not known to be complete, else start the reconstruction."""
+        if self.phase != Phase.IDLE:
+            return  # a click while something is under way (e.g. from the events pip processes) does nothing
+        if self.environment is None or self.environment["missing"]:
+            self._startProbe()
+        else:
+            self._startJob()
+
+    def onCancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+            self._finish(self.job.status.message)
+        elif self.probeJob is not None:
+            self.probeJob.cancel()
+            self._finish(_("Cancelled."))
+
+    def cleanup(self) -> None:
+        self.onCancel()
+        self._timer.stop()
+
+    def onPoll(self) -> None:
+        """Timer tick: advance the check or the job without waiting on either."""
+        if self.phase == Phase.CHECKING:
+            self._pollProbe()
+        elif self.phase == Phase.RUNNING:
+            self._pollJob()
+
+    # -- steps -----------------------------------------------------------------------------------------------
+    def _begin(self, phase: Phase, message: str) -> None:
+        self.phase = phase
+        self.setStatus(message)
+        self.ui.progressBar.show()
+        self.ui.progressBar.setRange(0, 0)
+        self.refresh()
+
+    def _finish(self, message: str, error: bool = False) -> None:
+        self._timer.stop()
+        self.phase, self.job, self.probeJob = Phase.IDLE, None, None
+        self.ui.progressBar.hide()
+        self.setStatus(message, error)
+        self.refresh()
+
+    def _startProbe(self) -> None:
+        self._begin(Phase.CHECKING, _("Checking the Python packages and GPU of the background process..."))
+        try:
+            self.probeJob = self.logic.sceneLogic.start_probe()
+        except (InputError, OSError) as error:
+            self._finish(str(error), error=True)
+            return
+        self._timer.start()
+
+    def _pollProbe(self) -> None:
+        try:
+            report = self.probeJob.poll()
+        except InputError as error:
+            self._finish(str(error), error=True)
+            return
+        if report is None:
+            return
+        self.environment = report
+        self.ui.deviceInfoLabel.text = _("GPU: {name}").format(name=report["gpu_name"]) if report.get("cuda") else _("No CUDA GPU found: the CPU will be used.")
+        if not report["missing"]:
+            self._startJob()
+        elif self._installed:
+            self._finish(_("Still missing after installation: {names}").format(names=", ".join(report["missing"])), error=True)
+        else:
+            self._install(report["missing"])
+
+    def _install(self, missing: list[str]) -> None:
+        self._timer.stop()  # pip processes GUI events: no poll may run in between
+        self._begin(Phase.INSTALLING, _("Installing {names}...").format(names=", ".join(missing)))
+        question = _("DiffuX2CT needs Python packages that are not installed yet. Installing them needs a network connection and may take several minutes. Install now?")
+        try:
+            installed = self.installer.install(missing, question)
+        except InputError as error:
+            self._finish(str(error), error=True)
+            return
+        if not installed:
+            self._finish(_("Reconstruction needs torch and MONAI; installation was declined."))
+            return
+        self._installed = True
+        self.phase = Phase.IDLE
+        self._startProbe()  # check again, in the background, that everything is there now
+
+    def _startJob(self) -> None:
+        self._begin(Phase.RUNNING, _("Starting the reconstruction..."))
+        try:
+            self.job = self.logic.start(self.parameterNode)
+        except InputError as error:
+            self._finish(str(error), error=True)
+            return
+        self._timer.start()
+
+    def _pollJob(self) -> None:
+        status = self.job.poll()
+        if status.state == JobState.RUNNING:
+            if status.total:
+                self.ui.progressBar.setRange(0, status.total)
+                self.ui.progressBar.value = status.step
+            left = _(", about {seconds:.0f} s left").format(seconds=status.eta_s) if status.eta_s else ""
+            self.setStatus(_("Reconstructing: {message}{left}").format(message=status.message, left=left))
+            return
+        failed = status.state == JobState.FAILED
+        self._finish(_("Failed: {message}").format(message=status.message) if failed else status.message, error=failed)
+
+    def setStatus(self, text: str, error: bool = False) -> None:
+        self.ui.statusLabel.text = text
+        self.ui.statusLabel.setStyleSheet("color: #c0392b" if error else "")
