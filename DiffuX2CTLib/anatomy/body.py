@@ -1,0 +1,184 @@
+"""The body wall: skin, subcutaneous fat and muscle of the trunk, neck, thighs and arms, the abdominopelvic
+cavity's visceral fat, psoas and paraspinal muscles, and breasts.
+
+The trunk's cross-section is a superellipse around the spine's centre line whose half width and front/back depth
+follow height (neck, shoulders, chest, waist, hips), with habitus scaling and subcutaneous fat thicker over the
+abdomen and hips (more so in women). Arms hang beside the trunk or are raised above the head (chest CT position).
+Layers are painted outermost first for all parts together (all skin, then all fat, then all muscle), so where
+parts overlap the union of each layer wins. Reference outline sizes from the ANSUR II anthropometric survey
+(Gordon CC et al., "2012 Anthropometric Survey of U.S. Army Personnel", 2014): chest breadth about 32-36 cm,
+chest depth 22-27 cm, hip breadth 33-38 cm.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .labels import LABELS
+from .patient import Patient
+from .shapes import Canvas, ellipsoid, frame, smooth_curve, tube
+from .skeleton import Spine
+
+_STEP_MM = 1.0
+
+
+class Outline:
+    """Per-height trunk profile (lookup tables on a 1 mm z raster) and its distance functions."""
+
+    def __init__(self, spine: Spine, patient: Patient, device: torch.device) -> None:
+        h, w, d, fat = patient.height, patient.width, patient.depth, patient.fat_mm
+        self.z0 = -700.0
+        zs = np.arange(self.z0, 900.0, _STEP_MM)
+        top = spine.z("C7", 1.0)
+        shoulders = spine.z("T1")
+        keys = [-175 * h, -100 * h, 0.0, spine.z("L3"), spine.z("L1"), spine.z("T10"), spine.z("T6"), spine.z("T3"), shoulders,
+                top + 12 * h, top + 60 * h]
+        cage = [spine.cage(z, patient) for z in keys[5:8]]
+        half = [130, 170, 152, 140, 145] + [c[0] + 22 for c in cage] + [182 if not patient.arms_up else 160, 62, 56]
+        front = [70, 108, 128, 132, 135] + [c[1] + 26 for c in cage] + [70, 55, 50]
+        back = [95, 108, 95, 88, 86, 88, 90, 92, 90, 70, 66]
+        if patient.female:
+            half[1] *= 1.06
+            half[7:9] = [h_ * 0.94 for h_ in half[7:9]]
+        self.half = np.interp(zs, keys, np.array(half) * np.array([w] * 9 + [1, 1]))
+        self.front = np.interp(zs, keys, np.array(front) * d)
+        self.back = np.interp(zs, keys, np.array(back) * d)
+        fat_scale = np.interp(zs, keys, [1.2, 1.3, 1.3, 1.4, 1.2, 0.9, 0.7, 0.6, 0.5, 0.25, 0.2]) * (1.15 if patient.female else 1.0)
+        self.fat_side = fat * fat_scale
+        self.fat_front = fat * fat_scale * np.interp(zs, keys, [1.0, 1.0, 1.5, 1.5, 1.3, 1.0, 0.8, 0.8, 0.8, 0.6, 0.6])
+        self.fat_back = fat * fat_scale * 0.75
+        spine_xy = np.array([spine.at(max(z, 0.0)) for z in zs])
+        self.xref, self.yref = spine_xy[:, 0], spine_xy[:, 1]
+        self.bottom, self.neck_top = -175.0 * h, top + 80.0 * h
+        table = np.stack([self.xref, self.yref, self.half, self.front, self.back, self.fat_side, self.fat_front, self.fat_back])
+        self.table = torch.as_tensor(table, dtype=torch.float32, device=device)
+        self.zs = zs
+
+    def sample(self, z: float) -> dict[str, float]:
+        """Profile values at one height (mm)."""
+        i = int(np.clip(round((z - self.z0) / _STEP_MM), 0, len(self.zs) - 1))
+        return {"x": self.xref[i], "y": self.yref[i], "half": self.half[i], "front": self.front[i], "back": self.back[i],
+                "fat_side": self.fat_side[i], "fat_front": self.fat_front[i], "fat_back": self.fat_back[i]}
+
+    def distances(self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, insets: tuple[float, ...]) -> list[torch.Tensor]:
+        """Approximate signed distances (mm) of the trunk's outer skin (inset < 0 means 'fat included') and of
+        its lean (muscle) outline shrunk by each inset (mm)."""
+        index = ((z - self.z0) / _STEP_MM).round_().clamp_(0, len(self.zs) - 1).long()
+        xr, yr, half, front, back, fs, ff, fb = self.table[:, index].unbind(0)
+        u, v = (x - xr).abs_(), y - yr
+        posterior = v > 0
+        depth = torch.where(posterior, back, front)
+        fat_depth = torch.where(posterior, fb, ff)
+        v.abs_()
+        ends = torch.maximum(self.bottom - z, z - self.neck_top)
+        out = []
+        for inset in insets:
+            a = half + fs if inset < 0 else half - inset
+            b = depth + fat_depth if inset < 0 else depth - inset
+            a, b = a.clamp(min=5.0), b.clamp(min=5.0)
+            k = ((u / a) ** 2.5 + (v / b) ** 2.5) ** 0.4
+            out.append(torch.maximum((k - 1.0) * torch.sqrt(a * b), ends))
+        return out
+
+
+def _limbs(spine: Spine, patient: Patient, outline: Outline, glenoids: dict[float, np.ndarray]) -> list[tuple[np.ndarray, float, float]]:
+    """Centre lines of the arms and thighs with their lean radius and fat thickness (mm)."""
+    h, fat = patient.height, patient.fat_mm
+    limbs = []
+    for side, glenoid in glenoids.items():
+        if patient.arms_up:
+            elbow = glenoid + np.array([-side * 25.0, 10.0, 290.0 * h])
+            wrist = elbow + np.array([-side * 90.0, -40.0, 60.0 * h])
+        else:
+            at = outline.sample(glenoid[2] - 280.0 * h)
+            gap = at["half"] + at["fat_side"] + 48.0 + 0.55 * fat
+            elbow = np.array([at["x"] + side * gap, at["y"] - 5.0, glenoid[2] - 290.0 * h])
+            at = outline.sample(elbow[2] - 250.0 * h)
+            wrist = np.array([at["x"] + side * (at["half"] + at["fat_side"] + 38.0 + 0.4 * fat), at["y"] - 30.0, elbow[2] - 250.0 * h])
+        limbs.append((smooth_curve(np.array([glenoid + np.array([side * 8.0, 0, 0]), elbow]), 6), 40.0 * patient.width, 0.5 * fat))
+        limbs.append((np.array([elbow, wrist]), 30.0 * patient.width, 0.35 * fat))
+    for side in (-1.0, 1.0):
+        at = outline.sample(-100.0 * h)
+        hip = np.array([at["x"] + side * 88.0 * patient.width, at["y"] - 20.0, -110.0 * h])
+        knee = hip + np.array([-side * 20.0, -10.0, -420.0 * h])
+        limbs.append((np.array([hip, knee]), 78.0 * patient.width, 1.1 * fat))
+    return limbs
+
+
+def paint_body(canvas: Canvas, spine: Spine, patient: Patient, outline: Outline, glenoids: dict[float, np.ndarray]) -> None:
+    """Skin, fat and muscle of trunk and limbs, the visceral fat of the abdominopelvic cavity, psoas muscles,
+    breasts and the bones of the arms."""
+    t = patient.tissue
+    limbs = _limbs(spine, patient, outline, glenoids)
+    full = ((-400.0, -400.0, -800.0), (400.0, 400.0, 1000.0))
+    box = canvas.box(*full)
+    x, y, z = canvas.coords[(slice(None),) + box].unbind(0)
+    skin_d, muscle_d = outline.distances(x, y, z, (-1.0, 0.0))
+    del x, y, z
+    dome = spine.z("T11", 1.0)
+    layers = [(skin_d, 0.0, t.skin, LABELS["subcutaneous"]), (skin_d, 2.5, t.fat, 0), (muscle_d, 0.0, t.muscle, LABELS["muscle"])]
+    for d, inset, value, label in layers:
+        canvas.paint(*full, lambda *_, d=d, inset=inset: d + inset, value, label)
+        for line, radius, fat in limbs:
+            tube(canvas, line, radius if d is muscle_d else radius + fat - inset, value, label)
+    # Abdominopelvic cavity: the lean outline shrunk by the wall, kept in front of the back muscles and below the domes.
+    back_cut = torch.as_tensor(outline.yref, dtype=torch.float32, device=canvas.hu.device)
+    wall_mm = 14.0
+
+    def cavity(x, y, z):
+        index = ((z - outline.z0) / _STEP_MM).round().clamp(0, len(outline.zs) - 1).long()
+        posterior_limit = y - (back_cut[index] + 30.0)
+        return torch.maximum(torch.maximum(outline.distances(x, y, z, (wall_mm,))[0], posterior_limit),
+                             torch.maximum(z - dome, -120.0 * patient.height - z))
+
+    visceral = t.fat * (0.35 + 0.65 * patient.visceral) + 25.0 * (0.65 - 0.65 * patient.visceral)
+    canvas.paint((-250, -300, -140 * patient.height), (250, 200, dome + 10), cavity, visceral)
+    _muscle_groups(canvas, spine, patient)
+    if patient.female:
+        _breasts(canvas, spine, patient, outline)
+    _arm_bones(canvas, patient, limbs)
+
+
+def _muscle_groups(canvas: Canvas, spine: Spine, patient: Patient) -> None:
+    """Psoas muscles beside the lumbar spine, running down to the groin."""
+    t = patient.tissue
+    for side in (-1.0, 1.0):
+        pts = []
+        for name, r in (("T12", 8.0), ("L2", 14.0), ("L4", 22.0), ("L5", 24.0)):
+            lv = spine.levels[name]
+            pts.append((lv.center + np.array([side * (lv.radii[0] + 0.6 * r), 2.0, 0.0]), r))
+        x0, y0 = spine.at(0.0)
+        pts.append((np.array([x0 + side * 62.0, y0 - 40.0, -50.0 * patient.height]), 22.0))
+        pts.append((np.array([x0 + side * 78.0, y0 - 82.0, -110.0 * patient.height]), 18.0))
+        tube(canvas, np.array([p for p, _ in pts]), np.array([r for _, r in pts]) * patient.width ** 0.5, t.muscle, LABELS["muscle"])
+
+
+def _breasts(canvas: Canvas, spine: Spine, patient: Patient, outline: Outline) -> None:
+    rng = patient.rng
+    t = patient.tissue
+    size = rng.uniform(0.7, 1.3) * (0.8 + 0.01 * patient.fat_mm)
+    z = spine.z("T5") - 10.0
+    at = outline.sample(z)
+    glandular = rng.uniform(0.15, 0.6)
+    value = t.fat * (1 - glandular) + 40.0 * glandular
+    for side in (-1.0, 1.0):
+        center = np.array([at["x"] + side * 0.5 * at["half"], at["y"] - at["front"] - at["fat_front"] + 10.0, z])
+        ellipsoid(canvas, center, (62 * size, 48 * size, 55 * size), t.skin, LABELS["breast"], axes=frame(side * 25.0, 0, 0))
+        ellipsoid(canvas, center, (60 * size, 46 * size, 53 * size), value, LABELS["breast"], axes=frame(side * 25.0, 0, 0))
+
+
+def _arm_bones(canvas: Canvas, patient: Patient, limbs: list) -> None:
+    """Humerus (head, shaft) and the forearm bones along the arms' centre lines."""
+    t = patient.tissue
+    label = LABELS["arm_bone"]
+    for arm in (0, 2):
+        upper, fore = limbs[arm][0], limbs[arm + 1][0]
+        ellipsoid(canvas, upper[0], (24.0, 24.0, 24.0), t.cortical, label)
+        ellipsoid(canvas, upper[0], (22.0, 22.0, 22.0), t.trabecular, label)
+        tube(canvas, upper, np.linspace(15.0, 11.0, len(upper)), t.cortical, label)
+        tube(canvas, upper[1:], 6.5, t.marrow)
+        side_offset = np.cross(fore[1] - fore[0], [0.0, 1.0, 0.0])
+        side_offset = 7.0 * side_offset / max(np.linalg.norm(side_offset), 1e-6)
+        for offset in (side_offset, -side_offset):
+            tube(canvas, fore + offset, 6.0, t.cortical, label)

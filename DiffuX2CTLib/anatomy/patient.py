@@ -1,0 +1,163 @@
+"""Every random draw of a phantom patient: sex, habitus, size, age and bone density, posture, arms, contrast
+phase, tissue densities, extras and findings, scanner noise and kernel, and a smooth deformation field.
+
+All draws come from ``numpy.random.default_rng(seed)`` on the CPU in one fixed order, so the same seed gives the
+same patient whatever the device, region or grid. ``Patient.rng`` carries on for the organ builders' own draws,
+which are also made in a fixed order (every organ is built for every region).
+
+Densities (HU) are drawn inside published adult ranges; sources are listed in ``Resources/Anatomy/REFERENCES.md``:
+Kalender WA, "Computed Tomography", 3rd ed. 2011 (tissue HU table); Boll DT & Merkle EM, "Diffuse liver disease:
+strategies for hepatic CT and MR imaging", RadioGraphics 2009 (liver 55-65 HU, spleen about 8-10 HU less);
+Bae KT, "Intravenous contrast medium administration and scan timing at CT", Radiology 2010 (aortic and hepatic
+enhancement per phase); Pickhardt PJ et al., "Opportunistic screening for osteoporosis using abdominal CT scans
+obtained for other indications", Ann Intern Med 2013 (L1 trabecular HU by age); Gevenois PA et al.,
+"Comparison of computed density and microscopic morphometry in pulmonary emphysema", AJRCCM 1996 (lung
+parenchyma about -850 HU at full inspiration).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Tissue:
+    """HU of the soft tissues, fluids and bone of one patient (contrast phase already applied)."""
+
+    skin: float
+    fat: float
+    muscle: float
+    lung: float
+    blood: float  # venous blood / right heart
+    arterial: float  # aorta and left heart
+    myocardium: float
+    liver: float
+    spleen: float
+    kidney: float
+    kidney_medulla: float
+    pancreas: float
+    bowel_wall: float
+    fluid: float
+    urine: float
+    cartilage: float
+    disc: float
+    cortical: float
+    trabecular: float
+    marrow: float  # long-bone medullary cavity (fatty marrow)
+    csf: float
+
+
+@dataclass(frozen=True)
+class Patient:
+    """The drawn patient: body proportions (mm scale factors), habitus, pose, protocol and tissue HU."""
+
+    seed: int
+    sex: str  # "F" or "M"
+    age: float
+    height: float  # craniocaudal scale of the skeleton and organs (1 = reference male)
+    width: float  # lateral scale of the trunk
+    depth: float  # anteroposterior scale of the trunk
+    fat_mm: float  # subcutaneous fat thickness at the flank
+    visceral: float  # 0..1 amount of visceral fat
+    yaw: float  # posture rotation (degrees) about z, x, y
+    pitch: float
+    roll: float
+    lordosis_mm: float
+    kyphosis_mm: float
+    scoliosis_mm: float  # 0 unless the finding is drawn
+    arms_up: bool
+    contrast: str  # "none", "arterial" or "portal"
+    inspiration: float  # 0..1 depth of the breath hold (lower domes, darker lungs)
+    bladder_fill: float  # 0..1
+    table: bool
+    implant: bool
+    wires: bool  # sternotomy wires
+    ecg_leads: bool
+    nodules: int
+    effusion: str  # "", "left" or "right"
+    fracture_level: str  # "" or the name of a compressed vertebra
+    noise_hu: float
+    kernel: float  # > 0 smooths, < 0 sharpens (weight of each neighbour in a 3-tap filter)
+    deformation: np.ndarray  # (3, 4, 4, 4) control displacements (mm) of the smooth warp
+    tissue: Tissue
+    rng: np.random.Generator
+
+    @property
+    def female(self) -> bool:
+        return self.sex == "F"
+
+
+def _tissue(rng: np.random.Generator, age: float, contrast: str, inspiration: float) -> Tissue:
+    blood = rng.uniform(38, 52)
+    liver = rng.uniform(52, 66)
+    kidney = rng.uniform(28, 36)
+    arterial, venous, myocardium = blood, blood, rng.uniform(35, 50)
+    liver_enhancement, kidney_cortex, kidney_medulla = 0.0, kidney, kidney - 2.0
+    if contrast == "arterial":
+        arterial = rng.uniform(250, 420)
+        venous = rng.uniform(90, 250)
+        myocardium = rng.uniform(90, 130)
+        liver_enhancement = rng.uniform(10, 25)
+        kidney_cortex, kidney_medulla = rng.uniform(150, 220), rng.uniform(60, 100)
+    elif contrast == "portal":
+        arterial = rng.uniform(140, 200)
+        venous = rng.uniform(130, 190)
+        myocardium = rng.uniform(80, 110)
+        liver_enhancement = rng.uniform(50, 70)
+        kidney_cortex = rng.uniform(150, 200)
+        kidney_medulla = kidney_cortex - rng.uniform(0, 20)
+    # Trabecular bone: about 250 HU at 30 years falling about 2.5 HU a year (Pickhardt et al. 2013).
+    trabecular = float(np.clip(330 - 2.6 * (age - 20) + rng.normal(0, 20), 80, 380))
+    cortical = float(np.clip(1500 - 6.0 * max(age - 40, 0) + rng.normal(0, 120), 950, 1800))
+    return Tissue(
+        skin=rng.uniform(20, 60), fat=rng.uniform(-115, -85), muscle=rng.uniform(40, 58),
+        lung=-880 + 60 * (1 - inspiration) + rng.normal(0, 10), blood=venous, arterial=arterial, myocardium=myocardium,
+        liver=liver + liver_enhancement, spleen=liver - rng.uniform(6, 12) + (1.2 * liver_enhancement if contrast != "none" else 0),
+        kidney=kidney_cortex, kidney_medulla=kidney_medulla, pancreas=rng.uniform(35, 50) + 0.8 * liver_enhancement,
+        bowel_wall=rng.uniform(30, 50) + 0.6 * liver_enhancement, fluid=rng.uniform(0, 20), urine=rng.uniform(0, 15),
+        cartilage=float(np.clip(120 + 3.0 * (age - 20) + rng.normal(0, 30), 90, 400)), disc=rng.uniform(70, 110),
+        cortical=cortical, trabecular=trabecular, marrow=rng.uniform(-60, 20), csf=rng.uniform(5, 15),
+    )
+
+
+def draw_patient(seed: int, implant: bool | None = None) -> Patient:
+    """The patient of ``seed``; ``implant`` forces spinal screws on or off (None: drawn, about one in six)."""
+    rng = np.random.default_rng(seed)
+    sex = "F" if rng.random() < 0.5 else "M"
+    age = float(rng.uniform(20, 88))
+    bmi = float(np.clip(rng.lognormal(np.log(26.0), 0.18), 17, 45))
+    female = sex == "F"
+    height = float(rng.normal(0.93 if female else 1.0, 0.045))
+    width = float(rng.normal(0.93 if female else 1.0, 0.05))
+    depth = float(rng.normal(0.95 if female else 1.0, 0.06))
+    fat_mm = float(np.clip((bmi - 18) * (2.4 if female else 1.8) + rng.normal(0, 4), 3, 70))
+    visceral = float(np.clip((bmi - 20) / 18 * (0.7 if female else 1.0) + rng.normal(0, 0.12), 0.0, 1.0))
+    yaw, pitch, roll = (float(rng.uniform(-lim, lim)) for lim in (5.0, 4.0, 3.0))
+    lordosis = float(rng.uniform(6, 22))
+    kyphosis = float(rng.uniform(8, 22) + 0.12 * max(age - 50, 0))
+    arms_up = bool(rng.random() < 0.65)
+    contrast = str(rng.choice(["none", "arterial", "portal"], p=[0.4, 0.25, 0.35]))
+    inspiration = float(rng.uniform(0.4, 1.0))
+    bladder_fill = float(rng.uniform(0.1, 1.0))
+    table = bool(rng.random() < 0.85)
+    implant_drawn = bool(rng.random() < 1 / 6)
+    wires = bool(rng.random() < 0.06)
+    ecg = bool(rng.random() < 0.15)
+    nodules = int(rng.poisson(0.4)) if rng.random() < 0.3 else 0
+    effusion = str(rng.choice(["left", "right"])) if rng.random() < 0.06 else ""
+    scoliosis = float(rng.uniform(10, 35) * rng.choice([-1, 1])) if rng.random() < 0.08 else float(rng.normal(0, 2))
+    fracture = str(rng.choice(["T11", "T12", "L1", "L2", "L3"])) if rng.random() < 0.05 + 0.002 * max(age - 50, 0) else ""
+    noise_hu = float(rng.uniform(6, 28))
+    kernel = float(rng.uniform(-0.12, 0.22))
+    deformation = rng.normal(0.0, 4.0, size=(3, 4, 4, 4))
+    tissue = _tissue(rng, age, contrast, inspiration)
+    return Patient(
+        seed=seed, sex=sex, age=age, height=height, width=width * (1 + 0.004 * (bmi - 25)), depth=depth * (1 + 0.006 * (bmi - 25)),
+        fat_mm=fat_mm, visceral=visceral, yaw=yaw, pitch=pitch, roll=roll, lordosis_mm=lordosis, kyphosis_mm=kyphosis,
+        scoliosis_mm=scoliosis, arms_up=arms_up, contrast=contrast, inspiration=inspiration, bladder_fill=bladder_fill,
+        table=table, implant=implant_drawn if implant is None else bool(implant), wires=wires, ecg_leads=ecg,
+        nodules=nodules, effusion=effusion, fracture_level=fracture, noise_hu=noise_hu, kernel=kernel,
+        deformation=deformation, tissue=tissue, rng=rng,
+    )
