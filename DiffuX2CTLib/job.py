@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ SAMPLERS = ("ddim", "ddpm")
 DEVICES = ("auto", "cpu", "cuda")
 VIEWS = ("ap", "lateral")
 ERROR_KINDS = ("bad_input", "model", "out_of_memory", "missing_dependency", "internal")
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed's range
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class ReconstructionOptions:
             raise InputError("samples and steps must be at least 1")
         if self.device not in DEVICES:
             raise InputError(f"unknown device '{self.device}' (use auto, cpu or cuda)")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise InputError(f"seed must be between 0 and {MAX_SEED}, got {self.seed}")
 
 
 @dataclass(frozen=True)
@@ -89,19 +93,24 @@ class JobSpec:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> JobSpec:
-        """Parse a job written by :meth:`to_dict`; a malformed job is a :class:`InputError`."""
-        try:
-            return cls(
-                ap=str(data["ap"]),
-                lateral=str(data["lateral"]),
-                output_dir=str(data["output_dir"]),
-                model=data.get("model"),
-                options=ReconstructionOptions(**data.get("options", {})),
-                acquisition={view: Acquisition(**values) for view, values in data.get("acquisition", {}).items()},
-            )
-        except (KeyError, TypeError) as error:
-            raise InputError(f"malformed job file ({error})") from None
+    def from_dict(cls, data: object) -> JobSpec:
+        """Parse a job written by :meth:`to_dict`, checked against :data:`JOB_SCHEMA`: a malformed job is an
+        :class:`InputError` that names the field (``options.check_inputs must be true or false, got the
+        string 'false'``), never a guess."""
+        _check_fields(data, JOB_SCHEMA, "")
+        options = _check_fields(data.get("options", {}), OPTIONS_SCHEMA, "options.")
+        acquisition = _check_type(data.get("acquisition", {}), dict, "acquisition")
+        return cls(
+            ap=data["ap"],
+            lateral=data["lateral"],
+            output_dir=data["output_dir"],
+            model=data.get("model"),
+            options=ReconstructionOptions(**options),
+            acquisition={
+                view: Acquisition(**_check_fields(values, ACQUISITION_SCHEMA, f"acquisition.{view}."))
+                for view, values in acquisition.items()
+            },
+        )
 
     def write(self, path: str | os.PathLike) -> Path:
         """Write the job file (the worker's only argument)."""
@@ -116,6 +125,85 @@ class JobSpec:
             return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
             raise InputError(f"{Path(path).name}: unreadable job file ({error})") from None
+
+
+# -- the job file's schema: field -> (type, required, may be null) -----------------------------------------------
+PAIR = "pair"  # two positive numbers
+JOB_SCHEMA = {
+    "ap": (str, True, False),
+    "lateral": (str, True, False),
+    "output_dir": (str, True, False),
+    "model": (str, False, True),
+    "options": (dict, False, False),
+    "acquisition": (dict, False, False),
+}
+OPTIONS_SCHEMA = {
+    "steps": (int, False, True),
+    "seed": (int, False, False),
+    "device": (str, False, False),
+    "samples": (int, False, False),
+    "method": (str, False, False),
+    "sampler": (str, False, False),
+    "check_inputs": (bool, False, False),
+}
+ACQUISITION_SCHEMA = {
+    "source_to_detector_mm": (float, False, True),
+    "source_to_isocenter_mm": (float, False, True),
+    "pixel_spacing_mm": (PAIR, False, True),
+    "bone_dark": (bool, False, False),
+}
+_TYPE_NAMES = {str: "text", int: "a whole number", float: "a number", bool: "true or false", dict: "an object", PAIR: "two numbers"}
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"[:60]
+    return {list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def _check_type(value: object, kind: object, name: str) -> object:
+    """``value`` when it is of ``kind`` (bools are not numbers, numbers are finite), else a named InputError."""
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    elif kind == PAIR:
+        ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_number(v) for v in value)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise InputError(f"job file: {name} must be {_TYPE_NAMES[kind]}, got {_describe(value)}")
+    return value
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_fields(data: object, schema: dict, prefix: str) -> dict:
+    """``data`` checked against ``schema``: an object, no unknown fields, required fields present, types right."""
+    if not isinstance(data, dict):
+        raise InputError(f"job file: {prefix.rstrip('.') or 'the job'} must be an object, got {_describe(data)}")
+    unknown = sorted(set(data) - set(schema))
+    if unknown:
+        raise InputError(f"job file: unknown field(s) {', '.join(prefix + str(k) for k in unknown)}")
+    for key, (kind, required, nullable) in schema.items():
+        if key not in data:
+            if required:
+                raise InputError(f"job file: {prefix}{key} is missing")
+            continue
+        if data[key] is None and nullable:
+            continue
+        _check_type(data[key], kind, prefix + key)
+    return dict(data)
 
 
 def event_line(event: str, **fields) -> str:

@@ -273,3 +273,63 @@ def test_a_probe_that_does_not_answer_in_time_is_a_clear_error(app, logics, tmp_
     probe = logics(app, runner=Silent()).start_probe(timeout_s=0.5)
     with pytest.raises(InputError, match="did not answer in time"):
         probe.wait()
+
+
+# -- a bare SceneLogic(scene), as a script would make it ----------------------------------------------------------
+BARE_SCRIPT = """
+import sys
+import slicer
+from DiffuX2CTLib.app import scene as scene_module
+if sys.argv[1] == "unregistered":
+    scene_module.register_segmentation_converters = lambda: None
+scene = slicer.vtkMRMLScene()
+nodes = []
+for view in ("ap", "lateral"):
+    node = slicer.vtkMRMLScalarVolumeNode()
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    storage.SetFileName(sys.argv[2] + "/" + view + ".nrrd")
+    storage.ReadData(node)
+    scene.AddNode(node)
+    nodes.append(node)
+logic = scene_module.SceneLogic(scene)
+job = logic.start(*nodes, method="regression")
+result = job.wait(interval_s=0.05)
+segments = result.segmentation_node.GetSegmentation().GetNumberOfSegments() if result.segmentation_node else None
+print(repr((job.status.state.value, result.ct_node.GetScene() is scene, segments, job.status.message)))
+logic.shutdown()
+"""
+
+
+@pytest.mark.parametrize("converters", ["registered", "unregistered"])
+def test_a_bare_scene_logic_delivers_the_ct_and_says_what_is_missing(converters):
+    """Without Slicer's Segmentations logic (a fresh process), the converters are registered; where they still
+    are not, the CT arrives and the status names what is missing instead of failing the run."""
+    out = subprocess.run([sys.executable, "-c", BARE_SCRIPT, converters, str(SAMPLE_DATA)], cwd=ROOT, capture_output=True, text=True, timeout=300, check=True).stdout
+    state, in_scene, segments, message = eval(out.strip().splitlines()[-1])  # noqa: S307 - our own repr
+    assert state == "done" and in_scene
+    if converters == "registered":
+        assert segments == 1 and "segmentation" not in message
+    else:
+        assert segments is None
+        assert "the bone segmentation was not made: the bone mask could not be stored in the segmentation (no segmentation converter rules are registered" in message
+
+
+def test_a_serving_worker_answers_a_malformed_job_and_keeps_serving():
+    """Bad lines and a wrongly typed job end in one bad_input event for that job; the worker stays up."""
+    worker = subprocess.Popen([sys.executable, "-m", "DiffuX2CTLib.app.worker", "--serve"], cwd=ROOT, env=worker_environment(str(ROOT)),
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert json.loads(worker.stdout.readline())["event"] == "ready"
+        worker.stdin.write("not json\n" + json.dumps({"command": "run", "id": 7, "job": {"ap": "a", "lateral": "b", "output_dir": "c", "options": {"check_inputs": "false"}}}) + "\n")
+        worker.stdin.flush()
+        event = json.loads(worker.stdout.readline())
+        assert event == {"event": "error", "id": 7, "kind": "bad_input", "message": "job file: options.check_inputs must be true or false, got the string 'false'"}
+        worker.stdin.write(json.dumps({"command": "run", "id": 8, "job": "nonsense"}) + "\n")
+        worker.stdin.flush()
+        event = json.loads(worker.stdout.readline())
+        assert event["id"] == 8 and event["kind"] == "bad_input"
+        worker.stdin.write(json.dumps({"command": "exit"}) + "\n")
+        worker.stdin.flush()
+        assert worker.wait(30) == 0
+    finally:
+        worker.kill()

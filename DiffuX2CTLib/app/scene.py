@@ -61,7 +61,7 @@ class ReconstructionResult:
     """The nodes a successful job put into the scene and what the worker measured."""
 
     ct_node: slicer.vtkMRMLScalarVolumeNode
-    segmentation_node: slicer.vtkMRMLSegmentationNode
+    segmentation_node: slicer.vtkMRMLSegmentationNode | None  # None when it could not be made (see warning)
     volume_rendering_node: object | None
     uncertainty_node: slicer.vtkMRMLScalarVolumeNode | None
     agreement: dict[str, float] = field(default_factory=dict)
@@ -131,6 +131,20 @@ def bone_labelmap(ct_node) -> slicer.vtkOrientedImageData:
     ct_node.GetIJKToRASMatrix(ijk_to_ras)
     labelmap.SetImageToWorldMatrix(ijk_to_ras)
     return labelmap
+
+
+SEGMENTATION_CONVERTER_RULES = ("vtkBinaryLabelmapToClosedSurfaceConversionRule", "vtkClosedSurfaceToBinaryLabelmapConversionRule")
+
+
+def register_segmentation_converters() -> None:
+    """Register the labelmap <-> closed surface converters that Slicer's Segmentations module logic registers at
+    start-up, when nothing has (a bare ``SceneLogic(scene)`` in a script): without them no segment can hold a mask."""
+    factory = slicer.vtkSegmentationConverterFactory.GetInstance()
+    if len(factory.GetConverterRules()) == 0:
+        for name in SEGMENTATION_CONVERTER_RULES:
+            rule = getattr(slicer, name, None)
+            if rule is not None:
+                factory.RegisterConverterRule(rule())
 
 
 def _apply_bone_transfer_function(property_node) -> None:
@@ -408,7 +422,7 @@ class SceneLogic:
             ct_node.SetAttribute(ATTRIBUTE_PREFIX + "wall_seconds", f"{wall_s:.2f}")
             ct_node.SetAttribute(ATTRIBUTE_PREFIX + "low_agreement_views", ",".join(metrics.get("low_agreement_views", [])))
             self._show_ct(ct_node)
-            segmentation = self._bone_segmentation(ct_node, bone, added)
+            segmentation, warning = self._bone_segmentation_or_why(ct_node, bone, added)
             rendering = self._volume_rendering(ct_node, added)
             uncertainty_node = None
             if uncertainty is not None:
@@ -423,7 +437,7 @@ class SceneLogic:
             raise
         finally:
             self.scene.EndState(self.scene.BatchProcessState)
-        return ReconstructionResult(ct_node, segmentation, rendering, uncertainty_node, dict(metrics.get("agreement", {})), list(metrics.get("low_agreement_views", [])), provenance)
+        return ReconstructionResult(ct_node, segmentation, rendering, uncertainty_node, dict(metrics.get("agreement", {})), list(metrics.get("low_agreement_views", [])), provenance, warning)
 
     @staticmethod
     def _snapshot(node):
@@ -474,6 +488,18 @@ class SceneLogic:
             self.app_logic.GetSelectionNode().SetActiveVolumeID(ct_node.GetID())
             self.app_logic.PropagateBackgroundVolumeSelection(1)
 
+    def _bone_segmentation_or_why(self, ct_node, labelmap, added: list):
+        """The bone segmentation, or None and a warning for the status line: the CT is delivered either way."""
+        register_segmentation_converters()
+        mark = len(added)
+        try:
+            return self._bone_segmentation(ct_node, labelmap, added), ""
+        except RuntimeError as error:
+            for node in reversed(added[mark:]):  # no half-made segmentation stays behind
+                self.scene.RemoveNode(node)
+            del added[mark:]
+            return None, f"; the bone segmentation was not made: {error}"
+
     def _bone_segmentation(self, ct_node, labelmap, added: list):
         """A "Bone" segment in a segmentation node referenced by the CT, with a closed surface shown in 3D."""
         segmentation_node = self._referenced(ct_node, SEGMENTATION_REFERENCE_ROLE)
@@ -487,8 +513,10 @@ class SceneLogic:
         segmentation.RemoveAllSegments()
         segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(ct_node)
         segment_id = segmentation.AddEmptySegment("bone", "Bone", [0.95, 0.9, 0.75])
-        if not slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(labelmap, segmentation_node, segment_id):
-            raise RuntimeError("the bone mask could not be stored in the segmentation")
+        if not segment_id or not slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(labelmap, segmentation_node, segment_id):
+            rules = len(slicer.vtkSegmentationConverterFactory.GetInstance().GetConverterRules())
+            missing = " (no segmentation converter rules are registered: create Slicer's Segmentations module logic for this scene)" if not rules else ""
+            raise RuntimeError(f"the bone mask could not be stored in the segmentation{missing}")
         segmentation_node.CreateClosedSurfaceRepresentation()
         display = segmentation_node.GetDisplayNode()
         display.SetPreferredDisplayRepresentationName3D("Closed surface")
