@@ -39,8 +39,9 @@ $(BENCH_VENV)/.installed:
 
 bench-env: $(BENCH_VENV)/.installed
 
-bench: install bench-env
+bench: install-test bench-env
 	$(BIN)/python Testing/benchmarks/performance.py
+	$(BIN)/python Testing/benchmarks/session.py
 
 # The model card's quality table: the bundled model and the baselines on held-out phantoms (about 30 min on 2 CPU
 # cores, most of it DDPM-1000). Per-case montages and metrics land beside the summary.
