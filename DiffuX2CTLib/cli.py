@@ -33,18 +33,27 @@ def _geometry_template(args: argparse.Namespace) -> tuple[ProjectionGeometry, Pr
 
 
 def cmd_phantom(args: argparse.Namespace) -> int:
-    """Write one procedural torso phantom."""
+    """Write one procedural adult CT phantom: a cube centred on a region, or the whole trunk from the neck (C5) to
+    the proximal femora (partial-volume edges are drawn directly, no supersampling needed)."""
     import numpy as np
     import SimpleITK as sitk
 
+    from .anatomy import generate_phantom, whole_trunk
     from .data.io import grid_image, write_image
-    from .phantom import generate_phantom
 
     grid = VolumeGrid(args.size, args.spacing)
     implant = {"auto": None, "yes": True, "no": False}[args.implant]
-    volume = generate_phantom(args.seed, grid, implant=implant, supersample=args.supersample)
-    write_image(sitk.Cast(grid_image(np.rint(volume), grid), sitk.sitkInt16), args.out)
-    print(f"phantom seed {args.seed}: {args.size}^3 voxels of {args.spacing} mm -> {args.out}")
+    if args.region == "trunk":
+        volume, origin = whole_trunk(args.seed, grid.spacing_mm, grid.size, implant=implant)
+        image = sitk.GetImageFromArray(np.rint(volume.numpy()).astype(np.int16))
+        image.SetSpacing((grid.spacing_mm,) * 3)
+        image.SetOrigin(origin)
+    else:
+        volume = generate_phantom(args.seed, grid, args.region, implant=implant)
+        image = sitk.Cast(grid_image(np.rint(volume.numpy()), grid), sitk.sitkInt16)
+    write_image(image, args.out)
+    size = "x".join(str(n) for n in image.GetSize())
+    print(f"phantom seed {args.seed} ({args.region}): {size} voxels of {args.spacing} mm -> {args.out}")
     return 0
 
 
@@ -173,13 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diffux2ct", description="Reconstruct CT volumes from biplanar radiographs (research use, not for diagnosis).")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    phantom = commands.add_parser("phantom", help="write a procedural torso CT phantom", description=cmd_phantom.__doc__)
+    phantom = commands.add_parser("phantom", help="write a procedural adult CT phantom", description=cmd_phantom.__doc__)
     phantom.add_argument("--seed", type=int, required=True, help="random seed; equal seeds give equal phantoms")
     phantom.add_argument("--out", required=True, help="output CT (.nrrd, .nii.gz, .mha)")
-    phantom.add_argument("--size", type=int, default=128, help="voxels per edge (default 128)")
+    phantom.add_argument("--region", choices=("chest", "abdomen", "lumbar", "pelvis", "trunk"), default="trunk",
+                         help="a cube centred on that region, or (trunk, the default) the whole trunk, neck to hips")
+    phantom.add_argument("--size", type=int, default=128, help="voxels per edge; for trunk, per in-plane edge (default 128)")
     phantom.add_argument("--spacing", type=float, default=2.5, help="voxel size in mm (default 2.5)")
-    phantom.add_argument("--implant", choices=("auto", "yes", "no"), default="auto", help="pedicle screws and rod")
-    phantom.add_argument("--supersample", type=int, default=1, help="draw finer and average down (partial volume)")
+    phantom.add_argument("--implant", choices=("auto", "yes", "no"), default="auto", help="pedicle screws and rods")
     phantom.set_defaults(run=cmd_phantom)
 
     synthesize = commands.add_parser("synthesize", help="render the AP + lateral DRR pair of a CT", description=cmd_synthesize.__doc__)

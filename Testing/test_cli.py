@@ -30,7 +30,7 @@ def test_parser_lists_every_command():
 
 def test_phantom_synthesize_evaluate_chain(tmp_path, capsys):
     ct = tmp_path / "ct.nrrd"
-    assert main(["phantom", "--seed", "3", "--out", str(ct), "--size", "40", "--spacing", "8"]) == 0
+    assert main(["phantom", "--seed", "3", "--region", "chest", "--out", str(ct), "--size", "40", "--spacing", "8"]) == 0
     image = sitk.ReadImage(str(ct))
     assert image.GetSize() == (40, 40, 40) and image.GetPixelID() == sitk.sitkInt16
     out = tmp_path / "pair"

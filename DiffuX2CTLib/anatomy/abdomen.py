@@ -3,8 +3,8 @@ posterior), stomach with an air-fluid level, duodenum, pancreas, kidneys (cortex
 fat; the left higher), colon with gas and stool, small-bowel loops, bladder, and uterus or prostate.
 
 Volumes aimed for (adult reference values, ICRP Publication 89, 2002; Geraghty EM et al., "Normal organ volume
-assessment from abdominal CT", Abdom Imaging 2004): liver about 1.2-1.8 L, spleen 0.15-0.25 L, each kidney
-0.12-0.17 L (length 10-12 cm, Emamian SA et al., "Kidney dimensions at sonography", AJR 1993). Supine, gas rises
+assessment from abdominal CT", Abdom Imaging 2004: mean liver 1.41 L in women and 1.71 L in men, spleen 0.18 and
+0.24 L, kidney 0.16 and 0.19 L): liver about 1.2-1.8 L, spleen 0.15-0.25 L, each kidney 0.12-0.19 L (length 10-12 cm, Emamian SA et al., "Kidney dimensions at sonography", AJR 1993). Supine, gas rises
 to the anterior (non-dependent, -y) side of the stomach and colon.
 """
 
@@ -39,12 +39,12 @@ def paint_abdomen(canvas: Canvas, spine: Spine, patient: Patient, outline: Outli
     cage_half, cage_front, cage_back = spine.cage(diaphragm.right, patient)
 
     def inside_wall(x, y, z):
-        return outline.distances(x, y, z, (22.0,))[0]
+        return outline.distances(x, y, z, (18.0,))[0]
 
     # Liver: right lobe under the right dome, left lobe across the midline in front of the stomach.
-    s = rng.uniform(0.88, 1.06) * (0.93 if patient.female else 1.0)
+    s = rng.uniform(0.9, 1.06) * (0.96 if patient.female else 1.0)
     right = np.array([x0 - 0.48 * cage_half, y0 - 0.30 * cage_front, diaphragm.right - 62.0 * s])
-    ellipsoid(canvas, right, np.array([72.0, 88.0, 78.0]) * s, t.liver, LABELS["liver"], axes=frame(-10, 0, -12), clip=inside_wall)
+    ellipsoid(canvas, right, np.array([76.0, 92.0, 82.0]) * s, t.liver, LABELS["liver"], axes=frame(-10, 0, -12), clip=inside_wall)
     left_lobe = np.array([x0 + 18.0, y0 - 0.72 * cage_front, diaphragm.right - 50.0 * s])
     ellipsoid(canvas, left_lobe, np.array([62.0, 30.0, 36.0]) * s, t.liver, LABELS["liver"], axes=frame(20, 0, 15), clip=inside_wall)
     ellipsoid(canvas, right + np.array([8.0, -52.0, -70.0]) * s, (15.0, 14.0, 34.0), t.fluid, 0, axes=frame(0, 25, 0))
@@ -52,17 +52,14 @@ def paint_abdomen(canvas: Canvas, spine: Spine, patient: Patient, outline: Outli
               right + np.array([10.0, -10.0, 10.0])]
     tube(canvas, portal, [7.0, 7.0, 4.0], t.blood, 0)
 
-    # Spleen behind the stomach along ribs 9-11.
-    s = rng.uniform(0.8, 1.08)
-    spleen = np.array([x0 + 0.72 * cage_half, y0 + 0.55 * cage_back, diaphragm.left - 58.0])
-    ellipsoid(canvas, spleen, np.array([22.0, 48.0, 50.0]) * s, t.spleen, LABELS["spleen"], axes=frame(-35, 0, 10), clip=inside_wall)
+    spleen = np.array([x0 + 0.78 * cage_half, y0 + 0.75 * cage_back, diaphragm.left - 70.0])
 
     # Stomach: fundus under the left dome down to the antrum and pylorus, gas on top, then the duodenal C-loop.
     d = diaphragm.left
     stomach = smooth_curve(np.array([[x0 + 45.0, y0 - 10.0, d - 30.0], [x0 + 62.0, y0 - 0.5 * cage_front, d - 85.0],
                                      [x0 + 20.0, y0 - 0.75 * cage_front, d - 125.0], [x0 - 25.0, y0 - 0.6 * cage_front, d - 110.0]]), 10)
     fill = rng.uniform(0.5, 1.1)
-    _hollow(canvas, stomach, np.array([36, 36, 34, 31, 28, 25, 22, 18, 14, 12]) * fill, 4.0, t.fluid, rng.uniform(0.1, 0.6),
+    _hollow(canvas, stomach, np.array([34, 34, 32, 29, 26, 23, 20, 17, 14, 12]) * fill, 4.0, t.fluid, rng.uniform(0.05, 0.45),
             LABELS["stomach"], t.bowel_wall)
     duodenum = smooth_curve(np.array([stomach[-1], [x0 - 50.0, y0 - 25.0, spine.z("L2")], [x0 - 20.0, y0 - 22.0, spine.z("L3")],
                                       [x0 + 30.0, y0 - 30.0, spine.z("L2")]]), 10)
@@ -77,27 +74,31 @@ def paint_abdomen(canvas: Canvas, spine: Spine, patient: Patient, outline: Outli
         lv = spine.levels[level]
         c = lv.center + np.array([side * 62.0 * patient.width, lv.radii[1] + 12.0, 8.0 * h])
         axes = frame(-side * 30.0, 10.0, -side * 14.0)
-        r = np.array([27.0, 22.0, 56.0]) * s
+        r = np.array([30.0, 25.0, 60.0]) * s
         ellipsoid(canvas, c, r + 12.0, t.fat, 0, axes=axes)
         ellipsoid(canvas, c, r, t.kidney, LABELS[name], axes=axes)
         ellipsoid(canvas, c, r - np.array([8.0, 7.0, 12.0]), t.kidney_medulla, LABELS[name], axes=axes)
         ellipsoid(canvas, c + axes @ np.array([-side * 12.0, -6.0, 0.0]), (8.0, 8.0, 22.0), t.fat, LABELS[name], axes=axes)
         ellipsoid(canvas, c + axes @ np.array([-side * 16.0, -8.0, 0.0]), (6.0, 5.0, 10.0), t.urine, LABELS[name], axes=axes)
 
+    # Spleen behind the stomach along ribs 9-11, lateral to the left kidney's upper pole.
+    s = rng.uniform(0.9, 1.12)
+    ellipsoid(canvas, spleen, np.array([26.0, 54.0, 56.0]) * s, t.spleen, LABELS["spleen"], axes=frame(-35, 0, 10), clip=inside_wall)
+
     # Colon: caecum, ascending, transverse, descending, sigmoid, rectum; then small-bowel loops in the middle.
     xs, ys = spine.at(0.0)
     front = outline.sample(spine.z("L3"))["front"]
     colon = smooth_curve(np.array([
-        [x0 - 80.0, ys - 45.0, -10.0 * h], [x0 - 92.0, y0 - 5.0, spine.z("L3")], [x0 - 88.0, y0 - 15.0, spine.z("L1")],
-        [x0 - 30.0, y0 - 0.85 * front, spine.z("L2") - rng.uniform(0, 50)], [x0 + 40.0, y0 - 0.8 * front, spine.z("L2")],
-        [x0 + 88.0, y0 + 5.0, spine.z("T12")], [x0 + 92.0, y0 + 12.0, spine.z("L3")], [x0 + 70.0, ys - 20.0, -10.0 * h],
+        [x0 - 78.0, ys - 50.0, -10.0 * h], [x0 - 90.0, y0 - 25.0, spine.z("L3")], [x0 - 80.0, y0 - 45.0, spine.z("L2", 1.0)],
+        [x0 - 30.0, y0 - 0.85 * front, spine.z("L3") - rng.uniform(0, 40)], [x0 + 40.0, y0 - 0.8 * front, spine.z("L2")],
+        [x0 + 80.0, y0 - 30.0, spine.z("L1")], [x0 + 92.0, y0 - 15.0, spine.z("L3")], [x0 + 70.0, ys - 25.0, -10.0 * h],
         [x0 + 20.0, ys - 55.0, -45.0 * h], [xs, ys + 38.0, -75.0 * h], [xs, ys + 30.0, -115.0 * h]]), 33)
-    radius = np.interp(np.arange(33), [0, 3, 10, 20, 26, 29, 32], [30, 26, 24, 22, 18, 22, 18])
+    radius = np.interp(np.arange(33), [0, 3, 10, 20, 26, 29, 32], [26, 22, 20, 18, 15, 20, 16])
     for part in range(0, 33, 6):
         piece = colon[part:part + 7]
         if len(piece) > 1:
             stool = rng.uniform(-250, 0)
-            _hollow(canvas, piece, radius[part:part + 7], 3.0, stool, rng.uniform(0.0, 0.9), LABELS["bowel"], t.bowel_wall)
+            _hollow(canvas, piece, radius[part:part + 7], 3.0, stool, rng.uniform(0.0, 0.7), LABELS["bowel"], t.bowel_wall)
     loops = _small_bowel(np.array([x0 + 25.0, y0 - 35.0, spine.z("L2")]), spine, outline, rng)
     for i in range(0, len(loops) - 1, 6):
         _hollow(canvas, loops[i:i + 7], rng.uniform(10, 14), 2.5, t.fluid if rng.random() < 0.8 else -1000.0, 0.0, LABELS["bowel"],

@@ -17,7 +17,7 @@ import torch
 
 from .labels import LABELS
 from .patient import Patient
-from .shapes import Canvas, ellipsoid, frame, smooth_curve, tube
+from .shapes import Canvas, ellipsoid, frame, tube, tube_distance
 from .skeleton import Spine
 
 _STEP_MM = 1.0
@@ -51,7 +51,8 @@ class Outline:
         spine_xy = np.array([spine.at(max(z, 0.0)) for z in zs])
         self.xref, self.yref = spine_xy[:, 0], spine_xy[:, 1]
         self.bottom, self.neck_top = -175.0 * h, top + 80.0 * h
-        table = np.stack([self.xref, self.yref, self.half, self.front, self.back, self.fat_side, self.fat_front, self.fat_back])
+        table = np.stack([self.xref, self.yref, self.half, self.front, self.back, self.half + self.fat_side,
+                          self.front + self.fat_front, self.back + self.fat_back])
         self.table = torch.as_tensor(table, dtype=torch.float32, device=device)
         self.zs = zs
 
@@ -62,23 +63,28 @@ class Outline:
                 "fat_side": self.fat_side[i], "fat_front": self.fat_front[i], "fat_back": self.fat_back[i]}
 
     def distances(self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, insets: tuple[float, ...]) -> list[torch.Tensor]:
-        """Approximate signed distances (mm) of the trunk's outer skin (inset < 0 means 'fat included') and of
-        its lean (muscle) outline shrunk by each inset (mm)."""
+        """Approximate signed distances (mm) of the trunk's skin (inset < 0: the outline with its fat) and of its
+        lean (muscle) outline shrunk by each inset >= 0 (mm).
+
+        The cross-section is the superellipse ``|u/a|^3 + |v/b|^3 = 1`` (front and back depths differ); the distance
+        is its first-order estimate ``(F - 1) / 3 * sqrt(a b)``, exact enough near the surface where the partial-volume
+        ramp needs it; far away only its sign matters."""
         index = ((z - self.z0) / _STEP_MM).round_().clamp_(0, len(self.zs) - 1).long()
-        xr, yr, half, front, back, fs, ff, fb = self.table[:, index].unbind(0)
+        xr, yr = self.table[0][index], self.table[1][index]
         u, v = (x - xr).abs_(), y - yr
         posterior = v > 0
-        depth = torch.where(posterior, back, front)
-        fat_depth = torch.where(posterior, fb, ff)
         v.abs_()
         ends = torch.maximum(self.bottom - z, z - self.neck_top)
         out = []
         for inset in insets:
-            a = half + fs if inset < 0 else half - inset
-            b = depth + fat_depth if inset < 0 else depth - inset
-            a, b = a.clamp(min=5.0), b.clamp(min=5.0)
-            k = ((u / a) ** 2.5 + (v / b) ** 2.5) ** 0.4
-            out.append(torch.maximum((k - 1.0) * torch.sqrt(a * b), ends))
+            rows = (5, 6, 7) if inset < 0 else (2, 3, 4)
+            a = self.table[rows[0]][index]
+            b = torch.where(posterior, self.table[rows[2]][index], self.table[rows[1]][index])
+            if inset > 0:
+                a, b = (a - inset).clamp_(min=5.0), (b - inset).clamp_(min=5.0)
+            p, q = u / a, v / b
+            f = (p * p * p).addcmul_(q * q, q)
+            out.append(torch.maximum(f.sub_(1.0).mul_(torch.sqrt(a * b)).div_(3.0), ends))
         return out
 
 
@@ -96,7 +102,7 @@ def _limbs(spine: Spine, patient: Patient, outline: Outline, glenoids: dict[floa
             elbow = np.array([at["x"] + side * gap, at["y"] - 5.0, glenoid[2] - 290.0 * h])
             at = outline.sample(elbow[2] - 250.0 * h)
             wrist = np.array([at["x"] + side * (at["half"] + at["fat_side"] + 38.0 + 0.4 * fat), at["y"] - 30.0, elbow[2] - 250.0 * h])
-        limbs.append((smooth_curve(np.array([glenoid + np.array([side * 8.0, 0, 0]), elbow]), 6), 40.0 * patient.width, 0.5 * fat))
+        limbs.append((np.array([glenoid + np.array([side * 8.0, 0, 0]), elbow]), 40.0 * patient.width, 0.5 * fat))
         limbs.append((np.array([elbow, wrist]), 30.0 * patient.width, 0.35 * fat))
     for side in (-1.0, 1.0):
         at = outline.sample(-100.0 * h)
@@ -117,11 +123,21 @@ def paint_body(canvas: Canvas, spine: Spine, patient: Patient, outline: Outline,
     skin_d, muscle_d = outline.distances(x, y, z, (-1.0, 0.0))
     del x, y, z
     dome = spine.z("T11", 1.0)
-    layers = [(skin_d, 0.0, t.skin, LABELS["subcutaneous"]), (skin_d, 2.5, t.fat, 0), (muscle_d, 0.0, t.muscle, LABELS["muscle"])]
-    for d, inset, value, label in layers:
-        canvas.paint(*full, lambda *_, d=d, inset=inset: d + inset, value, label)
-        for line, radius, fat in limbs:
-            tube(canvas, line, radius if d is muscle_d else radius + fat - inset, value, label)
+    # Limbs: one distance per limb (to its skin), reused for every layer.
+    limb_fields = []
+    for line, radius, fat in limbs:
+        outer = radius + fat
+        low, high = line.min(axis=0) - outer, line.max(axis=0) + outer
+        limb_box = canvas.box(low, high)
+        if limb_box is not None:
+            lx, ly, lz = canvas.coords[(slice(None),) + limb_box].unbind(0)
+            limb_fields.append((limb_box, tube_distance(line, np.full(len(line), outer))(lx, ly, lz), fat))
+    subcutaneous, muscle = LABELS["subcutaneous"], LABELS["muscle"]
+    for trunk_d, value, label, limb_inset in ((skin_d, t.skin, subcutaneous, lambda fat: 0.0), (skin_d + 2.5, t.fat, subcutaneous, lambda fat: 2.5),
+                                              (muscle_d, t.muscle, muscle, lambda fat: fat)):
+        canvas.blend(box, trunk_d, value, label)
+        for limb_box, d, fat in limb_fields:
+            canvas.blend(limb_box, d + limb_inset(fat), value, label)
     # Abdominopelvic cavity: the lean outline shrunk by the wall, kept in front of the back muscles and below the domes.
     back_cut = torch.as_tensor(outline.yref, dtype=torch.float32, device=canvas.hu.device)
     wall_mm = 14.0
@@ -133,7 +149,7 @@ def paint_body(canvas: Canvas, spine: Spine, patient: Patient, outline: Outline,
                              torch.maximum(z - dome, -120.0 * patient.height - z))
 
     visceral = t.fat * (0.35 + 0.65 * patient.visceral) + 25.0 * (0.65 - 0.65 * patient.visceral)
-    canvas.paint((-250, -300, -140 * patient.height), (250, 200, dome + 10), cavity, visceral)
+    canvas.paint((-250, -300, -140 * patient.height), (250, 200, dome + 10), cavity, visceral, 0)
     _muscle_groups(canvas, spine, patient)
     if patient.female:
         _breasts(canvas, spine, patient, outline)

@@ -40,8 +40,8 @@ def aorta_path(spine: Spine, patient: Patient, heart_base: np.ndarray) -> np.nda
     control = np.array([
         heart_base + np.array([-8.0, -12.0, 8.0]),
         _front(spine, "T5", 58.0 * patient.depth) + np.array([-22.0, 0.0, 0.0]),
-        _front(spine, "T3", 38.0 * patient.depth) + np.array([-8.0, 0.0, -4.0 * h]),
-        _front(spine, "T3", 8.0) + np.array([18.0, 0.0, -12.0 * h]),
+        _front(spine, "T3", 38.0 * patient.depth) + np.array([2.0, 0.0, -4.0 * h]),
+        _front(spine, "T3", 8.0) + np.array([22.0, 0.0, -12.0 * h]),
         _front(spine, "T5", -4.0) + np.array([26.0, 0.0, 0.0]),
         _front(spine, "T8", -2.0) + np.array([22.0, 0.0, 0.0]),
         _front(spine, "T11", 2.0) + np.array([12.0, 0.0, 0.0]),
@@ -92,7 +92,7 @@ def paint_heart(canvas: Canvas, spine: Spine, patient: Patient, diaphragm: Diaph
     for dx, r in ((-16.0, 6.5), (-2.0, 4.5), (12.0, 5.0)):
         start = arch_top + np.array([dx, 0.0, 0.0])
         end = start + np.array([dx * 1.6 + (16.0 if dx > 0 else 0.0), -6.0 if dx < 0 else 4.0, 75.0 * h])
-        tube(canvas, [start, end], r, t.arterial, LABELS["aorta"])
+        tube(canvas, [start, end], r, t.arterial)
     bifurcation = aorta[-1]
     x0, y0 = spine.at(0.0)
     for side in (-1.0, 1.0):

@@ -29,7 +29,7 @@ class Diaphragm:
     def __init__(self, spine: Spine, patient: Patient) -> None:
         rng = patient.rng
         self.right = spine.z("T10") + (0.6 - patient.inspiration) * 35.0 * patient.height + rng.normal(0, 8)
-        self.left = self.right - rng.uniform(10, 28)
+        self.left = self.right - rng.uniform(14, 30)
         self.apex = spine.z("T1", 1.0) + rng.uniform(5, 20) * patient.height
         self.z0 = self.left - 160.0
         zs = np.arange(self.z0, self.apex + 40.0, _STEP_MM)
@@ -65,7 +65,7 @@ class Diaphragm:
         u = side * (x - xs)
         v = y - ys
         depth = xp.where(v > 0, back, front)
-        a, b = half - 2.0, depth - 4.0
+        a, b = (half - 2.0) * (0.93 if side > 0 else 1.0), depth - 4.0
         k = ((xp.abs(u) / a) ** 2.2 + (xp.abs(v) / b) ** 2.2) ** (1 / 2.2)
         wall = (k - 1.0) * xp.sqrt(a * b) * 0.8
         medial = 7.0 - u
@@ -119,7 +119,7 @@ def paint_lungs(canvas: Canvas, spine: Spine, patient: Patient, diaphragm: Diaph
     base = t.lung
     # Sub-resolution vessels: bright specks where a fine random field peaks (about 5 mm blobs).
     fine = smooth_field(tuple(canvas.hu.shape), patient.seed, 2, max(2, round(5.0 / canvas.spacing_mm)), canvas.hu.device)
-    specks = ((fine - 0.95) * 900.0).clamp_(0.0, 800.0)
+    specks = ((fine - 1.1) * 400.0).clamp_(0.0, 400.0)
 
     def parenchyma(box, x, y, z):
         return base + 0.35 * (y - diaphragm.y0) + 30.0 * texture[box] + specks[box]
@@ -149,6 +149,6 @@ def paint_lungs(canvas: Canvas, spine: Spine, patient: Patient, diaphragm: Diaph
             tube(canvas, chain, radii, -1000.0, LABELS["airway"], below=-500.0)
         artery_root = hilum + np.array([side * 6.0, -14.0, 10.0])
         vein_root = hilum + np.array([-side * 4.0, -6.0, -38.0])
-        for root, value, r0 in ((artery_root, t.blood, 9.0), (vein_root, t.arterial, 8.0)):
-            for chain, radii in _tree(root, lung_points + rng.normal(0, 6.0, lung_points.shape), r0, 6):
+        for root, value, r0 in ((artery_root, t.blood, 7.0), (vein_root, t.arterial, 6.0)):
+            for chain, radii in _tree(root, lung_points + rng.normal(0, 6.0, lung_points.shape), r0, 5):
                 tube(canvas, chain, radii, value, below=-300.0)

@@ -9,8 +9,9 @@ Densities (HU) are drawn inside published adult ranges; sources are listed in ``
 Kalender WA, "Computed Tomography", 3rd ed. 2011 (tissue HU table); Boll DT & Merkle EM, "Diffuse liver disease:
 strategies for hepatic CT and MR imaging", RadioGraphics 2009 (liver 55-65 HU, spleen about 8-10 HU less);
 Bae KT, "Intravenous contrast medium administration and scan timing at CT", Radiology 2010 (aortic and hepatic
-enhancement per phase); Pickhardt PJ et al., "Opportunistic screening for osteoporosis using abdominal CT scans
-obtained for other indications", Ann Intern Med 2013 (L1 trabecular HU by age); Gevenois PA et al.,
+enhancement per phase); Jang S et al., "Opportunistic osteoporosis screening at routine abdominal and thoracic CT:
+normative L1 trabecular attenuation values in more than 20 000 adults", Radiology 2019 (L1 trabecular HU by
+age); Gevenois PA et al.,
 "Comparison of computed density and microscopic morphometry in pulmonary emphysema", AJRCCM 1996 (lung
 parenchyma about -850 HU at full inspiration).
 """
@@ -108,8 +109,8 @@ def _tissue(rng: np.random.Generator, age: float, contrast: str, inspiration: fl
         liver_enhancement = rng.uniform(50, 70)
         kidney_cortex = rng.uniform(150, 200)
         kidney_medulla = kidney_cortex - rng.uniform(0, 20)
-    # Trabecular bone: about 250 HU at 30 years falling about 2.5 HU a year (Pickhardt et al. 2013).
-    trabecular = float(np.clip(330 - 2.6 * (age - 20) + rng.normal(0, 20), 80, 380))
+    # Trabecular bone: L1 about 226 +- 44 HU under 30 years, falling 2.5 HU a year (Jang et al. 2019).
+    trabecular = float(np.clip(235 - 2.5 * (age - 25) + rng.normal(0, 35), 60, 340))
     cortical = float(np.clip(1500 - 6.0 * max(age - 40, 0) + rng.normal(0, 120), 950, 1800))
     return Tissue(
         skin=rng.uniform(20, 60), fat=rng.uniform(-115, -85), muscle=rng.uniform(40, 58),

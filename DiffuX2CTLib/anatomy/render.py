@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..data.geometry import VolumeGrid
 from .abdomen import paint_abdomen
@@ -48,22 +47,34 @@ def _canvas(shape: tuple[int, int, int], origin_lps: np.ndarray, spacing: float,
     """Voxel grid -> body-frame coordinates: inverse rigid pose, then the smooth deformation warp."""
     rotation = frame(patient.yaw, patient.pitch, patient.roll)
     translation = focus_world - rotation @ focus_body
-    axes = [torch.arange(n, device=device, dtype=torch.float32) * spacing + float(o) for n, o in zip(shape[::-1], origin_lps)]
-    wx, wy, wz = (a - float(t) for a, t in zip(axes, translation))
-    wx, wy, wz = wx.view(1, 1, -1), wy.view(1, -1, 1), wz.view(-1, 1, 1)
-    r = rotation
-    rigid = [wx * float(r[0, i]) + wy * float(r[1, i]) + wz * float(r[2, i]) for i in range(3)]
+    # World axes relative to the body origin; the rigid body point of a voxel is rotation^T times that.
+    axes = [torch.arange(n, device=device, dtype=torch.float32) * spacing + float(o - t)
+            for n, o, t in zip(shape[::-1], origin_lps, translation)]
+    views = (axes[0].view(1, 1, -1), axes[1].view(1, -1, 1), axes[2].view(-1, 1, 1))
+    # The warp: trilinear interpolation of the control displacements, separable along the axes (the few-degree
+    # rotation is ignored for this low-frequency field, which stays attached to the body).
     low, high = _DEFORMATION_BOX
-    sample = torch.stack([((rigid[i] - float(low[i])) / float(high[i] - low[i])) * 2.0 - 1.0 for i in range(3)], dim=-1)
-    control = torch.as_tensor(patient.deformation, dtype=torch.float32, device=device)[None]
-    warp = F.grid_sample(control, sample[None], mode="bilinear", padding_mode="border", align_corners=True)[0]
-    coords = torch.stack(rigid) + warp
+    weights = [_hat_weights(a, float(low[i]), float(high[i]), patient.deformation.shape[1]) for i, a in enumerate(axes)]
+    control = torch.as_tensor(patient.deformation, dtype=torch.float32, device=device)  # (3, z, y, x) control points
+    coords = torch.empty((3, *shape), dtype=torch.float32, device=device)
+    for i in range(3):
+        along_x = torch.einsum("abc,xc->abx", control[i], weights[0])
+        along_xy = torch.einsum("abx,yb->ayx", along_x, weights[1])
+        warp = (weights[2] @ along_xy.reshape(along_xy.shape[0], -1)).reshape(shape)
+        coords[i] = warp.add_(views[0] * float(rotation[0, i])).add_(views[1] * float(rotation[1, i])).add_(views[2] * float(rotation[2, i]))
     return Canvas(
         hu=torch.full(shape, AIR_HU, dtype=torch.float32, device=device),
         labels=torch.zeros(shape, dtype=torch.uint8, device=device) if labels else None,
         coords=coords, rotation=rotation, translation=translation, origin_lps=np.asarray(origin_lps, dtype=np.float64),
         spacing_mm=float(spacing), slack_mm=float(np.abs(patient.deformation).max()),
     )
+
+
+def _hat_weights(positions: torch.Tensor, low: float, high: float, knots: int) -> torch.Tensor:
+    """``(len(positions), knots)`` linear-interpolation weights of evenly spaced knots over ``[low, high]``
+    (clamped at the ends)."""
+    u = ((positions - low) / (high - low) * (knots - 1)).clamp(0, knots - 1)
+    return (1.0 - (u[:, None] - torch.arange(knots, device=positions.device, dtype=positions.dtype)).abs()).clamp(min=0.0)
 
 
 def _paint(canvas: Canvas, patient: Patient, spine: Spine, outline: Outline) -> torch.Tensor:
@@ -113,12 +124,12 @@ def generate_batch(seeds: list[int], grid: VolumeGrid, regions: list[str], devic
 
 
 def whole_trunk(seed: int, spacing_mm: float = 2.5, in_plane_voxels: int = 128, device: str | torch.device = "cpu",
-                labels: bool = False) -> tuple[torch.Tensor, tuple[float, float, float]] | tuple[torch.Tensor, tuple[float, float, float], torch.Tensor]:
+                labels: bool = False, implant: bool | None = None) -> tuple[torch.Tensor, tuple[float, float, float]] | tuple[torch.Tensor, tuple[float, float, float], torch.Tensor]:
     """The seed's patient from C5 to the proximal femora as a tall ``[z, y, x]`` HU volume and its origin (LPS mm
-    of voxel (0, 0, 0)); in-plane centred on the body at the chest, z from 30 mm below the lesser trochanters to
-    30 mm above C5."""
+    of voxel (0, 0, 0)), with the label map when ``labels``; in-plane centred on the body at the chest, z from
+    about 10 cm below the femoral heads to 3 cm above C5, centred on z = 0."""
     device = torch.device(device)
-    patient = draw_patient(seed)
+    patient = draw_patient(seed, implant)
     spine = build_spine(patient)
     outline = Outline(spine, patient, device)
     bottom, top = -190.0 * patient.height, spine.z("C5", 1.0) + 30.0

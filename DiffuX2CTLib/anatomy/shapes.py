@@ -57,28 +57,36 @@ class Canvas:
             slices.append(slice(a, b))
         return tuple(slices)
 
-    def paint(self, low: Sequence[float], high: Sequence[float], distance: Distance, value: Value, label: int = 0,
-              below: float | None = None) -> None:
+    def paint(self, low: Sequence[float], high: Sequence[float], distance: Distance, value: Value, label: int | None = None,
+              below: float | None = None, shells: Sequence[tuple[float, Value, int | None]] = ()) -> None:
         """Blend ``value`` into the voxels of the solid ``distance < 0`` inside the body-frame box ``[low, high]``.
 
         ``below`` restricts painting to voxels currently under that HU (vessels and airways stay inside the lungs).
-        ``label`` 0 leaves the label map untouched.
+        ``label`` None leaves the label map as it is; 0 clears it (unlabelled tissue painted over an organ).
+        ``shells`` paints further layers ``(inset_mm, value, label)`` of the same solid shrunk by ``inset_mm`` (bone
+        marrow inside a cortex, fat under skin) from the one distance evaluation.
         """
         box = self.box(low, high)
         if box is None:
             return
         x, y, z = self.coords[(slice(None),) + box].unbind(0)
-        alpha = (0.5 - distance(x, y, z) / self.spacing_mm).clamp_(0.0, 1.0)
-        view = self.hu[box]
-        if below is not None:
-            alpha = alpha * (view < below)
-        fill = value(box, x, y, z) if callable(value) else value
-        view.add_(alpha * (fill - view))
-        if label and self.labels is not None:
+        d = distance(x, y, z)
+        mask = None if below is None else self.hu[box] < below
+        for inset, fill, tag in ((0.0, value, label), *shells):
+            self.blend(box, d + inset, fill(box, x, y, z) if callable(fill) else fill, tag, mask)
+
+    def blend(self, box: tuple[slice, slice, slice], distance: torch.Tensor, fill: float | torch.Tensor, label: int | None = None,
+              mask: torch.Tensor | None = None) -> None:
+        """Blend ``fill`` into the voxel box with coverage from the signed ``distance`` (mm) of each voxel."""
+        alpha = (0.5 - distance / self.spacing_mm).clamp_(0.0, 1.0)
+        if mask is not None:
+            alpha.mul_(mask)
+        if label is not None and self.labels is not None:
             self.labels[box].masked_fill_(alpha >= 0.5, label)
+        view = self.hu[box]
+        view.add_(alpha.mul_(fill - view))
 
-
-    def paint_world(self, low: Sequence[float], high: Sequence[float], distance: Distance, value: float, label: int = 0) -> None:
+    def paint_world(self, low: Sequence[float], high: Sequence[float], distance: Distance, value: float, label: int | None = None) -> None:
         """Like :meth:`paint`, for a solid fixed in the scanner (world LPS mm box and coordinates), e.g. the table."""
         lo = (np.asarray(low, dtype=np.float64) - self.origin_lps) / self.spacing_mm
         hi = (np.asarray(high, dtype=np.float64) - self.origin_lps) / self.spacing_mm
@@ -94,7 +102,7 @@ class Canvas:
         alpha = alpha.expand(self.hu[box].shape)
         view = self.hu[box]
         view.add_(alpha * (value - view))
-        if label and self.labels is not None:
+        if label is not None and self.labels is not None:
             self.labels[box].masked_fill_(alpha >= 0.5, label)
 
     def world(self, body_point: Sequence[float]) -> np.ndarray:
@@ -117,10 +125,8 @@ def _local(x, y, z, center, axes):
     dx, dy, dz = x - float(center[0]), y - float(center[1]), z - float(center[2])
     if axes is None:
         return dx, dy, dz
-    m = axes
-    return (m[0, 0] * dx + m[1, 0] * dy + m[2, 0] * dz,
-            m[0, 1] * dx + m[1, 1] * dy + m[2, 1] * dz,
-            m[0, 2] * dx + m[1, 2] * dy + m[2, 2] * dz)
+    m = np.asarray(axes, dtype=np.float64)
+    return tuple((dx * float(m[0, j])).add_(dy, alpha=float(m[1, j])).add_(dz, alpha=float(m[2, j])) for j in range(3))
 
 
 def _extent(radii, axes) -> np.ndarray:
@@ -142,20 +148,19 @@ def ellipsoid_distance(center, radii, axes: np.ndarray | None = None) -> Distanc
     return distance
 
 
-def ellipsoid(canvas: Canvas, center, radii, value: Value, label: int = 0, axes: np.ndarray | None = None,
-              below: float | None = None, clip: Distance | None = None) -> None:
+def ellipsoid(canvas: Canvas, center, radii, value: Value, label: int | None = None, axes: np.ndarray | None = None,
+              below: float | None = None, clip: Distance | None = None, shells: Sequence = ()) -> None:
     """Paint an ellipsoid (``axes``: optional orientation); ``clip`` intersects it with another solid."""
     c, e = np.asarray(center, dtype=np.float64), _extent(radii, axes)
     dist = ellipsoid_distance(c, radii, axes)
     canvas.paint(c - e, c + e, dist if clip is None else (lambda x, y, z: torch.maximum(dist(x, y, z), clip(x, y, z))),
-                 value, label, below)
+                 value, label, below, shells)
 
 
-def shelled_ellipsoid(canvas: Canvas, center, radii, shell_mm: float, cortex: float, marrow: Value, label: int = 0,
+def shelled_ellipsoid(canvas: Canvas, center, radii, shell_mm: float, cortex: float, marrow: Value, label: int | None = None,
                       axes: np.ndarray | None = None) -> None:
     """A bone as an ellipsoid: cortical shell ``shell_mm`` thick around a trabecular core."""
-    ellipsoid(canvas, center, radii, cortex, label, axes)
-    ellipsoid(canvas, center, np.maximum(np.asarray(radii) - shell_mm, 0.5), marrow, 0, axes)
+    ellipsoid(canvas, center, radii, cortex, label, axes, shells=[(shell_mm, marrow, None)])
 
 
 def cylinder_distance(center, radii_xy, half_height: float, power: float = 2.0, axes: np.ndarray | None = None) -> Distance:
@@ -172,12 +177,12 @@ def cylinder_distance(center, radii_xy, half_height: float, power: float = 2.0, 
     return distance
 
 
-def cylinder(canvas: Canvas, center, radii_xy, half_height: float, value: Value, label: int = 0, power: float = 2.0,
-             axes: np.ndarray | None = None) -> None:
+def cylinder(canvas: Canvas, center, radii_xy, half_height: float, value: Value, label: int | None = None, power: float = 2.0,
+             axes: np.ndarray | None = None, shells: Sequence = ()) -> None:
     """Paint a superellipse cylinder of half-height ``half_height`` along its local z axis."""
     c = np.asarray(center, dtype=np.float64)
     e = _extent((radii_xy[0], radii_xy[1], half_height), axes)
-    canvas.paint(c - e, c + e, cylinder_distance(c, radii_xy, half_height, power, axes), value, label)
+    canvas.paint(c - e, c + e, cylinder_distance(c, radii_xy, half_height, power, axes), value, label, shells=shells)
 
 
 def tube_distance(points: np.ndarray, radii: np.ndarray) -> Distance:
@@ -190,18 +195,21 @@ def tube_distance(points: np.ndarray, radii: np.ndarray) -> Distance:
     def distance(x, y, z):
         best = None
         for i in range(len(ab)):
-            px, py, pz = x - float(a[i, 0]), y - float(a[i, 1]), z - float(a[i, 2])
-            t = ((px * float(ab[i, 0]) + py * float(ab[i, 1]) + pz * float(ab[i, 2])) * float(inv[i])).clamp_(0.0, 1.0)
-            d = torch.sqrt((px - t * float(ab[i, 0])) ** 2 + (py - t * float(ab[i, 1])) ** 2 + (pz - t * float(ab[i, 2])) ** 2)
-            d = d - (float(radii[i]) + t * float(radii[i + 1] - radii[i]))
-            best = d if best is None else torch.minimum(best, d)
+            (ax, ay, az), (bx, by, bz) = (float(v) for v in a[i]), (float(v) for v in ab[i])
+            px, py, pz = x - ax, y - ay, z - az
+            t = px * (bx * float(inv[i]))
+            t.add_(py, alpha=by * float(inv[i])).add_(pz, alpha=bz * float(inv[i])).clamp_(0.0, 1.0)
+            px.add_(t, alpha=-bx).square_()
+            px.addcmul_(py.add_(t, alpha=-by), py).addcmul_(pz.add_(t, alpha=-bz), pz).sqrt_()
+            px.add_(t, alpha=-float(radii[i + 1] - radii[i])).sub_(float(radii[i]))
+            best = px if best is None else torch.minimum(best, px, out=best)
         return best
 
     return distance
 
 
-def tube(canvas: Canvas, points, radii, value: Value, label: int = 0, below: float | None = None, segments_per_box: int = 3,
-         clip: Distance | None = None) -> None:
+def tube(canvas: Canvas, points, radii, value: Value, label: int | None = None, below: float | None = None, segments_per_box: int = 3,
+         clip: Distance | None = None, shells: Sequence = ()) -> None:
     """Paint a tube along a polyline (ribs, vessels, airways, bowel) as short capsule chains, each chain in its own
     small bounding box; ``radii`` is one radius or one per point."""
     pts = np.asarray(points, dtype=np.float64)
@@ -212,13 +220,12 @@ def tube(canvas: Canvas, points, radii, value: Value, label: int = 0, below: flo
         dist = tube_distance(p, r)
         low, high = (p - r[:, None]).min(axis=0), (p + r[:, None]).max(axis=0)
         canvas.paint(low, high, dist if clip is None else (lambda x, y, z, d=dist: torch.maximum(d(x, y, z), clip(x, y, z))),
-                     value, label, below)
+                     value, label, below, shells)
 
 
-def shelled_tube(canvas: Canvas, points, radii, shell_mm: float, cortex: float, marrow: Value, label: int = 0) -> None:
+def shelled_tube(canvas: Canvas, points, radii, shell_mm: float, cortex: float, marrow: Value, label: int | None = None) -> None:
     """A long bone or rib: cortical tube around a trabecular (or marrow) core ``shell_mm`` thinner."""
-    tube(canvas, points, radii, cortex, label)
-    tube(canvas, points, np.maximum(np.asarray(radii, dtype=np.float64) - shell_mm, 0.4), marrow)
+    tube(canvas, points, radii, cortex, label, shells=[(shell_mm, marrow, None)])
 
 
 def plane_distance(point, normal) -> Distance:

@@ -76,8 +76,8 @@ class Spine:
         top, bottom = self.z("T1", 1.0), self.z("T12")
         t = (z - top) / (bottom - top)
         knots = [-0.12, 0.0, 0.08, 0.18, 0.3, 0.5, 0.7, 0.85, 1.0, 1.15]
-        half = np.interp(t, knots, [20, 52, 80, 98, 112, 124, 130, 131, 127, 120]) * patient.width
-        front = np.interp(t, knots, [25, 48, 70, 88, 100, 110, 116, 118, 116, 108]) * patient.depth
+        half = np.interp(t, knots, [21, 55, 85, 104, 119, 131, 138, 139, 135, 127]) * patient.width
+        front = np.interp(t, knots, [26, 50, 74, 92, 105, 116, 122, 124, 122, 113]) * patient.depth
         back = np.interp(t, knots, [25, 33, 40, 43, 45, 46, 46, 45, 43, 40]) * patient.depth
         return float(half), float(front), float(back)
 
@@ -130,7 +130,7 @@ def _vertebra(canvas: Canvas, level: Level, patient: Patient, label: int, compre
     cylinder(canvas, at(0, 0, -0.5 * level.height - 0.5 * level.disc_below), (rx * 0.97, ry * 0.97), 0.5 * level.disc_below + 0.6,
              t.disc, LABELS["disc"], power=2.4, axes=m)
     cylinder(canvas, at(0, 0, -0.5 * level.height + half), (rx, ry), half, t.cortical, label, power=2.4, axes=m)
-    cylinder(canvas, at(0, 0, -0.5 * level.height + half), (rx - 1.6, ry - 1.6), half - 1.3, trabecular, 0, power=2.4, axes=m)
+    cylinder(canvas, at(0, 0, -0.5 * level.height + half), (rx - 1.6, ry - 1.6), half - 1.3, trabecular, None, power=2.4, axes=m)
     canal = {"L": (11.5, 9.0), "T": (8.5, 8.0), "C": (12.0, 7.5)}[kind]
     pedicle_r = {"L": 5.0, "T": 3.8, "C": 3.0}[kind]
     cylinder(canvas, at(0, ry + canal[1] + 1.0, 0), canal, 0.5 * level.height + 0.5 * level.disc_below, t.csf, 0, axes=m)
@@ -229,7 +229,7 @@ def _ribs_and_sternum(canvas: Canvas, spine: Spine, patient: Patient, trabecular
         center, half = 0.5 * (a + b), 0.5 * float(np.linalg.norm(b - a))
         cylinder(canvas, center, (width, 7.0), half, t.cortical if width > 10 else t.cartilage + 100.0, LABELS["sternum"], axes=_along(b - a))
         if width > 10:
-            cylinder(canvas, center, (width - 1.5, 5.5), half - 1.5, trabecular, 0, axes=_along(b - a))
+            cylinder(canvas, center, (width - 1.5, 5.5), half - 1.5, trabecular, None, axes=_along(b - a))
 
 
 def _along(direction: np.ndarray) -> np.ndarray:

@@ -1,0 +1,55 @@
+"""Seconds per procedural phantom for each region (median of repeated runs after one warm-up), on the CPU with a
+given number of threads and on CUDA when there is one.
+
+Usage: ``python Testing/benchmarks/anatomy_speed.py [--size 128] [--spacing 2.5] [--threads 2] [--repeats 5]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from DiffuX2CTLib.anatomy import REGIONS, generate_phantom  # noqa: E402
+from DiffuX2CTLib.data.geometry import VolumeGrid  # noqa: E402
+
+
+def seconds_per_phantom(region: str, grid: VolumeGrid, device: str, repeats: int) -> float:
+    """Median wall time of ``repeats`` phantoms (seeds 1..repeats) after a warm-up phantom."""
+    generate_phantom(0, grid, region, device=device)
+    times = []
+    for seed in range(1, repeats + 1):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        generate_phantom(seed, grid, region, device=device)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--spacing", type=float, default=2.5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    grid = VolumeGrid(args.size, args.spacing)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices:
+        label = f"cpu ({args.threads} threads)" if device == "cpu" else torch.cuda.get_device_name()
+        for region in REGIONS:
+            print(f"{label:>24}  {region:<8} {args.size}^3 at {args.spacing} mm: {seconds_per_phantom(region, grid, device, args.repeats):.3f} s")
+
+
+if __name__ == "__main__":
+    main()
