@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+import torch
 
 from .data.geometry import View
 from .data.io import (
@@ -30,6 +31,7 @@ from .data.io import (
     resample_to_grid,
     write_image,
 )
+from .data.pipeline import HELD_OUT_SEED_START, PhantomSource, drr_grid, model_target
 from .data.synthesize import pair_for_ct, render_pair
 from .device import resolve_device
 from .files import write_json, write_text
@@ -38,11 +40,13 @@ from .metrics import compare
 from .model import ModelConfig
 from .preview import save_comparison_montage
 from .reconstruct import cached_model, reconstruct_pair
-from .train import HELD_OUT_SEED_START, TrainingData, phantom_ct
 
 PHANTOM_SET = "phantoms"
 TEST_SEED_START = HELD_OUT_SEED_START + 100
 """Held-out phantom seeds of the test set (training never draws seeds from ``HELD_OUT_SEED_START`` up)."""
+TEST_REGIONS = ("chest", "abdomen", "lumbar", "pelvis")
+"""Test case ``k`` is seed ``TEST_SEED_START + k`` seen in region ``TEST_REGIONS[k % 4]``, so every region is
+measured."""
 MEAN_VOLUME_COUNT = 16
 METRICS = ("psnr_db", "ssim", "mae_hu", "bone_dice")
 HIGHER_IS_BETTER = {"psnr_db": True, "ssim": True, "mae_hu": False, "bone_dice": True}
@@ -83,32 +87,53 @@ class EvaluationCase:
 
     name: str
     ct: sitk.Image
+    region: str = "all"
 
 
-def evaluation_cases(settings: EvaluationSettings, config: ModelConfig) -> Iterator[EvaluationCase]:
-    """The cases of the test set, read one at a time."""
+def phantom_case(seed: int, region: str, config: ModelConfig) -> sitk.Image:
+    """Phantom ``seed``'s field of view of ``region`` as a HU image on the volume training renders DRRs from
+    (:func:`~DiffuX2CTLib.data.pipeline.drr_grid`), so test radiographs show as much of the body as training ones."""
+    from .anatomy import generate_phantom
+
+    grid = drr_grid(config)
+    return grid_image(generate_phantom(seed, grid, region).numpy(), grid)
+
+
+def evaluation_cases(settings: EvaluationSettings, config: ModelConfig, skipped: list[str], log: Log) -> Iterator[EvaluationCase]:
+    """The cases of the test set, made or read one at a time; a CT that cannot be read is skipped with a warning
+    naming it and added to ``skipped``."""
     if settings.test_set == PHANTOM_SET:
         for k in range(settings.cases or 8):
-            yield EvaluationCase(f"phantom-{TEST_SEED_START + k}", phantom_ct(TEST_SEED_START + k, config))
+            region = TEST_REGIONS[k % len(TEST_REGIONS)]
+            yield EvaluationCase(f"phantom-{TEST_SEED_START + k}-{region}", phantom_case(TEST_SEED_START + k, region, config), region)
         return
     for path in find_ct_volumes(settings.test_set)[: settings.cases]:
         name = path.name.split(".")[0] or path.name
-        yield EvaluationCase(name, read_ct(path))
+        try:
+            ct = read_ct(path)
+        except InputError as error:
+            skipped.append(str(error))
+            log(f"warning: skipped {error}")
+            continue
+        yield EvaluationCase(name, ct)
 
 
-def mean_training_volume(config: ModelConfig, source: str = PHANTOM_SET, count: int = MEAN_VOLUME_COUNT) -> np.ndarray:
-    """The average of ``count`` training volumes on the model's grid (HU, ``[z, y, x]``), each centred as the
-    model sees it: the baseline that ignores the radiographs."""
-    if source == PHANTOM_SET:
-        training = TrainingData(config, PHANTOM_SET, seed=0)
-        volumes = (phantom_ct(training.phantom_seed(i), config) for i in range(count))
-    else:
-        volumes = (read_ct(path) for path in find_ct_volumes(source)[:count])
+def mean_training_volume(config: ModelConfig, source: str = PHANTOM_SET, count: int = MEAN_VOLUME_COUNT) -> tuple[np.ndarray, int]:
+    """The average of up to ``count`` training volumes on the model's grid (HU, ``[z, y, x]``), each centred as
+    the model sees it, and how many were averaged: the baseline that ignores the radiographs."""
     total, n = np.zeros((config.grid_size,) * 3), 0
-    for volume in volumes:
-        total += resample_to_grid(volume, config.grid(image_center_lps(volume)))
-        n += 1
-    return (total / n).astype(np.float32)
+    if source == PHANTOM_SET:
+        phantoms = PhantomSource(seed=0)
+        for index in range(count):
+            volume = phantoms.volume(index, np.random.default_rng([0, index]), drr_grid(config), torch.device("cpu"))
+            total += config.hu_window.to_hu(model_target(volume, config)[0].numpy())
+            n += 1
+    else:
+        for path in find_ct_volumes(source)[:count]:
+            volume = read_ct(path)
+            total += resample_to_grid(volume, config.grid(image_center_lps(volume)))
+            n += 1
+    return (total / n).astype(np.float32), n
 
 
 def synthesise_case(case: EvaluationCase, config: ModelConfig, folder: Path) -> tuple[Path, Path, sitk.Image]:
@@ -155,7 +180,7 @@ def evaluate_case(case: EvaluationCase, settings: EvaluationSettings, config: Mo
         scores[name] = {**compare(result.ct, truth, window), "seconds": seconds}
         log(f"{case.name} {name}: PSNR {scores[name]['psnr_db']:.2f} dB, SSIM {scores[name]['ssim']:.3f}, bone Dice {scores[name]['bone_dice']:.3f} ({seconds:.1f} s)")
     save_comparison_montage(truth, {"diffusion": volumes[default], "regression": volumes["regression"]}, "diffusion", folder / "montage.png", window, caption=f"{case.name}: diffusion = {default}")
-    record = {"case": case.name, "methods": scores}
+    record = {"case": case.name, "region": case.region, "methods": scores}
     write_json(record, folder / "metrics.json")
     return record
 
@@ -181,22 +206,57 @@ def summarise(records: list[dict]) -> dict:
     return {"summary": summary, "comparisons": comparisons}
 
 
-def report_markdown(report: dict) -> str:
-    """The summary table (mean ± std) and the comparison lines, for the README's model card."""
-    lines = [f"Test set: {report['test_set']} ({len(report['cases'])} cases); model {report['model']} (sha256 {report['weights_sha256'][:12]})", ""]
-    lines += ["| method | PSNR (dB) | SSIM | MAE (HU) | bone Dice | seconds per case |", "|---|---|---|---|---|---|"]
-    for name, s in report["summary"].items():
+def _table(summary: dict) -> list[str]:
+    lines = ["| method | PSNR (dB) | SSIM | MAE (HU) | bone Dice | seconds per case |", "|---|---|---|---|---|---|"]
+    for name, s in summary.items():
         lines.append(
             f"| {name} | {s['psnr_db'][0]:.2f} ± {s['psnr_db'][1]:.2f} | {s['ssim'][0]:.3f} ± {s['ssim'][1]:.3f} | "
             f"{s['mae_hu'][0]:.0f} ± {s['mae_hu'][1]:.0f} | {s['bone_dice'][0]:.3f} ± {s['bone_dice'][1]:.3f} | {s['seconds'][0]:.1f} |"
         )
+    return lines
+
+
+def report_markdown(report: dict) -> str:
+    """The summary table (mean ± std), one per region when the test set has several, and the comparison lines,
+    for the README's model card."""
+    lines = [f"Test set: {report['test_set']} ({len(report['cases'])} cases); model {report['model']} (sha256 {report['weights_sha256'][:12]})", ""]
+    lines += _table(report["summary"])
+    for region, summary in report.get("regions", {}).items():
+        lines += ["", f"**{region}** ({summary['cases']} cases)", ""] + _table(summary["summary"])
     lines.append("")
     for title, rows in report["comparisons"].items():
         parts = [f"{metric} {row['difference'][0]:+.3f} (better in {row['better_cases']}/{row['cases']})" for metric, row in rows.items()]
         lines.append(f"- {title}: " + ", ".join(parts))
+    if report.get("skipped"):
+        lines += ["", "Skipped (unreadable): " + "; ".join(report["skipped"])]
     lines.append("")
     lines.append("Not computed: " + "; ".join(f"{k.upper()} ({v})" for k, v in NOT_COMPUTED.items()) + ".")
     return "\n".join(lines) + "\n"
+
+
+def _write_report(records: list[dict], skipped: list[str], settings: EvaluationSettings, config: ModelConfig, card: dict) -> dict:
+    """The report of the cases done so far, written to ``summary.json`` and ``summary.md``."""
+    regions = sorted({r["region"] for r in records})
+    report = {
+        "test_set": f"held-out phantom seeds from {TEST_SEED_START}" if settings.test_set == PHANTOM_SET else os.path.basename(os.path.normpath(settings.test_set)),
+        "model": card.get("name", "unnamed"),
+        "weights_sha256": card.get("weights_sha256", ""),
+        "settings": asdict(settings),
+        "metrics_grid": f"{config.grid_size}^3 voxels of {config.field_of_view_mm / config.grid_size:g} mm, HU window [{config.hu_low:g}, {config.hu_high:g}]",
+        "cases": [r["case"] for r in records],
+        **summarise(records),
+        "not_computed": NOT_COMPUTED,
+        "skipped": skipped,
+    }
+    if len(regions) > 1:
+        report["regions"] = {}
+        for region in regions:
+            subset = [r for r in records if r["region"] == region]
+            report["regions"][region] = {"cases": len(subset), "summary": summarise(subset)["summary"]}
+    out = Path(settings.out)
+    write_json(report, out / "summary.json")
+    write_text(report_markdown(report), out / "summary.md")
+    return report
 
 
 def evaluate_set(settings: EvaluationSettings, log: Log | None = None) -> dict:
@@ -207,20 +267,15 @@ def evaluate_set(settings: EvaluationSettings, log: Log | None = None) -> dict:
         raise InputError(f"{Path(settings.test_set).name}: the test set must be '{PHANTOM_SET}' or a folder of CT volumes")
     net, card = cached_model(settings.model, resolve_device(settings.device))
     config = net.config
-    log(f"mean-volume baseline: average of {MEAN_VOLUME_COUNT} training volumes ({settings.mean_from})")
-    mean_hu = mean_training_volume(config, settings.mean_from)
-    records = [evaluate_case(case, settings, config, mean_hu, log) for case in evaluation_cases(settings, config)]
-    report = {
-        "test_set": f"held-out phantom seeds from {TEST_SEED_START}" if settings.test_set == PHANTOM_SET else os.path.basename(os.path.normpath(settings.test_set)),
-        "model": card.get("name", "unnamed"),
-        "weights_sha256": card.get("weights_sha256", ""),
-        "settings": asdict(settings),
-        "metrics_grid": f"{config.grid_size}^3 voxels of {config.field_of_view_mm / config.grid_size:g} mm, HU window [{config.hu_low:g}, {config.hu_high:g}]",
-        "cases": [r["case"] for r in records],
-        **summarise(records),
-        "not_computed": NOT_COMPUTED,
-    }
-    out = Path(settings.out)
-    write_json(report, out / "summary.json")
-    write_text(report_markdown(report), out / "summary.md")
+    mean_hu, averaged = mean_training_volume(config, settings.mean_from)
+    log(f"mean-volume baseline: average of {averaged} training volume{'s' if averaged != 1 else ''} ({settings.mean_from})")
+    records, skipped, report = [], [], None
+    for case in evaluation_cases(settings, config, skipped, log):
+        records.append(evaluate_case(case, settings, config, mean_hu, log))
+        report = _write_report(records, skipped, settings, config, card)  # an interrupted run keeps what it did
+    if report is None:
+        raise InputError(f"{Path(settings.test_set).name}: none of its CT volumes could be read")
+    if skipped:
+        log(f"{len(skipped)} case(s) skipped: " + "; ".join(skipped))
     return report
+

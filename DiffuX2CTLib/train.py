@@ -2,53 +2,51 @@
 
 Stage ``regression`` trains the conditioning network (tri-plane generator + implicit decoder) to predict the CT
 directly; stage ``diffusion`` trains the denoiser on ``L_simple + L_proj / T`` conditioned on it (frozen by
-default). Every run is resumable exactly: the data of step ``s`` and its noise come from seeds derived from
-``s``, and checkpoints (model, EMA, optimiser, step) are written atomically. Phantom seeds from
-``HELD_OUT_SEED_START`` up are never used for training (they are the sample and the test set).
+default). Samples come from the data pipeline (:mod:`DiffuX2CTLib.data.pipeline`), made ahead in DataLoader
+workers on a CPU and on the device on a GPU. Every run is resumable exactly: the data of step ``s`` and its noise
+come from seeds derived from ``s``, and checkpoints (model, EMA, optimiser, step) are written atomically. Phantom
+seeds from ``HELD_OUT_SEED_START`` up are never used for training (they are the sample and the test set).
+This module needs torch, numpy, MONAI and safetensors only; SimpleITK is imported only to read a CT folder.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 
-from .data.drr import DRRProjector, normalize_radiograph
-from .data.geometry import View, VolumeGrid
-from .data.intensity import add_collimation_and_marker, clean_radiograph
-from .data.io import (
-    InputError,
-    find_ct_volumes,
-    grid_image,
-    image_center_lps,
-    read_ct,
-    resample_to_grid,
-)
-from .data.synthesize import render_pair
+from .data.drr import DRRProjector
+from .data.geometry import View
+from .data.pipeline import SampleMaker, batches, parse_source
 from .device import resolve_device
 from .diffusion import diffusion_loss, regression_loss, training_scheduler
+from .errors import InputError
 from .files import write_text
 from .model import DiffuX2CTNet, ModelConfig
+from .model.config import PRESETS
 from .modelfile import load_model, save_model
-from .phantom import generate_phantom
 
-HELD_OUT_SEED_START = 900_000
 CHECKPOINT_NAME = "checkpoint.pt"
+STAGES = ("regression", "diffusion")
 
 
 @dataclass
 class TrainSettings:
-    """What one training run does; stored in the checkpoint and the model card."""
+    """What one training run does; stored in the checkpoint and the model card. ``preset`` names the architecture
+    of a new model (:data:`~DiffuX2CTLib.model.config.PRESETS`; ``grid_size`` alone changes only the grid of the
+    default one); ``workers`` is the number of DataLoader processes making samples (None: 1 on a CPU, 0 on a GPU,
+    where samples are made on the device); ``cache`` is where a CT folder is preprocessed (default: next to the
+    run)."""
 
     out: str
     stage: str = "regression"
@@ -56,7 +54,8 @@ class TrainSettings:
     steps: int = 1000
     batch: int = 1
     learning_rate: float = 5e-4
-    grid_size: int = 64
+    grid_size: int | None = None
+    preset: str | None = None
     checkpoint_every: int = 50
     seed: int = 0
     init: str | None = None
@@ -65,82 +64,39 @@ class TrainSettings:
     freeze_conditioner: bool = True
     ema_decay: float = 0.995
     device: str = "auto"
+    workers: int | None = None
+    cache: str | None = None
 
+    def __post_init__(self) -> None:
+        problems = []
+        if self.stage not in STAGES:
+            problems.append(f"unknown training stage '{self.stage}' (use regression or diffusion)")
+        for name in ("steps", "batch", "checkpoint_every"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                problems.append(f"{name} must be a whole number of at least 1, not {getattr(self, name)!r}")
+        if not (isinstance(self.seed, int) and 0 <= self.seed < 2**63):
+            problems.append(f"seed must be a whole number from 0, not {self.seed!r}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            problems.append(f"learning rate must be a positive number, not {self.learning_rate!r}")
+        if not 0.0 < self.ema_decay < 1.0:
+            problems.append(f"EMA decay must lie between 0 and 1, not {self.ema_decay!r}")
+        if self.workers is not None and self.workers < 0:
+            problems.append(f"workers must be 0 or more, not {self.workers}")
+        if self.preset is not None and self.preset not in PRESETS:
+            problems.append(f"unknown preset '{self.preset}' (use {', '.join(PRESETS)})")
+        if self.grid_size is not None:
+            try:
+                dataclasses.replace(PRESETS[self.preset] if self.preset in PRESETS else ModelConfig(), grid_size=self.grid_size)
+            except ValueError as error:
+                problems.append(f"grid {self.grid_size}: {error}")
+        if problems:
+            raise InputError("; ".join(problems))
 
-def fine_grid(config: ModelConfig) -> VolumeGrid:
-    """The model's field of view at twice its resolution: training volumes carry finer detail than the model
-    resolves, as a real CT does."""
-    return VolumeGrid(2 * config.grid_size, config.field_of_view_mm / (2 * config.grid_size))
-
-
-def phantom_ct(seed: int, config: ModelConfig) -> sitk.Image:
-    """Phantom ``seed`` as a HU image on :func:`fine_grid`."""
-    fine = fine_grid(config)
-    return grid_image(generate_phantom(seed, fine), fine)
-
-
-class TrainingData:
-    """Paired (CT in [-1, 1], normalised DRR pair) batches, a pure function of the sample index.
-
-    ``source`` is ``phantoms`` (a new phantom per sample), ``phantom:SEED`` (always the same phantom, for
-    overfitting checks) or a folder of CT volumes.
-    """
-
-    def __init__(self, config: ModelConfig, source: str, seed: int) -> None:
-        self.config = config
-        self.seed = seed
-        self.files: list[Path] = []
-        self.fixed_seed: int | None = None
-        if source.startswith("phantom:"):
-            self.fixed_seed = int(source.split(":", 1)[1])
-        elif source != "phantoms":
-            if not Path(source).is_dir():
-                raise InputError(f"{Path(source).name}: training data must be 'phantoms' or a folder of CT volumes")
-            self.files = find_ct_volumes(source)
-
-    def phantom_seed(self, index: int) -> int:
-        """The phantom seed of sample ``index`` (never a held-out seed)."""
-        return self.fixed_seed if self.fixed_seed is not None else (self.seed * 7919 + index) % HELD_OUT_SEED_START
-
-    def _volume(self, index: int, rng: np.random.Generator) -> sitk.Image:
-        if not self.files:
-            return phantom_ct(self.phantom_seed(index), self.config)
-        fine = fine_grid(self.config)
-        ct = read_ct(self.files[index % len(self.files)])
-        centre = np.asarray(image_center_lps(ct)) + rng.uniform(-15, 15, 3)
-        moved = VolumeGrid(fine.size, fine.spacing_mm, tuple(centre))
-        return grid_image(resample_to_grid(ct, moved), moved)
-
-    def sample(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(1, N, N, N)`` target and ``(2, P, P)`` radiographs of sample ``index``, with geometry jitter,
-        intensity augmentation, collimation and markers so the model does not rely on a perfect DRR."""
-        rng = np.random.default_rng([self.seed, index])
-        volume = self._volume(index, rng)
-        centre = image_center_lps(volume)
-        geometries = []
-        for view in (View.AP, View.LATERAL):
-            nominal = self.config.detector(view, centre)
-            geometries.append(dataclasses.replace(
-                nominal,
-                source_to_detector_mm=nominal.source_to_detector_mm * rng.uniform(0.97, 1.03),
-                source_to_isocenter_mm=nominal.source_to_isocenter_mm * rng.uniform(0.97, 1.03),
-                isocenter_lps=tuple(np.asarray(centre) + rng.uniform(-4, 4, 3)),
-            ))
-        drrs = torch.from_numpy(render_pair(volume, geometries, samples_per_ray=2 * self.config.grid_size))
-        gamma = torch.from_numpy(rng.uniform(0.8, 1.25, (2, 1, 1))).float()
-        drrs = drrs.clamp(min=0) ** gamma
-        drrs = drrs + torch.from_numpy(rng.normal(0, 0.01, drrs.shape)).float() * drrs.amax(dim=(-2, -1), keepdim=True)
-        # Clinical borders and markers, then the cleaning inference applies: the model learns from what it is fed.
-        drrs = torch.from_numpy(np.stack([clean_radiograph(add_collimation_and_marker(view, rng))[0] for view in drrs.numpy()]))
-        radiographs = normalize_radiograph(drrs)
-        grid = self.config.grid(centre)
-        target = self.config.hu_window.to_unit(resample_to_grid(volume, grid))
-        return torch.from_numpy(target.astype(np.float32))[None], radiographs.float()
-
-    def batch(self, first_index: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stacked samples ``first_index .. first_index + size - 1``."""
-        pairs = [self.sample(first_index + k) for k in range(size)]
-        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+    def new_model_config(self) -> ModelConfig:
+        """The architecture of a model trained from scratch: the preset's (default ``cpu-64``), on ``grid_size``
+        when it is given."""
+        config = PRESETS[self.preset or "cpu-64"]
+        return dataclasses.replace(config, grid_size=self.grid_size) if self.grid_size is not None else config
 
 
 def _ema_with_warmup(decay: float):
@@ -165,7 +121,7 @@ def _initial_net(settings: TrainSettings) -> DiffuX2CTNet:
             net = DiffuX2CTNet(ModelConfig.from_dict(json.loads(checkpoint["config"])))
             net.load_state_dict(checkpoint["ema"] if "ema" in checkpoint else checkpoint["model"])
     else:
-        net = DiffuX2CTNet(ModelConfig(grid_size=settings.grid_size))
+        net = DiffuX2CTNet(settings.new_model_config())
     changes = {k: v for k, v in (("prediction_type", settings.prediction_type), ("residual_scale", settings.residual_scale)) if v is not None}
     if not changes:
         return net
@@ -249,21 +205,22 @@ def train(settings: TrainSettings, show_progress: bool = True) -> Path:
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-    if settings.stage not in ("regression", "diffusion"):
-        raise InputError(f"unknown training stage '{settings.stage}' (use regression or diffusion)")
     out = Path(settings.out)
-    out.mkdir(parents=True, exist_ok=True)
     checkpoint_path, log_path = out / CHECKPOINT_NAME, out / "log.jsonl"
 
     torch.manual_seed(settings.seed)  # a new model's initial weights follow the run's seed
     net = _initial_net(settings).to(device)
     checkpoint = _load_checkpoint(checkpoint_path, device) if checkpoint_path.exists() else None
     if checkpoint is not None:  # a resumed run keeps the parametrisation it started with
+        _check_resume(checkpoint, settings, checkpoint_path)
         stored = ModelConfig.from_dict(json.loads(checkpoint["config"]))
         if stored != net.config:
             net = DiffuX2CTNet(stored).to(device)
+        if int(checkpoint["step"]) == settings.steps and (out / "model").is_dir():
+            return out / "model"  # already trained that far: its model was exported at that step
     config = net.config
-    data = TrainingData(config, settings.data, settings.seed)
+    maker = SampleMaker(config, parse_source(settings.data, settings.seed, config, settings.cache or str(out / "ct-cache")), settings.seed)
+    out.mkdir(parents=True, exist_ok=True)
     if settings.stage == "regression":
         parameters = list(net.conditioner.parameters())
     else:
@@ -281,44 +238,69 @@ def train(settings: TrainSettings, show_progress: bool = True) -> Path:
     scheduler = training_scheduler(config)
     projector = DRRProjector([config.detector(v) for v in (View.AP, View.LATERAL)]).to(device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    workers = settings.workers if settings.workers is not None else (0 if device.type == "cuda" else 1)
 
     from tqdm import tqdm
 
     bar = tqdm(total=settings.steps, initial=step, disable=not show_progress or rank != 0, desc=settings.stage)
     started = time.time()
-    while step < settings.steps:
-        clean, radiographs = data.batch((step * world + rank) * settings.batch, settings.batch)
-        clean, radiographs = clean.to(device), radiographs.to(device)
-        generator = torch.Generator(device="cpu").manual_seed(settings.seed * 1_000_003 + step * world + rank)
-        net.train()
-        with autocast:
-            if settings.stage == "regression":
-                losses = regression_loss(replica, clean, radiographs, projector)
-            else:
-                condition = None
-                if settings.freeze_conditioner:
-                    with torch.no_grad():
-                        condition = net.condition(radiographs)
-                losses = diffusion_loss(replica, clean, radiographs, scheduler, projector, generator, condition)
-        optimizer.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-        optimizer.step()
-        ema.update_parameters(net)
-        step += 1
-        bar.update(1)
-        if rank == 0:
-            record = {"step": step, "stage": settings.stage, "loss": losses["total"].item(), "grad_norm": float(grad_norm), "seconds": round(time.time() - started, 2)}
-            record.update({k: v.item() for k, v in losses.items() if k != "total"})
-            with open(log_path, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record) + "\n")
-        if step % settings.checkpoint_every == 0 or step == settings.steps:
-            _checkpoint_all(step, net, ema, optimizer, settings, out, distributed, rank, world)
-    bar.close()
+    saved = step
+    waiting_since = time.perf_counter()
+    try:
+        for clean, radiographs in batches(maker, step, settings.steps, settings.batch, device, workers, world, rank):
+            data_s = time.perf_counter() - waiting_since  # how long the model waited for this batch
+            generator = torch.Generator(device="cpu").manual_seed(settings.seed * 1_000_003 + step * world + rank)
+            net.train()
+            with autocast:
+                if settings.stage == "regression":
+                    losses = regression_loss(replica, clean, radiographs, projector)
+                else:
+                    condition = None
+                    if settings.freeze_conditioner:
+                        with torch.no_grad():
+                            condition = net.condition(radiographs)
+                    losses = diffusion_loss(replica, clean, radiographs, scheduler, projector, generator, condition)
+            optimizer.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            optimizer.step()
+            ema.update_parameters(net)
+            step += 1
+            bar.update(1)
+            if rank == 0:
+                record = {"step": step, "stage": settings.stage, "loss": losses["total"].item(), "grad_norm": float(grad_norm),
+                          "seconds": round(time.time() - started, 2), "data_s": round(data_s, 4)}
+                record.update({k: v.item() for k, v in losses.items() if k != "total"})
+                with open(log_path, "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(record) + "\n")
+            if step % settings.checkpoint_every == 0 or step == settings.steps:
+                _checkpoint_all(step, net, ema, optimizer, settings, out, distributed, rank, world)
+                saved = step
+            waiting_since = time.perf_counter()
+    except BaseException:
+        if not distributed and step > saved:  # keep what was trained before an interrupt or a failure
+            _checkpoint_all(step, net, ema, optimizer, settings, out, False, 0, 1)
+        raise
+    finally:
+        bar.close()
     if distributed:
         dist.barrier()
         dist.destroy_process_group()
     return out / "model"
+
+
+def _check_resume(checkpoint: dict, settings: TrainSettings, path: Path) -> None:
+    """A clear error when the settings cannot continue the run in ``path``: another stage, fewer steps than it
+    already has, or another grid."""
+    stored = json.loads(checkpoint.get("settings", "{}"))
+    stage = stored.get("stage", settings.stage)
+    if stage != settings.stage:
+        raise InputError(f"{path.parent.name}: holds a {stage} run; train the {settings.stage} stage into a new --out folder (with --init {path.parent.name}/model)")
+    if settings.steps < int(checkpoint["step"]):
+        raise InputError(f"{path.parent.name}: the run is already at step {checkpoint['step']}; give --steps above that to continue it")
+    grid = json.loads(checkpoint["config"])["grid_size"]
+    if settings.grid_size is not None and settings.grid_size != grid:
+        raise InputError(f"{path.parent.name}: the run's model has a {grid}^3 grid; --grid {settings.grid_size} cannot resume it")
 
 
 class _Replica:

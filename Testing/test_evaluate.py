@@ -20,7 +20,7 @@ from DiffuX2CTLib.evaluate import (
     report_markdown,
     summarise,
 )
-from DiffuX2CTLib.phantom import generate_phantom
+from DiffuX2CTLib.anatomy import generate_phantom
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def ct_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cts")
     grid = VolumeGrid(32, 10.0)
     for seed in (3, 4):
-        write_image(grid_image(generate_phantom(seed, grid), grid), folder / f"case{seed}.nrrd")
+        write_image(grid_image(generate_phantom(seed, grid, "chest").numpy(), grid), folder / f"case{seed}.nrrd")
     return folder
 
 
@@ -43,6 +43,7 @@ def test_a_folder_of_cts_is_reconstructed_and_scored_by_every_method(tmp_path, t
     lines = []
     report = evaluate_set(settings, log=lines.append)
     assert report["cases"] == ["case3"] and len(lines) == 1 + 2
+    assert lines[0] == "mean-volume baseline: average of 2 training volumes (" + str(mean_folder) + ")"
     assert list(report["summary"]) == ["mean volume", "regression", "diffusion DDIM-3"]
     assert 40.0 < report["summary"]["mean volume"]["mae_hu"][0] <= 50.5
     case = tmp_path / "out" / "cases" / "case3"
@@ -58,9 +59,30 @@ def test_a_folder_of_cts_is_reconstructed_and_scored_by_every_method(tmp_path, t
 def test_held_out_phantoms_with_ddpm(tmp_path, tiny_model):
     settings = EvaluationSettings(test_set="phantoms", out=str(tmp_path), model=str(tiny_model), cases=1, ddim_steps=2, ddpm=True)
     report = evaluate_set(settings)
-    assert report["cases"] == ["phantom-900100"]
+    assert report["cases"] == ["phantom-900100-chest"]
     assert "diffusion DDPM-1000 vs regression" in report["comparisons"]
     assert report["summary"]["diffusion DDPM-1000"]["seconds"][0] > report["summary"]["diffusion DDIM-2"]["seconds"][0]
+
+
+def test_held_out_phantoms_span_every_region_and_each_gets_its_table(tmp_path, tiny_model):
+    report = evaluate_set(EvaluationSettings(test_set="phantoms", out=str(tmp_path), model=str(tiny_model), cases=4, ddim_steps=1))
+    assert report["cases"] == ["phantom-900100-chest", "phantom-900101-abdomen", "phantom-900102-lumbar", "phantom-900103-pelvis"]
+    assert set(report["regions"]) == {"chest", "abdomen", "lumbar", "pelvis"}
+    assert all(r["cases"] == 1 and "regression" in r["summary"] for r in report["regions"].values())
+    markdown = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert all(f"**{region}** (1 cases)" in markdown for region in report["regions"])
+
+
+def test_an_unreadable_ct_is_skipped_by_name_and_the_rest_is_reported(tmp_path, tiny_model, ct_folder):
+    folder = tmp_path / "cts"
+    folder.mkdir()
+    (folder / "a-broken.nrrd").write_bytes(b"NRRD0004\nnot an image\n")
+    (folder / "b.nrrd").write_bytes((ct_folder / "case3.nrrd").read_bytes())
+    lines = []
+    report = evaluate_set(EvaluationSettings(test_set=str(folder), out=str(tmp_path / "out"), model=str(tiny_model), ddim_steps=1, mean_from=str(ct_folder)), log=lines.append)
+    assert report["cases"] == ["b"] and len(report["skipped"]) == 1 and "a-broken.nrrd" in report["skipped"][0]
+    assert any(line.startswith("warning: skipped a-broken.nrrd") for line in lines)
+    assert "Skipped (unreadable): a-broken.nrrd" in (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
 
 
 def test_the_mean_of_several_samples_is_an_extra_method():

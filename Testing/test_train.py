@@ -16,28 +16,82 @@ from DiffuX2CTLib.data.io import InputError
 from DiffuX2CTLib.diffusion import sample
 from DiffuX2CTLib.model import DiffuX2CTNet
 from DiffuX2CTLib.modelfile import load_model, save_model
-from DiffuX2CTLib.train import TrainingData, TrainSettings, train
+from DiffuX2CTLib.data.pipeline import PhantomSource, SampleMaker
+from DiffuX2CTLib.train import TrainSettings, train
 
 
 def _checkpoint(folder):
     return torch.load(folder / "checkpoint.pt", weights_only=True)
 
 
+def _assert_same_state(a, b, what: str) -> None:
+    """Nested dicts/lists of tensors and numbers are equal (tensors to float tolerance)."""
+    if isinstance(a, dict):
+        assert set(a) == set(b), what
+        for key in a:
+            _assert_same_state(a[key], b[key], f"{what}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), what
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same_state(x, y, f"{what}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), what
+    else:
+        assert a == b, what
+
+
 def test_resume_after_a_stop_is_exact(tmp_path):
-    straight = TrainSettings(out=str(tmp_path / "straight"), steps=4, grid_size=16, checkpoint_every=2)
+    """An interrupted and resumed run ends where an uninterrupted one does: raw weights, EMA (the exported
+    model), the EMA's own state, the optimiser's state and the exported file all agree."""
+    straight = TrainSettings(out=str(tmp_path / "straight"), steps=4, grid_size=16, checkpoint_every=2, workers=0)
     train(straight, show_progress=False)
-    interrupted = TrainSettings(out=str(tmp_path / "resumed"), steps=2, grid_size=16, checkpoint_every=2)
+    interrupted = TrainSettings(out=str(tmp_path / "resumed"), steps=2, grid_size=16, checkpoint_every=2, workers=1)
     train(interrupted, show_progress=False)
     interrupted.steps = 4
     train(interrupted, show_progress=False)
     a, b = _checkpoint(tmp_path / "straight"), _checkpoint(tmp_path / "resumed")
     assert a["step"] == b["step"] == 4
-    for name in a["model"]:
-        assert torch.allclose(a["model"][name], b["model"][name], atol=1e-6), name
+    for part in ("model", "ema", "ema_averager", "optimizer"):
+        _assert_same_state(a[part], b[part], part)
+    exported = [load_model(tmp_path / run / "model")[0].state_dict() for run in ("straight", "resumed")]
+    _assert_same_state(exported[0], exported[1], "exported model")
+    assert not torch.equal(a["ema"]["conditioner.ct_head.3.weight"], a["model"]["conditioner.ct_head.3.weight"])  # the EMA is its own state
     log = [json.loads(line) for line in (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4]
     assert (tmp_path / "resumed" / "loss.png").read_bytes()[:4] == b"\x89PNG"
     assert load_model(tmp_path / "resumed" / "model")[1]["training"]["steps"] == 4
+
+
+def test_resuming_with_settings_that_cannot_continue_the_run_is_a_clear_error(tmp_path):
+    run = tmp_path / "run"
+    train(TrainSettings(out=str(run), steps=2, grid_size=16, checkpoint_every=1), show_progress=False)
+    with pytest.raises(InputError, match=r"run: the run is already at step 2; give --steps above that"):
+        train(TrainSettings(out=str(run), steps=1, grid_size=16), show_progress=False)
+    with pytest.raises(InputError, match=r"run: holds a regression run; train the diffusion stage into a new --out folder"):
+        train(TrainSettings(out=str(run), stage="diffusion", steps=3, grid_size=16), show_progress=False)
+    with pytest.raises(InputError, match=r"run: the run's model has a 16\^3 grid; --grid 32 cannot resume it"):
+        train(TrainSettings(out=str(run), steps=3, grid_size=32), show_progress=False)
+    assert train(TrainSettings(out=str(run), steps=2, grid_size=16), show_progress=False) == run / "model"  # nothing to do
+    assert len((run / "log.jsonl").read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [({"steps": 0}, "steps must be a whole number of at least 1"), ({"batch": 0}, "batch must be"), ({"checkpoint_every": 0}, "checkpoint_every must be"),
+     ({"seed": -5}, "seed must be a whole number from 0"), ({"learning_rate": -1.0}, "learning rate must be a positive number"),
+     ({"learning_rate": float("nan")}, "learning rate must be a positive number"), ({"grid_size": 33}, "grid 33: grid_size 33 must be a multiple of 16"),
+     ({"preset": "huge"}, "unknown preset 'huge'"), ({"stage": "both"}, "unknown training stage 'both'"), ({"workers": -1}, "workers must be 0 or more")],
+)
+def test_training_settings_are_checked_before_any_work(tmp_path, changes, message):
+    with pytest.raises(InputError, match=message):
+        TrainSettings(out=str(tmp_path / "never"), **changes)
+    assert not (tmp_path / "never").exists()
+
+
+def test_the_paper_preset_is_the_128_cube_architecture():
+    config = TrainSettings(out="x", preset="paper-128").new_model_config()
+    assert (config.grid_size, config.field_of_view_mm / config.grid_size, config.unet_channels) == (128, 2.5, (32, 64, 128, 256))
+    assert sum(p.numel() for p in DiffuX2CTNet(config).parameters()) == pytest.approx(11.6e6, rel=0.01)
 
 
 def test_a_run_can_change_the_parametrisation_and_a_resume_keeps_it(tmp_path):
@@ -70,35 +124,22 @@ def test_a_corrupted_checkpoint_is_a_clear_error(tmp_path):
         train(TrainSettings(out=str(run), steps=2, grid_size=16, checkpoint_every=1), show_progress=False)
 
 
-def test_training_data_is_a_pure_function_of_the_index_and_holds_out_test_seeds():
-    data = TrainingData(TINY, "phantoms", seed=0)
-    a, b = data.sample(3), data.sample(3)
-    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
-    assert a[0].shape == (1, 16, 16, 16) and a[1].shape == (2, 16, 16)
-    assert a[0].min() >= -1 and a[0].max() <= 1 and a[1].min() >= 0 and a[1].max() <= 1
-
-
-def test_folder_of_cts_is_training_data(tmp_path, phantom_ct):
-    from DiffuX2CTLib.data.io import write_image
-
-    write_image(phantom_ct, tmp_path / "cts" / "one.nii.gz")
-    clean, radiographs = TrainingData(TINY, str(tmp_path / "cts"), seed=0).batch(0, 2)
-    assert clean.shape == (2, 1, 16, 16, 16) and radiographs.shape == (2, 2, 16, 16)
-    from DiffuX2CTLib.data.io import InputError
-
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(InputError, match="empty: no CT volumes found"):
-        TrainingData(TINY, str(tmp_path / "empty"), seed=0)
-
-
 def test_two_ddp_processes_hold_identical_weights(tmp_path):
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-               "-m", "DiffuX2CTLib.cli", "train", "--out", str(out), "--grid", "16", "--steps", "3", "--checkpoint-every", "3", "--quiet", "--device", "cpu"]
+               "-m", "DiffuX2CTLib.cli", "train", "--out", str(out), "--grid", "16", "--steps", "3", "--checkpoint-every", "3", "--quiet", "--device", "cpu", "--workers", "0"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     checks = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if "replica_check" in line]
+    assert checks and checks[-1]["in_sync"] and len(checks[-1]["digests"]) == 2
+    assert result.stdout.count("model exported") == 1  # said once, by rank 0
+    # the diffusion stage on top of it, also in sync across the two processes
+    diffusion = [*command[: command.index("--out")], "--out", str(tmp_path / "ddp-diffusion"), "--stage", "diffusion", "--init", str(out / "model"),
+                 "--steps", "2", "--checkpoint-every", "2", "--quiet", "--device", "cpu", "--workers", "0"]
+    result = subprocess.run(diffusion, capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    checks = [json.loads(line) for line in (tmp_path / "ddp-diffusion" / "log.jsonl").read_text().splitlines() if "replica_check" in line]
     assert checks and checks[-1]["in_sync"] and len(checks[-1]["digests"]) == 2
 
 
@@ -114,7 +155,7 @@ def test_tiny_model_overfits_one_phantom_better_than_the_mean_volume(tmp_path):
     train(regression, show_progress=False)
     diffusion = TrainSettings(out=str(tmp_path / "diff"), stage="diffusion", data="phantom:5", steps=400, checkpoint_every=400, init=str(tmp_path / "reg" / "model"), learning_rate=2e-3)
     net, _ = load_model(train(diffusion, show_progress=False))
-    clean, radiographs = TrainingData(TINY, "phantom:5", seed=0).sample(10_000)
+    clean, radiographs = SampleMaker(TINY, PhantomSource(fixed_seed=5), seed=0).sample(10_000)
     volume = sample(net, radiographs[None], steps=10, generator=torch.Generator().manual_seed(0))[0].numpy()
     truth = clean.numpy()
     mean_volume = np.full_like(truth, truth.mean())

@@ -13,7 +13,6 @@ intensities; it is deliberately not applied: it only clips or bends grey levels 
 from __future__ import annotations
 
 import numpy as np
-import SimpleITK as sitk
 
 FLAT_BAND_TOLERANCE = 0.02
 """A border row or column is part of a collimation band when its standard deviation is below this fraction of
@@ -73,31 +72,76 @@ def mask_collimation(pixels: np.ndarray) -> tuple[np.ndarray, str | None]:
     return cleaned, f"collimation borders masked as air (top {top}, bottom {bottom}, left {left}, right {right} pixels)"
 
 
+def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected components of a 2D boolean mask: labels ``1..n`` (0 outside) and ``n``. Minimum-label hooking
+    with pointer jumping over the graph of the mask's pixels, in numpy (no imaging library, so training needs none)."""
+    rows, cols = mask.shape
+    found_rows, found_cols = np.nonzero(mask)
+    node = np.full(mask.shape, -1, dtype=np.int64)
+    node[found_rows, found_cols] = np.arange(len(found_rows))
+    first, second = [], []
+    for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        r, c = found_rows + dr, found_cols + dc
+        inside = (r < rows) & (c >= 0) & (c < cols)
+        neighbour = np.full(len(r), -1, dtype=np.int64)
+        neighbour[inside] = node[r[inside], c[inside]]
+        linked = neighbour >= 0
+        first.append(np.flatnonzero(linked))
+        second.append(neighbour[linked])
+    first, second = np.concatenate(first), np.concatenate(second)
+    parent = np.arange(len(found_rows))
+    while True:
+        low = np.minimum(parent[first], parent[second])
+        before = parent.copy()
+        np.minimum.at(parent, parent[first], low)
+        np.minimum.at(parent, parent[second], low)
+        while True:  # pointer jumping: every pixel points at its tree's root
+            jumped = parent[parent]
+            if np.array_equal(jumped, parent):
+                break
+            parent = jumped
+        if np.array_equal(parent, before):
+            break
+    unique, compact = np.unique(parent, return_inverse=True)
+    labels = np.zeros(mask.shape, dtype=np.int32)
+    labels[found_rows, found_cols] = compact + 1
+    return labels, len(unique)
+
+
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Binary dilation of a 2D mask by a disc of ``radius`` pixels."""
+    grown = mask.copy()
+    rows, cols = mask.shape
+    for dr in range(-radius, radius + 1):
+        for dc in range(-radius, radius + 1):
+            if dr * dr + dc * dc > (radius + 0.5) ** 2 or (dr == 0 and dc == 0):  # the disc ITK calls a ball
+                continue
+            grown[max(dr, 0) : rows + min(dr, 0), max(dc, 0) : cols + min(dc, 0)] |= mask[max(-dr, 0) : rows + min(-dr, 0), max(-dc, 0) : cols + min(-dc, 0)]
+    return grown
+
+
 def remove_markers(pixels: np.ndarray) -> tuple[np.ndarray, str | None]:
     """Small plateaus at the image's maximum value (burned-in text, side markers) filled with the median of a
     ring around each; large saturated areas and plateaus touching the border (collimation) are left alone."""
     at_top = pixels >= pixels.max()
-    labels = sitk.ConnectedComponent(sitk.GetImageFromArray(at_top.astype(np.uint8)), True)
-    statistics = sitk.LabelShapeStatisticsImageFilter()
-    statistics.Execute(labels)
-    label_array = sitk.GetArrayFromImage(labels)
+    labels, count = label_components(at_top)
     limit = MARKER_MAX_AREA_FRACTION * pixels.size
     rows, cols = pixels.shape
-
-    def inside(label: int) -> bool:  # plateaus touching the border are collimation, not markers
-        x, y, width, height = statistics.GetBoundingBox(label)
-        return x > 0 and y > 0 and x + width < cols and y + height < rows
-
-    marks = [label for label in statistics.GetLabels() if MARKER_MIN_PIXELS <= statistics.GetNumberOfPixels(label) <= limit and inside(label)]
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    cleaned, marks = pixels.copy(), 0
+    for label in range(1, count + 1):
+        if not MARKER_MIN_PIXELS <= sizes[label] <= limit:
+            continue
+        where = labels == label
+        found_rows, found_cols = np.nonzero(where)
+        if found_rows.min() == 0 or found_cols.min() == 0 or found_rows.max() == rows - 1 or found_cols.max() == cols - 1:
+            continue  # plateaus touching the border are collimation, not markers
+        ring = _dilate(where, MARKER_RING_PIXELS) & ~at_top
+        cleaned[where] = float(np.median(pixels[ring])) if ring.any() else float(np.median(pixels))
+        marks += 1
     if not marks:
         return pixels, None
-    cleaned = pixels.copy()
-    for label in marks:
-        mark = sitk.GetImageFromArray((label_array == label).astype(np.uint8))
-        grown = sitk.GetArrayFromImage(sitk.BinaryDilate(mark, [MARKER_RING_PIXELS] * 2)).astype(bool)
-        ring = grown & ~at_top
-        cleaned[label_array == label] = float(np.median(pixels[ring])) if ring.any() else float(np.median(pixels))
-    return cleaned, f"{len(marks)} burned-in marker(s) or text at the maximum value removed"
+    return cleaned, f"{marks} burned-in marker(s) or text at the maximum value removed"
 
 
 def clean_radiograph(pixels: np.ndarray) -> tuple[np.ndarray, list[str]]:

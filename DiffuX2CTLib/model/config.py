@@ -7,10 +7,51 @@ from dataclasses import dataclass, field
 
 from ..data.geometry import ProjectionGeometry, View, VolumeGrid
 from ..data.hounsfield import HUWindow
+from ..errors import InputError
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 """What the denoiser outputs (MONAI's scheduler names): the noise, the velocity ``sqrt(a) eps - sqrt(1 - a) x0``
 or the clean residual itself."""
+BETA_SCHEDULES = ("linear_beta", "scaled_linear_beta", "sigmoid_beta", "cosine")  # MONAI's NoiseSchedules
+
+
+class ConfigError(InputError):
+    """A model config value of the wrong type, out of range, or inconsistent with another; the message names the key."""
+
+
+_NUMBERS: dict[str, tuple[type, float, float]] = {  # field: (int or float, lowest, highest allowed)
+    "grid_size": (int, 4, 1024),
+    "field_of_view_mm": (float, 1.0, 5000.0),
+    "hu_low": (float, -5000.0, 50000.0),
+    "hu_high": (float, -5000.0, 50000.0),
+    "source_to_detector_mm": (float, 1.0, 100000.0),
+    "source_to_isocenter_mm": (float, 1.0, 100000.0),
+    "detector_size_mm": (float, 1.0, 5000.0),
+    "plane_channels": (int, 1, 4096),
+    "condition_channels": (int, 1, 4096),
+    "fourier_frequencies": (int, 0, 64),
+    "decoder_hidden": (int, 1, 4096),
+    "attention_heads": (int, 1, 256),
+    "window_size": (int, 1, 64),
+    "timesteps": (int, 2, 100000),
+    "default_steps": (int, 1, 100000),
+    "residual_scale": (float, 1e-6, 1e6),
+}
+
+
+def _check_number(name: str, value: object, kind: type, low: float, high: float) -> None:
+    """Refuse a value that is not a ``kind`` (true/false is not a number; a float field takes whole numbers too)
+    or lies outside [low, high]."""
+    allowed = (int,) if kind is int else (int, float)
+    if isinstance(value, bool) or not isinstance(value, allowed):
+        raise ConfigError(f"{name} must be a {'whole number' if kind is int else 'number'}, got {value!r}")
+    if not low <= value <= high:  # also refuses NaN
+        raise ConfigError(f"{name} must be from {low:g} to {high:g}, got {value!r}")
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -40,16 +81,41 @@ class ModelConfig:
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "unet_channels", tuple(self.unet_channels))
-        object.__setattr__(self, "attention_levels", tuple(self.attention_levels))
-        if self.prediction_type not in PREDICTION_TYPES:
-            raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, not '{self.prediction_type}'")
-        if not self.residual_scale > 0:
-            raise ValueError("residual_scale must be positive")
-        if len(self.unet_channels) != len(self.attention_levels):
-            raise ValueError("unet_channels and attention_levels must have one entry per U-Net level")
-        if self.grid_size % (2 ** (len(self.unet_channels) - 1) * self.window_size) and any(self.attention_levels):
-            raise ValueError(f"grid_size {self.grid_size} must be divisible by the window size at every attention level")
+        """Check every field (type, range, consistency), so a damaged config is refused on load, naming the key,
+        instead of writing wrong CTs (no denoising, an all-zero CT, a swapped HU window)."""
+        for name, (kind, low, high) in _NUMBERS.items():
+            _check_number(name, getattr(self, name), kind, low, high)
+        for name in ("unet_channels", "attention_levels"):
+            value = getattr(self, name)
+            if not isinstance(value, (list, tuple)) or not value:
+                raise ConfigError(f"{name} must be a non-empty list (one entry per U-Net level), got {value!r}")
+            object.__setattr__(self, name, tuple(value))
+        for index, channels in enumerate(self.unet_channels):
+            _check_number(f"unet_channels[{index}]", channels, int, 1, 4096)
+        if not all(isinstance(flag, bool) for flag in self.attention_levels):
+            raise ConfigError(f"attention_levels must be true/false per U-Net level, got {list(self.attention_levels)!r}")
+        _check_choice("prediction_type", self.prediction_type, PREDICTION_TYPES)
+        _check_choice("beta_schedule", self.beta_schedule, BETA_SCHEDULES)
+        if not isinstance(self.extra, dict):
+            raise ConfigError(f"extra must be a mapping, got {self.extra!r}")
+        self._check_consistency()
+
+    def _check_consistency(self) -> None:
+        """Relations between fields: an HU window low < high, the detector beyond the patient, sampling steps within
+        the diffusion steps, one attention flag per U-Net level, a grid the U-Net can halve and window."""
+        if not self.hu_low < self.hu_high:
+            raise ConfigError(f"hu_low ({self.hu_low:g}) must be below hu_high ({self.hu_high:g})")
+        if not self.source_to_detector_mm > self.source_to_isocenter_mm:
+            raise ConfigError(f"source_to_detector_mm ({self.source_to_detector_mm:g}) must exceed source_to_isocenter_mm ({self.source_to_isocenter_mm:g})")
+        if self.default_steps > self.timesteps:
+            raise ConfigError(f"default_steps ({self.default_steps}) must not exceed timesteps ({self.timesteps})")
+        levels = len(self.unet_channels)
+        if len(self.attention_levels) != levels:
+            raise ConfigError(f"attention_levels has {len(self.attention_levels)} entries but unet_channels {levels}: one per U-Net level")
+        factor = max(2**level * (self.window_size if attention else 1) for level, attention in enumerate(self.attention_levels))
+        if self.grid_size % factor:
+            windows = f", with attention windows of {self.window_size} voxels" if any(self.attention_levels) else ""
+            raise ConfigError(f"grid_size {self.grid_size} must be a multiple of {factor} (halved at each of the {levels - 1} U-Net downsamplings{windows})")
 
     @property
     def hu_window(self) -> HUWindow:
@@ -84,5 +150,18 @@ class ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+            raise ConfigError(f"unknown model config keys: {sorted(unknown)}")
         return cls(**data)
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "cpu-64": ModelConfig(),
+    "paper-128": ModelConfig(
+        grid_size=128, plane_channels=32, condition_channels=32, unet_channels=(32, 64, 128, 256), attention_levels=(False, False, False, True)
+    ),
+}
+"""Named architectures for ``train --preset``. ``cpu-64``: the bundled model's, 64^3 voxels of 5 mm, trainable on a
+CPU. ``paper-128``: the paper's output size, 128^3 voxels of 2.5 mm over the same 320 mm cube, 32 tri-plane and
+condition channels, a four-level denoiser with shifted-window attention at the lowest level (11.6 M parameters); measured on an H200 with bf16 autocast at
+0.16 s per training step of batch 1 (8.2 GiB) and 0.64 s at batch 8 (63.7 GiB), so batch 4 fits an 80 GB GPU
+without activation checkpointing."""
