@@ -10,6 +10,7 @@ import pytest
 import SimpleITK as sitk
 from test_model import TINY
 
+from DiffuX2CTLib.anatomy import generate_phantom
 from DiffuX2CTLib.cli import main
 from DiffuX2CTLib.data.geometry import VolumeGrid
 from DiffuX2CTLib.data.io import InputError, grid_image, write_image
@@ -20,7 +21,6 @@ from DiffuX2CTLib.evaluate import (
     report_markdown,
     summarise,
 )
-from DiffuX2CTLib.anatomy import generate_phantom
 
 
 @pytest.fixture(scope="module")

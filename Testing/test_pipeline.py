@@ -17,11 +17,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_model import TINY
 
-from DiffuX2CTLib.data import pipeline
 from DiffuX2CTLib.data.ctcache import CachedCTSource, prepare_cache
 from DiffuX2CTLib.data.geometry import VolumeGrid
 from DiffuX2CTLib.data.io import grid_image, resample_to_grid, write_image
-from DiffuX2CTLib.data.pipeline import HELD_OUT_SEED_START, REGION_RATES, PhantomSource, SampleMaker, batches, drr_grid, model_target
+from DiffuX2CTLib.data.pipeline import (
+    HELD_OUT_SEED_START,
+    REGION_RATES,
+    PhantomSource,
+    SampleMaker,
+    batches,
+    drr_grid,
+    model_target,
+)
 from DiffuX2CTLib.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,10 +13,10 @@ import torch
 from test_model import TINY
 
 from DiffuX2CTLib.data.io import InputError
+from DiffuX2CTLib.data.pipeline import PhantomSource, SampleMaker
 from DiffuX2CTLib.diffusion import sample
 from DiffuX2CTLib.model import DiffuX2CTNet
 from DiffuX2CTLib.modelfile import load_model, save_model
-from DiffuX2CTLib.data.pipeline import PhantomSource, SampleMaker
 from DiffuX2CTLib.train import TrainSettings, train
 
 
