@@ -32,27 +32,31 @@ class Outline:
         zs = np.arange(self.z0, 900.0, _STEP_MM)
         top = spine.z("C7", 1.0)
         shoulders = spine.z("T1")
-        keys = [-175 * h, -100 * h, 0.0, spine.z("L3"), spine.z("L1"), spine.z("T10"), spine.z("T6"), spine.z("T3"), shoulders,
-                top + 12 * h, top + 60 * h]
-        cage = [spine.cage(z, patient) for z in keys[5:8]]
-        half = [130, 170, 152, 140, 145] + [c[0] + 22 for c in cage] + [182 if not patient.arms_up else 160, 62, 56]
-        front = [70, 108, 128, 132, 135] + [c[1] + 26 for c in cage] + [70, 55, 50]
-        back = [95, 108, 95, 88, 86, 88, 90, 92, 90, 70, 66]
+        # Thighs, crotch, hips, iliac crests, waist, lower/mid/upper chest, shoulders, neck. Below the crotch the
+        # section splits into two lobes ``split`` mm either side of the midline (the thighs).
+        keys = [-400 * h, -175 * h, -130 * h, -100 * h, 0.0, spine.z("L3"), spine.z("L1"), spine.z("T10"), spine.z("T6"), spine.z("T3"),
+                shoulders, top + 12 * h, top + 60 * h]
+        cage = [spine.cage(z, patient) for z in keys[7:10]]
+        half = [70, 80, 130, 170, 152, 134, 140] + [c[0] + 22 for c in cage] + [182 if not patient.arms_up else 160, 62, 56]
+        front = [70, 80, 100, 108, 122, 122, 126] + [c[1] + 26 for c in cage] + [70, 55, 50]
+        back = [70, 80, 105, 108, 95, 88, 86, 88, 90, 92, 90, 70, 66]
+        split = np.interp(zs, keys[:4], [82.0 * w, 88.0 * w, 40.0 * w, 0.0])
+        forward = np.interp(zs, keys[:4], [45.0, 45.0, 15.0, 0.0])
         if patient.female:
-            half[1] *= 1.06
-            half[7:9] = [h_ * 0.94 for h_ in half[7:9]]
-        self.half = np.interp(zs, keys, np.array(half) * np.array([w] * 9 + [1, 1]))
+            half[3] *= 1.06
+            half[9:11] = [h_ * 0.94 for h_ in half[9:11]]
+        self.half = np.interp(zs, keys, np.array(half) * np.array([w] * 11 + [1, 1]))
         self.front = np.interp(zs, keys, np.array(front) * d)
         self.back = np.interp(zs, keys, np.array(back) * d)
-        fat_scale = np.interp(zs, keys, [1.2, 1.3, 1.3, 1.4, 1.2, 0.9, 0.7, 0.6, 0.5, 0.25, 0.2]) * (1.15 if patient.female else 1.0)
+        fat_scale = np.interp(zs, keys, [1.0, 1.1, 1.2, 1.3, 1.3, 1.4, 1.2, 0.9, 0.7, 0.6, 0.5, 0.25, 0.2]) * (1.15 if patient.female else 1.0)
         self.fat_side = fat * fat_scale
-        self.fat_front = fat * fat_scale * np.interp(zs, keys, [1.0, 1.0, 1.5, 1.5, 1.3, 1.0, 0.8, 0.8, 0.8, 0.6, 0.6])
+        self.fat_front = fat * fat_scale * np.interp(zs, keys, [1.0, 1.0, 1.0, 1.0, 1.5, 1.5, 1.3, 1.0, 0.8, 0.8, 0.8, 0.6, 0.6])
         self.fat_back = fat * fat_scale * 0.75
-        spine_xy = np.array([spine.at(max(z, 0.0)) for z in zs])
-        self.xref, self.yref = spine_xy[:, 0], spine_xy[:, 1]
-        self.bottom, self.neck_top = -175.0 * h, top + 80.0 * h
+        xref, yref = spine.at(np.maximum(zs, 0.0))
+        self.xref, self.yref = xref, yref - forward
+        self.neck_top = top + 80.0 * h
         table = np.stack([self.xref, self.yref, self.half, self.front, self.back, self.half + self.fat_side,
-                          self.front + self.fat_front, self.back + self.fat_back])
+                          self.front + self.fat_front, self.back + self.fat_back, split])
         self.table = torch.as_tensor(table, dtype=torch.float32, device=device)
         self.zs = zs
 
@@ -71,10 +75,10 @@ class Outline:
         ramp needs it; far away only its sign matters."""
         index = ((z - self.z0) / _STEP_MM).round_().clamp_(0, len(self.zs) - 1).long()
         xr, yr = self.table[0][index], self.table[1][index]
-        u, v = (x - xr).abs_(), y - yr
+        u, v = (x - xr).abs_().sub_(self.table[8][index]).abs_(), y - yr
         posterior = v > 0
         v.abs_()
-        ends = torch.maximum(self.bottom - z, z - self.neck_top)
+        ends = z - self.neck_top
         out = []
         for inset in insets:
             rows = (5, 6, 7) if inset < 0 else (2, 3, 4)
@@ -89,7 +93,7 @@ class Outline:
 
 
 def _limbs(spine: Spine, patient: Patient, outline: Outline, glenoids: dict[float, np.ndarray]) -> list[tuple[np.ndarray, float, float]]:
-    """Centre lines of the arms and thighs with their lean radius and fat thickness (mm)."""
+    """Centre lines of the upper arms and forearms with their lean radius and fat thickness (mm)."""
     h, fat = patient.height, patient.fat_mm
     limbs = []
     for side, glenoid in glenoids.items():
@@ -104,11 +108,6 @@ def _limbs(spine: Spine, patient: Patient, outline: Outline, glenoids: dict[floa
             wrist = np.array([at["x"] + side * (at["half"] + at["fat_side"] + 38.0 + 0.4 * fat), at["y"] - 30.0, elbow[2] - 250.0 * h])
         limbs.append((np.array([glenoid + np.array([side * 8.0, 0, 0]), elbow]), 40.0 * patient.width, 0.5 * fat))
         limbs.append((np.array([elbow, wrist]), 30.0 * patient.width, 0.35 * fat))
-    for side in (-1.0, 1.0):
-        at = outline.sample(-100.0 * h)
-        hip = np.array([at["x"] + side * 88.0 * patient.width, at["y"] - 20.0, -110.0 * h])
-        knee = hip + np.array([-side * 20.0, -10.0, -420.0 * h])
-        limbs.append((np.array([hip, knee]), 78.0 * patient.width, 1.1 * fat))
     return limbs
 
 
@@ -145,8 +144,9 @@ def paint_body(canvas: Canvas, spine: Spine, patient: Patient, outline: Outline,
     def cavity(x, y, z):
         index = ((z - outline.z0) / _STEP_MM).round().clamp(0, len(outline.zs) - 1).long()
         posterior_limit = y - (back_cut[index] + 30.0)
+        pelvic_floor = -135.0 * patient.height + 0.003 * (x - float(outline.xref[0])) ** 2  # a funnel, lowest mid-line
         return torch.maximum(torch.maximum(outline.distances(x, y, z, (wall_mm,))[0], posterior_limit),
-                             torch.maximum(z - dome, -120.0 * patient.height - z))
+                             torch.maximum(z - dome, pelvic_floor - z))
 
     visceral = t.fat * (0.35 + 0.65 * patient.visceral) + 25.0 * (0.65 - 0.65 * patient.visceral)
     canvas.paint((-250, -300, -140 * patient.height), (250, 200, dome + 10), cavity, visceral, 0)

@@ -34,10 +34,9 @@ class Diaphragm:
         self.z0 = self.left - 160.0
         zs = np.arange(self.z0, self.apex + 40.0, _STEP_MM)
         self.zs = zs
-        cage = np.array([spine.cage(z, patient) for z in zs])
-        xy = np.array([spine.at(z) for z in zs])
-        self.table = np.stack([xy[:, 0], xy[:, 1], cage[:, 0], cage[:, 1], cage[:, 2]])
-        self.width = float(cage[:, 0].max())
+        half, front, back = spine.cage(zs, patient)
+        self.table = np.stack([*spine.at(zs), half, front, back])
+        self.width = float(half.max())
         self.x0, self.y0 = spine.at(self.right)
         self._torch: dict[torch.device, torch.Tensor] = {}
 
@@ -66,8 +65,8 @@ class Diaphragm:
         v = y - ys
         depth = xp.where(v > 0, back, front)
         a, b = (half - 2.0) * (0.93 if side > 0 else 1.0), depth - 4.0
-        k = ((xp.abs(u) / a) ** 2.2 + (xp.abs(v) / b) ** 2.2) ** (1 / 2.2)
-        wall = (k - 1.0) * xp.sqrt(a * b) * 0.8
+        p, q = u / a, v / b
+        wall = (p * p + q * q - 1.0) * xp.sqrt(a * b) * 0.5  # first-order distance to the elliptic section
         medial = 7.0 - u
         floor = self.dome(x, y, xp) - z
         return xp.maximum(xp.maximum(wall, medial), xp.maximum(floor, z - self.apex))

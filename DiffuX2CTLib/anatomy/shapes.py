@@ -43,15 +43,14 @@ class Canvas:
     def box(self, low: Sequence[float], high: Sequence[float]) -> tuple[slice, slice, slice] | None:
         """Voxel slices ``(z, y, x)`` covering the body-frame box ``[low, high]``, or None when it misses."""
         lo, hi = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
-        corners = np.stack(np.meshgrid(*zip(lo, hi), indexing="ij"), axis=-1).reshape(-1, 3)
-        world = corners @ self.rotation.T + self.translation
-        pad = self.slack_mm + self.spacing_mm
-        first = (world.min(axis=0) - pad - self.origin_lps) / self.spacing_mm
-        last = (world.max(axis=0) + pad - self.origin_lps) / self.spacing_mm
+        center = self.rotation @ (0.5 * (lo + hi)) + self.translation - self.origin_lps
+        half = np.abs(self.rotation) @ (0.5 * (hi - lo)) + self.slack_mm + self.spacing_mm
+        first = np.floor((center - half) / self.spacing_mm).astype(int)
+        last = np.ceil((center + half) / self.spacing_mm).astype(int) + 1
         shape_xyz = self.hu.shape[::-1]
         slices = []
         for axis in (2, 1, 0):
-            a, b = max(0, int(np.floor(first[axis]))), min(shape_xyz[axis], int(np.ceil(last[axis])) + 1)
+            a, b = max(0, int(first[axis])), min(shape_xyz[axis], int(last[axis]))
             if b <= a:
                 return None
             slices.append(slice(a, b))

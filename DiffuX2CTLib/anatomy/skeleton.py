@@ -62,24 +62,26 @@ class Spine:
     levels: dict[str, Level]
     curve: np.ndarray  # (K, 3) centre line from below the sacrum to above C5, every 2 mm in z
 
-    def at(self, z: float) -> tuple[float, float]:
-        """(x, y) of the vertebral-body centre line at height ``z``."""
-        return float(np.interp(z, self.curve[:, 2], self.curve[:, 0])), float(np.interp(z, self.curve[:, 2], self.curve[:, 1]))
+    def at(self, z):
+        """(x, y) of the vertebral-body centre line at height ``z`` (a float or an array of heights)."""
+        x, y = np.interp(z, self.curve[:, 2], self.curve[:, 0]), np.interp(z, self.curve[:, 2], self.curve[:, 1])
+        return (float(x), float(y)) if np.ndim(z) == 0 else (x, y)
 
     def z(self, name: str, where: float = 0.0) -> float:
         """Height of a level's centre, or ``where`` (-1 bottom, 1 top) along its body."""
         level = self.levels[name]
         return float(level.center[2] + 0.5 * where * level.height)
 
-    def cage(self, z: float, patient: Patient) -> tuple[float, float, float]:
-        """Inner rib cage at height ``z``: half width, depth in front of and behind the vertebral-body centre (mm)."""
+    def cage(self, z, patient: Patient):
+        """Inner rib cage at height ``z`` (a float or an array): half width, depth in front of and behind the
+        vertebral-body centre (mm)."""
         top, bottom = self.z("T1", 1.0), self.z("T12")
         t = (z - top) / (bottom - top)
         knots = [-0.12, 0.0, 0.08, 0.18, 0.3, 0.5, 0.7, 0.85, 1.0, 1.15]
         half = np.interp(t, knots, [21, 55, 85, 104, 119, 131, 138, 139, 135, 127]) * patient.width
         front = np.interp(t, knots, [26, 50, 74, 92, 105, 116, 122, 124, 122, 113]) * patient.depth
         back = np.interp(t, knots, [25, 33, 40, 43, 45, 46, 46, 45, 43, 40]) * patient.depth
-        return float(half), float(front), float(back)
+        return (float(half), float(front), float(back)) if np.ndim(z) == 0 else (half, front, back)
 
 
 def build_spine(patient: Patient) -> Spine:
@@ -160,10 +162,12 @@ def _sacrum(canvas: Canvas, spine: Spine, patient: Patient, trabecular: Value) -
     pts[:, 2] *= h
     radii = [(25, 17), (20, 14), (16, 11), (12, 9), (9, 7), (6, 5)]
     for (p, (rx, ry)) in zip(pts, radii):
-        shelled_ellipsoid(canvas, p, (rx * w**0.5, ry, 11 * h), 1.5, t.cortical, trabecular, label)
-    for side in (-1.0, 1.0):
-        shelled_ellipsoid(canvas, (x0 + side * 36 * w, y0 + 16, -26 * h), (24 * w, 20, 30 * h), 2.0, t.cortical, trabecular, label,
-                          axes=frame(side * 15, 25, 0))
+        shelled_ellipsoid(canvas, p, (rx * w**0.5, ry, 14 * h), 1.5, t.cortical, trabecular, label)
+    # Lateral masses (alae at S1-S2, narrowing to S4) reaching the sacroiliac joints.
+    for p, reach, height in zip(pts[:4], (38.0, 34.0, 24.0, 14.0), (30.0, 22.0, 14.0, 10.0)):
+        for side in (-1.0, 1.0):
+            shelled_ellipsoid(canvas, p + np.array([side * reach * w, 6.0, 0.0]), (reach * 0.75 * w, 17.0, height * h), 2.0, t.cortical,
+                              trabecular, label, axes=frame(side * 15, 25, 0))
     cylinder(canvas, (x0, y0 + 30, -40 * h), (10, 6), 40 * h, t.csf, 0, axes=frame(0, 30, 0))
 
 
@@ -292,21 +296,32 @@ def _pelvis(canvas: Canvas, spine: Spine, patient: Patient, trabecular: Value) -
     for side in (-1.0, 1.0):
         cx, cy = x0 + side * 48.0 * w, y0 - 68.0 * patient.depth
 
-        def wing(x, y, z, side=side, cx=cx, cy=cy, thickness=5.0):
-            a = (35.0 + (z / h + 75.0) * 0.32) * w
-            b = (58.0 + (z / h + 75.0) * 0.48) * patient.depth
+        def semi_axes(z):
+            return (35.0 + (z / h + 75.0) * 0.32) * w, (58.0 + (z / h + 75.0) * 0.48) * patient.depth
+
+        def crest(phi):
+            return (52.0 - 18.0 * (phi - 1.1) ** 2) * h
+
+        def wing(x, y, z, side=side, cx=cx, cy=cy):
+            """A flaring plate: part of a cone of elliptic sections, from the sacroiliac joint round to the anterior
+            superior spine, thin in the iliac fossa and thick towards the acetabulum."""
+            a, b = semi_axes(z)
             u, v = side * (x - cx), y - cy
             k = torch.sqrt((u / a) ** 2 + (v / b) ** 2)
             d = (k - 1.0) * torch.minimum(a, b)
             phi = torch.atan2(u, v)
-            crest = (52.0 - 18.0 * (phi - 1.1) ** 2) * h
-            return torch.maximum(torch.maximum(d.abs() - thickness, z - crest),
+            thickness = 4.0 + 6.0 * ((-20.0 - z / h) / 55.0).clamp(0.0, 1.0)
+            return torch.maximum(torch.maximum(d.abs() - thickness, z - crest(phi)),
                                  torch.maximum(-75.0 * h - z, torch.maximum(-30.0 - phi * 60.0, (phi - 1.85) * 60.0)))
 
         low = (min(side * 140 * w, x0 + side * 10), cy - 130, -90 * h)
         high = (max(side * 140 * w, x0 + side * 10), y0 + 70, 65 * h)
-        canvas.paint(low, high, wing, t.cortical, label)
-        canvas.paint(low, high, lambda x, y, z, f=wing: f(x, y, z) + 2.8, trabecular)
+        canvas.paint(low, high, wing, t.cortical, label, shells=[(2.8, trabecular, None)])
+        phis = np.linspace(-0.4, 1.85, 10)
+        rim_z = crest(phis) - 4.0 * h
+        a, b = semi_axes(rim_z)
+        rim = np.stack([cx + side * a * np.sin(phis), cy + b * np.cos(phis), rim_z], axis=1)
+        shelled_tube(canvas, rim, 7.0, 2.0, t.cortical, trabecular, label)
         head = landmarks["head_left" if side > 0 else "head_right"]
         ellipsoid(canvas, head, (31.0, 31.0, 31.0), t.cortical, label, clip=lambda x, y, z, c=head, s=side: (c[2] - 6.0 - z) + 0.0 * x)
         shelled_ellipsoid(canvas, head + np.array([-side * 14.0, 0.0, 22.0]), (24.0, 30.0, 26.0), 2.0, t.cortical, trabecular, label)

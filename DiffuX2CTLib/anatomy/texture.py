@@ -41,12 +41,15 @@ def smooth_field(shape: tuple[int, int, int], seed: int, stream: int, cell_voxel
 
 
 def scanner(hu: torch.Tensor, seed: int, noise_hu: float, kernel: float) -> torch.Tensor:
-    """Add quantum noise of ``noise_hu`` and filter with the separable 3-tap kernel ``[k, 1 - 2k, k]`` on each axis
-    (``k`` > 0 a soft kernel, < 0 a sharp one; the noise is filtered too, as in a reconstruction)."""
-    out = hu + noise_hu * hash_normal(tuple(hu.shape), seed, 7, hu.device)
-    if kernel != 0.0:
-        for dim in range(3):
-            padded = torch.cat([out.narrow(dim, 0, 1), out, out.narrow(dim, out.shape[dim] - 1, 1)], dim=dim)
-            n = out.shape[dim]
-            out = (1.0 - 2.0 * kernel) * out + kernel * (padded.narrow(dim, 0, n) + padded.narrow(dim, 2, n))
+    """Add quantum noise of ``noise_hu`` (in place) and filter with the separable 3-tap kernel ``[k, 1 - 2k, k]`` on
+    each axis (``k`` > 0 a soft kernel, < 0 a sharp one; the noise is filtered too, as in a reconstruction)."""
+    out = hu.add_(hash_normal(tuple(hu.shape), seed, 7, hu.device).mul_(noise_hu))
+    for dim in range(3):
+        n = out.shape[dim]
+        filtered = out * (1.0 - 2.0 * kernel)
+        filtered.narrow(dim, 1, n - 1).add_(out.narrow(dim, 0, n - 1), alpha=kernel)
+        filtered.narrow(dim, 0, n - 1).add_(out.narrow(dim, 1, n - 1), alpha=kernel)
+        filtered.narrow(dim, 0, 1).add_(out.narrow(dim, 0, 1), alpha=kernel)  # edges repeat their outer voxel
+        filtered.narrow(dim, n - 1, 1).add_(out.narrow(dim, n - 1, 1), alpha=kernel)
+        out = filtered
     return out
