@@ -36,10 +36,18 @@ def _unenhanced_seeds(count: int, start: int = 0) -> list[int]:
     return seeds
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Paint on one thread: the phantoms' many small boxes gain nothing from two, and lose a lot on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def trunks():
     """Two whole trunks (C5 to the proximal femora) of unenhanced patients with their label maps."""
-    torch.set_num_threads(2)
     out = []
     for seed in _unenhanced_seeds(2):
         hu, origin, labels = whole_trunk(seed, TRUNK_SPACING, 96, labels=True)
