@@ -333,3 +333,12 @@ def test_a_serving_worker_answers_a_malformed_job_and_keeps_serving():
         assert worker.wait(30) == 0
     finally:
         worker.kill()
+
+
+def test_a_missing_python_is_a_clear_error_for_the_job_and_the_probe(app, tmp_path):
+    logic = SceneLogic(app.scene, app.app_logic, python_executable=str(tmp_path / "no-such-python"))
+    with pytest.raises(InputError, match="could not start DiffuX2CT's background process with .*no-such-python"):
+        logic.start(app.ap, app.lateral, **QUICK)
+    assert logic.job is None
+    with pytest.raises(InputError, match="could not start DiffuX2CT's background process"):
+        logic.start_probe()

@@ -1,6 +1,5 @@
-"""The panel's state, saved with the scene (Slicer's parameter node wrapper)."""
-
-from __future__ import annotations
+"""The panel's state, saved with the scene (Slicer's parameter node wrapper). No ``from __future__ import
+annotations`` here: the wrapper reads the annotations as types."""
 
 from pathlib import Path
 from typing import Annotated
@@ -32,7 +31,7 @@ class DiffuX2CTParameterNode:
     idleMinutes: Annotated[int, WithinRange(0, 1440)] = 10
 
 
-def connectGui(parameterNode, ui) -> object | None:
+def connectGui(parameterNode, ui) -> object:
     """``parameterNode.connectGui(ui)`` that returns the tag needed to disconnect. Slicer 5.8 forgets to return
     it (fixed in 5.10), so ``disconnectGui`` did nothing and every ``enter()`` added a set of connections; there
     the tag is the one connection that appeared. None only when it cannot be found: then the caller must not

@@ -9,6 +9,10 @@ own child and forwards no signal. Stopping only the process we started would lea
 runner starts every worker in a new session (POSIX: its own process group) and stops the whole group; on
 Windows ``taskkill /T`` ends the tree. The worker also ends itself when the process that started it goes away
 (see ``PARENT_PID_VARIABLE``).
+
+Why not ``qt.QProcess`` inside Slicer: with Slicer's Qt 5 it cannot start the child in a new session or process
+group (``setChildProcessModifier`` arrived in Qt 6), so it could not stop what the launcher started; the reader
+threads here only fill a queue that the panel's timer empties, so the GUI thread never blocks on the worker.
 """
 
 from __future__ import annotations

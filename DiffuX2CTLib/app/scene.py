@@ -238,12 +238,12 @@ class ReconstructionJob:
         self.status = JobStatus(JobState.FAILED, self.status.step, self.status.total, None, message, kind)
         self._cleanup()
 
-    def cancel(self) -> None:
-        """Stop the job (the worker stays warm when it stops within a few seconds, else it is ended with all it
-        started) and remove its files; the scene stays as it was."""
+    def cancel(self, grace_s: float | None = None) -> None:
+        """Stop the job (the worker stays warm when it stops within ``grace_s``, by default a few seconds, else
+        it is ended with all it started) and remove its files; the scene stays as it was."""
         if self.finished:
             return
-        stopped = self._session.cancel(self._id)
+        stopped = self._session.cancel(self._id, grace_s)
         message = "cancelled" if stopped else "cancelled; the background process did not stop in time and was ended"
         self.status = JobStatus(JobState.CANCELLED, self.status.step, self.status.total, None, message)
         self._cleanup()
@@ -386,7 +386,10 @@ class SceneLogic:
 
     def start_probe(self, timeout_s: float = PROBE_TIMEOUT_S) -> ProbeJob:
         """Check in the background what the worker's Python has (see :class:`ProbeJob`)."""
-        process = self.runner.start([self.python_executable, "-m", "DiffuX2CTLib.app.worker", "--probe"], env=worker_environment(str(LIBRARY_PARENT)))
+        try:
+            process = self.runner.start([self.python_executable, "-m", "DiffuX2CTLib.app.worker", "--probe"], env=worker_environment(str(LIBRARY_PARENT)))
+        except OSError as error:
+            raise InputError(f"could not start DiffuX2CT's background process with {self.python_executable}: {error}") from None
         return ProbeJob(process, self.python_executable, timeout_s)
 
     def probe(self, timeout_s: float = PROBE_TIMEOUT_S) -> dict:
@@ -396,7 +399,7 @@ class SceneLogic:
     def shutdown(self) -> None:
         """Cancel a running job and end the worker (module cleanup, Slicer exiting)."""
         if self.job is not None:
-            self.job.cancel()
+            self.job.cancel(grace_s=0.0)  # the worker is ended anyway: no need to wait for it to stop the job
         self.session.shutdown()
 
     def _job_ended(self, job: ReconstructionJob) -> None:

@@ -12,6 +12,7 @@ import time
 import weakref
 from collections.abc import Callable
 
+from ..errors import InputError
 from ..job import parse_event
 from .runner import ProcessRunner, RunningProcess, worker_environment
 
@@ -72,7 +73,10 @@ class WorkerSession:
         command = [self.python_executable, "-m", "DiffuX2CTLib.app.worker", "--serve"]
         if self.idle_timeout_s:
             command += ["--idle-timeout", f"{self.idle_timeout_s:g}"]
-        self.process = self.runner.start(command, env=worker_environment(self.library_parent))
+        try:
+            self.process = self.runner.start(command, env=worker_environment(self.library_parent))
+        except OSError as error:  # e.g. the Python executable is missing or not executable
+            raise InputError(f"could not start DiffuX2CT's background process with {self.python_executable}: {error}") from None
         self._finalizer = weakref.finalize(self, self.process.terminate)  # a forgotten session takes its worker along
         self.key, self.pid, self.last_memory, self._idle_exit, self._pending = key, None, None, False, []
         self.starts += 1
