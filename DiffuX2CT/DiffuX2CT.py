@@ -7,14 +7,13 @@ process (``DiffuX2CTLib.app.worker --serve``), so Slicer's own process never imp
 
 import importlib
 import sys
-from pathlib import Path
 
 import slicer
 import vtk
 from DiffuX2CTWidgets import dicom
 from DiffuX2CTWidgets.i18n import _, translate
 from DiffuX2CTWidgets.panel import ReconstructionPanel
-from DiffuX2CTWidgets.parameters import DiffuX2CTParameterNode, connectGui
+from DiffuX2CTWidgets.parameters import DiffuX2CTParameterNode, connectGui, modelArgument
 from DiffuX2CTWidgets.sampledata import loadSamplePair, registerSampleData
 from DiffuX2CTWidgets.shared import endSharedSceneLogic, sharedSceneLogic
 from slicer.ScriptedLoadableModule import (
@@ -95,6 +94,7 @@ class DiffuX2CTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def enter(self):
         self.initializeParameterNode()
+        self.panel.warmUp()
 
     def exit(self):
         self.setParameterNode(None)
@@ -136,8 +136,7 @@ class DiffuX2CTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class DiffuX2CTLogic(ScriptedLoadableModuleLogic):
-    """What the panel and the Python console call: parameters in, a background job out. The MRML work is in
-    DiffuX2CTLib.app.scene.SceneLogic, which is used (and tested) the same way outside Slicer."""
+    """What the panel and the console call; the MRML work is in DiffuX2CTLib.app.scene.SceneLogic."""
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
@@ -146,18 +145,19 @@ class DiffuX2CTLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return DiffuX2CTParameterNode(super().getParameterNode())
 
-    def start(self, parameterNode):
-        """Start a background reconstruction with the panel's parameters; returns the job to poll."""
-        p = parameterNode
-        model = None if Path(p.modelFolder) == BUNDLED_MODEL_DIR else str(p.modelFolder)
+    def start(self, p):
+        """Start a background reconstruction with the panel's parameters ``p``; returns the job to poll."""
         return self.sceneLogic.start(
-            p.apVolume, p.lateralVolume, model=model, acquisition=dicom.acquisition(p), source_files=dicom.sourceFiles(p),
+            p.apVolume, p.lateralVolume, model=modelArgument(p), acquisition=dicom.acquisition(p), source_files=dicom.sourceFiles(p),
             output_node=p.outputVolume, steps=p.steps, seed=p.seed, samples=p.samples, device=p.device, check_inputs=p.checkInputs,
         )
 
+    def preload(self, p):
+        """Start the background process and load the panel's model on its device, before the first job."""
+        self.sceneLogic.preload(modelArgument(p), p.device)
+
     def reconstruct(self, apNode, lateralNode, **options):
-        """Blocking reconstruction for the Python console (a warm worker serves repeated calls); returns the CT
-        volume node. ``options``: see DiffuX2CTLib.app.scene.SceneLogic.start."""
+        """Blocking reconstruction for the console (on the warm worker); options: see SceneLogic.start."""
         return self.sceneLogic.reconstruct(apNode, lateralNode, **options)
 
 

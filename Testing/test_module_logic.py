@@ -306,6 +306,10 @@ class _FakeLogic:
         self.reports = list(reports)
         self.sceneLogic = types.SimpleNamespace(start_probe=lambda: _Probe(self.reports.pop(0)), session=_FakeSession())
         self.started = 0
+        self.preloads = 0
+
+    def preload(self, parameters):
+        self.preloads += 1
 
     def start(self, parameters):
         self.started += 1
@@ -343,6 +347,32 @@ def test_reconstruct_cannot_be_clicked_again_while_dependencies_install(module):
     assert logic.started == 1 and panel.phase == module.widgets.panel.Phase.RUNNING
     panel.onReconstruct()
     assert logic.started == 1
+
+
+def test_opening_the_panel_checks_in_the_background_and_preloads_without_installing(module):
+    recorder = _Recorder()
+    complete = {"missing": [], "cuda": False}
+    panel, logic = _panel(module, [complete], recorder)
+    panel.warmUp()
+    assert panel.phase == module.widgets.panel.Phase.CHECKING and not panel.ui.reconstructButton.enabled
+    panel.onPoll()
+    assert panel.phase == module.widgets.panel.Phase.IDLE and logic.preloads == 1 and logic.started == 0
+    assert panel.ui.reconstructButton.enabled and "Ready" in panel.ui.statusLabel.text
+    panel.warmUp()  # entering the module again: the check is known, only the (cheap) preload is repeated
+    assert logic.preloads == 2 and panel.phase == module.widgets.panel.Phase.IDLE
+    panel.onReconstruct()  # known complete: the job starts at once
+    assert logic.started == 1
+
+    missing = {"missing": ["monai"], "cuda": False}
+    panel, logic = _panel(module, [missing, missing, complete], recorder)
+    panel.warmUp()
+    panel.onPoll()
+    assert panel.phase == module.widgets.panel.Phase.IDLE and recorder.pip == [] and logic.preloads == 0
+    assert "Reconstruct will offer to install what the background process lacks: monai" in panel.ui.statusLabel.text
+    panel.onReconstruct()  # now the check runs again and the install is offered; then the job starts
+    panel.onPoll()
+    panel.onPoll()
+    assert recorder.pip == [["--no-deps", "monai>=1.4"]] and logic.started == 1
 
 
 def test_still_missing_after_installing_is_an_error_not_a_loop(module):

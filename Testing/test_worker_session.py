@@ -122,6 +122,19 @@ def test_two_reconstructions_in_a_row_reuse_one_worker_and_the_second_skips_star
     assert second.result.ct_node.GetAttribute("DiffuX2CT.steps") == "2"
 
 
+def test_a_preloaded_worker_skips_start_up_on_the_first_job(app, logics):
+    """The panel preloads when it opens: the worker starts and loads the model before any job."""
+    logic = logics(app)
+    logic.preload(device="cpu")
+    deadline = time.monotonic() + 120
+    while not logic.session.preloaded and logic.session.alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert logic.session.preloaded
+    job = logic.start(app.ap, app.lateral, device="cpu", **QUICK)
+    job.wait(interval_s=0.05)
+    assert job.stages == [] and logic.session.starts == 1
+
+
 def test_the_worker_keeps_serving_after_a_job_fails_on_bad_input(app, logics):
     logic = logics(app)
     failed = logic.start(_blank(app), app.lateral, **QUICK)
@@ -195,7 +208,7 @@ def test_a_job_that_does_not_stop_in_time_is_ended_with_its_worker(app, logics, 
     pid, launcher = job.worker_pid, logic.session.process.pid
     job.cancel()
     assert job.status.state == JobState.CANCELLED and "did not stop in time and was ended" in job.status.message
-    assert not process_alive(pid) and not process_alive(launcher)
+    assert wait_until_gone(pid, 5.0) and wait_until_gone(launcher, 5.0)  # SIGKILL was sent; the kernel ends them
     assert logic.session.process is None  # the next job starts a new worker
 
 

@@ -49,6 +49,7 @@ class ReconstructionPanel:
         self.environment: dict | None = None  # the probe's report, once known
         self.parameterNode = None
         self._installed = False  # installation ran in this session: a second "missing" is an error, not a loop
+        self._runAfterCheck = True  # False for the check made when the panel opens: then only preload
         self._summarisedModel = None
         self._geometryNodes = None
         self._timer = timer if timer is not None else qt.QTimer()
@@ -87,9 +88,27 @@ class ReconstructionPanel:
         if self.phase != Phase.IDLE:
             return  # a click while something is under way (e.g. from the events pip processes) does nothing
         if self.environment is None or self.environment["missing"]:
+            self._runAfterCheck = True
             self._startProbe()
         else:
             self._startJob()
+
+    def warmUp(self) -> None:
+        """When the panel opens: check the worker's Python in the background and, when it is complete, start the
+        worker and load the model, so the first reconstruction skips start-up. Installs only on Reconstruct."""
+        if self.phase != Phase.IDLE or self.parameterNode is None:
+            return
+        if self.environment is None:
+            self._runAfterCheck = False
+            self._startProbe()
+        elif not self.environment["missing"]:
+            self._preload()
+
+    def _preload(self) -> None:
+        try:
+            self.logic.preload(self.parameterNode)
+        except InputError as error:
+            self.setStatus(str(error), error=True)
 
     def onCancel(self) -> None:
         if self.job is not None:
@@ -144,8 +163,13 @@ class ReconstructionPanel:
             return
         self.environment = report
         self.ui.deviceInfoLabel.text = _("GPU: {name}").format(name=report["gpu_name"]) if report.get("cuda") else _("No CUDA GPU found: the CPU will be used.")
-        if not report["missing"]:
+        if not report["missing"] and not self._runAfterCheck:
+            self._finish(_("Ready; the model is being loaded in the background."))
+            self._preload()
+        elif not report["missing"]:
             self._startJob()
+        elif not self._runAfterCheck:
+            self._finish(_("Reconstruct will offer to install what the background process lacks: {names}").format(names=", ".join(report["missing"])))
         elif self._installed:
             self._finish(_("Still missing after installation: {names}").format(names=", ".join(report["missing"])), error=True)
         else:
@@ -165,7 +189,7 @@ class ReconstructionPanel:
             return
         self._installed = True
         self.phase = Phase.IDLE
-        self._startProbe()  # check again, in the background, that everything is there now
+        self._startProbe()  # _runAfterCheck is still True: the job starts when the check passes  # check again, in the background, that everything is there now
 
     def _startJob(self) -> None:
         self._begin(Phase.RUNNING, _("Starting the reconstruction..."))

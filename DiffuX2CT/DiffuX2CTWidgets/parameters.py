@@ -42,3 +42,9 @@ def connectGui(parameterNode, ui) -> object:
         added = set(getattr(parameterNode, "_parameterGUIs", {}) or {}) - before
         tag = added.pop() if len(added) == 1 else None
     return tag
+
+
+def modelArgument(parameterNode):
+    """The model folder to send to the worker: None for the bundled model."""
+    folder = Path(parameterNode.modelFolder)
+    return None if folder == BUNDLED_MODEL_DIR else str(folder)

@@ -384,6 +384,11 @@ class SceneLogic:
         """Blocking reconstruction (console, scripts): returns the CT volume node. Same arguments as :meth:`start`."""
         return self.start(ap_node, lateral_node, **options).wait(progress).ct_node
 
+    def preload(self, model: str | None = None, device: str = "auto") -> None:
+        """Start the worker and load the model in the background, so the first reconstruction skips start-up."""
+        if self.job is None or self.job.finished:
+            self.session.preload(str(model) if model is not None else None, device)
+
     def start_probe(self, timeout_s: float = PROBE_TIMEOUT_S) -> ProbeJob:
         """Check in the background what the worker's Python has (see :class:`ProbeJob`)."""
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 import weakref
+from pathlib import Path
 from collections.abc import Callable
 
 from ..errors import InputError
@@ -62,6 +63,7 @@ class WorkerSession:
         self.key: tuple | None = None
         self.pid: int | None = None  # the worker's own pid (behind a launcher it differs from the process we started)
         self.starts = 0
+        self.preloaded = False  # the worker said it loaded the model before any job
         self.last_memory: dict | None = None
         self._idle_exit = False
         self._pending: list[dict] = []
@@ -78,7 +80,7 @@ class WorkerSession:
         except OSError as error:  # e.g. the Python executable is missing or not executable
             raise InputError(f"could not start DiffuX2CT's background process with {self.python_executable}: {error}") from None
         self._finalizer = weakref.finalize(self, self.process.terminate)  # a forgotten session takes its worker along
-        self.key, self.pid, self.last_memory, self._idle_exit, self._pending = key, None, None, False, []
+        self.key, self.pid, self.last_memory, self._idle_exit, self._pending, self.preloaded = key, None, None, False, [], False
         self.starts += 1
 
     @property
@@ -109,6 +111,13 @@ class WorkerSession:
         if self.process is None:
             self._start(key)
         return note
+
+    def preload(self, model: str | None, device: str) -> None:
+        """Start the worker for (model, device) and have it load the model now, so the first job skips start-up
+        (the panel does this when it opens)."""
+        key = (str(Path(model).resolve()) if model else None, device)
+        self.ensure(key)
+        self.process.send_line(command_line("preload", model=model, device=device))
 
     def set_idle_timeout(self, seconds: float | None) -> None:
         """How long an idle worker waits before it exits (None: until Slicer closes); a running worker is told."""
@@ -144,6 +153,8 @@ class WorkerSession:
                 self.pid = event.get("pid")
             elif event["event"] == "idle_exit":
                 self._idle_exit = True
+            elif event["event"] == "preloaded":
+                self.preloaded = True
             else:
                 if isinstance(event.get("memory"), dict):
                     self.last_memory = event["memory"]

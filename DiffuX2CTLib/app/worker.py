@@ -3,7 +3,8 @@
 * ``python -m DiffuX2CTLib.app.worker JOB.json`` runs one reconstruction (the command line and tests use it);
 * ``python -m DiffuX2CTLib.app.worker --serve [--idle-timeout S]`` stays running: commands arrive as JSON lines on
   stdin (``{"command": "run", "id": 1, "job": {...}}``, ``{"command": "cancel", "id": 1}``,
-  ``{"command": "idle_timeout", "seconds": S}``, ``{"command": "exit"}``), the model stays loaded between jobs, a failed or cancelled job leaves it serving, and
+  ``{"command": "idle_timeout", "seconds": S}``, ``{"command": "preload", "model": M, "device": D}``,
+  ``{"command": "exit"}``), the model stays loaded between jobs, a failed or cancelled job leaves it serving, and
   it exits after ``S`` idle seconds (freeing its memory) or when stdin closes;
 * ``python -m DiffuX2CTLib.app.worker --probe`` reports which dependencies and GPU this Python has.
 
@@ -175,6 +176,24 @@ def run(job_path: str) -> int:
     return 0 if run_spec(spec, _emit) else EXIT_FAILED
 
 
+def _preload(model: str | None, device: str) -> bool:
+    """Import the engine and load the model before the first job (the panel was opened); reports ``preloaded``.
+    A failure is only logged: the job that follows reports it properly."""
+    if missing_modules():
+        return False
+    try:
+        from ..device import resolve_device
+        from ..reconstruct import cached_model
+
+        started = time.monotonic()
+        cached_model(model, resolve_device(device))
+    except Exception as error:  # noqa: BLE001 - the next job reports the same problem as an event
+        print(f"preloading the model failed: {error}", file=sys.stderr, flush=True)
+        return False
+    _emit("preloaded", model=model, device=device, seconds=round(time.monotonic() - started, 2))
+    return True
+
+
 def serve(idle_timeout_s: float | None = None) -> None:
     """Persistent mode: run the jobs that arrive on stdin one after another with the model kept loaded; ends
     the process on ``exit``, after ``idle_timeout_s`` idle seconds, or when stdin closes."""
@@ -211,6 +230,11 @@ def serve(idle_timeout_s: float | None = None) -> None:
         if command.get("command") == "idle_timeout":
             seconds = command.get("seconds")
             idle_timeout_s = float(seconds) if isinstance(seconds, (int, float)) and seconds > 0 else None
+            continue
+        if command.get("command") == "preload":
+            key = (str(Path(command["model"]).resolve()) if command.get("model") else None, command.get("device", "auto"))
+            if key not in loaded and _preload(command.get("model"), key[1]):
+                loaded.add(key)
             continue
         if command.get("command") != "run":
             print(f"ignored unknown command {command.get('command')!r}", file=sys.stderr)
