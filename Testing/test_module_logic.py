@@ -353,6 +353,7 @@ def test_opening_the_panel_checks_in_the_background_and_preloads_without_install
     recorder = _Recorder()
     complete = {"missing": [], "cuda": False}
     panel, logic = _panel(module, [complete], recorder)
+    assert logic.sceneLogic.session.idle == 600.0  # the panel's "Keep model loaded" (10 min) reaches the session
     panel.warmUp()
     assert panel.phase == module.widgets.panel.Phase.CHECKING and not panel.ui.reconstructButton.enabled
     panel.onPoll()

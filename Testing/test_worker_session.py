@@ -184,6 +184,16 @@ def test_an_idle_worker_exits_and_the_next_job_starts_a_new_one_quietly(app, log
     assert second.worker_pid != first.worker_pid and second.note == ""
 
 
+def test_changing_the_idle_time_reaches_a_running_worker(app, logics):
+    logic = logics(app, idle_timeout_s=None)
+    job = logic.start(app.ap, app.lateral, **QUICK)
+    job.wait(interval_s=0.05)
+    time.sleep(1.0)
+    assert process_alive(job.worker_pid)  # no idle limit: it waits for the next job
+    logic.session.set_idle_timeout(0.5)  # the panel's "Keep model loaded" changed
+    assert wait_until_gone(job.worker_pid, 10.0)
+
+
 def test_a_crashed_worker_is_restarted_with_the_next_job_and_the_status_says_so(app, logics):
     logic = logics(app)
     before = app.node_ids()
