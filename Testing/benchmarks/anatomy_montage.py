@@ -59,7 +59,7 @@ def montage(region: str, seeds: list[int], out: Path, grid: VolumeGrid) -> Path:
             if col == 0:
                 axis.set_ylabel(str(seed), fontsize=7)
     figure.suptitle(f"procedural phantoms, region '{region}' ({grid.size}^3 at {grid.spacing_mm} mm)", fontsize=9)
-    figure.tight_layout(pad=0.3)
+    figure.tight_layout(pad=0.3, rect=(0.0, 0.0, 1.0, 1.0 - 0.25 / (1.55 * len(seeds))))
     path = out / f"phantoms-{region}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--regions", nargs="*", default=list(REGIONS), choices=REGIONS)
     parser.add_argument("--rows", type=int, default=8)
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # many small boxes: one thread is as fast, and far faster on a busy machine
     seeds = [int(s) for s in np.random.default_rng(args.seed).integers(0, HELD_OUT, size=args.rows)]
     for region in args.regions:
         path = montage(region, seeds, args.out, VolumeGrid(128, 2.5))
