@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH_VERSION := 2.13.0
 
-.PHONY: demo test bench bench-env evaluate install install-test clean
+.PHONY: demo test bench bench-env bench-train evaluate install install-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,9 +39,13 @@ $(BENCH_VENV)/.installed:
 
 bench-env: $(BENCH_VENV)/.installed
 
-bench: install-test bench-env
+bench: install-test bench-env bench-train
 	$(BIN)/python Testing/benchmarks/performance.py
 	$(BIN)/python Testing/benchmarks/session.py
+
+# Training throughput (data samples/s, model steps/s, share of step time waiting for data) at 64^3 and 128^3.
+bench-train: install
+	$(BIN)/python Testing/benchmarks/training.py
 
 # The model card's quality table: the bundled model and the baselines on held-out phantoms (about 30 min on 2 CPU
 # cores, most of it DDPM-1000). Per-case montages and metrics land beside the summary.

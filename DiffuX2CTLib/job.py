@@ -35,14 +35,15 @@ class ReconstructionOptions:
     method: str = "diffusion"
     sampler: str = "ddim"
     check_inputs: bool = True  # refuse pairs that fail DiffuX2CTLib.checks; False keeps the problems as notes
+    batch_size: int | None = None  # samples drawn at once; None: as many as memory allows (same result either way)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise InputError(f"unknown method '{self.method}' (use {' or '.join(METHODS)})")
         if self.sampler not in SAMPLERS:
             raise InputError(f"unknown sampler '{self.sampler}' (use {' or '.join(SAMPLERS)})")
-        if self.samples < 1 or (self.steps is not None and self.steps < 1):
-            raise InputError("samples and steps must be at least 1")
+        if self.samples < 1 or (self.steps is not None and self.steps < 1) or (self.batch_size is not None and self.batch_size < 1):
+            raise InputError("samples, steps and batch size must be at least 1")
         if self.device not in DEVICES:
             raise InputError(f"unknown device '{self.device}' (use auto, cpu or cuda)")
         if not 0 <= self.seed <= MAX_SEED:
@@ -145,6 +146,7 @@ OPTIONS_SCHEMA = {
     "method": (str, False, False),
     "sampler": (str, False, False),
     "check_inputs": (bool, False, False),
+    "batch_size": (int, False, True),
 }
 ACQUISITION_SCHEMA = {
     "source_to_detector_mm": (float, False, True),

@@ -1,4 +1,6 @@
-"""Procedural torso CT phantoms: the training and test data that needs no download.
+"""The first procedural torso phantoms, kept because the bundled model ``diffux2ct-64`` was trained on them (its
+model card and training commands refer to this generator); new training and evaluation use
+:mod:`DiffuX2CTLib.anatomy`. Remove this module when the bundled model is replaced by one trained on that.
 
 A phantom is built from analytic shapes in a body frame (LPS mm, origin at the torso centre): skin, fat and muscle
 of a super-elliptic trunk; lungs, heart, liver, kidneys and bowel gas; a curved spine of lumbar and lower thoracic

@@ -8,7 +8,7 @@ import SimpleITK as sitk
 
 from DiffuX2CTLib.data.geometry import VolumeGrid
 from DiffuX2CTLib.data.io import grid_image
-from DiffuX2CTLib.phantom import generate_phantom
+from DiffuX2CTLib.anatomy import generate_phantom
 
 
 @pytest.fixture(scope="session")
@@ -34,8 +34,8 @@ def tiny_model(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def phantom_ct(small_grid) -> sitk.Image:
-    """A 48^3 torso phantom as an LPS HU image."""
-    return grid_image(generate_phantom(7, small_grid, implant=True), small_grid)
+    """A 48^3 chest phantom with a spinal implant as an LPS HU image."""
+    return grid_image(generate_phantom(7, small_grid, "chest", implant=True).numpy(), small_grid)
 
 
 def write_dicom_radiograph(path, pixels: np.ndarray, photometric: str = "MONOCHROME2", slope: float = 1.0, intercept: float = 0.0, **tags) -> None:

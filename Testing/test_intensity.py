@@ -18,13 +18,12 @@ from DiffuX2CTLib.data.intensity import (
 )
 from DiffuX2CTLib.data.io import (
     InputError,
-    detector_image,
     grid_image,
     read_radiograph,
     write_image,
 )
 from DiffuX2CTLib.data.synthesize import pair_for_ct, render_pair
-from DiffuX2CTLib.phantom import generate_phantom
+from DiffuX2CTLib.anatomy import generate_phantom
 from DiffuX2CTLib.reconstruct import ReconstructionOptions, reconstruct_pair
 
 SAMPLE = __import__("pathlib").Path(__file__).resolve().parent.parent / "Resources" / "SampleData"
@@ -33,7 +32,7 @@ SAMPLE = __import__("pathlib").Path(__file__).resolve().parent.parent / "Resourc
 @pytest.fixture(scope="module")
 def drr_pair() -> np.ndarray:
     grid = VolumeGrid(48, 320.0 / 48)
-    ct = grid_image(generate_phantom(11, grid), grid)
+    ct = grid_image(generate_phantom(11, grid, "chest").numpy(), grid)
     geometries = tuple(g.__class__(**{**g.__dict__, "detector_pixels": (96, 96), "pixel_spacing_mm": (4.0, 4.0)}) for g in default_pair())
     return render_pair(ct, pair_for_ct(ct, geometries))
 
