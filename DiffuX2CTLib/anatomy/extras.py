@@ -101,7 +101,8 @@ def paint_table(canvas: Canvas, patient: Patient, outline: Outline) -> None:
         return
     rng = patient.rng
     nz, ny, nx = canvas.hu.shape
-    centre_body = canvas.coords[:, nz // 2, ny // 2, nx // 2].cpu().numpy()
+    centre_world = canvas.origin_lps + 0.5 * canvas.spacing_mm * (np.array([nx, ny, nz]) - 1)
+    centre_body = canvas.rotation.T @ (centre_world - canvas.translation)  # rigid pose only: no device sync
     at = outline.sample(float(centre_body[2]))
     back = canvas.world([at["x"], at["y"] + at["back"] + at["fat_back"], centre_body[2]])
     pad = rng.uniform(0.0, 40.0) if rng.random() < 0.6 else 0.0

@@ -50,12 +50,11 @@ class Diaphragm:
     def dome(self, x, y, xp=torch):
         """Height (mm) of the diaphragm under (x, y): domes peaking at mid-hemithorax, deepest in the posterior
         costophrenic recess."""
-        side = xp.where(x > self.x0, 1.0, -1.0)
         peak = xp.where(x > self.x0, self.left, self.right)
         u = (xp.abs(x - self.x0) - 0.42 * self.width) / (0.55 * self.width)
         v = (y - (self.y0 - 30.0)) / 110.0
         drop = 40.0 * u * u + xp.where(v > 0, 70.0, 25.0) * v * v
-        return peak - drop + 0.0 * side
+        return peak - drop
 
     def lung_distance(self, x, y, z, side: float, xp=torch):
         """Approximate signed distance (mm) of the ``side`` lung (+1 left): inside the cage, off the midline,

@@ -323,7 +323,7 @@ def _pelvis(canvas: Canvas, spine: Spine, patient: Patient, trabecular: Value) -
         rim = np.stack([cx + side * a * np.sin(phis), cy + b * np.cos(phis), rim_z], axis=1)
         shelled_tube(canvas, rim, 7.0, 2.0, t.cortical, trabecular, label)
         head = landmarks["head_left" if side > 0 else "head_right"]
-        ellipsoid(canvas, head, (31.0, 31.0, 31.0), t.cortical, label, clip=lambda x, y, z, c=head, s=side: (c[2] - 6.0 - z) + 0.0 * x)
+        ellipsoid(canvas, head, (31.0, 31.0, 31.0), t.cortical, label, clip=lambda x, y, z, c=head: c[2] - 6.0 - z)  # acetabular roof
         shelled_ellipsoid(canvas, head + np.array([-side * 14.0, 0.0, 22.0]), (24.0, 30.0, 26.0), 2.0, t.cortical, trabecular, label)
         ellipsoid(canvas, head, (26.5, 26.5, 26.5), t.cartilage - 60.0, 0)
         symphysis = landmarks["symphysis"] + np.array([side * 6.0, 0.0, 0.0])
