@@ -38,7 +38,10 @@ def _focus(region: str, spine: Spine, patient: Patient, outline: Outline, rng: n
         "trunk": lambda: rng.uniform(-100.0 * patient.height, spine.z("C6")),
     }[region]()
     at = outline.sample(z)
-    y = at["y"] + 0.5 * (at["back"] + at["fat_back"] - at["front"] - at["fat_front"])
+    if region == "lumbar":  # spine CTs are centred on the vertebrae (body to spinous processes), not the belly
+        y = spine.at(z)[1] + 10.0
+    else:
+        y = at["y"] + 0.5 * (at["back"] + at["fat_back"] - at["front"] - at["fat_front"])
     return np.array([at["x"] + rng.uniform(-10, 10), y + rng.uniform(-10, 10), z])
 
 
