@@ -17,7 +17,13 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from DiffuX2CTLib.anatomy import LABELS, REGIONS, generate_batch, generate_phantom, whole_trunk
+from DiffuX2CTLib.anatomy import (
+    LABELS,
+    REGIONS,
+    generate_batch,
+    generate_phantom,
+    whole_trunk,
+)
 from DiffuX2CTLib.anatomy.patient import draw_patient
 from DiffuX2CTLib.data.geometry import VolumeGrid
 
@@ -124,7 +130,7 @@ def test_organ_volumes_within_adult_ranges(trunks):
 
 def test_unenhanced_densities_within_published_ranges(trunks):
     for hu, labels, _ in trunks:
-        def median(name):
+        def median(name, hu=hu, labels=labels):
             return float(np.median(hu[labels == LABELS[name]]))
 
         assert 45 <= median("liver") <= 75
@@ -163,8 +169,8 @@ def _dome_height(labels: np.ndarray, name: str) -> float:
     """Top of a lung's floor at mid-hemithorax, measured behind the heart: the highest of the lowest lung voxels
     over the columns within 4 voxels of the lung's centroid in x and 2 of the thoracic spine's centroid in y."""
     mask = labels == LABELS[name]
-    cx = int(round(_centroid(labels, name)[0]))
-    cy = int(round(_centroid(labels, "vertebra_thoracic")[1]))
+    cx = round(_centroid(labels, name)[0])
+    cy = round(_centroid(labels, "vertebra_thoracic")[1])
     window = mask[:, cy - 2:cy + 3, cx - 4:cx + 5]
     has = window.any(axis=0)
     return float(np.argmax(window, axis=0)[has].max())

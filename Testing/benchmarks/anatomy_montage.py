@@ -14,17 +14,17 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from DiffuX2CTLib.anatomy import REGIONS, generate_phantom  # noqa: E402
-from DiffuX2CTLib.data.geometry import VolumeGrid, default_pair  # noqa: E402
-from DiffuX2CTLib.data.io import grid_image  # noqa: E402
-from DiffuX2CTLib.data.synthesize import pair_for_ct, render_pair  # noqa: E402
+from DiffuX2CTLib.anatomy import REGIONS, generate_phantom
+from DiffuX2CTLib.data.geometry import VolumeGrid, default_pair
+from DiffuX2CTLib.data.io import grid_image
+from DiffuX2CTLib.data.synthesize import pair_for_ct, render_pair
 
 HELD_OUT = 900_000
 
@@ -32,7 +32,7 @@ HELD_OUT = 900_000
 def _panels(hu: np.ndarray, grid: VolumeGrid) -> list[np.ndarray]:
     """Coronal, axial, sagittal mid-slices (radiological display) and the AP and lateral DRRs, each in [0, 1]."""
     n = hu.shape[0]
-    window = lambda a: np.clip((a + 1000.0) / 2000.0, 0.0, 1.0)  # noqa: E731
+    window = lambda a: np.clip((a + 1000.0) / 2000.0, 0.0, 1.0)
     slices = [window(hu[::-1, n // 2, :]), window(hu[n // 2]), window(hu[::-1, :, n // 2])]
     image = grid_image(hu, grid)
     template = tuple(g.with_detector(160) for g in default_pair())

@@ -16,8 +16,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from DiffuX2CTLib.anatomy import REGIONS, generate_phantom  # noqa: E402
-from DiffuX2CTLib.data.geometry import VolumeGrid  # noqa: E402
+from DiffuX2CTLib.anatomy import REGIONS, generate_phantom
+from DiffuX2CTLib.data.geometry import VolumeGrid
 
 
 def seconds_per_phantom(region: str, grid: VolumeGrid, device: str, repeats: int) -> tuple[float, float]:
