@@ -1,0 +1,57 @@
+"""The training losses train what they claim: the projection loss L_proj sends gradient to the denoiser (and to
+the conditioning network where it is trained), and each stage's loss reaches its own parameters."""
+
+from __future__ import annotations
+
+import torch
+from test_model import TINY
+
+from DiffuX2CTLib.data.drr import DRRProjector
+from DiffuX2CTLib.data.geometry import View
+from DiffuX2CTLib.diffusion import diffusion_loss, regression_loss, training_scheduler
+from DiffuX2CTLib.model import DiffuX2CTNet
+
+
+def _setup():
+    torch.manual_seed(0)
+    net = DiffuX2CTNet(TINY)
+    with torch.no_grad():
+        net.denoiser.head[-1].weight.normal_(0, 0.05)  # a trained head is not zero; the fresh one would block every gradient
+    clean = torch.rand(2, 1, 16, 16, 16) * 2 - 1
+    radiographs = torch.rand(2, 2, 16, 16)
+    projector = DRRProjector([TINY.detector(v) for v in (View.AP, View.LATERAL)])
+    return net, clean, radiographs, projector
+
+
+def _gradient_norm(parameters) -> float:
+    return float(sum(p.grad.abs().sum() for p in parameters if p.grad is not None))
+
+
+def test_the_projection_loss_reaches_the_denoiser_and_a_trained_conditioner():
+    net, clean, radiographs, projector = _setup()
+    losses = diffusion_loss(net, clean, radiographs, training_scheduler(TINY), projector, torch.Generator().manual_seed(1))
+    losses["proj"].backward()  # L_proj alone
+    assert _gradient_norm(net.denoiser.parameters()) > 0
+    assert _gradient_norm(net.conditioner.parameters()) > 0
+
+
+def test_with_a_frozen_conditioner_the_projection_loss_still_trains_the_denoiser():
+    net, clean, radiographs, projector = _setup()
+    with torch.no_grad():
+        condition = net.condition(radiographs)
+    losses = diffusion_loss(net, clean, radiographs, training_scheduler(TINY), projector, torch.Generator().manual_seed(1), condition)
+    losses["proj"].backward()
+    assert _gradient_norm(net.denoiser.parameters()) > 0
+    assert _gradient_norm(net.conditioner.parameters()) == 0
+    assert torch.allclose(losses["total"], losses["simple"] + losses["proj"] / TINY.timesteps)
+
+
+def test_the_regression_stage_trains_the_conditioner_through_both_terms():
+    net, clean, radiographs, projector = _setup()
+    losses = regression_loss(net, clean, radiographs, projector)
+    losses["proj"].backward()
+    projected = _gradient_norm(net.conditioner.parameters())
+    net.zero_grad()
+    regression_loss(net, clean, radiographs, projector)["voxel"].backward()
+    assert projected > 0 and _gradient_norm(net.conditioner.parameters()) > 0
+    assert _gradient_norm(net.denoiser.parameters()) == 0
