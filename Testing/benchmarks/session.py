@@ -7,10 +7,11 @@ sent to the session's persistent worker, and the CT, bone segmentation and volum
 scene. Measured:
 
 1. the first reconstruction of a session (the worker starts: imports, model load with checksum);
-2. the following reconstructions with the same worker (DDIM at the model's default steps, and regression only),
+2. the first reconstruction after the panel preloaded the model (the worker started when the panel opened);
+3. the following reconstructions with the same worker (DDIM at the model's default steps, and regression only),
    each next to the worker's own in-process time (the CT's ``DiffuX2CT.seconds``), so the difference is what the
    session costs: node export, the protocol, reading the result and building the scene nodes;
-3. for comparison, a new worker process per job (``python -m DiffuX2CTLib.app.worker JOB.json``), as the module
+4. for comparison, a new worker process per job (``python -m DiffuX2CTLib.app.worker JOB.json``), as the module
    ran before the persistent worker.
 
 The logic is polled every 10 ms (the panel polls every 200 ms). Medians with min-max. Writes
@@ -82,17 +83,27 @@ def main(argv: list[str] | None = None) -> None:
         pids = {first["pid"], *(r["pid"] for r in following + regression)}
     finally:
         logic.shutdown()
+    preloaded = SceneLogic(app.scene, app.app_logic)  # a new session whose panel was opened first
+    try:
+        preloaded.preload(device=args.device)
+        while not preloaded.session.preloaded and preloaded.session.alive():
+            time.sleep(POLL_S)
+        first_after_preload = timed_job(preloaded, app, device=args.device)
+    finally:
+        preloaded.shutdown()
     one_shot = [one_shot_process(args.device) for _ in range(max(1, args.repeats - 1))]
     results = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end; device {args.device}; {args.repeats} repeats",
         "first": first,
         "following": following,
         "regression": regression,
+        "first_after_preload": first_after_preload,
         "one_shot_process_s": one_shot,
         "workers_used": len(pids),
     }
     rows = [
         ("first of the session (worker starts, model loads)", [first["wall_s"]], [first["in_process_s"]]),
+        ("first of a session whose panel preloaded the model", [first_after_preload["wall_s"]], [first_after_preload["in_process_s"]]),
         ("following, DDIM default steps, same worker", [r["wall_s"] for r in following], [r["in_process_s"] for r in following]),
         ("following, regression only, same worker", [r["wall_s"] for r in regression], [r["in_process_s"] for r in regression]),
         ("a new worker process per job, DDIM (before)", one_shot, None),
