@@ -164,10 +164,10 @@ def _sacrum(canvas: Canvas, spine: Spine, patient: Patient, trabecular: Value) -
     for (p, (rx, ry)) in zip(pts, radii):
         shelled_ellipsoid(canvas, p, (rx * w**0.5, ry, 14 * h), 1.5, t.cortical, trabecular, label)
     # Lateral masses (alae at S1-S2, narrowing to S4) reaching the sacroiliac joints.
-    for p, reach, height in zip(pts[:4], (38.0, 34.0, 24.0, 14.0), (30.0, 26.0, 22.0, 16.0)):
+    for p, reach, height in zip(pts[:4], (40.0, 34.0, 24.0, 14.0), (22.0, 19.0, 16.0, 12.0)):
         for side in (-1.0, 1.0):
-            shelled_ellipsoid(canvas, p + np.array([side * reach * w, 6.0, 0.0]), (reach * 0.75 * w, 17.0, height * h), 2.0, t.cortical,
-                              trabecular, label, axes=frame(side * 15, 25, 0))
+            shelled_ellipsoid(canvas, p + np.array([side * reach * w, 6.0, 0.0]), (reach * 0.9 * w, 16.0, height * h), 2.0, t.cortical,
+                              trabecular, label, axes=frame(side * 15, 25, side * 12))
     cylinder(canvas, (x0, y0 + 30, -40 * h), (10, 6), 40 * h, t.csf, 0, axes=frame(0, 30, 0))
 
 
