@@ -17,7 +17,7 @@ import torch
 
 from .labels import LABELS
 from .patient import Patient
-from .shapes import Canvas, ellipsoid, frame, tube, tube_distance
+from .shapes import Canvas, ellipsoid, frame, smooth_curve, tube, tube_distance
 from .skeleton import Spine
 
 _STEP_MM = 1.0
@@ -157,9 +157,19 @@ def paint_body(canvas: Canvas, spine: Spine, patient: Patient, outline: Outline,
 
 
 def _muscle_groups(canvas: Canvas, spine: Spine, patient: Patient) -> None:
-    """Psoas muscles beside the lumbar spine, running down to the groin."""
+    """Erector spinae either side of the spinous processes, each in a thin fat sheath (the planes that outline the
+    back muscles on CT), and the psoas muscles beside the lumbar spine, running down to the groin."""
     t = patient.tissue
+    sheath = [(2.5, t.muscle, None)]
     for side in (-1.0, 1.0):
+        back = []
+        for name, r in (("L5", 20.0), ("L3", 24.0), ("L1", 22.0), ("T10", 18.0), ("T6", 15.0), ("T2", 13.0)):
+            lv = spine.levels[name]
+            offset = lv.radii[1] + 20.0 + 0.8 * r
+            back.append(lv.center + np.array([side * (r + 8.0), offset, 0.0]))
+        radii = np.array([20.0, 24.0, 22.0, 18.0, 15.0, 13.0]) * patient.width ** 0.5
+        tube(canvas, smooth_curve(np.array(back), 10), np.interp(np.linspace(0, 5, 10), np.arange(6), radii), t.fat, LABELS["muscle"],
+             shells=sheath)
         pts = []
         for name, r in (("T12", 8.0), ("L2", 14.0), ("L4", 22.0), ("L5", 24.0)):
             lv = spine.levels[name]
