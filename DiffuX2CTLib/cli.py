@@ -7,19 +7,84 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .data.geometry import ProjectionGeometry, VolumeGrid, default_pair
 from .data.io import InputError
 from .model.config import PREDICTION_TYPES
+from .outputs import (
+    CT_OUTPUT_SUFFIXES,
+    JSON_SUFFIXES,
+    PNG_SUFFIXES,
+    check_output_folder,
+    check_outputs,
+    write_together,
+)
 
 EXIT_BAD_INPUT = 2
+MAX_SEED = 2**63 - 1  # reconstruct.MAX_SEED, not imported so that --help stays free of torch
+
+
+def _whole(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An option type: a whole number from ``low`` (to ``high``), so a bad value is refused before any work."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            limits = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"{value} is out of range (use {limits})")
+        return value
+
+    return parse
+
+
+def _positive(high: float | None = None) -> Callable[[str], float]:
+    """An option type: a finite number above 0 (up to ``high``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (math.isfinite(value) and value > 0 and (high is None or value <= high)):
+            limits = f"above 0 and at most {high:g}" if high is not None else "above 0"
+            raise argparse.ArgumentTypeError(f"{value:g} is out of range (use a number {limits})")
+        return value
+
+    return parse
+
+
+SEED = _whole(0, MAX_SEED)
+AT_LEAST_ONE = _whole(1)
+TRAINING_DATA_FORMS = "'phantoms', 'phantom:SEED' (one phantom, SEED a whole number from 0) or a folder of CT volumes"
+
+
+def _training_data(text: str) -> str:
+    """An option type for ``train --data``: one of the three forms, the folder existing."""
+    if text == "phantoms" or Path(text).is_dir():
+        return text
+    if text.startswith("phantom:"):
+        try:
+            SEED(text.split(":", 1)[1])
+        except argparse.ArgumentTypeError as error:
+            raise argparse.ArgumentTypeError(f"{text!r}: the seed {error}; use {TRAINING_DATA_FORMS}") from None
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is neither a folder nor a phantom source; use {TRAINING_DATA_FORMS}")
 
 
 def _geometry_template(args: argparse.Namespace) -> tuple[ProjectionGeometry, ProjectionGeometry]:
+    """The AP and lateral geometry of the options; distances that cannot form a cone beam are an InputError."""
     import dataclasses
 
+    if not args.sdd > args.sid:
+        raise InputError(f"--sdd {args.sdd:g} must exceed --sid {args.sid:g}: the detector lies beyond the patient, seen from the source")
     return tuple(
         dataclasses.replace(
             g,
@@ -41,6 +106,7 @@ def cmd_phantom(args: argparse.Namespace) -> int:
     from .anatomy import generate_phantom, whole_trunk
     from .data.io import grid_image, write_image
 
+    check_outputs({"--out": (args.out, CT_OUTPUT_SUFFIXES)})
     grid = VolumeGrid(args.size, args.spacing)
     implant = {"auto": None, "yes": True, "no": False}[args.implant]
     if args.region == "trunk":
@@ -57,18 +123,25 @@ def cmd_phantom(args: argparse.Namespace) -> int:
     return 0
 
 
+_PAIR_FILES = {"ap.nrrd": CT_OUTPUT_SUFFIXES, "lateral.nrrd": CT_OUTPUT_SUFFIXES, "geometry.json": JSON_SUFFIXES}
+
+
 def cmd_synthesize(args: argparse.Namespace) -> int:
     """Render the AP + lateral DRR pair of a CT, placed in the CT's frame."""
-    from .data.io import detector_image, read_ct, write_image, write_json
+    from .data.io import detector_image, image_writer, read_ct
     from .data.synthesize import pair_for_ct, render_pair
 
-    ct = read_ct(args.ct)
-    geometries = pair_for_ct(ct, _geometry_template(args))
-    drrs = render_pair(ct, geometries)
     out = Path(args.out)
-    for drr, geometry in zip(drrs, geometries):
-        write_image(detector_image(drr, geometry), out / f"{geometry.view.value}.nrrd")
-    write_json({"ct": str(Path(args.ct).name), "views": [g.to_dict() for g in geometries]}, out / "geometry.json")
+    template = _geometry_template(args)
+    check_output_folder("--out", out)
+    check_outputs({f"--out {name}": (out / name, suffixes) for name, suffixes in _PAIR_FILES.items()}, {"--ct": args.ct})
+    ct = read_ct(args.ct)
+    geometries = pair_for_ct(ct, template)
+    drrs = render_pair(ct, geometries)
+    files = {out / f"{g.view.value}.nrrd": image_writer(detector_image(drr, g)) for drr, g in zip(drrs, geometries)}
+    record = json.dumps({"ct": str(Path(args.ct).name), "views": [g.to_dict() for g in geometries]}, indent=2) + "\n"
+    files[out / "geometry.json"] = lambda path: path.write_text(record, encoding="utf-8")
+    write_together(files)  # the pair and its geometry as one unit
     print(f"wrote {out / 'ap.nrrd'}, {out / 'lateral.nrrd'} and {out / 'geometry.json'}")
     return 0
 
@@ -79,13 +152,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.set is None:
         if not (args.pred and args.gt):
             raise InputError("give --pred and --gt to score one reconstruction, or --set to evaluate a test set")
-        from .data.io import read_ct
-        from .metrics import compare
-
-        print(json.dumps(compare(read_ct(args.pred), read_ct(args.gt)), indent=2))
-        return 0
+        return _score_one(args.pred, args.gt)
     if args.pred or args.gt:
         raise InputError("--set evaluates a whole test set; it does not take --pred or --gt")
+    check_output_folder("--out", args.out)
+    if args.set != "phantoms" and _inside(Path(args.out), Path(args.set)):
+        raise InputError(f"--out {args.out}: is inside the test set {args.set}; its results would be read as test CTs (choose another folder)")
     from .evaluate import EvaluationSettings, evaluate_set, report_markdown
 
     settings = EvaluationSettings(
@@ -96,6 +168,51 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(report_markdown(report))
     print(f"per-case metrics and montages in {Path(args.out) / 'cases'}, summary in {Path(args.out) / 'summary.json'}")
     return 0
+
+
+MIN_BODY_COVERAGE = 0.5  # below this, the metrics would describe a fragment of the ground truth
+LOW_BODY_COVERAGE = 0.9
+
+
+def _score_one(prediction: str, ground_truth: str) -> int:
+    """``evaluate --pred --gt``: the metrics, refused when the prediction covers too little of the ground truth's body."""
+    from .data.io import read_ct
+    from .metrics import compare
+
+    metrics = compare(read_ct(prediction), read_ct(ground_truth))
+    covered = metrics["gt_body_covered"]
+    names = f"{Path(prediction).name} covers {100 * covered:.0f} % of the body in {Path(ground_truth).name}"
+    if covered < MIN_BODY_COVERAGE:
+        raise InputError(f"{names}; scores of so small an overlap do not describe the reconstruction (at least {100 * MIN_BODY_COVERAGE:.0f} % needed)")
+    if covered < LOW_BODY_COVERAGE:
+        print(f"warning: {names}; the metrics describe only that part", file=sys.stderr)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies inside it (links resolved)."""
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
+
+
+def _check_reconstruct_options(args: argparse.Namespace) -> None:
+    """Refuse, before any work, options that would be ignored and outputs that could not be written or would
+    overwrite an input or each other."""
+    from .reconstruct import uncertainty_path
+
+    if args.method == "regression":
+        given = [flag for flag, value in (("--steps", args.steps), ("--sampler ddpm", args.sampler == "ddpm"), ("--samples", args.samples > 1)) if value]
+        if given:
+            raise InputError(f"{', '.join(given)}: regression is one direct estimate; these options apply to --method diffusion only")
+    if args.sampler == "ddpm" and args.steps is not None:
+        raise InputError("--steps applies to DDIM only: --sampler ddpm always runs all the model's diffusion steps (leave --steps out, or use --sampler ddim)")
+    outputs = {"--out": (args.out, CT_OUTPUT_SUFFIXES)}
+    if args.samples > 1:
+        outputs["the uncertainty volume"] = (uncertainty_path(Path(args.out)), CT_OUTPUT_SUFFIXES)
+    if args.preview:
+        outputs["--preview"] = (args.preview, PNG_SUFFIXES)
+    check_outputs(outputs, {"--ap": args.ap, "--lateral": args.lateral})
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
@@ -109,34 +226,33 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         write_reconstruction,
     )
 
+    _check_reconstruct_options(args)
     options = ReconstructionOptions(steps=args.steps, seed=args.seed, device=args.device, samples=args.samples, method=args.method, sampler=args.sampler, check_inputs=not args.skip_input_checks)
-    with tqdm(total=None, desc="reconstruct", unit="step", disable=args.quiet) as bar:
-        def progress(step: int, total: int) -> None:
-            bar.total = total
-            bar.n = step
-            bar.refresh()
+    bars: list[tqdm] = []  # made at the first step, so an error before sampling is not preceded by an empty bar
 
+    def progress(step: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, desc="reconstruct", unit="step", disable=args.quiet))
+        bars[0].total, bars[0].n = total, step
+        bars[0].refresh()
+
+    try:
         result = reconstruct_pair(args.ap, args.lateral, args.model, options, progress)
-    outputs = write_reconstruction(result, args.out)
-    if args.preview:
-        from .preview import save_preview
-
-        outputs["preview"] = str(save_preview(result.ct, result.inputs, args.preview, caption=_caption(result)))
+    finally:
+        for bar in bars:
+            bar.close()
+    outputs = write_reconstruction(result, args.out, args.preview)
     for view in low_agreement_views(result):
         print(f"warning: the {view} re-projection of the result agrees poorly with the input (NCC {result.agreement[view]:.2f})", file=sys.stderr)
     print(json.dumps({"outputs": outputs, "agreement": result.agreement, "provenance": result.provenance}, indent=2))
     return 0
 
 
-def _caption(result) -> str:
-    p = result.provenance
-    return f"{p['method']} ({p['sampler']}, {p['steps']} steps, seed {p['seed']}) in {p['seconds']} s; re-projection NCC AP {p['agreement_ap']}, lateral {p['agreement_lateral']}"
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     """Train (or resume) a model on phantoms or a folder of CTs; exports the EMA model to OUT/model."""
     from .train import TrainSettings, train
 
+    check_output_folder("--out", args.out)
     settings = TrainSettings(
         out=args.out, stage=args.stage, data=args.data, steps=args.steps, batch=args.batch, learning_rate=args.lr,
         grid_size=args.grid, checkpoint_every=args.checkpoint_every, seed=args.seed, init=args.init,
@@ -152,7 +268,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Reconstruct the bundled sample pair with the bundled model; write the CT, a preview and the metrics."""
     from .data.io import read_ct
     from .metrics import compare
-    from .preview import save_preview
     from .reconstruct import (
         ReconstructionOptions,
         reconstruct_pair,
@@ -161,9 +276,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     sample = Path(__file__).resolve().parent.parent / "Resources" / "SampleData"
+    check_output_folder("--out", out)
+    check_outputs({"--out ct.nrrd": (out / "ct.nrrd", CT_OUTPUT_SUFFIXES), "--out preview.png": (out / "preview.png", PNG_SUFFIXES)},
+                  {f"the sample's {name}": sample / name for name in ("ap.nrrd", "lateral.nrrd", "ct.nrrd")})
     result = reconstruct_pair(sample / "ap.nrrd", sample / "lateral.nrrd", None, ReconstructionOptions(seed=args.seed))
-    outputs = write_reconstruction(result, out / "ct.nrrd")
-    outputs["preview"] = str(save_preview(result.ct, result.inputs, out / "preview.png", caption=_caption(result)))
+    outputs = write_reconstruction(result, out / "ct.nrrd", out / "preview.png")
     metrics = compare(result.ct, read_ct(sample / "ct.nrrd"))
     print(json.dumps({"outputs": outputs, "metrics_vs_ground_truth": metrics, "agreement": result.agreement}, indent=2))
     return 0
@@ -171,10 +288,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _add_geometry_options(parser: argparse.ArgumentParser) -> None:
     template = default_pair()[0]
-    parser.add_argument("--sdd", type=float, default=template.source_to_detector_mm, help="source-to-detector distance, mm")
-    parser.add_argument("--sid", type=float, default=template.source_to_isocenter_mm, help="source-to-isocentre distance, mm")
-    parser.add_argument("--pixels", type=int, default=template.detector_pixels[0], help="detector pixels per side")
-    parser.add_argument("--pixel-spacing", type=float, default=template.pixel_spacing_mm[0], help="detector pixel size, mm")
+    parser.add_argument("--sdd", type=_positive(), default=template.source_to_detector_mm, help="source-to-detector distance, mm")
+    parser.add_argument("--sid", type=_positive(), default=template.source_to_isocenter_mm, help="source-to-isocentre distance, mm")
+    parser.add_argument("--pixels", type=_whole(16, 4096), default=template.detector_pixels[0], help="detector pixels per side")
+    parser.add_argument("--pixel-spacing", type=_positive(), default=template.pixel_spacing_mm[0], help="detector pixel size, mm")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,12 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     phantom = commands.add_parser("phantom", help="write a procedural adult CT phantom", description=cmd_phantom.__doc__)
-    phantom.add_argument("--seed", type=int, required=True, help="random seed; equal seeds give equal phantoms")
+    phantom.add_argument("--seed", type=SEED, required=True, help="random seed; equal seeds give equal phantoms")
     phantom.add_argument("--out", required=True, help="output CT (.nrrd, .nii.gz, .mha)")
     phantom.add_argument("--region", choices=("chest", "abdomen", "lumbar", "pelvis", "trunk"), default="trunk",
                          help="a cube centred on that region, or (trunk, the default) the whole trunk, neck to hips")
-    phantom.add_argument("--size", type=int, default=128, help="voxels per edge; for trunk, per in-plane edge (default 128)")
-    phantom.add_argument("--spacing", type=float, default=2.5, help="voxel size in mm (default 2.5)")
+    phantom.add_argument("--size", type=_whole(16, 512), default=128, help="voxels per edge; for trunk, per in-plane edge (default 128)")
+    phantom.add_argument("--spacing", type=_positive(20.0), default=2.5, help="voxel size in mm (default 2.5)")
     phantom.add_argument("--implant", choices=("auto", "yes", "no"), default="auto", help="pedicle screws and rods")
     phantom.set_defaults(run=cmd_phantom)
 
@@ -204,11 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--set", default=None, help="'phantoms' (held-out phantom seeds) or a folder of CTs: synthesise each DRR pair, reconstruct and score")
     evaluate.add_argument("--out", default="evaluation", help="with --set: output folder (default evaluation)")
     evaluate.add_argument("--model", default=None, help="model folder (default: the bundled model)")
-    evaluate.add_argument("--cases", type=int, default=None, help="number of cases (phantoms: default 8; folder: default all)")
-    evaluate.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's)")
+    evaluate.add_argument("--cases", type=AT_LEAST_ONE, default=None, help="number of cases (phantoms: default 8; folder: default all)")
+    evaluate.add_argument("--steps", type=AT_LEAST_ONE, default=None, help="DDIM steps (default: the model's)")
     evaluate.add_argument("--ddpm", action="store_true", help="also run DDPM over all T steps (slow on CPU: minutes per case)")
-    evaluate.add_argument("--samples", type=int, default=1, help="K > 1 also scores the mean of K DDIM samples")
-    evaluate.add_argument("--seed", type=int, default=0, help="sampling seed")
+    evaluate.add_argument("--samples", type=_whole(1, 64), default=1, help="K > 1 also scores the mean of K DDIM samples")
+    evaluate.add_argument("--seed", type=SEED, default=0, help="sampling seed")
     evaluate.add_argument("--mean-from", default="phantoms", help="mean-volume baseline: 'phantoms' (the bundled model's training data) or a folder of CTs")
     evaluate.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     evaluate.add_argument("--quiet", action="store_true", help="no per-case lines")
@@ -221,9 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.add_argument("--model", default=None, help="model folder (default: the bundled model)")
     reconstruct.add_argument("--method", choices=("diffusion", "regression"), default="diffusion", help="diffusion sampling or the regression baseline")
     reconstruct.add_argument("--sampler", choices=("ddim", "ddpm"), default="ddim", help="ddim (few steps, default) or ddpm (all T steps, as in the paper)")
-    reconstruct.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's)")
-    reconstruct.add_argument("--seed", type=int, default=0, help="sampling seed; equal seeds give equal output")
-    reconstruct.add_argument("--samples", type=int, default=1, help="K > 1 draws K samples: mean + std-dev (uncertainty) volume")
+    reconstruct.add_argument("--steps", type=AT_LEAST_ONE, default=None, help="DDIM steps (default: the model's)")
+    reconstruct.add_argument("--seed", type=SEED, default=0, help="sampling seed; equal seeds give equal output")
+    reconstruct.add_argument("--samples", type=_whole(1, 64), default=1, help="K > 1 draws K samples: mean + std-dev (uncertainty) volume")
     reconstruct.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     reconstruct.add_argument("--preview", default=None, help="also write a PNG montage here")
     reconstruct.add_argument("--skip-input-checks", action="store_true", help="run even if the pair looks wrong (blank, saturated, colour photo, two frontal views, different regions); the problems are kept in the output's notes")
@@ -233,16 +350,16 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train or resume a model", description=cmd_train.__doc__)
     train.add_argument("--out", required=True, help="run folder (checkpoint.pt, log.jsonl, loss.png, model/)")
     train.add_argument("--stage", choices=("regression", "diffusion"), default="regression", help="regression: conditioning network; diffusion: denoiser")
-    train.add_argument("--data", default="phantoms", help="'phantoms', 'phantom:SEED' (one phantom) or a folder of CT volumes")
-    train.add_argument("--steps", type=int, default=1000, help="total steps (a resumed run continues to this count)")
-    train.add_argument("--batch", type=int, default=1)
-    train.add_argument("--lr", type=float, default=5e-4)
-    train.add_argument("--grid", type=int, default=64, help="grid size of a new model (32 tests, 64 CPU, 128 GPU)")
-    train.add_argument("--checkpoint-every", type=int, default=50)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--data", type=_training_data, default="phantoms", help="'phantoms', 'phantom:SEED' (one phantom) or a folder of CT volumes")
+    train.add_argument("--steps", type=AT_LEAST_ONE, default=1000, help="total steps (a resumed run continues to this count)")
+    train.add_argument("--batch", type=AT_LEAST_ONE, default=1)
+    train.add_argument("--lr", type=_positive(1.0), default=5e-4)
+    train.add_argument("--grid", type=_whole(8, 512), default=64, help="grid size of a new model (32 tests, 64 CPU, 128 GPU)")
+    train.add_argument("--checkpoint-every", type=AT_LEAST_ONE, default=50)
+    train.add_argument("--seed", type=SEED, default=0)
     train.add_argument("--init", default=None, help="start from a model folder or checkpoint (e.g. the regression stage)")
     train.add_argument("--prediction", choices=PREDICTION_TYPES, default=None, help="what the denoiser predicts (default: the model's, epsilon for a new one)")
-    train.add_argument("--residual-scale", type=float, default=None, help="factor on the residual before diffusion (default: the model's, 1 for a new one)")
+    train.add_argument("--residual-scale", type=_positive(), default=None, help="factor on the residual before diffusion (default: the model's, 1 for a new one)")
     train.add_argument("--finetune-conditioner", action="store_true", help="diffusion stage: also train the conditioning network")
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     train.add_argument("--quiet", action="store_true")
@@ -250,9 +367,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the main job on the bundled sample", description=cmd_demo.__doc__)
     demo.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
-    demo.add_argument("--seed", type=int, default=0, help="sampling seed")
+    demo.add_argument("--seed", type=SEED, default=0, help="sampling seed")
     demo.set_defaults(run=cmd_demo)
     return parser
+
+
+def _fail(command: str, message: str) -> int:
+    """Print the one error line (control characters of file names escaped, so it stays one line)."""
+    line = re.sub(r"[\x00-\x1f\x7f]", lambda match: repr(match.group())[1:-1], message)
+    print(f"diffux2ct {command}: error: {line}", file=sys.stderr)
+    return EXIT_BAD_INPUT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,8 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except InputError as error:
-        print(f"diffux2ct {args.command}: error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _fail(args.command, str(error))
+    except OSError as error:  # a filesystem failure no check foresaw (full disk, a folder removed meanwhile)
+        return _fail(args.command, f"{error.filename}: {error.strerror}" if error.filename else str(error))
     except KeyboardInterrupt:
         print(f"diffux2ct {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -8,14 +8,14 @@ the model card. The bundled model lives in ``Resources/Models/``.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
-from .files import write_json
 from .model import DiffuX2CTNet, ModelConfig
 from .modelcard import (
     BUNDLED_MODEL_DIR,
@@ -24,6 +24,7 @@ from .modelcard import (
     ModelError,
     read_model_card,
 )
+from .outputs import write_together
 
 
 def file_sha256(path: Path) -> str:
@@ -36,20 +37,16 @@ def file_sha256(path: Path) -> str:
 
 
 def save_model(net: DiffuX2CTNet, folder: str | os.PathLike, card: dict | None = None, half: bool = True) -> Path:
-    """Write ``net`` (fp16 by default, a few MB) with its config and checksum into ``folder``."""
+    """Write ``net`` (fp16 by default, a few MB) with its config and checksum into ``folder``, weights and config
+    as one unit: an interrupted save leaves the previous model whole, never new weights beside an old checksum."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     dtype = torch.float16 if half else torch.float32
     tensors = {name: value.detach().to("cpu", dtype if value.is_floating_point() else value.dtype).contiguous() for name, value in net.state_dict().items()}
-    temporary = folder / f".{WEIGHTS_NAME}.partial"
-    save_file(tensors, str(temporary))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)  # safetensors creates the file private; a model is meant to be shared
-    os.replace(temporary, folder / WEIGHTS_NAME)
-    config = {"format": "diffux2ct-model-1", "model": net.config.to_dict(), "weights_sha256": file_sha256(folder / WEIGHTS_NAME)}
+    weights = save(tensors)
+    config = {"format": "diffux2ct-model-1", "model": net.config.to_dict(), "weights_sha256": hashlib.sha256(weights).hexdigest()}
     config.update(card or {})
-    write_json(config, folder / CONFIG_NAME)
+    text = json.dumps(config, indent=2) + "\n"
+    write_together({folder / WEIGHTS_NAME: lambda path: path.write_bytes(weights), folder / CONFIG_NAME: lambda path: path.write_text(text, encoding="utf-8")})
     return folder
 
 

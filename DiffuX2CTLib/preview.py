@@ -14,17 +14,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 
-from .data.io import HUWindow  # noqa: E402
+from .data.hounsfield import HUWindow  # noqa: E402
+from .outputs import WriteFile, write_file  # noqa: E402
 
 
 def orthogonal_slices(ct: sitk.Image) -> list[tuple[str, np.ndarray, float]]:
     """Central axial, coronal and sagittal slices (radiological display: patient right on the left, head up)
     with each slice's pixel aspect ratio."""
-    identity = sitk.Image(ct.GetSize(), sitk.sitkUInt8)
-    identity.SetSpacing(ct.GetSpacing())
-    identity.SetOrigin(ct.GetOrigin())
-    array = sitk.GetArrayFromImage(sitk.Resample(ct, identity, sitk.Transform(), sitk.sitkLinear, -1000.0, sitk.sitkFloat32))
-    sx, sy, sz = ct.GetSpacing()
+    oriented = sitk.DICOMOrient(ct, "LPS")  # same voxels in space, axes in LPS order (a CT stored RAS, e.g. NIfTI)
+    identity = sitk.Image(oriented.GetSize(), sitk.sitkUInt8)
+    identity.SetSpacing(oriented.GetSpacing())
+    identity.SetOrigin(oriented.GetOrigin())
+    array = sitk.GetArrayFromImage(sitk.Resample(oriented, identity, sitk.Transform(), sitk.sitkLinear, -1000.0, sitk.sitkFloat32))
+    sx, sy, sz = oriented.GetSpacing()
     nz, ny, nx = array.shape
     return [
         ("axial", array[nz // 2], sy / sx),
@@ -42,6 +44,18 @@ def save_preview(
     caption: str = "",
 ) -> Path:
     """Write the montage PNG atomically and return its path."""
+    return write_file(path, preview_writer(ct, radiographs, titles, window, caption))
+
+
+def preview_writer(
+    ct: sitk.Image,
+    radiographs: Sequence[np.ndarray],
+    titles: Sequence[str] = ("AP input", "lateral input"),
+    window: HUWindow | None = None,
+    caption: str = "",
+) -> WriteFile:
+    """A writer of the montage (the radiographs, then axial, coronal and sagittal slices of ``ct``) as a PNG, for
+    writing it in one unit with the CT (:func:`DiffuX2CTLib.outputs.write_together`)."""
     window = window or HUWindow()
     panels = [(title, image, 1.0, "radiograph") for title, image in zip(titles, radiographs)]
     panels += [(name, array, aspect, "ct") for name, array, aspect in orthogonal_slices(ct)]
@@ -56,7 +70,7 @@ def save_preview(
     if caption:
         figure.suptitle(caption, fontsize=9)
     figure.tight_layout()
-    return _save_figure(figure, path)
+    return _figure_writer(figure)
 
 
 def save_comparison_montage(
@@ -91,15 +105,16 @@ def save_comparison_montage(
             figure.colorbar(shown, ax=axes[:, col].tolist(), shrink=0.6)
     if caption:
         figure.suptitle(caption, fontsize=9)
-    return _save_figure(figure, path)
+    return write_file(path, _figure_writer(figure))
 
 
-def _save_figure(figure, path: str | os.PathLike) -> Path:
-    """Write a figure atomically (temporary sibling, then rename) and close it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.partial.png")
-    figure.savefig(temporary)
-    plt.close(figure)
-    os.replace(temporary, path)
-    return path
+def _figure_writer(figure) -> WriteFile:
+    """A writer of ``figure`` as a PNG; the figure is closed once it is written (or fails to be)."""
+
+    def write(path: Path) -> None:
+        try:
+            figure.savefig(path, format="png")
+        finally:
+            plt.close(figure)
+
+    return write

@@ -15,19 +15,21 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from .checks import normalised_cross_correlation, pair_problems
+from .checks import normalised_cross_correlation, pair_problems, polarity_problems
 from .data.drr import DRRProjector
 from .data.io import (
     InputError,
     apply_acquisition,
     grid_image,
+    image_writer,
     read_radiograph,
-    write_image,
 )
+from .device import resolve_device
 from .diffusion import render_model_radiographs, sample
 from .job import Acquisition, ReconstructionOptions
-from .model import DiffuX2CTNet
+from .model import DiffuX2CTNet, ModelConfig
 from .modelfile import BUNDLED_MODEL_DIR, file_sha256, load_model
+from .outputs import write_together
 from .preprocess import cleaned, prepare_pair
 
 AGREEMENT_WARNING_THRESHOLD = 0.9
@@ -46,13 +48,6 @@ class Reconstruction:
     provenance: dict[str, str] = field(default_factory=dict)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present; asking for CUDA without one is a clear error."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("device 'cuda' requested but no CUDA GPU is available (use --device cpu or auto)")
-    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
-
-
 _MODELS: dict[tuple[str, str], tuple[DiffuX2CTNet, dict]] = {}
 
 
@@ -62,6 +57,18 @@ def cached_model(folder: str | os.PathLike | None, device: torch.device) -> tupl
     if key not in _MODELS:
         _MODELS[key] = load_model(folder, device)
     return _MODELS[key]
+
+
+MAX_SEED = 2**63 - 1  # torch's generator takes no more
+
+
+def check_options(options: ReconstructionOptions, config: ModelConfig) -> None:
+    """Refuse options the model cannot honour, before any sampling: more DDIM steps than its diffusion steps, a
+    seed the random generator cannot take."""
+    if options.steps is not None and options.steps > config.timesteps:
+        raise InputError(f"{options.steps} sampling steps requested, but the model has only {config.timesteps} diffusion steps (use at most {config.timesteps})")
+    if not 0 <= options.seed <= MAX_SEED:
+        raise InputError(f"seed {options.seed} is out of range (use a whole number from 0 to {MAX_SEED})")
 
 
 def reconstruct_pair(
@@ -85,8 +92,9 @@ def reconstruct_pair(
     ap, lateral = cleaned(pair["ap"]), cleaned(pair["lateral"])
     net, card = cached_model(model, device)
     config = net.config
+    check_options(options, config)
     images, geometries = prepare_pair(ap, lateral, config.detector())
-    problems = pair_problems(ap, lateral, images)
+    problems = polarity_problems(pair["ap"], pair["lateral"]) + pair_problems(ap, lateral, images)
     if problems and options.check_inputs:
         raise InputError("; ".join(problems) + " (to run anyway, turn the input checks off)")
     radiographs = torch.from_numpy(images)[None].to(device)
@@ -149,13 +157,25 @@ def uncertainty_path(out: Path) -> Path:
     return out.with_name(name + "-uncertainty.nrrd")
 
 
-def write_reconstruction(result: Reconstruction, out: str | os.PathLike) -> dict[str, str]:
-    """Write the CT (and uncertainty) atomically; returns the written paths by kind."""
+def write_reconstruction(result: Reconstruction, out: str | os.PathLike, preview: str | os.PathLike | None = None) -> dict[str, str]:
+    """Write the CT, its uncertainty volume (K > 1 samples) and optionally the preview PNG as one unit: all of them
+    atomically, or none (old files untouched). Returns the written paths by kind."""
     out = Path(out)
-    outputs = {"ct": str(write_image(result.ct, out))}
+    files = {"ct": (out, image_writer(result.ct))}
     if result.uncertainty is not None:
-        outputs["uncertainty"] = str(write_image(result.uncertainty, uncertainty_path(out)))
-    return outputs
+        files["uncertainty"] = (uncertainty_path(out), image_writer(result.uncertainty))
+    if preview is not None:
+        from .preview import preview_writer
+
+        files["preview"] = (Path(preview), preview_writer(result.ct, result.inputs, caption=caption(result)))
+    write_together(dict(files.values()))
+    return {kind: str(path) for kind, (path, _) in files.items()}
+
+
+def caption(result: Reconstruction) -> str:
+    """One line for the preview: how the result was made and how well it agrees with the inputs."""
+    p = result.provenance
+    return f"{p['method']} ({p['sampler']}, {p['steps']} steps, seed {p['seed']}) in {p['seconds']} s; re-projection NCC AP {p['agreement_ap']}, lateral {p['agreement_lateral']}"
 
 
 def low_agreement_views(result: Reconstruction) -> list[str]:

@@ -3,13 +3,14 @@ user overrides the checks, and then the reasons travel with the result."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from DiffuX2CTLib.checks import pair_problems
+from DiffuX2CTLib.checks import pair_problems, polarity_problems
 from DiffuX2CTLib.data.geometry import default_pair
 from DiffuX2CTLib.data.io import read_radiograph
 from DiffuX2CTLib.errors import InputError
@@ -72,3 +73,39 @@ def test_reconstruction_refuses_then_runs_when_overridden(tmp_path):
         reconstruct_pair(SAMPLE / "ap.nrrd", copy, options=ReconstructionOptions(method="regression"))
     result = reconstruct_pair(SAMPLE / "ap.nrrd", copy, options=ReconstructionOptions(method="regression", check_inputs=False))
     assert "input check overridden" in result.provenance["notes"]
+
+
+def test_inverted_polarity_is_caught_in_either_view_even_when_cropped(tmp_path):
+    """Air bright, bone dark: cleaning would take the bright air for collimation, so it is judged before."""
+    for view in ("ap", "lateral"):
+        pixels = _sample_pixels(view)
+        _write_variant(tmp_path / f"{view}.nrrd", pixels.max() + pixels.min() - pixels)
+    inverted = polarity_problems(read_radiograph(tmp_path / "ap.nrrd", "ap"), read_radiograph(tmp_path / "lateral.nrrd", "lateral"))
+    assert inverted == [
+        f"{view}.nrrd: the {role} image looks inverted (air bright, bone dark): its darkest pixels lie in the middle of the body, "
+        "where a radiograph is brightest; invert it (for DICOM, check PhotometricInterpretation)"
+        for view, role in (("ap", "frontal"), ("lateral", "lateral"))
+    ]
+    upright = [read_radiograph(SAMPLE / f"{view}.nrrd", view) for view in ("ap", "lateral")]
+    assert polarity_problems(*upright) == []
+    pixels = _sample_pixels("ap")[:, 64:192]  # cropped to the body: no air beside it, the lungs are the darkest
+    cropped = _write_variant(tmp_path / "cropped.nrrd", pixels)
+    flipped = _write_variant(tmp_path / "cropped-inverted.nrrd", pixels.max() + pixels.min() - pixels)
+    assert polarity_problems(read_radiograph(cropped, "ap"), upright[1]) == []
+    assert len(polarity_problems(read_radiograph(flipped, "ap"), upright[1])) == 1
+    with pytest.raises(InputError, match="ap.nrrd: the frontal image looks inverted.*lateral.nrrd: the lateral image looks inverted"):
+        reconstruct_pair(tmp_path / "ap.nrrd", tmp_path / "lateral.nrrd", options=ReconstructionOptions(method="regression"))
+
+
+def test_swapped_views_without_view_information_are_caught(tmp_path):
+    """PNG files say nothing of their view: a frontal view is known by the body's width (a lateral shows its depth)."""
+    for view in ("ap", "lateral"):
+        pixels = _sample_pixels(view)
+        sitk.WriteImage(sitk.GetImageFromArray(np.rint((pixels - pixels.min()) / np.ptp(pixels) * 255).astype(np.uint8)), str(tmp_path / f"{view}.png"))
+    assert _problems(tmp_path / "ap.png", tmp_path / "lateral.png") == []
+    problems = _problems(tmp_path / "lateral.png", tmp_path / "ap.png")
+    assert len(problems) == 1 and re.fullmatch(
+        r"lateral.png and ap.png: the views look swapped: the body spans \d+ % of the frontal image's width but \d+ % of the "
+        r"lateral one's, and a frontal view shows the torso's width, wider than its depth", problems[0])
+    # files that say which view they are are judged by that (a header mismatch is its own error)
+    assert _problems(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd") == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,10 @@ import pytest
 import SimpleITK as sitk
 
 from DiffuX2CTLib.cli import build_parser, main
+from DiffuX2CTLib.data.io import write_image
 
 COMMANDS = ["phantom", "synthesize", "reconstruct", "evaluate", "train", "demo"]
+SAMPLE = Path(__file__).resolve().parent.parent / "Resources" / "SampleData"
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -68,7 +71,26 @@ def test_demo_reconstructs_the_sample_with_the_bundled_model(tmp_path, capsys):
     ct = sitk.ReadImage(str(out / "ct.nrrd"))
     assert ct.GetSize() == (64, 64, 64) and ct.GetSpacing() == pytest.approx((5.0, 5.0, 5.0))
     assert (out / "preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert report["metrics_vs_ground_truth"]["voxels_compared"] > 0
+    metrics, baseline = report["metrics_vs_ground_truth"], _mean_volume_scores(SAMPLE / "ct.nrrd")
+    assert metrics["voxels_compared"] == 128**3 and metrics["gt_body_covered"] == 1.0  # all of the 128^3 ground truth
+    assert metrics["psnr_db"] > baseline["psnr_db"] + 1.0  # it reconstructs this patient, not the average one
+    assert metrics["ssim"] > baseline["ssim"] and metrics["mae_hu"] < baseline["mae_hu"]
+
+
+def _mean_volume_scores(truth_path: Path) -> dict[str, float]:
+    """The metrics of the mean-volume baseline (the average of 8 training phantoms on the bundled model's grid,
+    placed where the demo's CT is): what a model that ignores the radiographs would score."""
+    from DiffuX2CTLib.data.geometry import VolumeGrid
+    from DiffuX2CTLib.data.io import grid_image, image_center_lps, read_ct
+    from DiffuX2CTLib.metrics import compare
+    from DiffuX2CTLib.model import ModelConfig
+    from DiffuX2CTLib.modelcard import read_model_card
+    from DiffuX2CTLib.phantom import generate_phantom
+
+    config, truth = ModelConfig.from_dict(read_model_card()["model"]), read_ct(truth_path)
+    grid = config.grid(image_center_lps(truth))
+    mean = np.mean([generate_phantom(seed, VolumeGrid(grid.size, grid.spacing_mm)) for seed in range(8)], axis=0)
+    return compare(grid_image(mean, grid), truth)
 
 
 def test_paths_with_spaces_unicode_and_shell_characters_work(tmp_path, capsys):
@@ -82,3 +104,168 @@ def test_paths_with_spaces_unicode_and_shell_characters_work(tmp_path, capsys):
                  "--lateral", str(odd / "lateral (copy)'.nrrd"), "--out", str(out)]) == 0
     assert out.is_file() and not (tmp_path / "x").exists() and not Path("x").exists()
     assert sorted(p.name for p in odd.iterdir() if p.name.startswith(".")) == []  # no temporary file left behind
+
+
+def test_evaluate_refuses_a_prediction_that_covers_a_fragment_of_the_body(tmp_path, phantom_ct, capsys):
+    gt = write_image(phantom_ct, tmp_path / "gt.nrrd")
+    crop = write_image(sitk.RegionOfInterest(phantom_ct, (20, 20, 20), (14, 14, 14)), tmp_path / "crop.nrrd")
+    assert main(["evaluate", "--pred", str(crop), "--gt", str(gt)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert re.fullmatch(r"diffux2ct evaluate: error: crop.nrrd covers \d+ % of the body in gt.nrrd; scores of so small an overlap "
+                        r"do not describe the reconstruction \(at least 50 % needed\)\n", captured.err)
+    most = write_image(sitk.RegionOfInterest(phantom_ct, (48, 48, 36), (0, 0, 6)), tmp_path / "most.nrrd")
+    assert main(["evaluate", "--pred", str(most), "--gt", str(gt)]) == 0
+    captured = capsys.readouterr()
+    assert 0.5 < json.loads(captured.out)["gt_body_covered"] < 0.9
+    assert re.fullmatch(r"warning: most.nrrd covers \d+ % of the body in gt.nrrd; the metrics describe only that part\n", captured.err)
+
+
+@pytest.fixture()
+def pair(tmp_path) -> tuple[Path, Path]:
+    """Copies of the sample pair that a wrong command could destroy."""
+    paths = []
+    for view in ("ap", "lateral"):
+        paths.append(tmp_path / f"{view}.nrrd")
+        paths[-1].write_bytes((SAMPLE / f"{view}.nrrd").read_bytes())
+    return tuple(paths)
+
+
+@pytest.fixture()
+def no_work(monkeypatch):
+    """Every command's work fails the test if reached: a refusal must come before any of it."""
+    import DiffuX2CTLib.data.io as io
+    import DiffuX2CTLib.reconstruct as reconstruct
+
+    def reached(*args, **kwargs):
+        raise AssertionError("the work started before the options were refused")
+
+    monkeypatch.setattr(reconstruct, "reconstruct_pair", reached)
+    monkeypatch.setattr(io, "read_ct", reached)
+    monkeypatch.setattr("DiffuX2CTLib.cli.VolumeGrid", reached)
+
+
+def _refused(argv: list[str], capsys) -> str:
+    """Run a command that must be refused; returns its one error line."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"diffux2ct {argv[0]}: error: ")
+    return err.strip().split(": error: ", 1)[1]
+
+
+def test_an_output_over_an_input_or_another_output_is_refused(tmp_path, pair, capsys, no_work):
+    ap, lateral = pair
+    before = ap.read_bytes(), lateral.read_bytes()
+    common = ["reconstruct", "--ap", str(ap), "--lateral", str(lateral)]
+    assert _refused([*common, "--out", str(ap)], capsys) == f"--out {ap}: is the input --ap; it would be overwritten (choose another output)"
+    (tmp_path / "link.png").symlink_to(lateral)
+    assert _refused([*common, "--out", str(tmp_path / "ct.nrrd"), "--preview", str(tmp_path / "link.png")], capsys).startswith("--preview")
+    assert _refused([*common, "--out", str(tmp_path / "ct.nrrd"), "--preview", str(tmp_path / "ct.nrrd")], capsys) == (
+        f"--preview {tmp_path / 'ct.nrrd'}: unsupported output type '.nrrd' (use .png)")
+    samples_over_input = [*common, "--out", str(tmp_path / "x.nrrd"), "--samples", "2"]
+    (tmp_path / "x-uncertainty.nrrd").symlink_to(ap)
+    assert _refused(samples_over_input, capsys) == f"the uncertainty volume {tmp_path / 'x-uncertainty.nrrd'}: is the input --ap; it would be overwritten (choose another output)"
+    assert (ap.read_bytes(), lateral.read_bytes()) == before
+    synthesized = ["synthesize", "--ct", str(tmp_path / "ap.nrrd"), "--out", str(tmp_path)]
+    assert _refused(synthesized, capsys) == f"--out ap.nrrd {tmp_path / 'ap.nrrd'}: is the input --ct; it would be overwritten (choose another output)"
+    (tmp_path / "sample").symlink_to(SAMPLE)
+    assert _refused(["demo", "--out", str(tmp_path / "sample")], capsys).endswith("is the input the sample's ct.nrrd; it would be overwritten (choose another output)")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--out", "{tmp}/ct.txt"], "--out {tmp}/ct.txt: unsupported output type '.txt' (use .nrrd, .nii.gz, .nii, .mha)"),
+        (["--out", "{tmp}/ct.nrrd", "--preview", "{tmp}/p.jpg"], "--preview {tmp}/p.jpg: unsupported output type '.jpg' (use .png)"),
+        (["--out", "{tmp}/file/ct.nrrd"], "--out {tmp}/file/ct.nrrd: cannot be written: {tmp}/file is a file, not a folder"),
+        (["--out", "{tmp}", ], "--out {tmp}: unsupported output type 'no extension' (use .nrrd, .nii.gz, .nii, .mha)"),
+        (["--out", "{tmp}/ct.nrrd", "--sampler", "ddpm", "--steps", "3"], "--steps applies to DDIM only: --sampler ddpm always runs all the model's diffusion steps (leave --steps out, or use --sampler ddim)"),
+        (["--out", "{tmp}/ct.nrrd", "--method", "regression", "--samples", "4"], "--samples: regression is one direct estimate; these options apply to --method diffusion only"),
+        (["--out", "{tmp}/ct.nrrd", "--method", "regression", "--steps", "4", "--sampler", "ddpm"], "--steps, --sampler ddpm: regression is one direct estimate; these options apply to --method diffusion only"),
+    ],
+)
+def test_reconstruct_options_and_outputs_are_refused_before_any_work(tmp_path, pair, capsys, no_work, argv, message):
+    (tmp_path / "file").write_text("not a folder")
+    ap, lateral = pair
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    assert _refused(["reconstruct", "--ap", str(ap), "--lateral", str(lateral), *argv], capsys) == message.format(tmp=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ap.nrrd", "file", "lateral.nrrd"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["phantom", "--seed", "1", "--out", "x.nrrd", "--size", "0"], "argument --size: 0 is out of range (use from 16 to 512)"),
+        (["phantom", "--seed", "1", "--out", "x.nrrd", "--size", "2000"], "argument --size: 2000 is out of range (use from 16 to 512)"),
+        (["phantom", "--seed", "1", "--out", "x.nrrd", "--spacing", "0"], "argument --spacing: 0 is out of range (use a number above 0 and at most 20)"),
+        (["phantom", "--seed", "-5", "--out", "x.nrrd"], "argument --seed: -5 is out of range (use from 0 to 9223372036854775807)"),
+        (["phantom", "--seed", "1e23", "--out", "x.nrrd"], "argument --seed: '1e23' is not a whole number"),
+        (["reconstruct", "--ap", "a", "--lateral", "b", "--out", "c.nrrd", "--seed", str(10**23)], "argument --seed: 100000000000000000000000 is out of range (use from 0 to 9223372036854775807)"),
+        (["reconstruct", "--ap", "a", "--lateral", "b", "--out", "c.nrrd", "--steps", "0"], "argument --steps: 0 is out of range (use at least 1)"),
+        (["synthesize", "--ct", "a.nrrd", "--out", "o", "--pixels", "0"], "argument --pixels: 0 is out of range (use from 16 to 4096)"),
+        (["synthesize", "--ct", "a.nrrd", "--out", "o", "--sdd", "nan"], "argument --sdd: nan is out of range (use a number above 0)"),
+        (["evaluate", "--set", "phantoms", "--samples", "0"], "argument --samples: 0 is out of range (use from 1 to 64)"),
+        (["train", "--out", "o", "--batch", "0"], "argument --batch: 0 is out of range (use at least 1)"),
+        (["train", "--out", "o", "--checkpoint-every", "0"], "argument --checkpoint-every: 0 is out of range (use at least 1)"),
+        (["train", "--out", "o", "--lr", "-1"], "argument --lr: -1 is out of range (use a number above 0 and at most 1)"),
+        (["train", "--out", "o", "--seed", "-5"], "argument --seed: -5 is out of range (use from 0 to 9223372036854775807)"),
+        (["train", "--out", "o", "--data", "phantom:abc"], "argument --data: 'phantom:abc': the seed 'abc' is not a whole number; use 'phantoms', 'phantom:SEED' (one phantom, SEED a whole number from 0) or a folder of CT volumes"),
+        (["train", "--out", "o", "--data", "no/such/folder"], "argument --data: 'no/such/folder' is neither a folder nor a phantom source; use 'phantoms', 'phantom:SEED' (one phantom, SEED a whole number from 0) or a folder of CT volumes"),
+        (["train", "--out", "o", "--grid", "4"], "argument --grid: 4 is out of range (use from 8 to 512)"),
+    ],
+)
+def test_option_values_are_checked_when_parsed(argv, message, capsys, no_work):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"diffux2ct {argv[0]}: error: {message}"
+
+
+def test_synthesize_and_output_folders_are_checked_before_any_work(tmp_path, capsys, no_work):
+    (tmp_path / "file").write_text("not a folder")
+    base = ["synthesize", "--ct", str(tmp_path / "ct.nrrd")]
+    assert _refused([*base, "--out", str(tmp_path / "o"), "--sdd", "500", "--sid", "1000"], capsys) == (
+        "--sdd 500 must exceed --sid 1000: the detector lies beyond the patient, seen from the source")
+    assert _refused([*base, "--out", str(tmp_path / "file")], capsys) == f"--out {tmp_path / 'file'}: cannot be used as a folder: {tmp_path / 'file'} is a file"
+    assert _refused(["train", "--out", str(tmp_path / "file" / "run")], capsys).startswith(f"--out {tmp_path / 'file' / 'run'}: cannot be used as a folder")
+    assert _refused(["evaluate", "--set", "phantoms", "--out", str(tmp_path / "file")], capsys).startswith("--out")
+    (tmp_path / "cts").mkdir()
+    assert _refused(["evaluate", "--set", str(tmp_path / "cts"), "--out", str(tmp_path / "cts" / "results")], capsys) == (
+        f"--out {tmp_path / 'cts' / 'results'}: is inside the test set {tmp_path / 'cts'}; its results would be read as test CTs (choose another folder)")
+    assert _refused(["phantom", "--seed", "1", "--out", str(tmp_path / "x.txt")], capsys) == (
+        f"--out {tmp_path / 'x.txt'}: unsupported output type '.txt' (use .nrrd, .nii.gz, .nii, .mha)")  # no temporary file named
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cts", "file"]
+
+
+def test_more_steps_than_the_model_has_are_refused_before_sampling(tmp_path, pair, capsys):
+    ap, lateral = pair
+    message = _refused(["reconstruct", "--quiet", "--ap", str(ap), "--lateral", str(lateral), "--out", str(tmp_path / "ct.nrrd"), "--steps", "1001"], capsys)
+    assert message == "1001 sampling steps requested, but the model has only 1000 diffusion steps (use at most 1000)"
+    assert not (tmp_path / "ct.nrrd").exists()
+
+
+def test_an_error_is_one_line_without_an_empty_progress_bar_before_it(tmp_path):
+    flat = tmp_path / "flat.png"
+    sitk.WriteImage(sitk.GetImageFromArray(np.full((40, 40), 9, np.uint8)), str(flat))
+    result = subprocess.run(
+        [sys.executable, "-m", "DiffuX2CTLib.cli", "reconstruct", "--ap", str(flat), "--lateral", str(flat), "--out", str(tmp_path / "ct.nrrd")],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr == "diffux2ct reconstruct: error: flat.png: image is constant (every pixel is 9); nothing to reconstruct from\n"
+
+
+def test_a_filesystem_failure_while_writing_is_one_line_naming_the_output(tmp_path, pair, capsys, monkeypatch):
+    """A disk that fills up after the checks passed: one message naming the output, exit 2, the old file intact."""
+    ap, lateral = pair
+    out = tmp_path / "ct.nrrd"
+    out.write_bytes(b"previous result")
+
+    def full(image, path, *args):
+        Path(path).write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sitk, "WriteImage", full)
+    message = _refused(["reconstruct", "--quiet", "--method", "regression", "--ap", str(ap), "--lateral", str(lateral), "--out", str(out)], capsys)
+    assert message == f"{out}: cannot be written (No space left on device)"
+    assert out.read_bytes() == b"previous result" and sorted(p.name for p in tmp_path.iterdir()) == ["ap.nrrd", "ct.nrrd", "lateral.nrrd"]

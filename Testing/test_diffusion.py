@@ -105,7 +105,7 @@ def test_sampler_is_deterministic_for_a_seed_and_differs_across_seeds():
 
 
 def test_ddpm_sampler_runs_all_timesteps():
-    net = DiffuX2CTNet(TINY.__class__(**{**TINY.to_dict(), "timesteps": 12})).eval()
+    net = DiffuX2CTNet(TINY.__class__(**{**TINY.to_dict(), "timesteps": 12, "default_steps": 4})).eval()
     calls = []
     out = sample(net, torch.rand(1, 2, 16, 16), sampler="ddpm", generator=torch.Generator().manual_seed(0), progress=lambda i, n: calls.append(n))
     assert len(calls) == 12 and out.shape == (1, 1, 16, 16, 16)

@@ -10,8 +10,8 @@ import SimpleITK as sitk
 from conftest import write_dicom_radiograph
 
 from DiffuX2CTLib.data.geometry import ProjectionGeometry, View, VolumeGrid
+from DiffuX2CTLib.data.hounsfield import HUWindow
 from DiffuX2CTLib.data.io import (
-    HUWindow,
     InputError,
     detector_image,
     grid_image,
@@ -203,3 +203,19 @@ def test_world_to_index_matrix_handles_rotated_images():
     matrix = world_to_index_matrix(image)
     point = image.TransformContinuousIndexToPhysicalPoint((3.0, 4.5, 6.0))
     assert matrix @ np.array([*point, 1.0]) == pytest.approx([3.0, 4.5, 6.0, 1.0])
+
+
+@pytest.mark.parametrize("kept", [0.5, 0.9])
+def test_a_truncated_jpeg_is_unreadable_not_filled_with_grey(tmp_path, capfd, kept):
+    """libjpeg decodes what is there, fills the missing rows with grey and only prints a warning (to stdout)."""
+    pixels = (np.random.default_rng(0).random((120, 160)) * 255).astype(np.uint8)
+    whole = tmp_path / "whole.jpg"
+    sitk.WriteImage(sitk.GetImageFromArray(pixels), str(whole))
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * kept)])
+    with pytest.raises(InputError) as error:
+        read_radiograph(cut, View.AP)
+    assert str(error.value) == "cut.jpg: is incomplete or damaged; the decoder reported 'Premature end of JPEG file' and filled in what was missing"
+    assert read_radiograph(whole, View.AP).pixels.shape == (120, 160)
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err == ""  # the decoder's own line neither pollutes stdout nor repeats the error

@@ -43,3 +43,23 @@ def test_disjoint_volumes_are_refused(phantom_ct):
     elsewhere = VolumeGrid(10, 5.0, center_lps=(1000.0, 0.0, 0.0))
     with pytest.raises(InputError, match="do not overlap in physical space"):
         compare(grid_image(np.zeros((10, 10, 10), np.float32), elsewhere), phantom_ct)
+
+
+def _crop(image: sitk.Image, size: tuple[int, int, int]) -> sitk.Image:
+    """The central ``size`` (x, y, z) voxels of ``image``, in place in physical space."""
+    start = [(s - c) // 2 for s, c in zip(image.GetSize(), size)]
+    return sitk.RegionOfInterest(image, size, start)
+
+
+def test_the_covered_fraction_of_the_body_is_reported(phantom_ct):
+    assert compare(phantom_ct, phantom_ct)["gt_body_covered"] == 1.0
+    crop = compare(_crop(phantom_ct, (20, 20, 20)), phantom_ct)
+    assert crop["mae_hu"] == 0.0 and crop["bone_dice"] == pytest.approx(1.0)  # a perfect score of a fragment...
+    body = sitk.GetArrayFromImage(phantom_ct) > -500
+    assert crop["gt_body_covered"] == pytest.approx(body[14:34, 14:34, 14:34].sum() / body.sum())  # ...is flagged
+    assert crop["gt_body_covered"] < 0.3
+
+
+def test_an_overlap_too_thin_for_ssim_is_a_clear_error(phantom_ct):
+    with pytest.raises(InputError, match=r"overlap in only 48 x 48 x 1 voxels of the ground truth; scoring needs at least 7 along every axis"):
+        compare(_crop(phantom_ct, (48, 48, 1)), phantom_ct)

@@ -79,5 +79,5 @@ def test_config_round_trip_and_validation():
     assert ModelConfig.from_dict(TINY.to_dict()) == TINY
     with pytest.raises(ValueError, match="unknown model config keys"):
         ModelConfig.from_dict({**TINY.to_dict(), "colour": "blue"})
-    with pytest.raises(ValueError, match="divisible by the window size"):
+    with pytest.raises(ValueError, match=r"grid_size 20 must be a multiple of 8 \(halved at each of the 1 U-Net downsamplings, with attention windows of 4 voxels\)"):
         ModelConfig(grid_size=20, unet_channels=(8, 16), attention_levels=(False, True))

@@ -71,3 +71,46 @@ def test_pickle_is_never_loaded(model_folder):
     (model_folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelError, match="not a readable safetensors file"):
         load_model(model_folder)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"default_steps": 0}, "default_steps must be from 1 to 100000, got 0"),
+        ({"default_steps": 2000}, "default_steps (2000) must not exceed timesteps (1000)"),
+        ({"hu_low": 500.0, "hu_high": 500.0}, "hu_low (500) must be below hu_high (500)"),
+        ({"hu_low": 1500.0, "hu_high": -1000.0}, "hu_low (1500) must be below hu_high (-1000)"),
+        ({"timesteps": "1000"}, "timesteps must be a whole number, got '1000'"),
+        ({"grid_size": 16.0}, "grid_size must be a whole number, got 16.0"),
+        ({"residual_scale": -1}, "residual_scale must be from 1e-06 to 1e+06, got -1"),
+        ({"source_to_isocenter_mm": 1500.0}, "source_to_detector_mm (1200) must exceed source_to_isocenter_mm (1500)"),
+        ({"attention_levels": [False, "yes"]}, "attention_levels must be true/false per U-Net level, got [False, 'yes']"),
+        ({"unet_channels": 8}, "unet_channels must be a non-empty list (one entry per U-Net level), got 8"),
+        ({"beta_schedule": "quadratic"}, "beta_schedule must be one of linear_beta, scaled_linear_beta, sigmoid_beta, cosine; got 'quadratic'"),
+        ({"prediction_type": None}, "prediction_type must be one of epsilon, v_prediction, sample; got None"),
+    ],
+)
+def test_a_damaged_config_is_refused_on_load_naming_the_key(model_folder, change, message):
+    config = json.loads((model_folder / "config.json").read_text(encoding="utf-8"))
+    config["model"].update(change)
+    (model_folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(ModelError) as error:
+        load_model(model_folder)
+    assert str(error.value) == f"model/config.json: invalid model section ({message})"
+
+
+def test_an_interrupted_save_leaves_the_previous_model_whole(model_folder, monkeypatch):
+    """Weights and config are one unit: new weights never sit beside the old config's checksum."""
+    before = {name: (model_folder / name).read_bytes() for name in ("model.safetensors", "config.json")}
+    torch.manual_seed(1)
+    other = DiffuX2CTNet(TINY)
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(type(model_folder), "write_text", interrupted)  # the config, written after the new weights
+    with pytest.raises(KeyboardInterrupt):
+        save_model(other, model_folder)
+    assert {name: (model_folder / name).read_bytes() for name in before} == before
+    assert sorted(p.name for p in model_folder.iterdir()) == ["config.json", "model.safetensors"]
+    load_model(model_folder)

@@ -6,11 +6,14 @@ names the file and the problem; nothing below raises a bare SimpleITK exception 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
 import math
 import os
-import uuid
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +22,7 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from ..job import Acquisition
+from ..outputs import WriteFile, write_file
 from .geometry import ProjectionGeometry, View, VolumeGrid
 from .intensity import linear_to_line_integral
 
@@ -52,26 +56,6 @@ _LATERAL_POSITIONS = {"LL", "RL", "LAT", "LATERAL", "LLD", "RLD"}
 _FRONTAL_POSITIONS = {"AP", "PA"}
 
 
-@dataclass(frozen=True)
-class HUWindow:
-    """HU range the model works in: values are clipped to it and scaled linearly to [-1, 1].
-
-    -1000 (air) to 1500 keeps lung, soft tissue and cortical bone; denser metal saturates at the top.
-    The model config stores the window it was trained with; this default is only for data preparation.
-    """
-
-    low: float = -1000.0
-    high: float = 1500.0
-
-    def to_unit(self, hu: np.ndarray) -> np.ndarray:
-        """HU -> [-1, 1]."""
-        return (np.clip(hu, self.low, self.high) - self.low) / (self.high - self.low) * 2.0 - 1.0
-
-    def to_hu(self, unit: np.ndarray) -> np.ndarray:
-        """[-1, 1] -> HU."""
-        return (np.clip(unit, -1.0, 1.0) + 1.0) / 2.0 * (self.high - self.low) + self.low
-
-
 @dataclass
 class Radiograph:
     """One radiograph: pixels (rows, cols; brighter = more attenuation) and what is known of its geometry."""
@@ -82,6 +66,7 @@ class Radiograph:
     path: Path
     notes: list[str] = field(default_factory=list)
     colourfulness: float = 0.0  # mean chroma of a colour file relative to its range; 0 for grayscale
+    view_from_file: bool = False  # the file says which view it is (our NRRD header, DICOM ViewPosition)
 
 
 def _fail(path: Path, problem: str) -> InputError:
@@ -93,25 +78,62 @@ def _suffix(path: Path) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
+# What image decoders print (on the C side, to stderr) when they fill in missing or damaged data instead of failing,
+# e.g. libjpeg's "Premature end of JPEG file" (the missing rows become grey): such a file is unreadable.
+_DAMAGE_REPORTS = re.compile(r"premature end|corrupt|truncat|unexpected end|short read|not enough data|read error", re.IGNORECASE)
+
+
+@contextlib.contextmanager
+def _decoder_messages() -> Iterator[list[str]]:
+    """Collect what C libraries print meanwhile (ITK's JPEG reader prints to stdout, others to stderr) as lines,
+    so it never mixes with a command's output or the worker's protocol events."""
+    lines: list[str] = []
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    with tempfile.TemporaryFile() as sink:
+        for fd in saved:
+            os.dup2(sink.fileno(), fd)
+        try:
+            yield lines
+        finally:
+            for fd, original in saved.items():
+                os.dup2(original, fd)
+                os.close(original)
+            sink.seek(0)
+            lines += [line.strip() for line in sink.read().decode("utf-8", "replace").splitlines() if line.strip()]
+
+
 def _read_image(path: Path, what: str) -> sitk.Image:
     path = Path(path)
     if not path.exists():
         raise _fail(path, f"file not found (expected a {what})")
     try:
-        if path.is_dir():
-            reader = sitk.ImageSeriesReader()
-            series = reader.GetGDCMSeriesIDs(str(path))
-            if not series:
-                raise _fail(path, f"folder holds no DICOM series (expected a {what})")
-            files = reader.GetGDCMSeriesFileNames(str(path), series[0])
-            reader.SetFileNames(files)
-            return reader.Execute()
-        return sitk.ReadImage(str(path))
+        with _decoder_messages() as messages:
+            image = _read_file_or_series(path, what)
     except InputError:
         raise
     except RuntimeError as error:
         detail = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown reader error"
         raise _fail(path, f"cannot be read as an image ({detail[:160]})") from None
+    damage = [line for line in messages if _DAMAGE_REPORTS.search(line)]
+    if damage:
+        raise _fail(path, f"is incomplete or damaged; the decoder reported '{damage[0][:120]}' and filled in what was missing")
+    for line in messages:  # other decoder notes are logs
+        print(line, file=sys.stderr)
+    return image
+
+
+def _read_file_or_series(path: Path, what: str) -> sitk.Image:
+    """One image file, or the first DICOM series of a folder."""
+    if not path.is_dir():
+        return sitk.ReadImage(str(path))
+    reader = sitk.ImageSeriesReader()
+    series = reader.GetGDCMSeriesIDs(str(path))
+    if not series:
+        raise _fail(path, f"folder holds no DICOM series (expected a {what})")
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
+    return reader.Execute()
 
 
 def _check_values(array: np.ndarray, path: Path) -> None:
@@ -333,7 +355,8 @@ def read_radiograph(path: str | os.PathLike, view: View | str) -> Radiograph:
         spacing = (float(image.GetSpacing()[1]), float(image.GetSpacing()[0]))
     else:
         notes.append(f"{path.name}: plain image without pixel spacing; assumed it spans the default detector")
-    return Radiograph(pixels=pixels.astype(np.float32), pixel_spacing_mm=spacing, geometry=geometry, path=path, notes=notes, colourfulness=colourfulness)
+    view_from_file = image.HasMetaDataKey(_META_PREFIX + "view") or (_dicom_tag(image, "view_position") or "").upper() in _LATERAL_POSITIONS | _FRONTAL_POSITIONS
+    return Radiograph(pixels=pixels.astype(np.float32), pixel_spacing_mm=spacing, geometry=geometry, path=path, notes=notes, colourfulness=colourfulness, view_from_file=view_from_file)
 
 
 def apply_acquisition(radiograph: Radiograph, view: View | str, acquisition: Acquisition) -> Radiograph:
@@ -374,42 +397,19 @@ def detector_image(pixels: np.ndarray, geometry: ProjectionGeometry) -> sitk.Ima
     return image
 
 
-def _temporary_sibling(path: Path) -> Path:
-    """A unique hidden name beside ``path`` with the same extension (SimpleITK picks its writer by extension)."""
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.partial{_suffix(path)}")
+def image_writer(image: sitk.Image, compress: bool = True) -> WriteFile:
+    """A writer of ``image`` for :func:`DiffuX2CTLib.outputs.write_together` (format chosen by the extension)."""
+
+    def write(path: Path) -> None:
+        sitk.WriteImage(image, str(path), compress)
+
+    return write
 
 
 def write_image(image: sitk.Image, path: str | os.PathLike, compress: bool = True) -> Path:
-    """Write atomically: to a temporary file beside the target, then rename, so no reader sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = _temporary_sibling(path)
-    try:
-        sitk.WriteImage(image, str(temporary), compress)
-        os.replace(temporary, path)
-    except RuntimeError as error:
-        raise InputError(f"{path.name}: cannot be written ({str(error).strip().splitlines()[-1][:160]})") from None
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
-
-
-def write_text(text: str, path: str | os.PathLike) -> Path:
-    """Atomic text write (JSON sidecars, reports)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = _temporary_sibling(path)
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
-
-
-def write_json(data: dict, path: str | os.PathLike) -> Path:
-    """Atomic, indented JSON write."""
-    return write_text(json.dumps(data, indent=2) + "\n", path)
+    """Write atomically: to a temporary file beside the target, then rename, so no reader sees half a file and a
+    failure leaves the old file as it was; a failure is an :class:`InputError` naming ``path``."""
+    return write_file(path, image_writer(image, compress))
 
 
 def grid_image(array_zyx: np.ndarray, grid: VolumeGrid) -> sitk.Image:

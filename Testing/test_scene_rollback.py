@@ -1,0 +1,73 @@
+"""SceneLogic's promise when adding results fails halfway: the scene is as it was before (no new node left behind,
+an overwritten output volume back to its voxels, geometry and attributes), and the job fails with the reason."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import slicer
+import vtk
+from slicer_scene import CoreApp
+
+from DiffuX2CTLib.app.scene import SceneLogic
+from DiffuX2CTLib.data.geometry import VolumeGrid
+from DiffuX2CTLib.data.io import grid_image, write_image
+from DiffuX2CTLib.phantom import generate_phantom
+
+GRID = VolumeGrid(32, 10.0)
+
+
+@pytest.fixture()
+def logic():
+    app = CoreApp()
+    logic = SceneLogic(app.scene, app.app_logic)
+    logic.node_ids = app.node_ids
+    yield logic
+    logic.shutdown()
+
+
+def _event(tmp_path, offset_hu: float, samples: int = 2) -> dict:
+    """A worker's ``done`` event with real files: a CT (and, for K > 1, an uncertainty volume)."""
+    ct = grid_image(np.asarray(generate_phantom(5, GRID)) + offset_hu, GRID)
+    outputs = {"ct": str(write_image(ct, tmp_path / f"ct{offset_hu:+.0f}.nrrd"))}
+    if samples > 1:
+        outputs["uncertainty"] = str(write_image(grid_image(np.full((32,) * 3, 7.0, np.float32), GRID), tmp_path / f"u{offset_hu:+.0f}.nrrd"))
+    return {"outputs": outputs, "metrics": {"agreement": {"ap": 0.95, "lateral": 0.93}, "low_agreement_views": []}, "provenance": {"seed": str(int(offset_hu))}}
+
+
+def _fail_at_volume_rendering(logic, monkeypatch) -> None:
+    """The last scene change but one (volume rendering) fails, after the CT and its segmentation were added."""
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("volume rendering unavailable")
+
+    monkeypatch.setattr(logic, "_volume_rendering", broken)
+
+
+def _state(node) -> tuple:
+    matrix = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(matrix)
+    attributes = {key: node.GetAttribute(key) for key in node.GetAttributeNames() or ()}
+    return slicer.util.arrayFromVolume(node).copy(), [matrix.GetElement(r, c) for r in range(4) for c in range(4)], attributes
+
+
+@pytest.mark.xfail(strict=True, reason="scene.py's rollback removes the added volume and segmentation nodes but not their "
+                   "display nodes (vtkMRMLScalarVolumeDisplayNode, vtkMRMLSegmentationDisplayNode stay in the scene)")
+def test_a_failure_while_adding_new_results_leaves_no_node_behind(logic, tmp_path, monkeypatch):
+    before = logic.node_ids()
+    _fail_at_volume_rendering(logic, monkeypatch)
+    with pytest.raises(RuntimeError, match="volume rendering unavailable"):
+        logic._add_results(_event(tmp_path, 0.0), None, "Reconstructed CT", 1.0)
+    assert logic.node_ids() == before
+
+
+def test_a_failure_while_overwriting_restores_the_output_volume(logic, tmp_path, monkeypatch):
+    first = logic._add_results(_event(tmp_path, 0.0), None, "Reconstructed CT", 1.0)
+    before, state = logic.node_ids(), _state(first.ct_node)
+    _fail_at_volume_rendering(logic, monkeypatch)
+    with pytest.raises(RuntimeError, match="volume rendering unavailable"):
+        logic._add_results(_event(tmp_path, 300.0), first.ct_node, "Reconstructed CT", 2.0)
+    assert logic.node_ids() == before
+    voxels, matrix, attributes = _state(first.ct_node)
+    assert np.array_equal(voxels, state[0]) and matrix == state[1] and attributes == state[2]
+    assert attributes["DiffuX2CT.seed"] == "0"
