@@ -156,8 +156,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.pred or args.gt:
         raise InputError("--set evaluates a whole test set; it does not take --pred or --gt")
     check_output_folder("--out", args.out)
-    if args.set != "phantoms" and _inside(Path(args.out), Path(args.set)):
-        raise InputError(f"--out {args.out}: is inside the test set {args.set}; its results would be read as test CTs (choose another folder)")
+    _refuse_output_in_ct_folder(args.out, {"the test set": args.set, "the mean-volume CTs": args.mean_from})
     from .evaluate import EvaluationSettings, evaluate_set, report_markdown
 
     settings = EvaluationSettings(
@@ -194,6 +193,13 @@ def _inside(path: Path, folder: Path) -> bool:
     """Whether ``path`` is ``folder`` or lies inside it (links resolved)."""
     path, folder = path.resolve(), folder.resolve()
     return path == folder or folder in path.parents
+
+
+def _refuse_output_in_ct_folder(out: str, folders: dict[str, str]) -> None:
+    """An output folder inside a folder of input CTs would be read back as CTs by the next run: refused."""
+    for label, folder in folders.items():
+        if folder != "phantoms" and not folder.startswith("phantom:") and _inside(Path(out), Path(folder)):
+            raise InputError(f"--out {out}: is inside {label} {folder}; what the run writes would be read as CTs next time (choose another folder)")
 
 
 def _check_reconstruct_options(args: argparse.Namespace) -> None:
@@ -253,6 +259,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainSettings, train
 
     check_output_folder("--out", args.out)
+    _refuse_output_in_ct_folder(args.out, {"the training data": args.data})
     settings = TrainSettings(
         out=args.out, stage=args.stage, data=args.data, steps=args.steps, batch=args.batch, learning_rate=args.lr,
         grid_size=args.grid, checkpoint_every=args.checkpoint_every, seed=args.seed, init=args.init,

@@ -231,7 +231,11 @@ def test_synthesize_and_output_folders_are_checked_before_any_work(tmp_path, cap
     assert _refused(["evaluate", "--set", "phantoms", "--out", str(tmp_path / "file")], capsys).startswith("--out")
     (tmp_path / "cts").mkdir()
     assert _refused(["evaluate", "--set", str(tmp_path / "cts"), "--out", str(tmp_path / "cts" / "results")], capsys) == (
-        f"--out {tmp_path / 'cts' / 'results'}: is inside the test set {tmp_path / 'cts'}; its results would be read as test CTs (choose another folder)")
+        f"--out {tmp_path / 'cts' / 'results'}: is inside the test set {tmp_path / 'cts'}; what the run writes would be read as CTs next time (choose another folder)")
+    assert _refused(["evaluate", "--set", "phantoms", "--mean-from", str(tmp_path / "cts"), "--out", str(tmp_path / "cts")], capsys).startswith(
+        f"--out {tmp_path / 'cts'}: is inside the mean-volume CTs {tmp_path / 'cts'}")
+    assert _refused(["train", "--data", str(tmp_path / "cts"), "--out", str(tmp_path / "cts" / "run")], capsys).startswith(
+        f"--out {tmp_path / 'cts' / 'run'}: is inside the training data {tmp_path / 'cts'}")
     assert _refused(["phantom", "--seed", "1", "--out", str(tmp_path / "x.txt")], capsys) == (
         f"--out {tmp_path / 'x.txt'}: unsupported output type '.txt' (use .nrrd, .nii.gz, .nii, .mha)")  # no temporary file named
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cts", "file"]
