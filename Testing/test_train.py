@@ -113,6 +113,16 @@ def test_a_bad_parametrisation_is_a_clear_error(tmp_path):
         train(TrainSettings(out=str(tmp_path / "bad"), stage="diffusion", steps=1, init=str(init), residual_scale=-1.0), show_progress=False)
 
 
+def test_init_from_a_checkpoint_file_starts_from_its_ema_weights(tmp_path):
+    train(TrainSettings(out=str(tmp_path / "reg"), steps=2, grid_size=16, checkpoint_every=2, workers=0), show_progress=False)
+    ema = _checkpoint(tmp_path / "reg")["ema"]
+    train(TrainSettings(out=str(tmp_path / "diff"), stage="diffusion", steps=1, checkpoint_every=1, init=str(tmp_path / "reg" / "checkpoint.pt"), workers=0), show_progress=False)
+    started = _checkpoint(tmp_path / "diff")["model"]
+    for name, value in ema.items():
+        if name.startswith("conditioner."):  # frozen in the diffusion stage: exactly the EMA it started from
+            assert torch.equal(started[name], value), name
+
+
 def test_a_corrupted_checkpoint_is_a_clear_error(tmp_path):
     from DiffuX2CTLib.data.io import InputError
 
