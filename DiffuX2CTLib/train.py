@@ -234,6 +234,8 @@ def train(settings: TrainSettings, show_progress: bool = True) -> Path:
         ema.load_state_dict(checkpoint["ema_averager"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         step = int(checkpoint["step"])
+        if rank == 0:
+            _forget_log_after(log_path, step)
     replica = _Replica(DistributedDataParallel(net, find_unused_parameters=True)) if distributed else net
     scheduler = training_scheduler(config)
     projector = DRRProjector([config.detector(v) for v in (View.AP, View.LATERAL)]).to(device)
@@ -287,6 +289,16 @@ def train(settings: TrainSettings, show_progress: bool = True) -> Path:
         dist.barrier()
         dist.destroy_process_group()
     return out / "model"
+
+
+def _forget_log_after(log_path: Path, step: int) -> None:
+    """Drop the log lines of steps a killed run did after its last checkpoint: the resumed run does them again."""
+    if not log_path.is_file():
+        return
+    lines = log_path.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+    if len(kept) != len(lines):
+        write_text("".join(line + "\n" for line in kept), log_path)
 
 
 def _check_resume(checkpoint: dict, settings: TrainSettings, path: Path) -> None:

@@ -62,6 +62,16 @@ def test_resume_after_a_stop_is_exact(tmp_path):
     assert load_model(tmp_path / "resumed" / "model")[1]["training"]["steps"] == 4
 
 
+def test_a_resume_after_a_kill_forgets_the_steps_after_the_last_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    train(TrainSettings(out=str(run), steps=2, grid_size=16, checkpoint_every=2, workers=0), show_progress=False)
+    with open(run / "log.jsonl", "a", encoding="utf-8") as log:  # what a run killed during step 3 leaves behind
+        log.write(json.dumps({"step": 3, "stage": "regression", "loss": 9.0}) + "\n")
+    train(TrainSettings(out=str(run), steps=3, grid_size=16, checkpoint_every=2, workers=0), show_progress=False)
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3] and records[-1]["loss"] != 9.0
+
+
 def test_resuming_with_settings_that_cannot_continue_the_run_is_a_clear_error(tmp_path):
     run = tmp_path / "run"
     train(TrainSettings(out=str(run), steps=2, grid_size=16, checkpoint_every=1), show_progress=False)
