@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from .data.geometry import ProjectionGeometry, VolumeGrid, default_pair
 from .data.io import InputError
-from .model.config import PREDICTION_TYPES
+from .model.config import PREDICTION_TYPES, PRESETS
 from .outputs import (
     CT_OUTPUT_SUFFIXES,
     JSON_SUFFIXES,
@@ -264,10 +265,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         out=args.out, stage=args.stage, data=args.data, steps=args.steps, batch=args.batch, learning_rate=args.lr,
         grid_size=args.grid, checkpoint_every=args.checkpoint_every, seed=args.seed, init=args.init,
         prediction_type=args.prediction, residual_scale=args.residual_scale,
-        freeze_conditioner=not args.finetune_conditioner, device=args.device,
+        freeze_conditioner=not args.finetune_conditioner, device=args.device, preset=args.preset, workers=args.workers,
+        cache=args.cache,
     )
     model = train(settings, show_progress=not args.quiet)
-    print(f"model exported to {model}")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one line for the run, not one per process
+        print(f"model exported to {model}")
     return 0
 
 
@@ -361,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=AT_LEAST_ONE, default=1000, help="total steps (a resumed run continues to this count)")
     train.add_argument("--batch", type=AT_LEAST_ONE, default=1)
     train.add_argument("--lr", type=_positive(1.0), default=5e-4)
-    train.add_argument("--grid", type=_whole(8, 512), default=64, help="grid size of a new model (32 tests, 64 CPU, 128 GPU)")
+    train.add_argument("--preset", choices=tuple(PRESETS), default=None, help="architecture of a new model: cpu-64 (default, the bundled model's) or paper-128 (128^3 voxels of 2.5 mm, for a GPU)")
+    train.add_argument("--grid", type=_whole(8, 512), default=None, help="grid size of a new model, if not the preset's (16 or 32 for quick tests)")
     train.add_argument("--checkpoint-every", type=AT_LEAST_ONE, default=50)
     train.add_argument("--seed", type=SEED, default=0)
     train.add_argument("--init", default=None, help="start from a model folder or checkpoint (e.g. the regression stage)")
@@ -369,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--residual-scale", type=_positive(), default=None, help="factor on the residual before diffusion (default: the model's, 1 for a new one)")
     train.add_argument("--finetune-conditioner", action="store_true", help="diffusion stage: also train the conditioning network")
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    train.add_argument("--workers", type=_whole(0, 64), default=None, help="processes making samples ahead (default: 1 on a CPU; 0 on a GPU, which makes them itself)")
+    train.add_argument("--cache", default=None, help="where a CT folder is prepared for training (default: OUT/ct-cache; reused while the CTs are unchanged)")
     train.add_argument("--quiet", action="store_true")
     train.set_defaults(run=cmd_train)
 

@@ -25,7 +25,7 @@ from .data.io import (
     read_radiograph,
 )
 from .device import resolve_device
-from .diffusion import render_model_radiographs, sample
+from .diffusion import render_model_radiographs, sample, sample_batch_size, sample_seed
 from .job import Acquisition, ReconstructionOptions
 from .model import DiffuX2CTNet, ModelConfig
 from .modelfile import BUNDLED_MODEL_DIR, file_sha256, load_model
@@ -71,6 +71,24 @@ def check_options(options: ReconstructionOptions, config: ModelConfig) -> None:
         raise InputError(f"seed {options.seed} is out of range (use a whole number from 0 to {MAX_SEED})")
 
 
+def draw_samples(net: DiffuX2CTNet, radiographs: torch.Tensor, condition: tuple[list[torch.Tensor], torch.Tensor],
+                 options: ReconstructionOptions, progress: Progress | None = None) -> list[torch.Tensor]:
+    """``options.samples`` diffusion samples of one pair ``(1, 2, P, P)``, in batches as large as memory allows
+    (:func:`~DiffuX2CTLib.diffusion.sample_batch_size`); sample ``k`` has its own noise stream
+    (:func:`~DiffuX2CTLib.diffusion.sample_seed`), so the result is the same whatever the batch size."""
+    config = net.config
+    seeds = [sample_seed(options.seed, k) for k in range(options.samples)]
+    batch = options.batch_size or sample_batch_size(options.samples, config, radiographs.device)
+    batches = [seeds[first : first + batch] for first in range(0, len(seeds), batch)]
+    steps = config.timesteps if options.sampler == "ddpm" else (options.steps or config.default_steps)
+    volumes = []
+    for number, chunk in enumerate(batches):
+        report = (lambda i, n, number=number: progress(number * steps + i, len(batches) * steps)) if progress else None
+        repeated = ([f.expand(len(chunk), *f.shape[1:]) for f in condition[0]], condition[1].expand(len(chunk), *condition[1].shape[1:]))
+        volumes += list(sample(net, radiographs.expand(len(chunk), *radiographs.shape[1:]), options.steps, options.sampler, None, report, repeated, chunk).split(1))
+    return volumes
+
+
 def reconstruct_pair(
     ap_path: str | os.PathLike,
     lateral_path: str | os.PathLike,
@@ -105,12 +123,7 @@ def reconstruct_pair(
             if progress:
                 progress(1, 1)
         else:
-            generator = torch.Generator(device="cpu").manual_seed(options.seed)
-            steps_per_sample = config.timesteps if options.sampler == "ddpm" else (options.steps or config.default_steps)
-            volumes = []
-            for k in range(options.samples):
-                report = (lambda i, n, k=k: progress(k * steps_per_sample + i, options.samples * steps_per_sample)) if progress else None
-                volumes.append(sample(net, radiographs, options.steps, options.sampler, generator, report, condition))
+            volumes = draw_samples(net, radiographs, condition, options, progress)
         stack = torch.cat(volumes).float()
         mean = stack.mean(0, keepdim=True)
         projector = DRRProjector([config.detector(g.view) for g in geometries]).to(device)
