@@ -51,8 +51,6 @@ def _state(node) -> tuple:
     return slicer.util.arrayFromVolume(node).copy(), [matrix.GetElement(r, c) for r in range(4) for c in range(4)], attributes
 
 
-@pytest.mark.xfail(strict=True, reason="scene.py's rollback removes the added volume and segmentation nodes but not their "
-                   "display nodes (vtkMRMLScalarVolumeDisplayNode, vtkMRMLSegmentationDisplayNode stay in the scene)")
 def test_a_failure_while_adding_new_results_leaves_no_node_behind(logic, tmp_path, monkeypatch):
     before = logic.node_ids()
     _fail_at_volume_rendering(logic, monkeypatch)

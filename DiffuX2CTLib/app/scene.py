@@ -440,12 +440,20 @@ class SceneLogic:
                 ct_node.SetNodeReferenceID(UNCERTAINTY_REFERENCE_ROLE, uncertainty_node.GetID())
         except BaseException:
             for node in reversed(added):
-                self.scene.RemoveNode(node)
+                self._remove_with_display_nodes(node)
             self._restore(output_node, previous)
             raise
         finally:
             self.scene.EndState(self.scene.BatchProcessState)
         return ReconstructionResult(ct_node, segmentation, rendering, uncertainty_node, dict(metrics.get("agreement", {})), list(metrics.get("low_agreement_views", [])), provenance, warning)
+
+    def _remove_with_display_nodes(self, node) -> None:
+        """Remove a node the failed run added, and the display nodes made for it (the scene keeps those otherwise)."""
+        display_nodes = [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())] if node.IsA("vtkMRMLDisplayableNode") else []
+        self.scene.RemoveNode(node)
+        for display in display_nodes:
+            if display is not None and self.scene.IsNodePresent(display):
+                self.scene.RemoveNode(display)
 
     @staticmethod
     def _snapshot(node):
