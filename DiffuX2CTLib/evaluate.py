@@ -34,10 +34,10 @@ from .data.io import (
 from .data.pipeline import HELD_OUT_SEED_START, PhantomSource, drr_grid, model_target
 from .data.synthesize import pair_for_ct, render_pair
 from .device import resolve_device
-from .files import write_json, write_text
 from .job import ReconstructionOptions
 from .metrics import compare
 from .model import ModelConfig
+from .outputs import write_json, write_text
 from .preview import save_comparison_montage
 from .reconstruct import cached_model, reconstruct_pair
 

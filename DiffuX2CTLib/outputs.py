@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
+import json
 import os
 import re
 import signal
@@ -202,3 +203,13 @@ def write_together(files: Mapping[str | os.PathLike, WriteFile]) -> list[Path]:
 def write_file(path: str | os.PathLike, write: WriteFile) -> Path:
     """Write one file atomically (see :func:`write_together`)."""
     return write_together({path: write})[0]
+
+
+def write_text(text: str, path: str | os.PathLike) -> Path:
+    """Atomic UTF-8 text write (JSON sidecars, reports, logs)."""
+    return write_file(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+
+
+def write_json(data: dict, path: str | os.PathLike) -> Path:
+    """Atomic, indented JSON write."""
+    return write_text(json.dumps(data, indent=2) + "\n", path)

@@ -31,10 +31,10 @@ from .data.pipeline import SampleMaker, batches, parse_source
 from .device import resolve_device
 from .diffusion import diffusion_loss, regression_loss, training_scheduler
 from .errors import InputError
-from .files import write_text
 from .model import DiffuX2CTNet, ModelConfig
 from .model.config import PRESETS
 from .modelfile import load_model, save_model
+from .outputs import write_text
 
 CHECKPOINT_NAME = "checkpoint.pt"
 STAGES = ("regression", "diffusion")

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..files import temporary_sibling, write_json
+from ..outputs import write_file, write_json
 from .geometry import VolumeGrid
 
 MANIFEST_NAME = "manifest.json"
@@ -65,15 +65,6 @@ def _resampled(path: Path, spacing_mm: float) -> tuple[np.ndarray, tuple[float, 
     resampled = sitk.Resample(ct, reference, sitk.Transform(), sitk.sitkLinear, float(AIR_HU), sitk.sitkFloat32)
     array = np.clip(np.rint(sitk.GetArrayFromImage(resampled)), -32768, 32767).astype(np.int16)
     return array, tuple(float(v) for v in low)
-
-
-def _save_array(array: np.ndarray, path: Path) -> None:
-    temporary = temporary_sibling(path, ".npy")
-    try:
-        np.save(temporary, array)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -134,7 +125,7 @@ def prepare_cache(folder: str | os.PathLike, cache_dir: str | os.PathLike, spaci
                 skipped.append(source.name)
                 log(f"skipped {error}")
                 continue
-            _save_array(array, array_path)
+            write_file(array_path, lambda temporary, array=array: np.save(temporary, array))
             entry = {"sha256": checksum, "array": array_path.name, "shape": list(array.shape), "origin_lps": list(origin)}
         kept[source.name] = entry
         usable.append(CachedCT(source.name, cache_dir / entry["array"], tuple(entry["shape"]), tuple(entry["origin_lps"]), spacing_mm))

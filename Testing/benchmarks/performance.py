@@ -304,7 +304,7 @@ def main() -> None:
     report["training"] = bench_training(args, env)
     print("profile of one default reconstruction ...", flush=True)
     report["profile"] = measure_child("profile", {"threads": args.threads}, env)["top_operators"]
-    from DiffuX2CTLib.files import write_json, write_text
+    from DiffuX2CTLib.outputs import write_json, write_text
 
     out = Path(args.out)
     write_json(report, out.with_suffix(".json"))

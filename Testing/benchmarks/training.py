@@ -30,9 +30,9 @@ from DiffuX2CTLib.data.drr import DRRProjector  # noqa: E402
 from DiffuX2CTLib.data.geometry import View  # noqa: E402
 from DiffuX2CTLib.data.pipeline import PhantomSource, SampleMaker  # noqa: E402
 from DiffuX2CTLib.diffusion import diffusion_loss, regression_loss, training_scheduler  # noqa: E402
-from DiffuX2CTLib.files import write_json, write_text  # noqa: E402
 from DiffuX2CTLib.model import DiffuX2CTNet  # noqa: E402
 from DiffuX2CTLib.model.config import PRESETS  # noqa: E402
+from DiffuX2CTLib.outputs import write_json, write_text  # noqa: E402
 from DiffuX2CTLib.train import TrainSettings, train  # noqa: E402
 
 RESULTS = ROOT / "Testing" / "benchmarks" / "results"
