@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from DiffuX2CTLib.anatomy import generate_phantom
 from DiffuX2CTLib.data.geometry import VolumeGrid
 from DiffuX2CTLib.data.io import grid_image
-from DiffuX2CTLib.anatomy import generate_phantom
 
 
 @pytest.fixture(scope="session")

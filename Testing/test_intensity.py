@@ -8,6 +8,7 @@ import pytest
 import SimpleITK as sitk
 from conftest import write_dicom_radiograph
 
+from DiffuX2CTLib.anatomy import generate_phantom
 from DiffuX2CTLib.data.geometry import VolumeGrid, default_pair
 from DiffuX2CTLib.data.intensity import (
     add_collimation_and_marker,
@@ -23,7 +24,6 @@ from DiffuX2CTLib.data.io import (
     write_image,
 )
 from DiffuX2CTLib.data.synthesize import pair_for_ct, render_pair
-from DiffuX2CTLib.anatomy import generate_phantom
 from DiffuX2CTLib.reconstruct import ReconstructionOptions, reconstruct_pair
 
 SAMPLE = __import__("pathlib").Path(__file__).resolve().parent.parent / "Resources" / "SampleData"

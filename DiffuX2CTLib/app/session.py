@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import time
 import weakref
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 from ..errors import InputError
 from ..job import parse_event
