@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .data.geometry import ProjectionGeometry, VolumeGrid, default_pair
-from .data.io import InputError
+from .errors import InputError
 from .model.config import PREDICTION_TYPES, PRESETS
 from .outputs import (
     CT_OUTPUT_SUFFIXES,
@@ -266,7 +266,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         grid_size=args.grid, checkpoint_every=args.checkpoint_every, seed=args.seed, init=args.init,
         prediction_type=args.prediction, residual_scale=args.residual_scale,
         freeze_conditioner=not args.finetune_conditioner, device=args.device, preset=args.preset, workers=args.workers,
-        cache=args.cache,
+        cache=args.cache, time_limit_minutes=args.time_limit,
     )
     model = train(settings, show_progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one line for the run, not one per process
@@ -375,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     train.add_argument("--workers", type=_whole(0, 64), default=None, help="processes making samples ahead (default: 1 on a CPU; 0 on a GPU, which makes them itself)")
     train.add_argument("--cache", default=None, help="where a CT folder is prepared for training (default: OUT/ct-cache; reused while the CTs are unchanged)")
+    train.add_argument("--time-limit", type=_positive(), default=None, metavar="MINUTES", help="stop after this many minutes of training, with a checkpoint and the model exported (resume later with a higher --steps or the same one)")
     train.add_argument("--quiet", action="store_true")
     train.set_defaults(run=cmd_train)
 

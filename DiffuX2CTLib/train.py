@@ -46,7 +46,8 @@ class TrainSettings:
     of a new model (:data:`~DiffuX2CTLib.model.config.PRESETS`; ``grid_size`` alone changes only the grid of the
     default one); ``workers`` is the number of DataLoader processes making samples (None: 1 on a CPU, 0 on a GPU,
     where samples are made on the device); ``cache`` is where a CT folder is preprocessed (default: next to the
-    run)."""
+    run); ``time_limit_minutes`` stops the run at the first step past that wall-clock time (from its start), with a
+    checkpoint and an exported model, so a rented GPU's minutes can be used to the end; a later run resumes it."""
 
     out: str
     stage: str = "regression"
@@ -66,6 +67,7 @@ class TrainSettings:
     device: str = "auto"
     workers: int | None = None
     cache: str | None = None
+    time_limit_minutes: float | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -80,6 +82,8 @@ class TrainSettings:
             problems.append(f"learning rate must be a positive number, not {self.learning_rate!r}")
         if not 0.0 < self.ema_decay < 1.0:
             problems.append(f"EMA decay must lie between 0 and 1, not {self.ema_decay!r}")
+        if self.time_limit_minutes is not None and not (math.isfinite(self.time_limit_minutes) and self.time_limit_minutes > 0):
+            problems.append(f"time limit must be a positive number of minutes, not {self.time_limit_minutes!r}")
         if self.workers is not None and self.workers < 0:
             problems.append(f"workers must be 0 or more, not {self.workers}")
         if self.preset is not None and self.preset not in PRESETS:
@@ -275,9 +279,12 @@ def train(settings: TrainSettings, show_progress: bool = True) -> Path:
                 record.update({k: v.item() for k, v in losses.items() if k != "total"})
                 with open(log_path, "a", encoding="utf-8") as handle:
                     handle.write(json.dumps(record) + "\n")
-            if step % settings.checkpoint_every == 0 or step == settings.steps:
+            out_of_time = _out_of_time(started, settings.time_limit_minutes, device, distributed)
+            if step % settings.checkpoint_every == 0 or step == settings.steps or out_of_time:
                 _checkpoint_all(step, net, ema, optimizer, settings, out, distributed, rank, world)
                 saved = step
+            if out_of_time:
+                break
             waiting_since = time.perf_counter()
     except BaseException:
         if not distributed and step > saved:  # keep what was trained before an interrupt or a failure
@@ -289,6 +296,17 @@ def train(settings: TrainSettings, show_progress: bool = True) -> Path:
         dist.barrier()
         dist.destroy_process_group()
     return out / "model"
+
+
+def _out_of_time(started: float, limit_minutes: float | None, device: torch.device, distributed: bool) -> bool:
+    """Whether the run has used its wall-clock budget; with several processes, rank 0's clock decides for all, so
+    every rank stops at the same step."""
+    if limit_minutes is None:
+        return False
+    over = torch.tensor([float(time.time() - started >= 60.0 * limit_minutes)], device=device)
+    if distributed:
+        dist.broadcast(over, src=0)
+    return bool(over.item())
 
 
 def _forget_log_after(log_path: Path, step: int) -> None:

@@ -175,10 +175,11 @@ def test_training_on_a_ct_folder_uses_its_cache(tmp_path):
 
 
 def test_the_phantom_training_path_runs_without_simpleitk(tmp_path):
+    """``diffux2ct train`` on phantoms, as a GPU machine without SimpleITK runs it."""
     script = (
         "import sys; sys.modules['SimpleITK'] = None\n"
-        "from DiffuX2CTLib.train import TrainSettings, train\n"
-        f"train(TrainSettings(out={str(tmp_path / 'run')!r}, steps=1, grid_size=16, workers=0), show_progress=False)\n"
+        "from DiffuX2CTLib.cli import main\n"
+        f"assert main(['train', '--out', {str(tmp_path / 'run')!r}, '--steps', '1', '--grid', '16', '--workers', '0', '--quiet']) == 0\n"
         "assert 'SimpleITK' not in {m.split('.')[0] for m, v in sys.modules.items() if v is not None}\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -85,12 +85,26 @@ def test_resuming_with_settings_that_cannot_continue_the_run_is_a_clear_error(tm
     assert len((run / "log.jsonl").read_text().splitlines()) == 2
 
 
+def test_a_run_past_its_time_limit_stops_with_a_checkpoint_and_a_model_and_resumes(tmp_path):
+    """A time limit stops the run at the first step past it (here the first, as the limit is a millisecond) with
+    everything a resume needs; running again without the limit continues to the full count."""
+    run = tmp_path / "run"
+    settings = TrainSettings(out=str(run), steps=3, grid_size=16, checkpoint_every=100, workers=0, time_limit_minutes=1e-5)
+    assert train(settings, show_progress=False) == run / "model"
+    assert _checkpoint(run)["step"] == 1
+    assert load_model(run / "model")[1]["training"]["steps"] == 1
+    train(TrainSettings(out=str(run), steps=3, grid_size=16, checkpoint_every=100, workers=0), show_progress=False)
+    assert _checkpoint(run)["step"] == 3
+    assert [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [({"steps": 0}, "steps must be a whole number of at least 1"), ({"batch": 0}, "batch must be"), ({"checkpoint_every": 0}, "checkpoint_every must be"),
      ({"seed": -5}, "seed must be a whole number from 0"), ({"learning_rate": -1.0}, "learning rate must be a positive number"),
      ({"learning_rate": float("nan")}, "learning rate must be a positive number"), ({"grid_size": 33}, "grid 33: grid_size 33 must be a multiple of 16"),
-     ({"preset": "huge"}, "unknown preset 'huge'"), ({"stage": "both"}, "unknown training stage 'both'"), ({"workers": -1}, "workers must be 0 or more")],
+     ({"preset": "huge"}, "unknown preset 'huge'"), ({"stage": "both"}, "unknown training stage 'both'"), ({"workers": -1}, "workers must be 0 or more"),
+     ({"time_limit_minutes": 0.0}, "time limit must be a positive number of minutes")],
 )
 def test_training_settings_are_checked_before_any_work(tmp_path, changes, message):
     with pytest.raises(InputError, match=message):

@@ -3,12 +3,13 @@
 For each model size (64^3 ``cpu-64``, 128^3 ``paper-128``) and stage, on the CPU (and on CUDA when present):
 * data: samples per second made by the pipeline alone (in this process, all threads);
 * model: training steps per second on a fixed batch (no data making);
-* training: a real ``train()`` run with its default data workers, samples per second, and the share of the step
-  time the model spent waiting for its batch (the ``data_s`` the run logs for every step).
+* training: a real ``train()`` run (default data workers, or ``--workers``), samples per second, and the share of
+  the time the model spent waiting for its batch (the ``data_s`` the run logs for every step), over the whole loop;
+* ``--from-log RUN/log.jsonl``: the same two figures for a finished run.
 
-    PYTHONPATH=. .venv/bin/python Testing/benchmarks/training.py [--quick]
+    PYTHONPATH=. .venv/bin/python Testing/benchmarks/training.py [--quick] [--device cuda --workers 14 --results training-gpu]
 
-Writes ``Testing/benchmarks/results/training.{json,md}``. A benchmark, not a test: numbers depend on the machine.
+Writes ``Testing/benchmarks/results/training.{json,md}`` (or the ``--results`` name). A benchmark, not a test: numbers depend on the machine.
 """
 
 from __future__ import annotations
@@ -84,8 +85,8 @@ def model_rate(preset: str, stage: str, device: torch.device, batch: int, steps:
     return steps / (time.perf_counter() - started)
 
 
-def training_run(preset: str, stage: str, device: torch.device, batch: int, steps: int) -> dict:
-    """A real run: samples per second and the share of step time spent waiting for data (first step excluded)."""
+def training_run(preset: str, stage: str, device: torch.device, batch: int, steps: int, workers: int | None) -> dict:
+    """A real run of ``steps`` steps: its samples per second and the share of step time spent waiting for data."""
     with tempfile.TemporaryDirectory() as folder:
         init = None
         if stage == "diffusion":
@@ -94,44 +95,86 @@ def training_run(preset: str, stage: str, device: torch.device, batch: int, step
 
             save_model(DiffuX2CTNet(PRESETS[preset]), init)
         settings = TrainSettings(out=str(Path(folder) / "run"), stage=stage, preset=preset if init is None else None, init=init,
-                                 steps=steps + 1, batch=batch, checkpoint_every=10_000, device=device.type)
+                                 steps=steps, batch=batch, checkpoint_every=10_000, device=device.type, workers=workers)
         train(settings, show_progress=False)
-        records = [json.loads(line) for line in (Path(folder) / "run" / "log.jsonl").read_text().splitlines()]
-    timed = records[1:]
-    total = records[-1]["seconds"] - records[0]["seconds"]
-    waited = sum(r["data_s"] for r in timed)
-    return {"samples_per_s": batch * len(timed) / total, "steps_per_s": len(timed) / total, "waiting_share": waited / total}
+        return run_throughput(Path(folder) / "run" / "log.jsonl", batch)
+
+
+def run_throughput(log: Path, batch: int) -> dict:
+    """Samples per second and the share of time spent waiting for data over a training run's whole loop, read from
+    its log. The whole loop, first batch included: with data workers, batches made ahead while the run starts
+    would otherwise make a short run look faster than the pipeline is."""
+    records = [r for r in map(json.loads, log.read_text().splitlines()) if "loss" in r]
+    total = records[-1]["seconds"]
+    return {"samples_per_s": batch * len(records) / total, "steps_per_s": len(records) / total,
+            "waiting_share": sum(r["data_s"] for r in records) / total}
+
+
+def measure(device: torch.device, preset: str, stages: list[str], batch: int, steps: int, workers: int | None) -> list[dict]:
+    """One row per stage; a row that fails (out of memory, say) records the error instead of ending the benchmark."""
+    rows = []
+    data = data_rate(preset, device, 2 if preset == "paper-128" else 8)
+    for stage in stages:
+        row = {"device": device.type, "preset": preset, "stage": stage, "batch": batch, "workers": workers, "data_samples_per_s": data}
+        try:
+            row["model_steps_per_s"] = model_rate(preset, stage, device, batch, steps)
+            row.update(training_run(preset, stage, device, batch, steps, workers))
+        except (RuntimeError, torch.OutOfMemoryError) as error:
+            row["error"] = str(error).splitlines()[0][:200]
+        if device.type == "cuda":
+            row["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+            torch.cuda.reset_peak_memory_stats()
+            torch.cuda.empty_cache()
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def table(rows: list[dict], machine: str) -> str:
+    """The results as a Markdown table under a line naming the machine."""
+    lines = [f"Machine: {machine}; torch {torch.__version__}.", "",
+             "| device | preset | stage | batch | data workers | data samples/s (in process) | model steps/s | training samples/s | waiting for data |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        workers = "default" if r["workers"] is None else str(r["workers"])
+        if "error" in r:
+            lines.append(f"| {r['device']} | {r['preset']} | {r['stage']} | {r['batch']} | {workers} | {r['data_samples_per_s']:.2f} | {r['error']} | | |")
+            continue
+        lines.append(f"| {r['device']} | {r['preset']} | {r['stage']} | {r['batch']} | {workers} | {r['data_samples_per_s']:.2f} | "
+                     f"{r['model_steps_per_s']:.2f} | {r['samples_per_s']:.2f} | {r['waiting_share']:.0%} |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="64^3 only, fewer repetitions")
+    parser.add_argument("--device", choices=("all", "cpu", "cuda"), default="all", help="all: the CPU, and CUDA when present")
+    parser.add_argument("--presets", nargs="+", choices=tuple(PRESETS), default=None, help="default: both (cpu-64 only with --quick)")
+    parser.add_argument("--stages", nargs="+", choices=("regression", "diffusion"), default=["regression", "diffusion"])
+    parser.add_argument("--batch", type=int, default=None, help="default: 8 on CUDA, 1 on the CPU")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per measurement (default: 20 on CUDA, 10 or 2 on the CPU)")
+    parser.add_argument("--workers", type=int, default=None, help="data worker processes of the training runs (default: the training default)")
+    parser.add_argument("--results", default="training", help="name of the result files in Testing/benchmarks/results")
+    parser.add_argument("--from-log", type=Path, default=None, help="only summarise this finished run's log.jsonl (give its --batch)")
     args = parser.parse_args()
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    if args.from_log:
+        print(json.dumps(run_throughput(args.from_log, args.batch or 1)))
+        return
+    devices = [torch.device(d) for d in (["cpu", "cuda"] if args.device == "all" else [args.device]) if d == "cpu" or torch.cuda.is_available()]
+    presets = args.presets or (["cpu-64"] if args.quick else ["cpu-64", "paper-128"])
     rows = []
     for device in devices:
-        for preset in ("cpu-64",) if args.quick else ("cpu-64", "paper-128"):
+        for preset in presets:
             big = preset == "paper-128"
-            batch = 8 if device.type == "cuda" else 1
-            steps = (20 if device.type == "cuda" else (2 if big else 10))
-            data = data_rate(preset, device, 2 if big and device.type == "cpu" else 8)
-            for stage in ("regression", "diffusion"):
-                row = {"device": device.type, "preset": preset, "stage": stage, "batch": batch, "data_samples_per_s": data,
-                       "model_steps_per_s": model_rate(preset, stage, device, batch, steps),
-                       **training_run(preset, stage, device, batch, steps)}
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+            batch = args.batch or (8 if device.type == "cuda" else 1)
+            steps = args.steps or (20 if device.type == "cuda" else (2 if big else 10))
+            rows += measure(device, preset, args.stages, batch, steps, args.workers)
     machine = f"{platform.machine()}, {torch.get_num_threads()} threads" + (f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "")
-    lines = [f"Machine: {machine}; torch {torch.__version__}.", "",
-             "| device | preset | stage | batch | data samples/s | model steps/s | training samples/s | waiting for data |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['device']} | {r['preset']} | {r['stage']} | {r['batch']} | {r['data_samples_per_s']:.2f} | {r['model_steps_per_s']:.2f} | "
-                     f"{r['samples_per_s']:.2f} | {r['waiting_share']:.0%} |")
+    markdown = table(rows, machine)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    write_json({"machine": machine, "rows": rows}, RESULTS / "training.json")
-    write_text("\n".join(lines) + "\n", RESULTS / "training.md")
-    print("\n".join(lines))
+    write_json({"machine": machine, "rows": rows}, RESULTS / f"{args.results}.json")
+    write_text(markdown, RESULTS / f"{args.results}.md")
+    print(markdown)
 
 
 if __name__ == "__main__":
