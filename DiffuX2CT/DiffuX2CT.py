@@ -149,7 +149,7 @@ class DiffuX2CTLogic(ScriptedLoadableModuleLogic):
         """Start a background reconstruction with the panel's parameters ``p``; returns the job to poll."""
         return self.sceneLogic.start(
             p.apVolume, p.lateralVolume, model=modelArgument(p), acquisition=dicom.acquisition(p), source_files=dicom.sourceFiles(p),
-            output_node=p.outputVolume, steps=p.steps, seed=p.seed, samples=p.samples, device=p.device, check_inputs=p.checkInputs,
+            output_node=p.outputVolume, steps=p.steps, seed=p.seed, samples=p.samples, device=p.device, check_inputs=p.checkInputs, guidance=p.guidance,
         )
 
     def preload(self, p):

@@ -15,8 +15,8 @@ network once and report each step through a callback.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,12 +28,15 @@ from .data.geometry import VolumeGrid
 from .data.hounsfield import HUWindow
 from .model import DiffuX2CTNet, ModelConfig
 
+if TYPE_CHECKING:
+    from .guidance import ProjectionGuidance
+
 ProgressCallback = Callable[[int, int], None]
 
 
 ACTIVATIONS_PER_VOXEL_CHANNEL = 24
-"""Rough count of live float tensors of the denoiser's finest width per voxel while sampling (CPU peak of 0.73 GiB
-for one 64^3 sample of the bundled model, with the model itself), for :func:`sample_batch_size`."""
+"""Rough count of live float tensors of the denoiser's finest width per voxel while sampling (peak of 0.73 GiB for
+one 64^3 sample of the bundled model, with the model itself), for :func:`sample_batch_size` on a GPU."""
 
 RESIDUAL_CLIP = 2.0
 """Residuals of volumes in [-1, 1] lie in [-2, 2] (before scaling); the schedulers clip their clean-sample
@@ -77,6 +80,17 @@ def predicted_clean_volume(noisy: torch.Tensor, output: torch.Tensor, timesteps:
     if scheduler.prediction_type == "v_prediction":
         return torch.sqrt(alpha) * noisy - torch.sqrt(1.0 - alpha) * output
     return (noisy - torch.sqrt(1.0 - alpha) * output) / torch.sqrt(alpha)
+
+
+def output_for_clean(noisy: torch.Tensor, clean: torch.Tensor, timesteps: torch.Tensor, scheduler) -> torch.Tensor:
+    """The denoiser output that implies ``clean`` at ``timesteps`` (the inverse of :func:`predicted_clean_volume`),
+    so that a scheduler's own step continues from a corrected clean estimate."""
+    alpha = scheduler.alphas_cumprod.to(noisy.device)[timesteps].view(-1, 1, 1, 1, 1).to(noisy.dtype)
+    if scheduler.prediction_type == "sample":
+        return clean
+    if scheduler.prediction_type == "v_prediction":
+        return (torch.sqrt(alpha) * noisy - clean) / torch.sqrt(1.0 - alpha)
+    return (noisy - torch.sqrt(alpha) * clean) / torch.sqrt(1.0 - alpha)
 
 
 def denoiser_target(residual: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor, scheduler: DDPMScheduler) -> torch.Tensor:
@@ -135,17 +149,13 @@ def sample_seed(seed: int, index: int) -> int:
 
 
 def sample_batch_size(samples: int, config: ModelConfig, device: torch.device) -> int:
-    """How many samples to draw at once: as many as half the free memory holds (GPU), or a quarter of the
-    machine's memory (CPU), by an estimate of the denoiser's activations per sample."""
+    """How many samples to draw at once: on a GPU as many as half the free memory holds, by an estimate of the
+    denoiser's activations per sample; on a CPU one, as batches are slower there (16 samples of the 64^3 model took
+    143 s as one batch and 84 s one after another on 2 cores, ``Testing/benchmarks/sampling.py``)."""
+    if device.type != "cuda":
+        return 1
     per_sample = 4 * config.grid_size**3 * config.unet_channels[0] * ACTIVATIONS_PER_VOXEL_CHANNEL
-    if device.type == "cuda":
-        budget = 0.5 * torch.cuda.mem_get_info(device)[0]
-    else:
-        try:
-            budget = 0.25 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        except (ValueError, OSError, AttributeError):  # no sysconf (Windows)
-            budget = 2 * 2**30
-    return max(1, min(samples, int(budget // per_sample)))
+    return max(1, min(samples, int(0.5 * torch.cuda.mem_get_info(device)[0] // per_sample)))
 
 
 @torch.no_grad()
@@ -158,6 +168,7 @@ def sample(
     progress: ProgressCallback | None = None,
     condition: tuple[list[torch.Tensor], torch.Tensor] | None = None,
     seeds: Sequence[int] | None = None,
+    guidance: ProjectionGuidance | None = None,
 ) -> torch.Tensor:
     """Draw one volume per radiograph pair: ``(B, 2, P, P)`` -> ``(B, 1, N, N, N)`` in [-1, 1] (the estimate plus
     a sampled residual).
@@ -165,7 +176,8 @@ def sample(
     ``sampler`` is ``"ddim"`` (``steps`` steps, default from the config, deterministic given the seed) or
     ``"ddpm"`` (all T steps, as in the paper). The conditioning network runs once, outside the loop. The noise
     comes from ``generator`` (one stream for the batch), or, with ``seeds`` (one per batch item), from a stream
-    per item, so an item's result does not depend on the batch it is drawn in.
+    per item, so an item's result does not depend on the batch it is drawn in. With ``guidance``, each step's clean
+    estimate is first moved towards agreement with ``radiographs`` (:mod:`DiffuX2CTLib.guidance`).
     """
     config = net.config
     device = radiographs.device
@@ -192,6 +204,8 @@ def sample(
     for index, t in enumerate(timesteps):
         t_batch = torch.full((shape[0],), int(t), device=device, dtype=torch.long)
         output = net.denoise(volume, t_batch, condition)
+        if guidance is not None:
+            output = _guided_output(volume, output, t_batch, scheduler, condition[1], radiographs, guidance, config)
         if sampler == "ddpm" and seeds is not None:  # each item's noise from its own stream
             volume = torch.cat([scheduler.step(output[k : k + 1], int(t), volume[k : k + 1], generator=g)[0] for k, g in enumerate(step_generators)])
         elif sampler == "ddpm":
@@ -201,3 +215,12 @@ def sample(
         if progress is not None:
             progress(index + 1, len(timesteps))
     return (condition[1] + volume / config.residual_scale).clamp(-1.0, 1.0)
+
+
+def _guided_output(noisy: torch.Tensor, output: torch.Tensor, timesteps: torch.Tensor, scheduler, estimate: torch.Tensor,
+                   radiographs: torch.Tensor, guidance: ProjectionGuidance, config: ModelConfig) -> torch.Tensor:
+    """The denoiser output with its implied clean volume (estimate + residual) moved one guidance step."""
+    limit = RESIDUAL_CLIP * config.residual_scale
+    residual = predicted_clean_volume(noisy, output, timesteps, scheduler).clamp(-limit, limit)
+    clean = guidance.step((estimate + residual / config.residual_scale).clamp(-1.0, 1.0), radiographs)
+    return output_for_clean(noisy, (clean - estimate) * config.residual_scale, timesteps, scheduler)

@@ -62,7 +62,8 @@ class EvaluationSettings:
     """One evaluation run: the test set (``phantoms`` for held-out phantoms, or a folder of CTs), how many cases
     (phantoms: that many seeds; folder: at most that many files, None for all), the samplers to run (``samples``
     > 1 adds the mean of that many DDIM samples), and where the mean-volume baseline comes from (``phantoms``: the
-    model's training phantoms, or a folder of CTs)."""
+    model's training phantoms, or a folder of CTs). ``guidance`` > 0 adds regression and one DDIM sample with
+    projection guidance of that weight."""
 
     test_set: str
     out: str
@@ -74,11 +75,12 @@ class EvaluationSettings:
     seed: int = 0
     mean_from: str = PHANTOM_SET
     device: str = "auto"
+    guidance: float = 0.0
 
     def __post_init__(self) -> None:
         if self.cases is not None and self.cases < 1:
             raise InputError("the number of cases must be at least 1")
-        ReconstructionOptions(steps=self.ddim_steps, samples=self.samples, device=self.device)  # same checks
+        ReconstructionOptions(steps=self.ddim_steps, samples=self.samples, device=self.device, guidance=self.guidance)  # same checks
 
 
 @dataclass(frozen=True)
@@ -149,9 +151,11 @@ def synthesise_case(case: EvaluationCase, config: ModelConfig, folder: Path) -> 
 def diffusion_methods(settings: EvaluationSettings, config: ModelConfig) -> dict[str, ReconstructionOptions]:
     """Named reconstruction options of the diffusion methods the settings ask for: one DDIM sample (the default
     reconstruction, first), one DDPM sample over all T steps, and the mean of K DDIM samples."""
-    common = {"seed": settings.seed, "device": settings.device, "check_inputs": False}
+    common = {"seed": settings.seed, "device": settings.device, "check_inputs": False, "guidance": 0.0}
     steps = settings.ddim_steps or config.default_steps
     methods = {f"diffusion DDIM-{steps}": ReconstructionOptions(steps=steps, **common)}
+    if settings.guidance > 0:
+        methods[f"diffusion DDIM-{steps}, guidance {settings.guidance:g}"] = ReconstructionOptions(steps=steps, **{**common, "guidance": settings.guidance})
     if settings.ddpm:
         methods[f"diffusion DDPM-{config.timesteps}"] = ReconstructionOptions(sampler="ddpm", **common)
     if settings.samples > 1:
@@ -170,7 +174,10 @@ def evaluate_case(case: EvaluationCase, settings: EvaluationSettings, config: Mo
     # The synthesised pairs are DRRs by construction; the input checks (photographs, blank images) do not apply.
     diffusion = diffusion_methods(settings, config)
     default = next(iter(diffusion))
-    runs = {"regression": ReconstructionOptions(method="regression", device=settings.device, check_inputs=False), **diffusion}
+    runs = {"regression": ReconstructionOptions(method="regression", device=settings.device, check_inputs=False, guidance=0.0)}
+    if settings.guidance > 0:
+        runs[f"regression, guidance {settings.guidance:g}"] = ReconstructionOptions(method="regression", device=settings.device, check_inputs=False, guidance=settings.guidance)
+    runs.update(diffusion)
     for name, options in runs.items():
         started = time.perf_counter()
         result = reconstruct_pair(ap, lateral, settings.model, options)

@@ -21,12 +21,17 @@ DEVICES = ("auto", "cpu", "cuda")
 VIEWS = ("ap", "lateral")
 ERROR_KINDS = ("bad_input", "model", "out_of_memory", "missing_dependency", "internal")
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed's range
+MAX_GUIDANCE = 100.0  # projection guidance weights above this move voxels by over 1000 HU per step
+DEFAULT_GUIDANCE = 0.0
+"""Projection guidance is off by default: on the training-seed phantoms it chose between weights
+(``Testing/benchmarks/guidance.py --tune``), it raised the re-projection agreement but not the volume's quality
+(README, model card)."""
 
 
 @dataclass(frozen=True)
 class ReconstructionOptions:
-    """How to reconstruct: sampler, steps (None: the model's default), seed, device, samples, method, and
-    whether to check the input pair first."""
+    """How to reconstruct: sampler, steps (None: the model's default), seed, device, samples, method, whether to
+    check the input pair first, and the weight of projection guidance (0: off; :mod:`DiffuX2CTLib.guidance`)."""
 
     steps: int | None = None
     seed: int = 0
@@ -36,6 +41,7 @@ class ReconstructionOptions:
     sampler: str = "ddim"
     check_inputs: bool = True  # refuse pairs that fail DiffuX2CTLib.checks; False keeps the problems as notes
     batch_size: int | None = None  # samples drawn at once; None: as many as memory allows (same result either way)
+    guidance: float = DEFAULT_GUIDANCE
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -48,6 +54,8 @@ class ReconstructionOptions:
             raise InputError(f"unknown device '{self.device}' (use auto, cpu or cuda)")
         if not 0 <= self.seed <= MAX_SEED:
             raise InputError(f"seed must be between 0 and {MAX_SEED}, got {self.seed}")
+        if not (isinstance(self.guidance, (int, float)) and not isinstance(self.guidance, bool) and math.isfinite(self.guidance) and 0 <= self.guidance <= MAX_GUIDANCE):
+            raise InputError(f"guidance must be a number from 0 (off) to {MAX_GUIDANCE:g}, got {self.guidance!r}")
 
 
 @dataclass(frozen=True)
@@ -147,6 +155,7 @@ OPTIONS_SCHEMA = {
     "sampler": (str, False, False),
     "check_inputs": (bool, False, False),
     "batch_size": (int, False, True),
+    "guidance": (float, False, False),
 }
 ACQUISITION_SCHEMA = {
     "source_to_detector_mm": (float, False, True),

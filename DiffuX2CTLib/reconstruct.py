@@ -26,6 +26,7 @@ from .data.io import (
 )
 from .device import resolve_device
 from .diffusion import render_model_radiographs, sample, sample_batch_size, sample_seed
+from .guidance import ProjectionGuidance
 from .job import Acquisition, ReconstructionOptions
 from .model import DiffuX2CTNet, ModelConfig
 from .modelfile import BUNDLED_MODEL_DIR, file_sha256, load_model
@@ -81,11 +82,12 @@ def draw_samples(net: DiffuX2CTNet, radiographs: torch.Tensor, condition: tuple[
     batch = options.batch_size or sample_batch_size(options.samples, config, radiographs.device)
     batches = [seeds[first : first + batch] for first in range(0, len(seeds), batch)]
     steps = config.timesteps if options.sampler == "ddpm" else (options.steps or config.default_steps)
+    guidance = ProjectionGuidance(config, options.guidance, radiographs.device) if options.guidance > 0 else None
     volumes = []
     for number, chunk in enumerate(batches):
         report = (lambda i, n, number=number: progress(number * steps + i, len(batches) * steps)) if progress else None
         repeated = ([f.expand(len(chunk), *f.shape[1:]) for f in condition[0]], condition[1].expand(len(chunk), *condition[1].shape[1:]))
-        volumes += list(sample(net, radiographs.expand(len(chunk), *radiographs.shape[1:]), options.steps, options.sampler, None, report, repeated, chunk).split(1))
+        volumes += list(sample(net, radiographs.expand(len(chunk), *radiographs.shape[1:]), options.steps, options.sampler, None, report, repeated, chunk, guidance).split(1))
     return volumes
 
 
@@ -119,7 +121,7 @@ def reconstruct_pair(
     with torch.no_grad():
         condition = net.condition(radiographs)
         if options.method == "regression":
-            volumes = [condition[1]]
+            volumes = [ProjectionGuidance(config, options.guidance, device).refine(condition[1], radiographs) if options.guidance > 0 else condition[1]]
             if progress:
                 progress(1, 1)
         else:
@@ -145,6 +147,7 @@ def reconstruct_pair(
         "steps": steps,
         "seed": str(options.seed),
         "samples": str(options.samples),
+        "guidance": f"{options.guidance:g}",
         "device": str(device),
         "seconds": f"{time.time() - started:.2f}",
         "ap_sha256": file_sha256(Path(ap_path)),

@@ -30,11 +30,11 @@ VALUES = st.one_of(
     st.text(max_size=12),
 )
 OPTIONS = {
-    "reconstruct": ["--steps", "--seed", "--samples", "--sampler", "--method", "--device", "--out", "--preview"],
+    "reconstruct": ["--steps", "--seed", "--samples", "--sampler", "--method", "--device", "--out", "--preview", "--guidance"],
     "phantom": ["--seed", "--size", "--spacing", "--region", "--implant", "--out"],
     "synthesize": ["--sdd", "--sid", "--pixels", "--pixel-spacing", "--out"],
-    "evaluate": ["--cases", "--steps", "--samples", "--seed", "--device", "--out"],
-    "train": ["--steps", "--batch", "--lr", "--grid", "--checkpoint-every", "--seed", "--residual-scale", "--data"],
+    "evaluate": ["--cases", "--steps", "--samples", "--seed", "--device", "--out", "--guidance"],
+    "train": ["--steps", "--batch", "--lr", "--grid", "--checkpoint-every", "--seed", "--residual-scale", "--data", "--time-limit"],
 }
 REQUIRED = {
     "reconstruct": ["--ap", str(SAMPLE / "ap.nrrd"), "--lateral", str(SAMPLE / "lateral.nrrd"), "--out", "{tmp}/ct.nrrd"],

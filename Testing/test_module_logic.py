@@ -110,6 +110,7 @@ class _Parameters:
     steps: int = 3
     seed: int = 0
     samples: int = 1
+    guidance: float = 0.0
     checkInputs: bool = True
     sourceToDetectorMm: float = 1200.0
     sourceToIsocenterMm: float = 1000.0
@@ -123,10 +124,10 @@ def test_logic_runs_the_real_reconstruction_into_the_scene(module):
     ap = app.load_volume(SAMPLE_DATA / "ap.nrrd", "AP")
     lateral = app.load_volume(SAMPLE_DATA / "lateral.nrrd", "Lateral")
     logic = module.DiffuX2CTLogic()
-    job = logic.start(_Parameters(apVolume=ap, lateralVolume=lateral))
+    job = logic.start(_Parameters(apVolume=ap, lateralVolume=lateral, guidance=0.5))
     ct = job.wait(interval_s=0.05).ct_node
     assert ct.GetScene() is app.scene and ct.GetImageData().GetDimensions() == (64, 64, 64)
-    assert ct.GetAttribute("DiffuX2CT.steps") == "3"
+    assert ct.GetAttribute("DiffuX2CT.steps") == "3" and ct.GetAttribute("DiffuX2CT.guidance") == "0.5"  # the panel's weight reached the worker
     summary = module.widgets.panel.modelSummary
     assert "PSNR" in summary(BUNDLED_MODEL_DIR) and "not for diagnosis" in summary(BUNDLED_MODEL_DIR)
     assert summary(Path("/nowhere")).startswith("Not a usable model")

@@ -23,6 +23,7 @@ class DiffuX2CTParameterNode:
     steps: Annotated[int, WithinRange(1, 1000)] = 20
     seed: Annotated[int, WithinRange(0, 2147483647)] = 0
     samples: Annotated[int, WithinRange(1, 16)] = 1
+    guidance: Annotated[float, WithinRange(0.0, 100.0)] = 0.0
     checkInputs: bool = True
     sourceToDetectorMm: Annotated[float, WithinRange(100.0, 5000.0)] = 1200.0
     sourceToIsocenterMm: Annotated[float, WithinRange(50.0, 5000.0)] = 1000.0
