@@ -175,7 +175,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     settings = EvaluationSettings(
         test_set=args.set, out=args.out, model=args.model, cases=args.cases, ddim_steps=args.steps, ddpm=args.ddpm,
-        samples=args.samples, seed=args.seed, mean_from=args.mean_from, device=args.device, guidance=args.guidance or 0.0,
+        samples=args.samples, seed=args.seed, mean_from=args.mean_from, device=args.device, guidance=args.guidance,
     )
     report = evaluate_set(settings, log=None if args.quiet else print)
     print(report_markdown(report))
@@ -248,7 +248,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
     _check_reconstruct_options(args)
     options = ReconstructionOptions(steps=args.steps, seed=args.seed, device=args.device, samples=args.samples, method=args.method, sampler=args.sampler, check_inputs=not args.skip_input_checks,
-                                   **({} if args.guidance is None else {"guidance": args.guidance}))
+                                   guidance=args.guidance)
     bars: list[tqdm] = []  # made at the first step, so an error before sampling is not preceded by an empty bar
 
     def progress(step: int, total: int) -> None:
@@ -352,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=SEED, default=0, help="sampling seed")
     evaluate.add_argument("--mean-from", default="phantoms", help="mean-volume baseline: 'phantoms' (the bundled model's training data) or a folder of CTs")
     evaluate.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    evaluate.add_argument("--guidance", type=_guidance_weight, default=None, metavar="WEIGHT", help="also score regression and DDIM with projection guidance of this weight, beside the unguided ones")
+    evaluate.add_argument("--guidance", type=_guidance_weight, default=None, metavar="WEIGHT", help=f"projection guidance of the diffusion rows (default {DEFAULT_GUIDANCE['diffusion']:g}, as reconstruct; 0: none)")
     evaluate.add_argument("--quiet", action="store_true", help="no per-case lines")
     evaluate.set_defaults(run=cmd_evaluate)
 
@@ -367,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.add_argument("--seed", type=SEED, default=0, help="sampling seed; equal seeds give equal output")
     reconstruct.add_argument("--samples", type=_whole(1, 64), default=1, help="K > 1 draws K samples: mean + std-dev (uncertainty) volume")
     reconstruct.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    reconstruct.add_argument("--guidance", type=_guidance_weight, default=None, metavar="WEIGHT", help=f"projection guidance: pull the result towards agreement with the two radiographs (0 off, default {DEFAULT_GUIDANCE:g}; 1 moves the volume about 12 HU per step)")
+    reconstruct.add_argument("--guidance", type=_guidance_weight, default=None, metavar="WEIGHT", help=f"projection guidance: pull the result towards agreement with the two radiographs at every step (0: off; default {DEFAULT_GUIDANCE['diffusion']:g} for diffusion, off for regression; 1 moves the volume about 12 HU per step)")
     reconstruct.add_argument("--preview", default=None, help="also write a PNG montage here")
     reconstruct.add_argument("--skip-input-checks", action="store_true", help="run even if the pair looks wrong (blank, saturated, colour photo, two frontal views, different regions); the problems are kept in the output's notes")
     reconstruct.add_argument("--quiet", action="store_true", help="no progress bar")

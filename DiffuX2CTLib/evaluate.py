@@ -62,8 +62,8 @@ class EvaluationSettings:
     """One evaluation run: the test set (``phantoms`` for held-out phantoms, or a folder of CTs), how many cases
     (phantoms: that many seeds; folder: at most that many files, None for all), the samplers to run (``samples``
     > 1 adds the mean of that many DDIM samples), and where the mean-volume baseline comes from (``phantoms``: the
-    model's training phantoms, or a folder of CTs). ``guidance`` > 0 adds regression and one DDIM sample with
-    projection guidance of that weight."""
+    model's training phantoms, or a folder of CTs). ``guidance`` is the projection guidance of the diffusion rows
+    (None: the default, as ``reconstruct``); a row's name says its weight when it is not 0."""
 
     test_set: str
     out: str
@@ -75,7 +75,7 @@ class EvaluationSettings:
     seed: int = 0
     mean_from: str = PHANTOM_SET
     device: str = "auto"
-    guidance: float = 0.0
+    guidance: float | None = None
 
     def __post_init__(self) -> None:
         if self.cases is not None and self.cases < 1:
@@ -151,15 +151,15 @@ def synthesise_case(case: EvaluationCase, config: ModelConfig, folder: Path) -> 
 def diffusion_methods(settings: EvaluationSettings, config: ModelConfig) -> dict[str, ReconstructionOptions]:
     """Named reconstruction options of the diffusion methods the settings ask for: one DDIM sample (the default
     reconstruction, first), one DDPM sample over all T steps, and the mean of K DDIM samples."""
-    common = {"seed": settings.seed, "device": settings.device, "check_inputs": False, "guidance": 0.0}
+    common = {"seed": settings.seed, "device": settings.device, "check_inputs": False, "guidance": settings.guidance}
     steps = settings.ddim_steps or config.default_steps
-    methods = {f"diffusion DDIM-{steps}": ReconstructionOptions(steps=steps, **common)}
-    if settings.guidance > 0:
-        methods[f"diffusion DDIM-{steps}, guidance {settings.guidance:g}"] = ReconstructionOptions(steps=steps, **{**common, "guidance": settings.guidance})
+    guided = ReconstructionOptions(**common).guidance
+    suffix = f", guidance {guided:g}" if guided > 0 else ""
+    methods = {f"diffusion DDIM-{steps}{suffix}": ReconstructionOptions(steps=steps, **common)}
     if settings.ddpm:
-        methods[f"diffusion DDPM-{config.timesteps}"] = ReconstructionOptions(sampler="ddpm", **common)
+        methods[f"diffusion DDPM-{config.timesteps}{suffix}"] = ReconstructionOptions(sampler="ddpm", **common)
     if settings.samples > 1:
-        methods[f"diffusion DDIM-{steps}, mean of {settings.samples}"] = ReconstructionOptions(steps=steps, samples=settings.samples, **common)
+        methods[f"diffusion DDIM-{steps}, mean of {settings.samples}{suffix}"] = ReconstructionOptions(steps=steps, samples=settings.samples, **common)
     return methods
 
 
@@ -174,10 +174,7 @@ def evaluate_case(case: EvaluationCase, settings: EvaluationSettings, config: Mo
     # The synthesised pairs are DRRs by construction; the input checks (photographs, blank images) do not apply.
     diffusion = diffusion_methods(settings, config)
     default = next(iter(diffusion))
-    runs = {"regression": ReconstructionOptions(method="regression", device=settings.device, check_inputs=False, guidance=0.0)}
-    if settings.guidance > 0:
-        runs[f"regression, guidance {settings.guidance:g}"] = ReconstructionOptions(method="regression", device=settings.device, check_inputs=False, guidance=settings.guidance)
-    runs.update(diffusion)
+    runs = {"regression": ReconstructionOptions(method="regression", device=settings.device, check_inputs=False), **diffusion}
     for name, options in runs.items():
         started = time.perf_counter()
         result = reconstruct_pair(ap, lateral, settings.model, options)

@@ -73,23 +73,24 @@ def test_demo_reconstructs_the_sample_with_the_bundled_model(tmp_path, capsys):
     assert (out / "preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics, baseline = report["metrics_vs_ground_truth"], _mean_volume_scores(SAMPLE / "ct.nrrd")
     assert metrics["voxels_compared"] == 128**3 and metrics["gt_body_covered"] == 1.0  # all of the 128^3 ground truth
-    assert metrics["psnr_db"] > baseline["psnr_db"] + 1.0  # it reconstructs this patient, not the average one
-    assert metrics["ssim"] > baseline["ssim"] and metrics["mae_hu"] < baseline["mae_hu"]
+    # it reconstructs this patient, not the average chest (a strong baseline: same region, same grid)
+    assert metrics["psnr_db"] > baseline["psnr_db"] + 0.3 and metrics["mae_hu"] < baseline["mae_hu"] - 20.0
+    assert metrics["ssim"] > baseline["ssim"]
 
 
 def _mean_volume_scores(truth_path: Path) -> dict[str, float]:
-    """The metrics of the mean-volume baseline (the average of 8 training phantoms on the bundled model's grid,
-    placed where the demo's CT is): what a model that ignores the radiographs would score."""
+    """The metrics of the mean-volume baseline (the average of 8 training chest phantoms on the bundled model's
+    grid, placed where the demo's chest CT is): what a model that ignores the radiographs would score."""
+    from DiffuX2CTLib.anatomy import generate_phantom
     from DiffuX2CTLib.data.geometry import VolumeGrid
     from DiffuX2CTLib.data.io import grid_image, image_center_lps, read_ct
     from DiffuX2CTLib.metrics import compare
     from DiffuX2CTLib.model import ModelConfig
     from DiffuX2CTLib.modelcard import read_model_card
-    from DiffuX2CTLib.phantom import generate_phantom
 
     config, truth = ModelConfig.from_dict(read_model_card()["model"]), read_ct(truth_path)
     grid = config.grid(image_center_lps(truth))
-    mean = np.mean([generate_phantom(seed, VolumeGrid(grid.size, grid.spacing_mm)) for seed in range(8)], axis=0)
+    mean = np.mean([generate_phantom(seed, VolumeGrid(grid.size, grid.spacing_mm), "chest").numpy() for seed in range(8)], axis=0)
     return compare(grid_image(mean, grid), truth)
 
 

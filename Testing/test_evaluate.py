@@ -44,20 +44,20 @@ def test_a_folder_of_cts_is_reconstructed_and_scored_by_every_method(tmp_path, t
     report = evaluate_set(settings, log=lines.append)
     assert report["cases"] == ["case3"] and len(lines) == 1 + 2
     assert lines[0] == "mean-volume baseline: average of 2 training volumes (" + str(mean_folder) + ")"
-    assert list(report["summary"]) == ["mean volume", "regression", "diffusion DDIM-3"]
+    assert list(report["summary"]) == ["mean volume", "regression", "diffusion DDIM-3, guidance 2"]  # the default weight, named
     assert 40.0 < report["summary"]["mean volume"]["mae_hu"][0] <= 50.5
     case = tmp_path / "out" / "cases" / "case3"
     per_case = json.loads((case / "metrics.json").read_text(encoding="utf-8"))
     assert all(np.isfinite(per_case["methods"][m]["ssim"]) for m in report["summary"])
     assert (case / "montage.png").read_bytes()[:4] == b"\x89PNG"
-    assert {p.name for p in case.glob("*.nrrd")} == {"ap.nrrd", "lateral.nrrd", "regression.nrrd", "diffusion-DDIM-3.nrrd"}
+    assert {p.name for p in case.glob("*.nrrd")} == {"ap.nrrd", "lateral.nrrd", "regression.nrrd", "diffusion-DDIM-3-guidance-2.nrrd"}
     saved = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
     assert saved["summary"] == report["summary"] and "lpips" in saved["not_computed"]
     assert "| regression |" in (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
 
 
 def test_held_out_phantoms_with_ddpm(tmp_path, tiny_model):
-    settings = EvaluationSettings(test_set="phantoms", out=str(tmp_path), model=str(tiny_model), cases=1, ddim_steps=2, ddpm=True)
+    settings = EvaluationSettings(test_set="phantoms", out=str(tmp_path), model=str(tiny_model), cases=1, ddim_steps=2, ddpm=True, guidance=0.0)
     report = evaluate_set(settings)
     assert report["cases"] == ["phantom-900100-chest"]
     assert "diffusion DDPM-1000 vs regression" in report["comparisons"]
@@ -86,8 +86,11 @@ def test_an_unreadable_ct_is_skipped_by_name_and_the_rest_is_reported(tmp_path, 
 
 
 def test_the_mean_of_several_samples_is_an_extra_method():
-    methods = diffusion_methods(EvaluationSettings(test_set="phantoms", out="x", samples=3, ddpm=True), TINY)
+    methods = diffusion_methods(EvaluationSettings(test_set="phantoms", out="x", samples=3, ddpm=True, guidance=0.0), TINY)
     assert list(methods) == ["diffusion DDIM-20", "diffusion DDPM-1000", "diffusion DDIM-20, mean of 3"]
+    guided = diffusion_methods(EvaluationSettings(test_set="phantoms", out="x", samples=3, guidance=1.5), TINY)
+    assert list(guided) == ["diffusion DDIM-20, guidance 1.5", "diffusion DDIM-20, mean of 3, guidance 1.5"]
+    assert all(options.guidance == 1.5 for options in guided.values())
     assert [options.samples for options in methods.values()] == [1, 1, 3]
     assert [options.sampler for options in methods.values()] == ["ddim", "ddpm", "ddim"]
 

@@ -110,7 +110,7 @@ class _Parameters:
     steps: int = 3
     seed: int = 0
     samples: int = 1
-    guidance: float = 0.0
+    guidance: float = 2.0
     checkInputs: bool = True
     sourceToDetectorMm: float = 1200.0
     sourceToIsocenterMm: float = 1000.0

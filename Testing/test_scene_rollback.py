@@ -9,10 +9,10 @@ import slicer
 import vtk
 from slicer_scene import CoreApp
 
+from DiffuX2CTLib.anatomy import generate_phantom
 from DiffuX2CTLib.app.scene import SceneLogic
 from DiffuX2CTLib.data.geometry import VolumeGrid
 from DiffuX2CTLib.data.io import grid_image, write_image
-from DiffuX2CTLib.phantom import generate_phantom
 
 GRID = VolumeGrid(32, 10.0)
 
@@ -28,7 +28,7 @@ def logic():
 
 def _event(tmp_path, offset_hu: float, samples: int = 2) -> dict:
     """A worker's ``done`` event with real files: a CT (and, for K > 1, an uncertainty volume)."""
-    ct = grid_image(np.asarray(generate_phantom(5, GRID)) + offset_hu, GRID)
+    ct = grid_image(generate_phantom(5, GRID).numpy() + offset_hu, GRID)
     outputs = {"ct": str(write_image(ct, tmp_path / f"ct{offset_hu:+.0f}.nrrd"))}
     if samples > 1:
         outputs["uncertainty"] = str(write_image(grid_image(np.full((32,) * 3, 7.0, np.float32), GRID), tmp_path / f"u{offset_hu:+.0f}.nrrd"))

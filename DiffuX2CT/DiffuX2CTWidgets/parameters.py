@@ -7,6 +7,7 @@ from typing import Annotated
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 
+from DiffuX2CTLib.job import DEFAULT_GUIDANCE
 from DiffuX2CTLib.modelcard import BUNDLED_MODEL_DIR
 
 
@@ -23,7 +24,7 @@ class DiffuX2CTParameterNode:
     steps: Annotated[int, WithinRange(1, 1000)] = 20
     seed: Annotated[int, WithinRange(0, 2147483647)] = 0
     samples: Annotated[int, WithinRange(1, 16)] = 1
-    guidance: Annotated[float, WithinRange(0.0, 100.0)] = 0.0
+    guidance: Annotated[float, WithinRange(0.0, 100.0)] = DEFAULT_GUIDANCE["diffusion"]
     checkInputs: bool = True
     sourceToDetectorMm: Annotated[float, WithinRange(100.0, 5000.0)] = 1200.0
     sourceToIsocenterMm: Annotated[float, WithinRange(50.0, 5000.0)] = 1000.0
