@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .data.drr import DRRProjector
+from .data.geometry import View
 from .diffusion import render_model_radiographs
 from .model import ModelConfig
 
@@ -32,8 +33,6 @@ class ProjectionGuidance:
     """Data-consistency steps for a model: ``weight`` scales each step (0 turns guidance off)."""
 
     def __init__(self, config: ModelConfig, weight: float, device: torch.device) -> None:
-        from .data.geometry import View
-
         self.config, self.weight = config, weight
         self.projector = DRRProjector([config.detector(view) for view in (View.AP, View.LATERAL)]).to(device)
 
