@@ -175,7 +175,9 @@ def uncertainty_path(out: Path) -> Path:
 
 def write_reconstruction(result: Reconstruction, out: str | os.PathLike, preview: str | os.PathLike | None = None) -> dict[str, str]:
     """Write the CT, its uncertainty volume (K > 1 samples) and optionally the preview PNG as one unit: all of them
-    atomically, or none (old files untouched). Returns the written paths by kind."""
+    atomically, or none (old files untouched). A single-sample CT removes the uncertainty volume an earlier run of
+    ours left beside the same output, which would otherwise describe another result. Returns the written paths by
+    kind."""
     out = Path(out)
     files = {"ct": (out, image_writer(result.ct))}
     if result.uncertainty is not None:
@@ -185,7 +187,22 @@ def write_reconstruction(result: Reconstruction, out: str | os.PathLike, preview
 
         files["preview"] = (Path(preview), preview_writer(result.ct, result.inputs, caption=caption(result)))
     write_together(dict(files.values()))
+    if result.uncertainty is None and _written_by_us(uncertainty_path(out)):
+        uncertainty_path(out).unlink()
     return {kind: str(path) for kind, (path, _) in files.items()}
+
+
+def _written_by_us(path: Path) -> bool:
+    """Whether ``path`` is an image carrying this package's provenance (never a file a user put there)."""
+    if not path.is_file():
+        return False
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return False
+    return reader.HasMetaDataKey("DiffuX2CT_model_sha256")
 
 
 def caption(result: Reconstruction) -> str:

@@ -48,6 +48,12 @@ def test_same_seed_same_volume_and_samples_give_uncertainty(tiny_model, tmp_path
     outputs = write_reconstruction(several, tmp_path / "out dir" / "ct.nrrd")
     assert Path(outputs["uncertainty"]) == uncertainty_path(tmp_path / "out dir" / "ct.nrrd")
     assert Path(outputs["uncertainty"]).name == "ct-uncertainty.nrrd"
+    write_reconstruction(a, tmp_path / "out dir" / "ct.nrrd")  # one sample over the K-sample result: no stale std-dev
+    assert not uncertainty_path(tmp_path / "out dir" / "ct.nrrd").exists()
+    users = tmp_path / "mine-uncertainty.nrrd"  # a file of the user's with that name is never touched
+    users.write_bytes(b"not ours")
+    write_reconstruction(a, tmp_path / "mine.nrrd")
+    assert users.read_bytes() == b"not ours"
 
 
 @pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
@@ -60,10 +66,10 @@ def test_samples_drawn_in_batches_equal_samples_drawn_one_by_one(tiny_model, sam
     with torch.no_grad():
         condition = net.condition(radiographs)
     steps = None if sampler == "ddpm" else 3
-    one_by_one = draw_samples(net, radiographs, condition, ReconstructionOptions(steps=steps, seed=7, samples=3, sampler=sampler, batch_size=1))
+    one_by_one = draw_samples(net, radiographs, condition, ReconstructionOptions(steps=steps, seed=7, samples=3, sampler=sampler, batch_size=1, guidance=0.0))
     progress = []
-    batched = draw_samples(net, radiographs, condition, ReconstructionOptions(steps=steps, seed=7, samples=3, sampler=sampler, batch_size=2), lambda i, n: progress.append((i, n)))
-    single = draw_samples(net, radiographs, condition, ReconstructionOptions(steps=steps, seed=7, samples=1, sampler=sampler))
+    batched = draw_samples(net, radiographs, condition, ReconstructionOptions(steps=steps, seed=7, samples=3, sampler=sampler, batch_size=2, guidance=0.0), lambda i, n: progress.append((i, n)))
+    single = draw_samples(net, radiographs, condition, ReconstructionOptions(steps=steps, seed=7, samples=1, sampler=sampler, guidance=0.0))
     for a, b in zip(one_by_one, batched):
         assert torch.allclose(a, b, atol=1e-4)  # float rounding of batched convolutions: under 0.1 HU
     assert torch.allclose(single[0], one_by_one[0], atol=1e-5)
