@@ -24,9 +24,9 @@ MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed's range
 MAX_GUIDANCE = 100.0  # projection guidance weights above this move voxels by over 1000 HU per step
 DEFAULT_GUIDANCE = {"diffusion": 2.0, "regression": 0.0}
 """Projection guidance weight when none is given, per method, chosen on training-seed phantoms
-(``Testing/benchmarks/guidance.py --tune``, never the test seeds): for diffusion, weight 2 raised PSNR, SSIM and the
-re-projection agreement on every tuning case (higher weights lost PSNR); for regression every weight lowered SSIM,
-so it is off there."""
+(``Testing/benchmarks/guidance.py --tune``, never the test seeds): for diffusion, weight 2 raised PSNR and the
+re-projection agreement on every tuning case and lowered SSIM on none (weight 4 lost PSNR); for regression every
+weight lowered SSIM, so it is off there."""
 
 
 @dataclass(frozen=True)
