@@ -30,6 +30,7 @@ from .model import DiffuX2CTNet, ModelConfig
 
 if TYPE_CHECKING:
     from .guidance import ProjectionGuidance
+    from .job import ReconstructionOptions
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -224,3 +225,24 @@ def _guided_output(noisy: torch.Tensor, output: torch.Tensor, timesteps: torch.T
     residual = predicted_clean_volume(noisy, output, timesteps, scheduler).clamp(-limit, limit)
     clean = guidance.step((estimate + residual / config.residual_scale).clamp(-1.0, 1.0), radiographs)
     return output_for_clean(noisy, (clean - estimate) * config.residual_scale, timesteps, scheduler)
+
+
+def draw_samples(net: DiffuX2CTNet, radiographs: torch.Tensor, condition: tuple[list[torch.Tensor], torch.Tensor],
+                 options: ReconstructionOptions, progress: ProgressCallback | None = None) -> list[torch.Tensor]:
+    """``options.samples`` diffusion samples of one pair ``(1, 2, P, P)``, in batches as large as memory allows
+    (:func:`sample_batch_size`); sample ``k`` has its own noise stream (:func:`sample_seed`), so the result is the
+    same whatever the batch size; projection guidance as ``options.guidance`` says."""
+    from .guidance import ProjectionGuidance  # guidance builds on this module
+
+    config = net.config
+    seeds = [sample_seed(options.seed, k) for k in range(options.samples)]
+    batch = options.batch_size or sample_batch_size(options.samples, config, radiographs.device)
+    batches = [seeds[first : first + batch] for first in range(0, len(seeds), batch)]
+    steps = config.timesteps if options.sampler == "ddpm" else (options.steps or config.default_steps)
+    guidance = ProjectionGuidance(config, options.guidance, radiographs.device) if options.guidance > 0 else None
+    volumes = []
+    for number, chunk in enumerate(batches):
+        report = (lambda i, n, number=number: progress(number * steps + i, len(batches) * steps)) if progress else None
+        repeated = ([f.expand(len(chunk), *f.shape[1:]) for f in condition[0]], condition[1].expand(len(chunk), *condition[1].shape[1:]))
+        volumes += list(sample(net, radiographs.expand(len(chunk), *radiographs.shape[1:]), options.steps, options.sampler, None, report, repeated, chunk, guidance).split(1))
+    return volumes

@@ -25,7 +25,7 @@ from .data.io import (
     read_radiograph,
 )
 from .device import resolve_device
-from .diffusion import render_model_radiographs, sample, sample_batch_size, sample_seed
+from .diffusion import draw_samples, render_model_radiographs
 from .guidance import ProjectionGuidance
 from .job import Acquisition, ReconstructionOptions
 from .model import DiffuX2CTNet, ModelConfig
@@ -70,25 +70,6 @@ def check_options(options: ReconstructionOptions, config: ModelConfig) -> None:
         raise InputError(f"{options.steps} sampling steps requested, but the model has only {config.timesteps} diffusion steps (use at most {config.timesteps})")
     if not 0 <= options.seed <= MAX_SEED:
         raise InputError(f"seed {options.seed} is out of range (use a whole number from 0 to {MAX_SEED})")
-
-
-def draw_samples(net: DiffuX2CTNet, radiographs: torch.Tensor, condition: tuple[list[torch.Tensor], torch.Tensor],
-                 options: ReconstructionOptions, progress: Progress | None = None) -> list[torch.Tensor]:
-    """``options.samples`` diffusion samples of one pair ``(1, 2, P, P)``, in batches as large as memory allows
-    (:func:`~DiffuX2CTLib.diffusion.sample_batch_size`); sample ``k`` has its own noise stream
-    (:func:`~DiffuX2CTLib.diffusion.sample_seed`), so the result is the same whatever the batch size."""
-    config = net.config
-    seeds = [sample_seed(options.seed, k) for k in range(options.samples)]
-    batch = options.batch_size or sample_batch_size(options.samples, config, radiographs.device)
-    batches = [seeds[first : first + batch] for first in range(0, len(seeds), batch)]
-    steps = config.timesteps if options.sampler == "ddpm" else (options.steps or config.default_steps)
-    guidance = ProjectionGuidance(config, options.guidance, radiographs.device) if options.guidance > 0 else None
-    volumes = []
-    for number, chunk in enumerate(batches):
-        report = (lambda i, n, number=number: progress(number * steps + i, len(batches) * steps)) if progress else None
-        repeated = ([f.expand(len(chunk), *f.shape[1:]) for f in condition[0]], condition[1].expand(len(chunk), *condition[1].shape[1:]))
-        volumes += list(sample(net, radiographs.expand(len(chunk), *radiographs.shape[1:]), options.steps, options.sampler, None, report, repeated, chunk, guidance).split(1))
-    return volumes
 
 
 def reconstruct_pair(

@@ -303,10 +303,12 @@ def _out_of_time(started: float, limit_minutes: float | None, device: torch.devi
     every rank stops at the same step."""
     if limit_minutes is None:
         return False
-    over = torch.tensor([float(time.time() - started >= 60.0 * limit_minutes)], device=device)
-    if distributed:
-        dist.broadcast(over, src=0)
-    return bool(over.item())
+    over = time.time() - started >= 60.0 * limit_minutes
+    if not distributed:  # no device tensor, so no GPU synchronisation per step
+        return over
+    decision = torch.tensor([float(over)], device=device)
+    dist.broadcast(decision, src=0)
+    return bool(decision.item())
 
 
 def _forget_log_after(log_path: Path, step: int) -> None:

@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from DiffuX2CTLib.data.pipeline import PhantomSource, SampleMaker  # noqa: E402
 from DiffuX2CTLib.device import resolve_device  # noqa: E402
-from DiffuX2CTLib.diffusion import sample, sample_seed  # noqa: E402
+from DiffuX2CTLib.diffusion import draw_samples  # noqa: E402
+from DiffuX2CTLib.job import ReconstructionOptions  # noqa: E402
 from DiffuX2CTLib.modelfile import load_model  # noqa: E402
 from DiffuX2CTLib.outputs import write_json  # noqa: E402
 
@@ -57,14 +58,11 @@ def main() -> None:
     net, _ = load_model(args.model, device)
     config = net.config
     radiographs = SampleMaker(config, PhantomSource(fixed_seed=900_001), seed=0).sample(0, device)[1][None]
-    seeds = [sample_seed(0, k) for k in range(args.samples)]
+    with torch.no_grad():
+        condition = net.condition(radiographs)
 
-    def condition_of(count: int):
-        features, estimate = net.condition(radiographs)
-        return [f.expand(count, *f.shape[1:]) for f in features], estimate.expand(count, *estimate.shape[1:])
-
-    def draw(count: int) -> torch.Tensor:
-        return sample(net, radiographs.expand(count, *radiographs.shape[1:]), None, "ddim", None, None, condition_of(count), seeds[:count])
+    def draw(count: int) -> list[torch.Tensor]:  # unguided, all in one batch
+        return draw_samples(net, radiographs, condition, ReconstructionOptions(samples=count, guidance=0.0, batch_size=count))
 
     with torch.inference_mode():
         regression = median_seconds(lambda: net.condition(radiographs), device, args.repeats)
