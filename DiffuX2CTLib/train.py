@@ -68,12 +68,13 @@ class TrainSettings:
     workers: int | None = None
     cache: str | None = None
     time_limit_minutes: float | None = None
+    reuse: int = 1
 
     def __post_init__(self) -> None:
         problems = []
         if self.stage not in STAGES:
             problems.append(f"unknown training stage '{self.stage}' (use regression or diffusion)")
-        for name in ("steps", "batch", "checkpoint_every"):
+        for name in ("steps", "batch", "checkpoint_every", "reuse"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 problems.append(f"{name} must be a whole number of at least 1, not {getattr(self, name)!r}")
         if not (isinstance(self.seed, int) and 0 <= self.seed < 2**63):
@@ -223,7 +224,8 @@ def train(settings: TrainSettings, show_progress: bool = True) -> Path:
         if int(checkpoint["step"]) == settings.steps and (out / "model").is_dir():
             return out / "model"  # already trained that far: its model was exported at that step
     config = net.config
-    maker = SampleMaker(config, parse_source(settings.data, settings.seed, config, settings.cache or str(out / "ct-cache")), settings.seed)
+    source = parse_source(settings.data, settings.seed, config, settings.cache or str(out / "ct-cache"))
+    maker = SampleMaker(config, source, settings.seed, settings.reuse, settings.batch, world)
     out.mkdir(parents=True, exist_ok=True)
     if settings.stage == "regression":
         parameters = list(net.conditioner.parameters())
@@ -277,6 +279,8 @@ def train(settings: TrainSettings, show_progress: bool = True) -> Path:
                 record = {"step": step, "stage": settings.stage, "loss": losses["total"].item(), "grad_norm": float(grad_norm),
                           "seconds": round(time.time() - started, 2), "data_s": round(data_s, 4)}
                 record.update({k: v.item() for k, v in losses.items() if k != "total"})
+                if device.type == "cuda":
+                    record["peak_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
                 with open(log_path, "a", encoding="utf-8") as handle:
                     handle.write(json.dumps(record) + "\n")
             out_of_time = _out_of_time(started, settings.time_limit_minutes, device, distributed)

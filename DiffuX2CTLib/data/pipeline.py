@@ -29,6 +29,7 @@ from ..model import ModelConfig
 from .drr import hu_to_attenuation, normalize_radiograph, project
 from .geometry import ProjectionGeometry, View, VolumeGrid
 from .intensity import add_collimation_and_marker, clean_radiograph
+from .reuse import ReusePlan, posed
 
 HELD_OUT_SEED_START = 900_000
 """Phantom seeds from here up are never drawn for training: 900001 is the sample pair, 900100 on the test set."""
@@ -166,21 +167,48 @@ def model_target(volume_hu: torch.Tensor, config: ModelConfig) -> torch.Tensor:
 
 
 class SampleMaker:
-    """Paired (target CT, radiograph pair) samples of a run, a pure function of the sample index."""
+    """Paired (target CT, radiograph pair) samples of a run, a pure function of the sample index. With ``reuse``
+    > 1 each volume gives that many samples, each a posed view of it (:mod:`.reuse`); the mapping also depends on
+    the run's ``batch`` and number of processes (``world``)."""
 
-    def __init__(self, config: ModelConfig, source: CTSource, seed: int) -> None:
+    def __init__(self, config: ModelConfig, source: CTSource, seed: int, reuse: int = 1, batch: int = 1, world: int = 1) -> None:
         self.config, self.source, self.seed = config, source, seed
+        self.plan = ReusePlan(reuse, batch, world, seed) if reuse > 1 else None
 
     def sample(self, index: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         """``(1, N, N, N)`` target in [-1, 1] and ``(2, P, P)`` radiographs in [0, 1] (AP, then lateral) of sample
         ``index``, made on ``device``."""
         device = torch.device(device)
+        if self.plan is not None:
+            return self.view(self.volume(self.plan.volume_of(index), device), index)
         rng = np.random.default_rng([self.seed, index])
         grid = drr_grid(self.config)
         volume = self.source.volume(index, rng, grid, device)
+        return self._render(volume, grid, rng)
+
+    def volume(self, volume_index: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """HU volume ``volume_index`` of a reusing run on the :func:`drr_grid`, rounded to half precision (how data
+        workers hand it over, so every device and worker count sees the same values)."""
+        rng = np.random.default_rng([self.seed, volume_index, 0])
+        volume = self.source.volume(volume_index, rng, drr_grid(self.config), torch.device(device))
+        return volume.half().float()
+
+    def view(self, volume: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample ``index`` of a reusing run as a view of its ``volume`` (on the volume's device): a random pose,
+        then the jittered geometry and augmentations of :meth:`sample`."""
+        rng = np.random.default_rng([self.seed, index])
+        grid = drr_grid(self.config)
+        return self._render(posed(volume, rng, grid.spacing_mm), grid, rng)
+
+    def _render(self, volume: torch.Tensor, grid: VolumeGrid, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         geometries = [jittered_geometry(self.config.detector(view, grid.center_lps), rng) for view in (View.AP, View.LATERAL)]
         drrs = render_drr_pair(volume, grid, geometries, samples_per_ray=grid.size)
         return model_target(volume, self.config), augment_radiographs(drrs, rng).float()
+
+    def views_of(self, volume_index: int, device: torch.device | str = "cpu") -> list[tuple[int, torch.Tensor, torch.Tensor]]:
+        """Every sample of a reusing run that is a view of volume ``volume_index``: ``(index, target, radiographs)``."""
+        volume = self.volume(volume_index, device)
+        return [(index, *self.view(volume, index)) for index in self.plan.indices_of(volume_index)]
 
     def batch(self, first_index: int, size: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         """Stacked samples ``first_index .. first_index + size - 1``: ``(B, 1, N, N, N)`` and ``(B, 2, P, P)``."""
@@ -201,6 +229,21 @@ class _Samples(torch.utils.data.Dataset):
         return self.maker.sample(index)
 
 
+class _Volumes(_Samples):
+    """A reusing run's volumes (half precision, to halve what crosses between processes), for workers feeding a
+    GPU that renders the views itself."""
+
+    def __getitem__(self, volume_index: int) -> tuple[int, torch.Tensor]:
+        return volume_index, self.maker.volume(volume_index).half()
+
+
+class _Views(_Samples):
+    """A reusing run's volumes with all their views made in the worker (CPU training)."""
+
+    def __getitem__(self, volume_index: int) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
+        return self.maker.views_of(volume_index)
+
+
 def _one_thread_per_worker(_: int) -> None:
     torch.set_num_threads(1)
 
@@ -216,7 +259,10 @@ def batches(maker: SampleMaker, first_step: int, last_step: int, batch: int, dev
             world: int = 1, rank: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """The batches of steps ``first_step .. last_step - 1`` on ``device``. With ``workers`` > 0 (CPU training) they
     are made ahead in that many DataLoader processes while the model trains; with 0 (a GPU) on the device, in this
-    process. Either way the same samples."""
+    process. Either way the same samples. A reusing maker (``reuse`` > 1) goes through :func:`_reusing_batches`."""
+    if maker.plan is not None:
+        yield from _reusing_batches(maker, first_step, last_step, device, workers, rank)
+        return
     steps = range(first_step, last_step)
     if workers == 0:
         for step in steps:
@@ -228,3 +274,42 @@ def batches(maker: SampleMaker, first_step: int, last_step: int, batch: int, dev
     )
     for clean, radiographs in loader:
         yield clean.to(device), radiographs.to(device)
+
+
+def _reusing_batches(maker: SampleMaker, first_step: int, last_step: int, device: torch.device, workers: int,
+                     rank: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`batches` of a reusing maker. The volumes a rank needs come in order (:meth:`ReusePlan.volumes_for_steps`):
+    made in this process on the device (``workers`` 0), by workers that also render their views (a CPU), or by
+    workers that hand the volume to the device, which renders the views (a GPU). A block's volumes are dropped once
+    its steps are done."""
+    plan = maker.plan
+    order = plan.volumes_for_steps(first_step, last_step, rank)
+    views_in_workers = workers > 0 and device.type == "cpu"
+    if workers == 0:
+        arriving = ((v, maker.volume(v, device)) for v in order)
+    else:
+        dataset = _Views(maker) if views_in_workers else _Volumes(maker)
+        # Enough in flight that a whole block (every volume is needed by the block's first steps) is made ahead.
+        arriving = iter(torch.utils.data.DataLoader(dataset, sampler=order, batch_size=None, num_workers=workers,
+                                                    worker_init_fn=_one_thread_per_worker,
+                                                    prefetch_factor=max(2, math.ceil(2 * plan.pool / workers))))
+    volumes: dict[int, torch.Tensor] = {}
+    ready: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    first_index = batch_indices(first_step, plan.batch, plan.world, rank)[0]
+    for step in range(first_step, last_step):
+        oldest = plan.first_volume_of_step(step, rank)
+        for stale in [v for v in volumes if v < oldest]:
+            del volumes[stale]
+        pairs = []
+        for index in batch_indices(step, plan.batch, plan.world, rank):
+            volume_index = plan.volume_of(index)
+            if views_in_workers:
+                while index not in ready:
+                    ready.update((i, (target, radiographs)) for i, target, radiographs in next(arriving) if i >= first_index)
+                pairs.append(ready.pop(index))
+                continue
+            while volume_index not in volumes:
+                arrived, volume = next(arriving)
+                volumes[arrived] = volume.to(device).float()
+            pairs.append(maker.view(volumes[volume_index], index))
+        yield torch.stack([p[0] for p in pairs]).to(device), torch.stack([p[1] for p in pairs]).to(device)

@@ -39,16 +39,21 @@ from DiffuX2CTLib.train import TrainSettings, train  # noqa: E402
 RESULTS = ROOT / "Testing" / "benchmarks" / "results"
 
 
-def data_rate(preset: str, device: torch.device, samples: int) -> float:
-    """Samples per second made by the pipeline in this process."""
+def data_rate(preset: str, device: torch.device, samples: int, reuse: int = 1) -> float:
+    """Samples per second made by the pipeline in this process (``reuse`` views of each volume)."""
     maker = SampleMaker(PRESETS[preset], PhantomSource(seed=1), seed=1)
     maker.sample(0, device)  # warm-up
     started = time.perf_counter()
     for index in range(1, samples + 1):
-        maker.sample(index, device)
+        if reuse == 1:
+            maker.sample(index, device)
+            continue
+        volume = maker.volume(index, device)
+        for view in range(reuse):
+            maker.view(volume, index * reuse + view)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return samples / (time.perf_counter() - started)
+    return samples * reuse / (time.perf_counter() - started)
 
 
 def model_rate(preset: str, stage: str, device: torch.device, batch: int, steps: int) -> float:
@@ -85,7 +90,7 @@ def model_rate(preset: str, stage: str, device: torch.device, batch: int, steps:
     return steps / (time.perf_counter() - started)
 
 
-def training_run(preset: str, stage: str, device: torch.device, batch: int, steps: int, workers: int | None) -> dict:
+def training_run(preset: str, stage: str, device: torch.device, batch: int, steps: int, workers: int | None, reuse: int = 1) -> dict:
     """A real run of ``steps`` steps: its samples per second and the share of step time spent waiting for data."""
     with tempfile.TemporaryDirectory() as folder:
         init = None
@@ -95,7 +100,7 @@ def training_run(preset: str, stage: str, device: torch.device, batch: int, step
 
             save_model(DiffuX2CTNet(PRESETS[preset]), init)
         settings = TrainSettings(out=str(Path(folder) / "run"), stage=stage, preset=preset if init is None else None, init=init,
-                                 steps=steps, batch=batch, checkpoint_every=10_000, device=device.type, workers=workers)
+                                 steps=steps, batch=batch, checkpoint_every=10_000, device=device.type, workers=workers, reuse=reuse)
         train(settings, show_progress=False)
         return run_throughput(Path(folder) / "run" / "log.jsonl", batch)
 
@@ -106,19 +111,23 @@ def run_throughput(log: Path, batch: int) -> dict:
     would otherwise make a short run look faster than the pipeline is."""
     records = [r for r in map(json.loads, log.read_text().splitlines()) if "loss" in r]
     total = records[-1]["seconds"]
+    after_fill = total - records[0]["seconds"]  # from the end of the first step: the pipeline has filled
     return {"samples_per_s": batch * len(records) / total, "steps_per_s": len(records) / total,
-            "waiting_share": sum(r["data_s"] for r in records) / total}
+            "waiting_share": sum(r["data_s"] for r in records) / total, "first_batch_s": records[0]["data_s"],
+            "waiting_share_after_first_step": sum(r["data_s"] for r in records[1:]) / after_fill if after_fill > 0 else None,
+            "peak_gib": max((r.get("peak_gib", 0.0) for r in records), default=0.0) or None}
 
 
-def measure(device: torch.device, preset: str, stages: list[str], batch: int, steps: int, workers: int | None) -> list[dict]:
+def measure(device: torch.device, preset: str, stages: list[str], batch: int, steps: int, workers: int | None, reuse: int = 1) -> list[dict]:
     """One row per stage; a row that fails (out of memory, say) records the error instead of ending the benchmark."""
     rows = []
-    data = data_rate(preset, device, 2 if preset == "paper-128" else 8)
+    data = data_rate(preset, device, 2 if preset == "paper-128" else 8, reuse)
     for stage in stages:
-        row = {"device": device.type, "preset": preset, "stage": stage, "batch": batch, "workers": workers, "data_samples_per_s": data}
+        row = {"device": device.type, "preset": preset, "stage": stage, "batch": batch, "workers": workers, "reuse": reuse,
+               "data_samples_per_s": data}
         try:
             row["model_steps_per_s"] = model_rate(preset, stage, device, batch, steps)
-            row.update(training_run(preset, stage, device, batch, steps, workers))
+            row.update(training_run(preset, stage, device, batch, steps, workers, reuse))
         except (RuntimeError, torch.OutOfMemoryError) as error:
             row["error"] = str(error).splitlines()[0][:200]
         if device.type == "cuda":
@@ -133,14 +142,14 @@ def measure(device: torch.device, preset: str, stages: list[str], batch: int, st
 def table(rows: list[dict], machine: str) -> str:
     """The results as a Markdown table under a line naming the machine."""
     lines = [f"Machine: {machine}; torch {torch.__version__}.", "",
-             "| device | preset | stage | batch | data workers | data samples/s (in process) | model steps/s | training samples/s | waiting for data |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| device | preset | stage | batch | data workers | reuse | data samples/s (in process) | model steps/s | training samples/s | waiting for data |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         workers = "default" if r["workers"] is None else str(r["workers"])
         if "error" in r:
-            lines.append(f"| {r['device']} | {r['preset']} | {r['stage']} | {r['batch']} | {workers} | {r['data_samples_per_s']:.2f} | {r['error']} | | |")
+            lines.append(f"| {r['device']} | {r['preset']} | {r['stage']} | {r['batch']} | {workers} | {r.get('reuse', 1)} | {r['data_samples_per_s']:.2f} | {r['error']} | | |")
             continue
-        lines.append(f"| {r['device']} | {r['preset']} | {r['stage']} | {r['batch']} | {workers} | {r['data_samples_per_s']:.2f} | "
+        lines.append(f"| {r['device']} | {r['preset']} | {r['stage']} | {r['batch']} | {workers} | {r.get('reuse', 1)} | {r['data_samples_per_s']:.2f} | "
                      f"{r['model_steps_per_s']:.2f} | {r['samples_per_s']:.2f} | {r['waiting_share']:.0%} |")
     return "\n".join(lines) + "\n"
 
@@ -154,6 +163,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None, help="default: 8 on CUDA, 1 on the CPU")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per measurement (default: 20 on CUDA, 10 or 2 on the CPU)")
     parser.add_argument("--workers", type=int, default=None, help="data worker processes of the training runs (default: the training default)")
+    parser.add_argument("--reuse", type=int, nargs="+", default=[1], help="samples per volume (train --reuse); several values give a row each")
     parser.add_argument("--results", default="training", help="name of the result files in Testing/benchmarks/results")
     parser.add_argument("--from-log", type=Path, default=None, help="only summarise this finished run's log.jsonl (give its --batch)")
     args = parser.parse_args()
@@ -168,7 +178,8 @@ def main() -> None:
             big = preset == "paper-128"
             batch = args.batch or (8 if device.type == "cuda" else 1)
             steps = args.steps or (20 if device.type == "cuda" else (2 if big else 10))
-            rows += measure(device, preset, args.stages, batch, steps, args.workers)
+            for reuse in args.reuse:
+                rows += measure(device, preset, args.stages, batch, steps, args.workers, reuse)
     machine = f"{platform.machine()}, {torch.get_num_threads()} threads" + (f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "")
     markdown = table(rows, machine)
     RESULTS.mkdir(parents=True, exist_ok=True)
