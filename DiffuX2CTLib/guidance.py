@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 
 from .data.drr import DRRProjector
-from .data.geometry import View
 from .diffusion import render_model_radiographs
 from .model import ModelConfig
 
@@ -34,7 +33,7 @@ class ProjectionGuidance:
 
     def __init__(self, config: ModelConfig, weight: float, device: torch.device) -> None:
         self.config, self.weight = config, weight
-        self.projector = DRRProjector([config.detector(view) for view in (View.AP, View.LATERAL)]).to(device)
+        self.projector = DRRProjector(config.detector_pair()).to(device)
 
     def mismatch(self, volume_unit: torch.Tensor, radiographs: torch.Tensor) -> torch.Tensor:
         """Per item Huber mismatch between the DRRs of ``(B, 1, N, N, N)`` volumes in [-1, 1] and ``(B, 2, P, P)``

@@ -26,7 +26,6 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 
 from .data.drr import DRRProjector
-from .data.geometry import View
 from .data.pipeline import SampleMaker, batches, parse_source
 from .device import resolve_device
 from .diffusion import diffusion_loss, regression_loss, training_scheduler
@@ -224,7 +223,11 @@ def train(settings: TrainSettings, show_progress: bool = True) -> Path:
         if int(checkpoint["step"]) == settings.steps and (out / "model").is_dir():
             return out / "model"  # already trained that far: its model was exported at that step
     config = net.config
+    if distributed and rank != 0:
+        dist.barrier()  # rank 0 brings a CT folder's cache up to date first; the others then only read it
     source = parse_source(settings.data, settings.seed, config, settings.cache or str(out / "ct-cache"))
+    if distributed and rank == 0:
+        dist.barrier()
     maker = SampleMaker(config, source, settings.seed, settings.reuse, settings.batch, world)
     out.mkdir(parents=True, exist_ok=True)
     if settings.stage == "regression":
@@ -244,7 +247,7 @@ def train(settings: TrainSettings, show_progress: bool = True) -> Path:
             _forget_log_after(log_path, step)
     replica = _Replica(DistributedDataParallel(net, find_unused_parameters=True)) if distributed else net
     scheduler = training_scheduler(config)
-    projector = DRRProjector([config.detector(v) for v in (View.AP, View.LATERAL)]).to(device)
+    projector = DRRProjector(config.detector_pair()).to(device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     workers = settings.workers if settings.workers is not None else (0 if device.type == "cuda" else 1)
 

@@ -159,15 +159,28 @@ def test_a_corrupted_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_two_ddp_processes_hold_identical_weights(tmp_path):
+    """Regression on a CT folder (its cache prepared once, by rank 0) with two views per volume, then diffusion on
+    phantoms, each with two processes."""
+    from DiffuX2CTLib.anatomy import generate_phantom
+    from DiffuX2CTLib.data.geometry import VolumeGrid
+    from DiffuX2CTLib.data.io import grid_image, write_image
+
+    cts = tmp_path / "cts"
+    cts.mkdir()
+    grid = VolumeGrid(24, 10.0)
+    for seed in (1, 2):
+        write_image(grid_image(generate_phantom(seed, grid, "chest").numpy(), grid), cts / f"ct{seed}.nrrd")
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-               "-m", "DiffuX2CTLib.cli", "train", "--out", str(out), "--grid", "16", "--steps", "3", "--checkpoint-every", "3", "--quiet", "--device", "cpu", "--workers", "0"]
+               "-m", "DiffuX2CTLib.cli", "train", "--out", str(out), "--grid", "16", "--steps", "3", "--checkpoint-every", "3", "--quiet", "--device", "cpu", "--workers", "0",
+               "--data", str(cts), "--reuse", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     checks = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if "replica_check" in line]
     assert checks and checks[-1]["in_sync"] and len(checks[-1]["digests"]) == 2
     assert result.stdout.count("model exported") == 1  # said once, by rank 0
+    assert json.loads((out / "ct-cache" / "manifest.json").read_text())  # one cache, both CTs in it
     # the diffusion stage on top of it, also in sync across the two processes
     diffusion = [*command[: command.index("--out")], "--out", str(tmp_path / "ddp-diffusion"), "--stage", "diffusion", "--init", str(out / "model"),
                  "--steps", "2", "--checkpoint-every", "2", "--quiet", "--device", "cpu", "--workers", "0"]

@@ -5,6 +5,7 @@ Every sample is a pure function of the run's seed and its index, whatever the de
 workers: all random draws come from ``numpy.random.default_rng([seed, index])`` on the CPU, and the heavy parts
 (phantom painting, the DRR projector, pooling to the model grid) run in torch on the training device. On a CPU the
 samples are made in DataLoader worker processes so that data making and the model step overlap (:func:`batches`).
+With ``reuse`` > 1 each volume gives several samples, each a posed view of it (:mod:`.reuse`).
 
 The DRRs are rendered from a volume wider than the model's field of view (:func:`drr_grid`), as a radiograph shows
 the whole body and not only the reconstructed cube; the target is the central cube pooled to the model grid.
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 from ..errors import InputError
 from ..model import ModelConfig
 from .drr import hu_to_attenuation, normalize_radiograph, project
-from .geometry import ProjectionGeometry, View, VolumeGrid
+from .geometry import ProjectionGeometry, VolumeGrid
 from .intensity import add_collimation_and_marker, clean_radiograph
 from .reuse import ReusePlan, posed
 
@@ -201,7 +202,7 @@ class SampleMaker:
         return self._render(posed(volume, rng, grid.spacing_mm), grid, rng)
 
     def _render(self, volume: torch.Tensor, grid: VolumeGrid, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        geometries = [jittered_geometry(self.config.detector(view, grid.center_lps), rng) for view in (View.AP, View.LATERAL)]
+        geometries = [jittered_geometry(geometry, rng) for geometry in self.config.detector_pair(grid.center_lps)]
         drrs = render_drr_pair(volume, grid, geometries, samples_per_ray=grid.size)
         return model_target(volume, self.config), augment_radiographs(drrs, rng).float()
 

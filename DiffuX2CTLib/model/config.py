@@ -138,6 +138,10 @@ class ModelConfig:
             view, self.source_to_detector_mm, self.source_to_isocenter_mm, (self.detector_pixels,) * 2, (spacing, spacing), isocenter_lps
         )
 
+    def detector_pair(self, isocenter_lps: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> list[ProjectionGeometry]:
+        """The AP and lateral geometries, in the order the network takes its two radiographs."""
+        return [self.detector(view, isocenter_lps) for view in (View.AP, View.LATERAL)]
+
     def to_dict(self) -> dict:
         """JSON-ready form."""
         data = dataclasses.asdict(self)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One lease of a GPU machine (the device tool), in under 10 minutes: continue the 64^3 model on the new anatomy,
+# One lease of a GPU machine (the device tool), in under 10 minutes: continue the bundled 64^3 model,
 # stage 1 (regression) then stage 2 (diffusion), each within a wall-clock budget, with samples made by CPU worker
 # processes; then time sampling and training throughput. fp16 EMA models, logs and figures land in $OUT (at most
 # 8 files come back). The machine has torch but neither MONAI nor SimpleITK: MONAI's wheel travels in .whl/.
@@ -38,7 +38,7 @@ train() {  # stage, out, minutes, extra options...
     --device "$DEVICE" --workers "$WORKERS" --time-limit "$minutes" --quiet --out "$out" "$@"
 }
 
-train regression runs/gpu-regression-64 "$REGRESSION_MIN" --init Resources/Models/checkpoints/regression-anatomy-64/checkpoint.pt \
+train regression runs/gpu-regression-64 "$REGRESSION_MIN" --init Resources/Models/diffux2ct-64 \
   && keep_model runs/gpu-regression-64 regression
 if [ -d runs/gpu-regression-64/model ]; then
   train diffusion runs/gpu-diffusion-64 "$DIFFUSION_MIN" --init runs/gpu-regression-64/model && keep_model runs/gpu-diffusion-64 diffusion

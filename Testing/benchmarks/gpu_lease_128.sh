@@ -51,7 +51,10 @@ train() {  # stage, out, minutes, extra options...
 
 train regression runs/gpu-regression-128 "$REGRESSION_MIN" --preset paper-128 $PRESET_OPTS && keep_model runs/gpu-regression-128 regression-128
 if [ -d runs/gpu-regression-128/model ] && [ "$(left)" -gt 90 ]; then
-  train diffusion runs/gpu-diffusion-128 "$DIFFUSION_MIN" --init runs/gpu-regression-128/model && keep_model runs/gpu-diffusion-128 diffusion-128
+  # the bundled model's parametrisation (README, Diffusion parametrisation); the first lease ran with the defaults
+  # (epsilon, scale 1) and its denoiser learned nothing useful in 236 steps
+  train diffusion runs/gpu-diffusion-128 "$DIFFUSION_MIN" --init runs/gpu-regression-128/model --prediction v_prediction --residual-scale 5 \
+    && keep_model runs/gpu-diffusion-128 diffusion-128
 fi
 
 MODEL=runs/gpu-diffusion-128/model

@@ -28,7 +28,6 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from DiffuX2CTLib.data.drr import DRRProjector  # noqa: E402
-from DiffuX2CTLib.data.geometry import View  # noqa: E402
 from DiffuX2CTLib.data.pipeline import PhantomSource, SampleMaker  # noqa: E402
 from DiffuX2CTLib.diffusion import diffusion_loss, regression_loss, training_scheduler  # noqa: E402
 from DiffuX2CTLib.model import DiffuX2CTNet  # noqa: E402
@@ -61,7 +60,7 @@ def model_rate(preset: str, stage: str, device: torch.device, batch: int, steps:
     config = PRESETS[preset]
     net = DiffuX2CTNet(config).to(device).train()
     clean, radiographs = SampleMaker(config, PhantomSource(seed=1), seed=1).batch(0, batch, device)
-    projector = DRRProjector([config.detector(v) for v in (View.AP, View.LATERAL)]).to(device)
+    projector = DRRProjector(config.detector_pair()).to(device)
     parameters = list(net.conditioner.parameters()) if stage == "regression" else list(net.denoiser.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=1e-4)
     scheduler = training_scheduler(config)
