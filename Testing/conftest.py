@@ -60,3 +60,19 @@ def write_dicom_radiograph(path, pixels: np.ndarray, photometric: str = "MONOCHR
         setattr(ds, key, value)
     ds.PixelData = pixels.astype(np.uint16).tobytes()
     ds.save_as(str(path), enforce_file_format=True)
+
+
+@pytest.fixture
+def painted_seeds(monkeypatch) -> list[int]:
+    """The seeds every phantom painted during the test was asked for, in order (the generator still paints)."""
+    import DiffuX2CTLib.anatomy as anatomy
+
+    seeds: list[int] = []
+    real = anatomy.generate_phantom
+
+    def spy(seed, *args, **kwargs):
+        seeds.append(seed)
+        return real(seed, *args, **kwargs)
+
+    monkeypatch.setattr(anatomy, "generate_phantom", spy)
+    return seeds

@@ -52,20 +52,12 @@ def test_training_never_draws_a_held_out_seed(seed, index):
     assert 0 <= PhantomSource(seed).phantom_seed(index) < HELD_OUT_SEED_START
 
 
-def test_a_training_run_only_paints_training_seeds(tmp_path, monkeypatch):
+def test_a_training_run_only_paints_training_seeds(tmp_path, painted_seeds):
     """Whatever draws the phantoms, a run (here with a seed whose stream wraps around) asks the generator for
     training seeds only."""
-    import DiffuX2CTLib.anatomy as anatomy
     from DiffuX2CTLib.train import TrainSettings, train
 
-    drawn = []
-    real = anatomy.generate_phantom
-
-    def spy(seed, *args, **kwargs):
-        drawn.append(seed)
-        return real(seed, *args, **kwargs)
-
-    monkeypatch.setattr(anatomy, "generate_phantom", spy)
+    drawn = painted_seeds
     train(TrainSettings(out=str(tmp_path / "run"), steps=3, batch=2, grid_size=16, seed=HELD_OUT_SEED_START // 7919, workers=0), show_progress=False)
     assert len(drawn) == 6 and all(0 <= s < HELD_OUT_SEED_START for s in drawn)
 

@@ -93,18 +93,10 @@ def test_a_view_is_the_volume_in_a_small_random_pose():
         assert abs(int(inside.sum()) / int((ball > 0).sum()) - 1.0) < 0.15  # size within a few per cent per axis
 
 
-def test_a_reusing_run_paints_one_volume_per_reuse_samples(tmp_path, monkeypatch):
-    import DiffuX2CTLib.anatomy as anatomy
+def test_a_reusing_run_paints_one_volume_per_reuse_samples(tmp_path, painted_seeds):
     from DiffuX2CTLib.train import TrainSettings, train
 
-    drawn = []
-    real = anatomy.generate_phantom
-
-    def spy(seed, *args, **kwargs):
-        drawn.append(seed)
-        return real(seed, *args, **kwargs)
-
-    monkeypatch.setattr(anatomy, "generate_phantom", spy)
+    drawn = painted_seeds
     train(TrainSettings(out=str(tmp_path / "run"), steps=16, batch=2, grid_size=16, workers=0, reuse=4, checkpoint_every=100), show_progress=False)
     assert len(drawn) == 8 and len(set(drawn)) == 8  # 32 samples, one block of 8 volumes
 

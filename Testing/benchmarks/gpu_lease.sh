@@ -13,14 +13,7 @@ DEVICE=${DEVICE:-cuda}
 REGRESSION_MIN=${REGRESSION_MIN:-2.5}
 DIFFUSION_MIN=${DIFFUSION_MIN:-3.5}
 DEADLINE=${DEADLINE:-560}  # seconds after which nothing new is started
-export PYTHONUNBUFFERED=1
-if ls .whl/*.whl >/dev/null 2>&1 && ! python3 -c "import monai" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-PY=${PY:-python3}
-WORKERS=$(( $(nproc) > 3 ? $(nproc) - 2 : 1 ))
+source "$(dirname "$0")/lease_env.sh"
 exec > >(tee "$OUT/console.log") 2>&1
 echo "start $(date -u +%FT%TZ), $(nproc) cores, $WORKERS data workers"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader

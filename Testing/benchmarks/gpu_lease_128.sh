@@ -18,14 +18,7 @@ REGRESSION_MIN=${REGRESSION_MIN:-3.3}
 DIFFUSION_MIN=${DIFFUSION_MIN:-4.2}
 PRESET_OPTS=${PRESET_OPTS:-}
 DEADLINE=${DEADLINE:-540}  # seconds after which nothing new is started
-export PYTHONUNBUFFERED=1
-if ls .whl/*.whl >/dev/null 2>&1 && ! python3 -c "import monai" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-PY=${PY:-python3}
-WORKERS=$(( $(nproc) > 3 ? $(nproc) - 2 : 1 ))
+source "$(dirname "$0")/lease_env.sh"
 SHM_GB=$(df -BG --output=avail /dev/shm 2>/dev/null | tail -1 | tr -dc 0-9)
 [ "${SHM_GB:-0}" -lt 4 ] && [ "$DEVICE" = cuda ] && { echo "/dev/shm has ${SHM_GB:-?} GB: volumes made on the GPU instead of by workers"; WORKERS=0; }
 mkdir -p "$OUT/keep"
