@@ -330,13 +330,15 @@ def _forget_log_after(log_path: Path, step: int) -> None:
 
 def _check_resume(checkpoint: dict, settings: TrainSettings, path: Path) -> None:
     """A clear error when the settings cannot continue the run in ``path``: another stage, fewer steps than it
-    already has, or another grid."""
+    already has, another number of samples per volume, or another grid."""
     stored = json.loads(checkpoint.get("settings", "{}"))
     stage = stored.get("stage", settings.stage)
     if stage != settings.stage:
         raise InputError(f"{path.parent.name}: holds a {stage} run; train the {settings.stage} stage into a new --out folder (with --init {path.parent.name}/model)")
     if settings.steps < int(checkpoint["step"]):
         raise InputError(f"{path.parent.name}: the run is already at step {checkpoint['step']}; give --steps above that to continue it")
+    if stored.get("reuse", 1) != settings.reuse:
+        raise InputError(f"{path.parent.name}: the run makes {stored.get('reuse', 1)} samples of each volume; --reuse {settings.reuse} would draw other data, so resume it with --reuse {stored.get('reuse', 1)}")
     grid = json.loads(checkpoint["config"])["grid_size"]
     if settings.grid_size is not None and settings.grid_size != grid:
         raise InputError(f"{path.parent.name}: the run's model has a {grid}^3 grid; --grid {settings.grid_size} cannot resume it")

@@ -44,7 +44,11 @@ def test_every_volume_gives_reuse_samples_never_twice_in_a_batch_and_ranks_share
 
 
 def test_the_pool_holds_whole_batches():
-    assert [ReusePlan(4, batch).pool for batch in (1, 3, 4, 8, 12)] == [8, 9, 8, 8, 12]
+    assert [ReusePlan(4, batch).pool for batch in (1, 2, 3, 4, 8)] == [8, 8, 12, 16, 32]
+    plan = ReusePlan(32, 8)  # the 128^3 lease: four steps in a row never share a patient
+    for first in (0, 4, 100):
+        volumes = [plan.volume_of(i) for step in range(first, first + 4) for i in batch_indices(step, 8)]
+        assert len(set(volumes)) == 32
 
 
 def _tensors(runs):
@@ -119,3 +123,12 @@ def test_the_command_line_passes_reuse_to_the_run_and_its_model_card(tmp_path, c
     with pytest.raises(SystemExit):
         main(["train", "--out", str(tmp_path / "other"), "--reuse", "0"])
     assert "--reuse" in capsys.readouterr().err
+
+
+def test_a_run_resumes_only_with_the_reuse_it_started_with(tmp_path):
+    from DiffuX2CTLib.train import TrainSettings, train
+
+    run = str(tmp_path / "run")
+    train(TrainSettings(out=run, steps=1, grid_size=16, workers=0, reuse=2, checkpoint_every=1), show_progress=False)
+    with pytest.raises(InputError, match="resume it with --reuse 2"):
+        train(TrainSettings(out=run, steps=2, grid_size=16, workers=0, reuse=3), show_progress=False)

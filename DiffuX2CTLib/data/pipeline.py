@@ -189,8 +189,9 @@ class SampleMaker:
 
     def volume(self, volume_index: int, device: torch.device | str = "cpu") -> torch.Tensor:
         """HU volume ``volume_index`` of a reusing run on the :func:`drr_grid`, rounded to half precision (how data
-        workers hand it over, so every device and worker count sees the same values)."""
-        rng = np.random.default_rng([self.seed, volume_index, 0])
+        workers hand it over, so any number of workers gives the same values; painted on a GPU, they agree with a
+        CPU's to float tolerance)."""
+        rng = np.random.default_rng([self.seed, volume_index, 1])  # not [.., 0]: numpy reads that as [seed, index]
         volume = self.source.volume(volume_index, rng, drr_grid(self.config), torch.device(device))
         return volume.half().float()
 
@@ -262,6 +263,8 @@ def batches(maker: SampleMaker, first_step: int, last_step: int, batch: int, dev
     are made ahead in that many DataLoader processes while the model trains; with 0 (a GPU) on the device, in this
     process. Either way the same samples. A reusing maker (``reuse`` > 1) goes through :func:`_reusing_batches`."""
     if maker.plan is not None:
+        if (maker.plan.batch, maker.plan.world) != (batch, world):
+            raise ValueError(f"the maker plans batches of {maker.plan.batch} for {maker.plan.world} processes, not {batch} for {world}")
         yield from _reusing_batches(maker, first_step, last_step, device, workers, rank)
         return
     steps = range(first_step, last_step)
@@ -290,10 +293,10 @@ def _reusing_batches(maker: SampleMaker, first_step: int, last_step: int, device
         arriving = ((v, maker.volume(v, device)) for v in order)
     else:
         dataset = _Views(maker) if views_in_workers else _Volumes(maker)
-        # Enough in flight that a whole block (every volume is needed by the block's first steps) is made ahead.
+        # A block in flight: the workers make the next block while the model trains on this one.
         arriving = iter(torch.utils.data.DataLoader(dataset, sampler=order, batch_size=None, num_workers=workers,
                                                     worker_init_fn=_one_thread_per_worker,
-                                                    prefetch_factor=max(2, math.ceil(2 * plan.pool / workers))))
+                                                    prefetch_factor=max(2, math.ceil(plan.pool / workers))))
     volumes: dict[int, torch.Tensor] = {}
     ready: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     first_index = batch_indices(first_step, plan.batch, plan.world, rank)[0]

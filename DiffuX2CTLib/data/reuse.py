@@ -29,6 +29,8 @@ most about the long axis)."""
 POSE_SHIFT_MM = 10.0
 POSE_SCALE = 0.04
 MIN_POOL = 8
+MIN_BATCHES_PER_ROUND = 4
+"""A round spans at least this many batches, so a patient comes back every few steps, not at every step."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,8 +45,9 @@ class ReusePlan:
 
     @property
     def pool(self) -> int:
-        """Volumes per block: a multiple of the batch, at least :data:`MIN_POOL`."""
-        return self.batch * math.ceil(MIN_POOL / self.batch)
+        """Volumes per block: a multiple of the batch, at least :data:`MIN_POOL` and :data:`MIN_BATCHES_PER_ROUND`
+        batches."""
+        return self.batch * max(math.ceil(MIN_POOL / self.batch), MIN_BATCHES_PER_ROUND)
 
     def _permutation(self, block: int, rank: int, round_: int) -> np.ndarray:
         """Slot -> volume of one round: the first round takes the volumes in the order they are made (so a run
