@@ -299,7 +299,6 @@ def _reusing_batches(maker: SampleMaker, first_step: int, last_step: int, device
                                                     prefetch_factor=max(2, math.ceil(plan.pool / workers))))
     volumes: dict[int, torch.Tensor] = {}
     ready: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-    first_index = batch_indices(first_step, plan.batch, plan.world, rank)[0]
     for step in range(first_step, last_step):
         oldest = plan.first_volume_of_step(step, rank)
         for stale in [v for v in volumes if v < oldest]:
@@ -309,7 +308,7 @@ def _reusing_batches(maker: SampleMaker, first_step: int, last_step: int, device
             volume_index = plan.volume_of(index)
             if views_in_workers:
                 while index not in ready:
-                    ready.update((i, (target, radiographs)) for i, target, radiographs in next(arriving) if i >= first_index)
+                    ready.update((i, (target, radiographs)) for i, target, radiographs in next(arriving) if plan.step_of(i) >= first_step)
                 pairs.append(ready.pop(index))
                 continue
             while volume_index not in volumes:

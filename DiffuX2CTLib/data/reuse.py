@@ -9,9 +9,9 @@ radiograph augmentations, so the data cost per sample falls about R-fold while t
 pair twice. The price is fewer distinct patients per sample seen; ``train --reuse`` records the choice.
 
 Volumes are taken in blocks of :attr:`ReusePlan.pool`; a block's ``pool * R`` samples are ``R`` rounds, each a
-permutation of the block's volumes (the first in the order they are made, the others seeded), so a batch never holds one volume twice and the mapping depends only
-on the run's seed, the batch size and the number of processes: the same samples whatever the device or worker
-count, and a resumed run draws what an uninterrupted one would have.
+permutation of the block's volumes (the first in the order they are made, the others seeded), so a batch never
+holds one volume twice and the mapping depends only on the run's seed, the batch size and the number of processes:
+the same samples whatever the device or worker count, and a resumed run draws what an uninterrupted one would have.
 """
 
 from __future__ import annotations
