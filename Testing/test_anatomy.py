@@ -22,6 +22,8 @@ from DiffuX2CTLib.anatomy import (
     REGIONS,
     generate_batch,
     generate_phantom,
+    shapes,
+    texture,
     whole_trunk,
 )
 from DiffuX2CTLib.anatomy.patient import draw_patient
@@ -196,6 +198,56 @@ def test_whole_trunk_spans_neck_to_femora(trunks):
     assert hu.shape[0] > hu.shape[1] == hu.shape[2] == 96 and len(origin) == 3
     cervical, femur = _centroid(labels, "vertebra_cervical")[2], _centroid(labels, "femur")[2]
     assert cervical > femur
+
+
+@pytest.mark.parametrize("region", ["chest", "pelvis"])
+def test_painting_in_slabs_does_not_change_the_phantom(region, monkeypatch):
+    """The CPU paints in slabs of a few slices to stay in cache: one slice per slab (every box, limb and the
+    scanner's z filter cut at every slice) and one slab per box give the same volume and labels."""
+    grid = VolumeGrid(40, 8.0)
+    monkeypatch.setattr(shapes, "SLAB_VOXELS", 1)
+    monkeypatch.setattr(texture, "SLAB_VOXELS", 1)
+    thin, thin_labels = generate_phantom(8, grid, region, labels=True)
+    monkeypatch.setattr(shapes, "SLAB_VOXELS", 1 << 30)
+    monkeypatch.setattr(texture, "SLAB_VOXELS", 1 << 30)
+    whole, whole_labels = generate_phantom(8, grid, region, labels=True)
+    assert (thin - whole).abs().max() < 1e-2
+    assert (thin_labels != whole_labels).float().mean() < 1e-4
+
+
+@pytest.mark.parametrize("slab_voxels", [1, 1 << 30])
+def test_scanner_kernel_is_the_separable_three_tap_filter(slab_voxels, monkeypatch):
+    """Without noise the scanner is the 3-tap kernel on each axis with the edges repeated, in slabs or not."""
+    monkeypatch.setattr(texture, "SLAB_VOXELS", slab_voxels)
+    volume = torch.randn(7, 6, 5, generator=torch.Generator().manual_seed(0)) * 100.0
+    k = 0.2
+    expected = volume
+    for dim in range(3):
+        padded = torch.cat([expected.narrow(dim, 0, 1), expected, expected.narrow(dim, expected.shape[dim] - 1, 1)], dim)
+        n = expected.shape[dim]
+        expected = k * padded.narrow(dim, 0, n) + (1 - 2 * k) * padded.narrow(dim, 1, n) + k * padded.narrow(dim, 2, n)
+    assert torch.allclose(texture.scanner(volume.clone(), 3, 0.0, k), expected, atol=1e-3)
+
+
+def _lowbias32(value: int) -> int:
+    """The unsigned 32-bit hash in Python integers, the reference for the int32 tensor version."""
+    value ^= value >> 16
+    value = (value * 0x7FEB352D) & 0xFFFFFFFF
+    value ^= value >> 15
+    value = (value * 0x846CA68B) & 0xFFFFFFFF
+    return value ^ (value >> 16)
+
+
+@pytest.mark.parametrize("seed", [0, 77, 899_999, 2**31 + 5])
+def test_hash_noise_matches_the_unsigned_hash_and_blocks_match_the_whole(seed):
+    shape, stream = (6, 5, 7), 7
+    noise = texture.hash_normal(shape, seed, stream, "cpu")
+    key = (seed * 0x9E3779B1 + stream * 0x85EBCA77) & 0xFFFFFFFF
+    for z, y, x in [(0, 0, 0), (5, 4, 6), (3, 1, 2), (2, 4, 0)]:
+        h = _lowbias32((((z * 0x27D4EB2F) ^ (y * 0x165667B1) ^ (x * 0x1B873593)) & 0xFFFFFFFF) ^ key)
+        expected = (sum((h >> s) & 255 for s in (0, 8, 16, 24)) - 510.0) / 147.8
+        assert noise[z, y, x].item() == pytest.approx(expected, abs=1e-6)
+    assert torch.equal(texture.hash_normal((3, 5, 7), seed, stream, "cpu", (2, 0, 0)), noise[2:5])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -17,7 +17,15 @@ import torch
 
 from .labels import LABELS
 from .patient import Patient
-from .shapes import Canvas, ellipsoid, frame, smooth_curve, tube, tube_distance
+from .shapes import (
+    Canvas,
+    ellipsoid,
+    frame,
+    intersect,
+    smooth_curve,
+    tube,
+    tube_distance,
+)
 from .skeleton import Spine
 
 _STEP_MM = 1.0
@@ -118,25 +126,31 @@ def paint_body(canvas: Canvas, spine: Spine, patient: Patient, outline: Outline,
     limbs = _limbs(spine, patient, outline, glenoids)
     full = ((-400.0, -400.0, -800.0), (400.0, 400.0, 1000.0))
     box = canvas.box(*full)
-    x, y, z = canvas.coords[(slice(None),) + box].unbind(0)
-    skin_d, muscle_d = outline.distances(x, y, z, (-1.0, 0.0))
-    del x, y, z
     dome = spine.z("T11", 1.0)
     # Limbs: one distance per limb (to its skin), reused for every layer.
-    limb_fields = []
+    limb_boxes = []
     for line, radius, fat in limbs:
         outer = radius + fat
-        low, high = line.min(axis=0) - outer, line.max(axis=0) + outer
-        limb_box = canvas.box(low, high)
+        limb_box = canvas.box(line.min(axis=0) - outer, line.max(axis=0) + outer)
         if limb_box is not None:
-            lx, ly, lz = canvas.coords[(slice(None),) + limb_box].unbind(0)
-            limb_fields.append((limb_box, tube_distance(line, np.full(len(line), outer))(lx, ly, lz), fat))
+            limb_boxes.append((limb_box, tube_distance(line, np.full(len(line), outer)), fat))
     subcutaneous, muscle = LABELS["subcutaneous"], LABELS["muscle"]
-    for trunk_d, value, label, limb_inset in ((skin_d, t.skin, subcutaneous, lambda fat: 0.0), (skin_d + 2.5, t.fat, subcutaneous, lambda fat: 2.5),
-                                              (muscle_d, t.muscle, muscle, lambda fat: fat)):
-        canvas.blend(box, trunk_d, value, label)
-        for limb_box, d, fat in limb_fields:
-            canvas.blend(limb_box, d + limb_inset(fat), value, label)
+    layers = ((0, 0.0, t.skin, subcutaneous, lambda fat: 0.0), (0, 2.5, t.fat, subcutaneous, lambda fat: 2.5),
+              (1, 0.0, t.muscle, muscle, lambda fat: fat))
+    whole = tuple(slice(0, n) for n in canvas.hu.shape)
+    for slab in canvas.slabs(whole):  # each voxel still gets the layers in order: trunk then limbs, layer by layer
+        trunk = intersect(box, slab) if box is not None else None
+        trunk_d = outline.distances(*canvas.coords[(slice(None),) + trunk].unbind(0), (-1.0, 0.0)) if trunk is not None else None
+        limb_fields = []
+        for limb_box, distance, fat in limb_boxes:
+            part = intersect(limb_box, slab)
+            if part is not None:
+                limb_fields.append((part, distance(*canvas.coords[(slice(None),) + part].unbind(0)), fat))
+        for which, shift, value, label, limb_inset in layers:
+            if trunk_d is not None:
+                canvas.blend(trunk, trunk_d[which] + shift, value, label)
+            for part, d, fat in limb_fields:
+                canvas.blend(part, d + limb_inset(fat), value, label)
     # Abdominopelvic cavity: the lean outline shrunk by the wall, kept in front of the back muscles and below the domes.
     back_cut = torch.as_tensor(outline.yref, dtype=torch.float32, device=canvas.hu.device)
     wall_mm = 14.0

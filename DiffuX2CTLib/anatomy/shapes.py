@@ -6,21 +6,38 @@ for every voxel, the body-frame point it samples (posture rotation, shift and a 
 applied), so a primitive only has to map its body-frame bounding box to a voxel box, take views of the coordinate
 tensors there and blend its value in with coverage ``clamp(0.5 - distance / spacing, 0, 1)``: edges get a one-voxel
 partial-volume ramp without supersampling, and no primitive touches voxels outside its box.
+
+On a CPU a box is painted in slabs of a few slices (:meth:`Canvas.slabs`), so each temporary of the distance and
+blending arithmetic stays in the processor's cache instead of streaming through memory (several times faster at
+the 320^3 voxels of a 128^3 model's training volumes); on a GPU a box is one slab. Every step is voxel-wise, so
+the result does not depend on the slab size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-Value = float | Callable[[tuple[slice, slice, slice], torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+Box = tuple[slice, slice, slice]
+"""Voxel slices ``(z, y, x)`` of the volume."""
+
+Value = float | Callable[[Box, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """A constant HU, or ``f(box, x, y, z) -> HU tensor`` for textured fills (``box`` slices full-volume fields)."""
 
 Distance = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """``f(x, y, z) -> signed distance (mm, negative inside)`` on body-frame coordinate views."""
+
+SLAB_VOXELS = 1 << 18
+"""Voxels per slab when painting on a CPU: about 1 MB per float temporary, which an L2 cache holds."""
+
+
+def intersect(a: Box, b: Box) -> Box | None:
+    """The overlap of two voxel boxes, or None when they do not overlap."""
+    slices = tuple(slice(max(p.start, q.start), min(p.stop, q.stop)) for p, q in zip(a, b))
+    return None if any(s.stop <= s.start for s in slices) else slices
 
 
 @dataclass
@@ -40,7 +57,7 @@ class Canvas:
     spacing_mm: float
     slack_mm: float
 
-    def box(self, low: Sequence[float], high: Sequence[float]) -> tuple[slice, slice, slice] | None:
+    def box(self, low: Sequence[float], high: Sequence[float]) -> Box | None:
         """Voxel slices ``(z, y, x)`` covering the body-frame box ``[low, high]``, or None when it misses."""
         lo, hi = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
         center = self.rotation @ (0.5 * (lo + hi)) + self.translation - self.origin_lps
@@ -68,13 +85,25 @@ class Canvas:
         box = self.box(low, high)
         if box is None:
             return
-        x, y, z = self.coords[(slice(None),) + box].unbind(0)
-        d = distance(x, y, z)
-        mask = None if below is None else self.hu[box] < below
-        for inset, fill, tag in ((0.0, value, label), *shells):
-            self.blend(box, d + inset, fill(box, x, y, z) if callable(fill) else fill, tag, mask)
+        for slab in self.slabs(box):
+            x, y, z = self.coords[(slice(None),) + slab].unbind(0)
+            d = distance(x, y, z)
+            mask = None if below is None else self.hu[slab] < below
+            for inset, fill, tag in ((0.0, value, label), *shells):
+                self.blend(slab, d + inset, fill(slab, x, y, z) if callable(fill) else fill, tag, mask)
 
-    def blend(self, box: tuple[slice, slice, slice], distance: torch.Tensor, fill: float | torch.Tensor, label: int | None = None,
+    def slabs(self, box: Box) -> Iterator[Box]:
+        """``box`` cut along z into slabs of about :data:`SLAB_VOXELS` voxels on a CPU; the whole box on a GPU,
+        where fewer, larger kernels are faster."""
+        if self.hu.device.type != "cpu":
+            yield box
+            return
+        depth, rows, columns = box
+        step = max(1, SLAB_VOXELS // ((rows.stop - rows.start) * (columns.stop - columns.start)))
+        for first in range(depth.start, depth.stop, step):
+            yield slice(first, min(first + step, depth.stop)), rows, columns
+
+    def blend(self, box: Box, distance: torch.Tensor, fill: float | torch.Tensor, label: int | None = None,
               mask: torch.Tensor | None = None) -> None:
         """Blend ``fill`` into the voxel box with coverage from the signed ``distance`` (mm) of each voxel."""
         alpha = (0.5 - distance / self.spacing_mm).clamp_(0.0, 1.0)
