@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .data.geometry import ProjectionGeometry, VolumeGrid, default_pair
+from .device import PRECISIONS
 from .errors import InputError
 from .job import DEFAULT_GUIDANCE, MAX_GUIDANCE
 from .model.config import PREDICTION_TYPES, PRESETS
@@ -280,7 +281,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         grid_size=args.grid, checkpoint_every=args.checkpoint_every, seed=args.seed, init=args.init,
         prediction_type=args.prediction, residual_scale=args.residual_scale,
         freeze_conditioner=not args.finetune_conditioner, device=args.device, preset=args.preset, workers=args.workers,
-        cache=args.cache, time_limit_minutes=args.time_limit, reuse=args.reuse,
+        cache=args.cache, time_limit_minutes=args.time_limit, reuse=args.reuse, precision=args.precision,
     )
     model = train(settings, show_progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one line for the run, not one per process
@@ -393,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--cache", default=None, help="where a CT folder is prepared for training (default: OUT/ct-cache; reused while the CTs are unchanged)")
     train.add_argument("--time-limit", type=_positive(), default=None, metavar="MINUTES", help="stop after this many minutes of training, with a checkpoint and the model exported (resume later with a higher --steps or the same one)")
     train.add_argument("--reuse", type=_whole(1, 1000), default=1, metavar="N", help="samples made from each volume, each under its own random pose (default 1: a new volume per sample); more when making volumes holds training back")
+    train.add_argument("--precision", choices=PRECISIONS, default="auto", help="arithmetic of the training step: bfloat16 autocast or float32 (default auto: bfloat16 on a GPU and on CPUs with native bfloat16, AVX512-BF16 or AMX; float32 elsewhere)")
     train.add_argument("--quiet", action="store_true")
     train.set_defaults(run=cmd_train)
 

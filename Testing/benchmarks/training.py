@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from DiffuX2CTLib.data.drr import DRRProjector  # noqa: E402
 from DiffuX2CTLib.data.pipeline import PhantomSource, SampleMaker  # noqa: E402
+from DiffuX2CTLib.device import PRECISIONS, autocast, training_precision  # noqa: E402
 from DiffuX2CTLib.diffusion import diffusion_loss, regression_loss, training_scheduler  # noqa: E402
 from DiffuX2CTLib.model import DiffuX2CTNet  # noqa: E402
 from DiffuX2CTLib.model.config import PRESETS  # noqa: E402
@@ -55,8 +56,8 @@ def data_rate(preset: str, device: torch.device, samples: int, reuse: int = 1) -
     return samples * reuse / (time.perf_counter() - started)
 
 
-def model_rate(preset: str, stage: str, device: torch.device, batch: int, steps: int) -> float:
-    """Training steps per second of the network alone on one fixed batch."""
+def model_rate(preset: str, stage: str, device: torch.device, batch: int, steps: int, precision: str) -> float:
+    """Training steps per second of the network alone on one fixed batch, in ``precision`` (as the run resolved it)."""
     config = PRESETS[preset]
     net = DiffuX2CTNet(config).to(device).train()
     clean, radiographs = SampleMaker(config, PhantomSource(seed=1), seed=1).batch(0, batch, device)
@@ -64,10 +65,9 @@ def model_rate(preset: str, stage: str, device: torch.device, batch: int, steps:
     parameters = list(net.conditioner.parameters()) if stage == "regression" else list(net.denoiser.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=1e-4)
     scheduler = training_scheduler(config)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
 
     def one_step(k: int) -> None:
-        with autocast:
+        with autocast(precision, device):
             if stage == "regression":
                 losses = regression_loss(net, clean, radiographs, projector)
             else:
@@ -89,7 +89,7 @@ def model_rate(preset: str, stage: str, device: torch.device, batch: int, steps:
     return steps / (time.perf_counter() - started)
 
 
-def training_run(preset: str, stage: str, device: torch.device, batch: int, steps: int, workers: int | None, reuse: int = 1) -> dict:
+def training_run(preset: str, stage: str, device: torch.device, batch: int, steps: int, workers: int | None, reuse: int, precision: str) -> dict:
     """A real run of ``steps`` steps: its samples per second and the share of step time spent waiting for data."""
     with tempfile.TemporaryDirectory() as folder:
         init = None
@@ -99,7 +99,8 @@ def training_run(preset: str, stage: str, device: torch.device, batch: int, step
 
             save_model(DiffuX2CTNet(PRESETS[preset]), init)
         settings = TrainSettings(out=str(Path(folder) / "run"), stage=stage, preset=preset if init is None else None, init=init,
-                                 steps=steps, batch=batch, checkpoint_every=10_000, device=device.type, workers=workers, reuse=reuse)
+                                 steps=steps, batch=batch, checkpoint_every=10_000, device=device.type, workers=workers, reuse=reuse,
+                                 precision=precision)
         train(settings, show_progress=False)
         return run_throughput(Path(folder) / "run" / "log.jsonl", batch)
 
@@ -117,16 +118,18 @@ def run_throughput(log: Path, batch: int) -> dict:
             "peak_gib": max((r.get("peak_gib", 0.0) for r in records), default=0.0) or None}
 
 
-def measure(device: torch.device, preset: str, stages: list[str], batch: int, steps: int, workers: int | None, reuse: int = 1) -> list[dict]:
+def measure(device: torch.device, preset: str, stages: list[str], batch: int, steps: int, workers: int | None, reuse: int = 1,
+            precision: str = "auto") -> list[dict]:
     """One row per stage; a row that fails (out of memory, say) records the error instead of ending the benchmark."""
     rows = []
+    precision = training_precision(precision, device)
     data = data_rate(preset, device, 2 if preset == "paper-128" else 8, reuse)
     for stage in stages:
         row = {"device": device.type, "preset": preset, "stage": stage, "batch": batch, "workers": workers, "reuse": reuse,
-               "data_samples_per_s": data}
+               "precision": precision, "data_samples_per_s": data}
         try:
-            row["model_steps_per_s"] = model_rate(preset, stage, device, batch, steps)
-            row.update(training_run(preset, stage, device, batch, steps, workers, reuse))
+            row["model_steps_per_s"] = model_rate(preset, stage, device, batch, steps, precision)
+            row.update(training_run(preset, stage, device, batch, steps, workers, reuse, precision))
         except (RuntimeError, torch.OutOfMemoryError) as error:
             row["error"] = str(error).splitlines()[0][:200]
         if device.type == "cuda":
@@ -141,14 +144,14 @@ def measure(device: torch.device, preset: str, stages: list[str], batch: int, st
 def table(rows: list[dict], machine: str) -> str:
     """The results as a Markdown table under a line naming the machine."""
     lines = [f"Machine: {machine}; torch {torch.__version__}.", "",
-             "| device | preset | stage | batch | data workers | reuse | data samples/s (in process) | model steps/s | training samples/s | waiting for data |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| device | preset | stage | precision | batch | data workers | reuse | data samples/s (in process) | model steps/s | training samples/s | waiting for data |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         workers = "default" if r["workers"] is None else str(r["workers"])
         if "error" in r:
-            lines.append(f"| {r['device']} | {r['preset']} | {r['stage']} | {r['batch']} | {workers} | {r.get('reuse', 1)} | {r['data_samples_per_s']:.2f} | {r['error']} | | |")
+            lines.append(f"| {r['device']} | {r['preset']} | {r['stage']} | {r.get('precision', '')} | {r['batch']} | {workers} | {r.get('reuse', 1)} | {r['data_samples_per_s']:.2f} | {r['error']} | | |")
             continue
-        lines.append(f"| {r['device']} | {r['preset']} | {r['stage']} | {r['batch']} | {workers} | {r.get('reuse', 1)} | {r['data_samples_per_s']:.2f} | "
+        lines.append(f"| {r['device']} | {r['preset']} | {r['stage']} | {r.get('precision', '')} | {r['batch']} | {workers} | {r.get('reuse', 1)} | {r['data_samples_per_s']:.2f} | "
                      f"{r['model_steps_per_s']:.2f} | {r['samples_per_s']:.2f} | {r['waiting_share']:.0%} |")
     return "\n".join(lines) + "\n"
 
@@ -163,6 +166,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="timed steps per measurement (default: 20 on CUDA, 10 or 2 on the CPU)")
     parser.add_argument("--workers", type=int, default=None, help="data worker processes of the training runs (default: the training default)")
     parser.add_argument("--reuse", type=int, nargs="+", default=[1], help="samples per volume (train --reuse); several values give a row each")
+    parser.add_argument("--precision", nargs="+", choices=PRECISIONS, default=["auto"], help="training arithmetic (train --precision); several values give a row each")
     parser.add_argument("--results", default="training", help="name of the result files in Testing/benchmarks/results")
     parser.add_argument("--from-log", type=Path, default=None, help="only summarise this finished run's log.jsonl (give its --batch)")
     args = parser.parse_args()
@@ -177,8 +181,9 @@ def main() -> None:
             big = preset == "paper-128"
             batch = args.batch or (8 if device.type == "cuda" else 1)
             steps = args.steps or (20 if device.type == "cuda" else (2 if big else 10))
-            for reuse in args.reuse:
-                rows += measure(device, preset, args.stages, batch, steps, args.workers, reuse)
+            for precision in args.precision:
+                for reuse in args.reuse:
+                    rows += measure(device, preset, args.stages, batch, steps, args.workers, reuse, precision)
     machine = f"{platform.machine()}, {torch.get_num_threads()} threads" + (f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "")
     markdown = table(rows, machine)
     RESULTS.mkdir(parents=True, exist_ok=True)
