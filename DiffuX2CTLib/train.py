@@ -212,13 +212,13 @@ def train(settings: TrainSettings, show_progress: bool = True) -> Path:
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-    settings = dataclasses.replace(settings, precision=training_precision(settings.precision, device))
     out = Path(settings.out)
     checkpoint_path, log_path = out / CHECKPOINT_NAME, out / "log.jsonl"
 
     torch.manual_seed(settings.seed)  # a new model's initial weights follow the run's seed
     net = _initial_net(settings).to(device)
     checkpoint = _load_checkpoint(checkpoint_path, device) if checkpoint_path.exists() else None
+    settings = dataclasses.replace(settings, precision=_run_precision(settings, checkpoint, device, distributed))
     if checkpoint is not None:  # a resumed run keeps the parametrisation it started with
         _check_resume(checkpoint, settings, checkpoint_path)
         stored = ModelConfig.from_dict(json.loads(checkpoint["config"]))
@@ -308,6 +308,21 @@ def train(settings: TrainSettings, show_progress: bool = True) -> Path:
     return out / "model"
 
 
+def _run_precision(settings: TrainSettings, checkpoint: dict | None, device: torch.device, distributed: bool) -> str:
+    """The precision a run trains in: a resumed run keeps its own (checkpoints from before the setting: what their
+    loop used, bfloat16 on a GPU and float32 on a CPU), a new one resolves ``auto`` on this device, and with
+    several processes rank 0's choice holds for all."""
+    if checkpoint is not None and settings.precision == "auto":
+        stored = json.loads(checkpoint.get("settings", "{}"))
+        return stored.get("precision", "bfloat16" if device.type == "cuda" else "float32")
+    precision = training_precision(settings.precision, device)
+    if distributed:
+        choice = torch.tensor([float(precision == "bfloat16")], device=device)
+        dist.broadcast(choice, src=0)
+        precision = "bfloat16" if choice.item() else "float32"
+    return precision
+
+
 def _out_of_time(started: float, limit_minutes: float | None, device: torch.device, distributed: bool) -> bool:
     """Whether the run has used its wall-clock budget; with several processes, rank 0's clock decides for all, so
     every rank stops at the same step."""
@@ -333,13 +348,16 @@ def _forget_log_after(log_path: Path, step: int) -> None:
 
 def _check_resume(checkpoint: dict, settings: TrainSettings, path: Path) -> None:
     """A clear error when the settings cannot continue the run in ``path``: another stage, fewer steps than it
-    already has, another number of samples per volume, or another grid."""
+    already has, another number of samples per volume, another precision, or another grid."""
     stored = json.loads(checkpoint.get("settings", "{}"))
     stage = stored.get("stage", settings.stage)
     if stage != settings.stage:
         raise InputError(f"{path.parent.name}: holds a {stage} run; train the {settings.stage} stage into a new --out folder (with --init {path.parent.name}/model)")
     if settings.steps < int(checkpoint["step"]):
         raise InputError(f"{path.parent.name}: the run is already at step {checkpoint['step']}; give --steps above that to continue it")
+    precision = stored.get("precision", settings.precision)
+    if precision != settings.precision:
+        raise InputError(f"{path.parent.name}: the run trains in {precision}; --precision {settings.precision} would change its arithmetic, so resume it with --precision {precision} (or auto)")
     if stored.get("reuse", 1) != settings.reuse:
         raise InputError(f"{path.parent.name}: the run makes {stored.get('reuse', 1)} samples of each volume; --reuse {settings.reuse} would draw other data, so resume it with --reuse {stored.get('reuse', 1)}")
     grid = json.loads(checkpoint["config"])["grid_size"]

@@ -11,6 +11,15 @@ from DiffuX2CTLib.data.geometry import VolumeGrid
 from DiffuX2CTLib.data.io import grid_image
 
 
+@pytest.fixture(autouse=True)
+def float32_unless_asked(monkeypatch):
+    """Training's ``auto`` precision means float32 in the tests, whatever this machine's CPU computes natively,
+    so every machine tests the same arithmetic; tests of bfloat16 ask for it by name."""
+    import DiffuX2CTLib.device as device
+
+    monkeypatch.setattr(device, "native_bfloat16", lambda _device: False)
+
+
 @pytest.fixture(scope="session")
 def small_grid() -> VolumeGrid:
     return VolumeGrid(48, 320.0 / 48)

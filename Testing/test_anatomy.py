@@ -206,10 +206,8 @@ def test_painting_in_slabs_does_not_change_the_phantom(region, monkeypatch):
     scanner's z filter cut at every slice) and one slab per box give the same volume and labels."""
     grid = VolumeGrid(40, 8.0)
     monkeypatch.setattr(shapes, "SLAB_VOXELS", 1)
-    monkeypatch.setattr(texture, "SLAB_VOXELS", 1)
     thin, thin_labels = generate_phantom(8, grid, region, labels=True)
     monkeypatch.setattr(shapes, "SLAB_VOXELS", 1 << 30)
-    monkeypatch.setattr(texture, "SLAB_VOXELS", 1 << 30)
     whole, whole_labels = generate_phantom(8, grid, region, labels=True)
     assert (thin - whole).abs().max() < 1e-2
     assert (thin_labels != whole_labels).float().mean() < 1e-4
@@ -218,7 +216,7 @@ def test_painting_in_slabs_does_not_change_the_phantom(region, monkeypatch):
 @pytest.mark.parametrize("slab_voxels", [1, 1 << 30])
 def test_scanner_kernel_is_the_separable_three_tap_filter(slab_voxels, monkeypatch):
     """Without noise the scanner is the 3-tap kernel on each axis with the edges repeated, in slabs or not."""
-    monkeypatch.setattr(texture, "SLAB_VOXELS", slab_voxels)
+    monkeypatch.setattr(shapes, "SLAB_VOXELS", slab_voxels)
     volume = torch.randn(7, 6, 5, generator=torch.Generator().manual_seed(0)) * 100.0
     k = 0.2
     expected = volume

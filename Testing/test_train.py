@@ -41,14 +41,16 @@ def _assert_same_state(a, b, what: str) -> None:
         assert a == b, what
 
 
-def test_resume_after_a_stop_is_exact(tmp_path):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_resume_after_a_stop_is_exact(tmp_path, precision):
     """An interrupted and resumed run ends where an uninterrupted one does: raw weights, EMA (the exported
-    model), the EMA's own state, the optimiser's state and the exported file all agree."""
-    straight = TrainSettings(out=str(tmp_path / "straight"), steps=4, grid_size=16, checkpoint_every=2, workers=0)
+    model), the EMA's own state, the optimiser's state and the exported file all agree; in either precision
+    (the resumed half asks for ``auto`` and keeps the run's own)."""
+    straight = TrainSettings(out=str(tmp_path / "straight"), steps=4, grid_size=16, checkpoint_every=2, workers=0, precision=precision)
     train(straight, show_progress=False)
-    interrupted = TrainSettings(out=str(tmp_path / "resumed"), steps=2, grid_size=16, checkpoint_every=2, workers=1)
+    interrupted = TrainSettings(out=str(tmp_path / "resumed"), steps=2, grid_size=16, checkpoint_every=2, workers=1, precision=precision)
     train(interrupted, show_progress=False)
-    interrupted.steps = 4
+    interrupted.steps, interrupted.precision = 4, "auto"
     train(interrupted, show_progress=False)
     a, b = _checkpoint(tmp_path / "straight"), _checkpoint(tmp_path / "resumed")
     assert a["step"] == b["step"] == 4
@@ -61,6 +63,7 @@ def test_resume_after_a_stop_is_exact(tmp_path):
     assert [r["step"] for r in log] == [1, 2, 3, 4]
     assert (tmp_path / "resumed" / "loss.png").read_bytes()[:4] == b"\x89PNG"
     assert load_model(tmp_path / "resumed" / "model")[1]["training"]["steps"] == 4
+    assert load_model(tmp_path / "resumed" / "model")[1]["training"]["settings"]["precision"] == precision
 
 
 def test_a_resume_after_a_kill_forgets_the_steps_after_the_last_checkpoint(tmp_path):
@@ -82,6 +85,8 @@ def test_resuming_with_settings_that_cannot_continue_the_run_is_a_clear_error(tm
         train(TrainSettings(out=str(run), stage="diffusion", steps=3, grid_size=16), show_progress=False)
     with pytest.raises(InputError, match=r"run: the run's model has a 16\^3 grid; --grid 32 cannot resume it"):
         train(TrainSettings(out=str(run), steps=3, grid_size=32), show_progress=False)
+    with pytest.raises(InputError, match=r"run: the run trains in float32; --precision bfloat16 would change its arithmetic"):
+        train(TrainSettings(out=str(run), steps=3, grid_size=16, precision="bfloat16"), show_progress=False)
     assert train(TrainSettings(out=str(run), steps=2, grid_size=16), show_progress=False) == run / "model"  # nothing to do
     assert len((run / "log.jsonl").read_text().splitlines()) == 2
 
@@ -115,13 +120,14 @@ def test_training_settings_are_checked_before_any_work(tmp_path, changes, messag
 
 def test_auto_precision_takes_bfloat16_only_where_the_device_computes_it_natively(monkeypatch):
     cpu = torch.device("cpu")
+    if torch.cuda.is_available():  # the real check, before it is replaced below
+        assert device_module.native_bfloat16(torch.device("cuda")) == torch.cuda.is_bf16_supported(including_emulation=False)
     monkeypatch.setattr(device_module, "native_bfloat16", lambda device: False)
     assert device_module.training_precision("auto", cpu) == "float32"
     assert device_module.training_precision("bfloat16", cpu) == "bfloat16"
     monkeypatch.setattr(device_module, "native_bfloat16", lambda device: True)
     assert device_module.training_precision("auto", cpu) == "bfloat16"
     assert device_module.training_precision("float32", cpu) == "float32"
-    assert device_module.native_bfloat16(torch.device("cuda"))
 
 
 def test_the_training_step_runs_in_the_chosen_precision_and_the_card_records_it(tmp_path):

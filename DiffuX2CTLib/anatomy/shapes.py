@@ -31,7 +31,15 @@ Distance = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """``f(x, y, z) -> signed distance (mm, negative inside)`` on body-frame coordinate views."""
 
 SLAB_VOXELS = 1 << 18
-"""Voxels per slab when painting on a CPU: about 1 MB per float temporary, which an L2 cache holds."""
+"""Voxels per slab and CPU thread when painting on a CPU: about 1 MB per float temporary, which an L2 cache holds."""
+
+
+def slab_depth(shape: Sequence[int], device: torch.device) -> int:
+    """Slices per slab of a box ``shape`` (z, y, x): about :data:`SLAB_VOXELS` voxels per thread on a CPU, the whole
+    box on a GPU, where fewer, larger kernels are faster."""
+    if device.type != "cpu":
+        return int(shape[0])
+    return max(1, SLAB_VOXELS * torch.get_num_threads() // (int(shape[1]) * int(shape[2])))
 
 
 def intersect(a: Box, b: Box) -> Box | None:
@@ -93,13 +101,9 @@ class Canvas:
                 self.blend(slab, d + inset, fill(slab, x, y, z) if callable(fill) else fill, tag, mask)
 
     def slabs(self, box: Box) -> Iterator[Box]:
-        """``box`` cut along z into slabs of about :data:`SLAB_VOXELS` voxels on a CPU; the whole box on a GPU,
-        where fewer, larger kernels are faster."""
-        if self.hu.device.type != "cpu":
-            yield box
-            return
+        """``box`` cut along z into slabs of :func:`slab_depth` slices."""
         depth, rows, columns = box
-        step = max(1, SLAB_VOXELS // ((rows.stop - rows.start) * (columns.stop - columns.start)))
+        step = slab_depth([s.stop - s.start for s in box], self.hu.device)
         for first in range(depth.start, depth.stop, step):
             yield slice(first, min(first + step, depth.stop)), rows, columns
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .shapes import SLAB_VOXELS
+from .shapes import slab_depth
 
 _MASK = 0xFFFFFFFF
 
@@ -37,7 +37,7 @@ def hash_normal(shape: tuple[int, int, int], seed: int, stream: int, device: tor
     axes = []
     for n, first, factor in zip(shape, start, (0x27D4EB2F, 0x165667B1, 0x1B873593)):
         index = torch.arange(first, first + n, device=device, dtype=torch.int64)
-        axes.append(((index * factor) & _MASK).to(torch.int32) if n else index.to(torch.int32))
+        axes.append(((index * factor) & _MASK).to(torch.int32))
     key = _int32(seed * 0x9E3779B1 + stream * 0x85EBCA77)
     h = _mix(axes[0].view(-1, 1, 1) ^ axes[1].view(1, -1, 1) ^ (axes[2] ^ key).view(1, 1, -1))
     # Sum of four 8-bit uniforms: mean 510, variance 4 * (256^2 - 1) / 12.
@@ -67,11 +67,13 @@ def scanner(hu: torch.Tensor, seed: int, noise_hu: float, kernel: float) -> torc
     """Add quantum noise of ``noise_hu`` (in place) and filter with the separable 3-tap kernel ``[k, 1 - 2k, k]`` on
     each axis (``k`` > 0 a soft kernel, < 0 a sharp one; the noise is filtered too, as in a reconstruction).
     Returns a new volume. On a CPU both passes go slab by slab along z (see :mod:`.shapes`)."""
-    depth, rows, columns = hu.shape
-    step = depth if hu.device.type != "cpu" else max(1, SLAB_VOXELS // (rows * columns))
+    depth = hu.shape[0]
+    step = slab_depth(hu.shape, hu.device)
     for first in range(0, depth, step):
         slab = hu[first : first + step]
         slab.add_(hash_normal(tuple(slab.shape), seed, 7, hu.device, (first, 0, 0)).mul_(noise_hu))
+    if step >= depth:
+        return _three_tap(_three_tap(_three_tap(hu, 0, kernel), 1, kernel), 2, kernel)
     out = torch.empty_like(hu)
     for first in range(0, depth, step):
         last = min(first + step, depth)

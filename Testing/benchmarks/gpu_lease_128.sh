@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One lease of a GPU machine (the device tool), in under 10 minutes: train the paper-size 128^3 preset from scratch,
+# One lease of a GPU machine (the device tool), in under 10 minutes: train the paper-size 128^3 preset, continuing
+# from INIT (default: the first lease's model, committed in results/paper-128-h100/; INIT= starts from scratch),
 # stage 1 (regression) then stage 2 (diffusion), at batch 8 with bf16 autocast, volumes painted by CPU data workers
 # and each seen REUSE times under a random pose rendered on the GPU (train --reuse); then time DDIM sampling at
 # 128^3. The runs' logs give the share of step time spent waiting for data. What comes back (at most 8 files of
@@ -7,7 +8,7 @@
 # (reassemble with cat). The machine has torch but neither MONAI nor SimpleITK: MONAI's wheel travels in .whl/.
 #
 #   bash Testing/benchmarks/gpu_lease_128.sh        # on the GPU machine, OUT set by the device tool
-#   DEVICE=cpu PRESET_OPTS="--grid 16" BATCH=2 REGRESSION_MIN=0.2 DIFFUSION_MIN=0.2 PY=.venv/bin/python OUT=/tmp/out \
+#   INIT= DEVICE=cpu PRESET_OPTS="--grid 16" BATCH=2 REGRESSION_MIN=0.2 DIFFUSION_MIN=0.2 PY=.venv/bin/python OUT=/tmp/out \
 #     bash Testing/benchmarks/gpu_lease_128.sh     # dry run
 set -u
 OUT=${OUT:?set OUT to the folder that comes back}
@@ -17,6 +18,7 @@ REUSE=${REUSE:-32}
 REGRESSION_MIN=${REGRESSION_MIN:-3.3}
 DIFFUSION_MIN=${DIFFUSION_MIN:-4.2}
 PRESET_OPTS=${PRESET_OPTS:-}
+INIT=${INIT-Testing/benchmarks/results/paper-128-h100/model}
 DEADLINE=${DEADLINE:-540}  # seconds after which nothing new is started
 source "$(dirname "$0")/lease_env.sh"
 SHM_GB=$(df -BG --output=avail /dev/shm 2>/dev/null | tail -1 | tr -dc 0-9)
@@ -42,7 +44,10 @@ train() {  # stage, out, minutes, extra options...
     --device "$DEVICE" --workers "$WORKERS" --reuse "$REUSE" --time-limit "$minutes" --quiet --out "$out" "$@"
 }
 
-train regression runs/gpu-regression-128 "$REGRESSION_MIN" --preset paper-128 $PRESET_OPTS && keep_model runs/gpu-regression-128 regression-128
+[ -z "$INIT" ] || [ -d "$INIT" ] || { echo "INIT $INIT is not a model folder (INIT= trains from scratch)"; exit 1; }
+[ -n "$INIT" ] && [ -n "$PRESET_OPTS" ] && echo "PRESET_OPTS ($PRESET_OPTS) ignored: the run continues $INIT"
+if [ -n "$INIT" ]; then START=(--init "$INIT"); else START=(--preset paper-128 $PRESET_OPTS); fi
+train regression runs/gpu-regression-128 "$REGRESSION_MIN" "${START[@]}" && keep_model runs/gpu-regression-128 regression-128
 if [ -d runs/gpu-regression-128/model ] && [ "$(left)" -gt 90 ]; then
   # the bundled model's parametrisation (README, Diffusion parametrisation); the first lease ran with the defaults
   # (epsilon, scale 1) and its denoiser learned nothing useful in 236 steps

@@ -15,6 +15,7 @@ Writes ``Testing/benchmarks/results/training.{json,md}`` (or the ``--results`` n
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import sys
@@ -39,8 +40,10 @@ from DiffuX2CTLib.train import TrainSettings, train  # noqa: E402
 RESULTS = ROOT / "Testing" / "benchmarks" / "results"
 
 
+@functools.cache
 def data_rate(preset: str, device: torch.device, samples: int, reuse: int = 1) -> float:
-    """Samples per second made by the pipeline in this process (``reuse`` views of each volume)."""
+    """Samples per second made by the pipeline in this process (``reuse`` views of each volume); measured once per
+    setting, as it does not depend on the training precision."""
     maker = SampleMaker(PRESETS[preset], PhantomSource(seed=1), seed=1)
     maker.sample(0, device)  # warm-up
     started = time.perf_counter()
