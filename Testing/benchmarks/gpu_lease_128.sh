@@ -8,7 +8,7 @@
 # (reassemble with cat). The machine has torch but neither MONAI nor SimpleITK: MONAI's wheel travels in .whl/.
 #
 #   bash Testing/benchmarks/gpu_lease_128.sh        # on the GPU machine, OUT set by the device tool
-#   INIT= DEVICE=cpu PRESET_OPTS="--grid 16" BATCH=2 REGRESSION_MIN=0.2 DIFFUSION_MIN=0.2 PY=.venv/bin/python OUT=/tmp/out \
+#   INIT= DEVICE=cpu PRESET_OPTS="--grid 32" BATCH=2 REGRESSION_MIN=0.2 DIFFUSION_MIN=0.2 PY=.venv/bin/python OUT=/tmp/out \
 #     bash Testing/benchmarks/gpu_lease_128.sh     # dry run
 set -u
 OUT=${OUT:?set OUT to the folder that comes back}
@@ -28,6 +28,16 @@ exec > >(tee "$OUT/keep/console.log") 2>&1
 echo "start $(date -u +%FT%TZ), $(nproc) cores, $WORKERS data workers, /dev/shm ${SHM_GB:-?} GB free"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $PY -c "import torch, monai; print('torch', torch.__version__, 'monai', monai.__version__, 'cuda', torch.cuda.is_available())"
+# the phantom painter (int32 noise hash, slabs on the CPU) must give the same volume on the GPU
+$PY -c "
+import torch
+from DiffuX2CTLib.anatomy import generate_phantom
+from DiffuX2CTLib.data.geometry import VolumeGrid
+grid = VolumeGrid(64, 5.0)
+if torch.cuda.is_available():
+    gap = (generate_phantom(21, grid, 'chest') - generate_phantom(21, grid, 'chest', device='cuda').cpu()).abs().max()
+    print(f'phantom on the GPU against the CPU: largest difference {float(gap):.4f} HU')
+"
 
 left() { echo $(( DEADLINE - SECONDS )); }
 keep_model() {  # run folder, stage name
