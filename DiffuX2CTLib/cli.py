@@ -15,9 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .data.geometry import ProjectionGeometry, VolumeGrid, default_pair
-from .device import PRECISIONS
 from .errors import InputError
-from .job import DEFAULT_GUIDANCE, MAX_GUIDANCE
+from .job import DEFAULT_GUIDANCE, MAX_GUIDANCE, PRECISIONS
 from .model.config import PREDICTION_TYPES, PRESETS
 from .outputs import (
     CT_OUTPUT_SUFFIXES,
@@ -78,6 +77,7 @@ def _guidance_weight(text: str) -> float:
 
 
 AT_LEAST_ONE = _whole(1)
+AUTO_PRECISION = "default auto: bfloat16 on a GPU and on CPUs with native bfloat16, AVX512-BF16 or AMX; float32 elsewhere"
 TRAINING_DATA_FORMS = "'phantoms', 'phantom:SEED' (one phantom, SEED a whole number from 0) or a folder of CT volumes"
 
 
@@ -177,6 +177,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     settings = EvaluationSettings(
         test_set=args.set, out=args.out, model=args.model, cases=args.cases, ddim_steps=args.steps, ddpm=args.ddpm,
         samples=args.samples, seed=args.seed, mean_from=args.mean_from, device=args.device, guidance=args.guidance,
+        precision=args.precision,
     )
     report = evaluate_set(settings, log=None if args.quiet else print)
     print(report_markdown(report))
@@ -223,7 +224,7 @@ def _check_reconstruct_options(args: argparse.Namespace) -> None:
     from .reconstruct import uncertainty_path
 
     if args.method == "regression":
-        given = [flag for flag, value in (("--steps", args.steps), ("--sampler ddpm", args.sampler == "ddpm"), ("--samples", args.samples > 1)) if value]
+        given = [flag for flag, value in (("--steps", args.steps), ("--sampler ddpm", args.sampler == "ddpm"), ("--samples", args.samples > 1), ("--precision bfloat16", args.precision == "bfloat16")) if value]
         if given:
             raise InputError(f"{', '.join(given)}: regression is one direct estimate; these options apply to --method diffusion only")
     if args.sampler == "ddpm" and args.steps is not None:
@@ -249,7 +250,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
     _check_reconstruct_options(args)
     options = ReconstructionOptions(steps=args.steps, seed=args.seed, device=args.device, samples=args.samples, method=args.method, sampler=args.sampler, check_inputs=not args.skip_input_checks,
-                                   guidance=args.guidance)
+                                   guidance=args.guidance, precision=args.precision)
     bars: list[tqdm] = []  # made at the first step, so an error before sampling is not preceded by an empty bar
 
     def progress(step: int, total: int) -> None:
@@ -354,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--mean-from", default="phantoms", help="mean-volume baseline: 'phantoms' (the bundled model's training data) or a folder of CTs")
     evaluate.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     evaluate.add_argument("--guidance", type=_guidance_weight, default=None, metavar="WEIGHT", help=f"projection guidance of the diffusion rows (default {DEFAULT_GUIDANCE['diffusion']:g}, as reconstruct; 0: none)")
+    evaluate.add_argument("--precision", choices=PRECISIONS, default="auto", help=f"arithmetic of the diffusion rows' sampling steps, as reconstruct --precision ({AUTO_PRECISION})")
     evaluate.add_argument("--quiet", action="store_true", help="no per-case lines")
     evaluate.set_defaults(run=cmd_evaluate)
 
@@ -369,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.add_argument("--samples", type=_whole(1, 64), default=1, help="K > 1 draws K samples: mean + std-dev (uncertainty) volume")
     reconstruct.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     reconstruct.add_argument("--guidance", type=_guidance_weight, default=None, metavar="WEIGHT", help=f"projection guidance: pull the result towards agreement with the two radiographs at every step (0: off; default {DEFAULT_GUIDANCE['diffusion']:g} for diffusion, off for regression; 1 moves the volume about 12 HU per step)")
+    reconstruct.add_argument("--precision", choices=PRECISIONS, default="auto", help=f"arithmetic of the denoiser's sampling steps: bfloat16 autocast or float32 ({AUTO_PRECISION}); the conditioning network and guidance run in float32")
     reconstruct.add_argument("--preview", default=None, help="also write a PNG montage here")
     reconstruct.add_argument("--skip-input-checks", action="store_true", help="run even if the pair looks wrong (blank, saturated, colour photo, two frontal views, different regions); the problems are kept in the output's notes")
     reconstruct.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -394,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--cache", default=None, help="where a CT folder is prepared for training (default: OUT/ct-cache; reused while the CTs are unchanged)")
     train.add_argument("--time-limit", type=_positive(), default=None, metavar="MINUTES", help="stop after this many minutes of training, with a checkpoint and the model exported (resume later with a higher --steps or the same one)")
     train.add_argument("--reuse", type=_whole(1, 1000), default=1, metavar="N", help="samples made from each volume, each under its own random pose (default 1: a new volume per sample); more when making volumes holds training back")
-    train.add_argument("--precision", choices=PRECISIONS, default="auto", help="arithmetic of the training step: bfloat16 autocast or float32 (default auto: bfloat16 on a GPU and on CPUs with native bfloat16, AVX512-BF16 or AMX; float32 elsewhere)")
+    train.add_argument("--precision", choices=PRECISIONS, default="auto", help=f"arithmetic of the training step: bfloat16 autocast or float32 ({AUTO_PRECISION})")
     train.add_argument("--quiet", action="store_true")
     train.set_defaults(run=cmd_train)
 

@@ -1,4 +1,4 @@
-"""Which torch device a run uses, and the arithmetic precision its training runs in."""
+"""Which torch device a run uses, and the arithmetic precision its network runs in (training steps, sampling)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
 
 
-PRECISIONS = ("auto", "float32", "bfloat16")
-
-
 def native_bfloat16(device: torch.device) -> bool:
     """Whether ``device`` computes bfloat16 natively: CUDA GPUs from Ampere on, and CPUs with AVX512-BF16 or AMX
     instructions (elsewhere bfloat16 is emulated, more slowly than float32)."""
@@ -32,15 +29,16 @@ def native_bfloat16(device: torch.device) -> bool:
     return any(check() for check in checks if check is not None)
 
 
-def training_precision(requested: str, device: torch.device) -> str:
-    """``float32`` or ``bfloat16`` (``requested``, one of :data:`PRECISIONS`) for a new training run: ``auto``
-    takes bfloat16 autocast where the device computes it natively (on 2 AVX512-BF16 CPU cores the 64^3 diffusion
-    step runs 2.2 times a second against 1.2 in float32), float32 elsewhere."""
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """``float32`` or ``bfloat16`` for ``requested`` (one of ``job.PRECISIONS``): ``auto`` takes bfloat16 autocast
+    where the device computes it natively and float32 elsewhere (measured speed and quality: the README's
+    *Precision* paragraphs)."""
     if requested == "auto":
         return "bfloat16" if native_bfloat16(device) else "float32"
     return requested
 
 
 def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """The autocast context of a training step in ``precision`` (weights, optimiser and losses stay float32)."""
+    """The autocast context of network calls in ``precision``: convolutions and matrix products in bfloat16, the
+    weights (and, in training, the optimiser and losses) stay float32."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")

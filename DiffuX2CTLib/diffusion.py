@@ -26,6 +26,7 @@ from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 from .data.drr import DRRProjector, hu_to_attenuation, normalize_radiograph
 from .data.geometry import VolumeGrid
 from .data.hounsfield import HUWindow
+from .device import autocast, resolve_precision
 from .model import DiffuX2CTNet, ModelConfig
 
 if TYPE_CHECKING:
@@ -170,6 +171,7 @@ def sample(
     condition: tuple[list[torch.Tensor], torch.Tensor] | None = None,
     seeds: Sequence[int] | None = None,
     guidance: ProjectionGuidance | None = None,
+    precision: str = "float32",
 ) -> torch.Tensor:
     """Draw one volume per radiograph pair: ``(B, 2, P, P)`` -> ``(B, 1, N, N, N)`` in [-1, 1] (the estimate plus
     a sampled residual).
@@ -178,7 +180,8 @@ def sample(
     ``"ddpm"`` (all T steps, as in the paper). The conditioning network runs once, outside the loop. The noise
     comes from ``generator`` (one stream for the batch), or, with ``seeds`` (one per batch item), from a stream
     per item, so an item's result does not depend on the batch it is drawn in. With ``guidance``, each step's clean
-    estimate is first moved towards agreement with ``radiographs`` (:mod:`DiffuX2CTLib.guidance`).
+    estimate is first moved towards agreement with ``radiographs`` (:mod:`DiffuX2CTLib.guidance`). ``precision``
+    (``float32`` or ``bfloat16``) is the arithmetic of the denoiser's calls; the scheduler and guidance stay float32.
     """
     config = net.config
     device = radiographs.device
@@ -204,7 +207,8 @@ def sample(
     timesteps = scheduler.timesteps
     for index, t in enumerate(timesteps):
         t_batch = torch.full((shape[0],), int(t), device=device, dtype=torch.long)
-        output = net.denoise(volume, t_batch, condition)
+        with autocast(precision, device):
+            output = net.denoise(volume, t_batch, condition).float()
         if guidance is not None:
             output = _guided_output(volume, output, t_batch, scheduler, condition[1], radiographs, guidance, config)
         if sampler == "ddpm" and seeds is not None:  # each item's noise from its own stream
@@ -231,7 +235,8 @@ def draw_samples(net: DiffuX2CTNet, radiographs: torch.Tensor, condition: tuple[
                  options: ReconstructionOptions, progress: ProgressCallback | None = None) -> list[torch.Tensor]:
     """``options.samples`` diffusion samples of one pair ``(1, 2, P, P)``, in batches as large as memory allows
     (:func:`sample_batch_size`); sample ``k`` has its own noise stream (:func:`sample_seed`), so the result is the
-    same whatever the batch size; projection guidance as ``options.guidance`` says."""
+    same whatever the batch size; projection guidance as ``options.guidance`` says, and the denoiser's arithmetic as
+    ``options.precision`` (:func:`~DiffuX2CTLib.device.resolve_precision`)."""
     from .guidance import ProjectionGuidance  # guidance builds on this module
 
     config = net.config
@@ -240,9 +245,10 @@ def draw_samples(net: DiffuX2CTNet, radiographs: torch.Tensor, condition: tuple[
     batches = [seeds[first : first + batch] for first in range(0, len(seeds), batch)]
     steps = config.timesteps if options.sampler == "ddpm" else (options.steps or config.default_steps)
     guidance = ProjectionGuidance(config, options.guidance, radiographs.device) if options.guidance > 0 else None
+    precision = resolve_precision(options.precision, radiographs.device)
     volumes = []
     for number, chunk in enumerate(batches):
         report = (lambda i, n, number=number: progress(number * steps + i, len(batches) * steps)) if progress else None
         repeated = ([f.expand(len(chunk), *f.shape[1:]) for f in condition[0]], condition[1].expand(len(chunk), *condition[1].shape[1:]))
-        volumes += list(sample(net, radiographs.expand(len(chunk), *radiographs.shape[1:]), options.steps, options.sampler, None, report, repeated, chunk, guidance).split(1))
+        volumes += list(sample(net, radiographs.expand(len(chunk), *radiographs.shape[1:]), options.steps, options.sampler, None, report, repeated, chunk, guidance, precision).split(1))
     return volumes

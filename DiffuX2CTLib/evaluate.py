@@ -33,7 +33,7 @@ from .data.io import (
 )
 from .data.pipeline import HELD_OUT_SEED_START, PhantomSource, drr_grid, model_target
 from .data.synthesize import pair_for_ct, render_pair
-from .device import resolve_device
+from .device import resolve_device, resolve_precision
 from .job import ReconstructionOptions
 from .metrics import compare
 from .model import ModelConfig
@@ -63,7 +63,8 @@ class EvaluationSettings:
     (phantoms: that many seeds; folder: at most that many files, None for all), the samplers to run (``samples``
     > 1 adds the mean of that many DDIM samples), and where the mean-volume baseline comes from (``phantoms``: the
     model's training phantoms, or a folder of CTs). ``guidance`` is the projection guidance of the diffusion rows
-    (None: the default, as ``reconstruct``); a row's name says its weight when it is not 0."""
+    (None: the default, as ``reconstruct``); a row's name says its weight when it is not 0. ``precision`` is the
+    diffusion rows' sampling arithmetic (``reconstruct --precision``)."""
 
     test_set: str
     out: str
@@ -76,11 +77,12 @@ class EvaluationSettings:
     mean_from: str = PHANTOM_SET
     device: str = "auto"
     guidance: float | None = None
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.cases is not None and self.cases < 1:
             raise InputError("the number of cases must be at least 1")
-        ReconstructionOptions(steps=self.ddim_steps, samples=self.samples, device=self.device, guidance=self.guidance)  # same checks
+        ReconstructionOptions(steps=self.ddim_steps, samples=self.samples, device=self.device, guidance=self.guidance, precision=self.precision)  # same checks
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,7 @@ def synthesise_case(case: EvaluationCase, config: ModelConfig, folder: Path) -> 
 def diffusion_methods(settings: EvaluationSettings, config: ModelConfig) -> dict[str, ReconstructionOptions]:
     """Named reconstruction options of the diffusion methods the settings ask for: one DDIM sample (the default
     reconstruction, first), one DDPM sample over all T steps, and the mean of K DDIM samples."""
-    common = {"seed": settings.seed, "device": settings.device, "check_inputs": False, "guidance": settings.guidance}
+    common = {"seed": settings.seed, "device": settings.device, "check_inputs": False, "guidance": settings.guidance, "precision": settings.precision}
     steps = settings.ddim_steps or config.default_steps
     guided = ReconstructionOptions(**common).guidance
     suffix = f", guidance {guided:g}" if guided > 0 else ""
@@ -246,6 +248,7 @@ def _write_report(records: list[dict], skipped: list[str], settings: EvaluationS
         "model": card.get("name", "unnamed"),
         "weights_sha256": card.get("weights_sha256", ""),
         "settings": asdict(settings),
+        "sampling_precision": resolve_precision(settings.precision, resolve_device(settings.device)),
         "metrics_grid": f"{config.grid_size}^3 voxels of {config.field_of_view_mm / config.grid_size:g} mm, HU window [{config.hu_low:g}, {config.hu_high:g}]",
         "cases": [r["case"] for r in records],
         **summarise(records),

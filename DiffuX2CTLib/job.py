@@ -18,6 +18,7 @@ from .errors import InputError
 METHODS = ("diffusion", "regression")
 SAMPLERS = ("ddim", "ddpm")
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "float32", "bfloat16")  # DiffuX2CTLib.device.resolve_precision says what auto means
 VIEWS = ("ap", "lateral")
 ERROR_KINDS = ("bad_input", "model", "out_of_memory", "missing_dependency", "internal")
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed's range
@@ -32,8 +33,9 @@ weight lowered SSIM, so it is off there."""
 @dataclass(frozen=True)
 class ReconstructionOptions:
     """How to reconstruct: sampler, steps (None: the model's default), seed, device, samples, method, whether to
-    check the input pair first, and the weight of projection guidance (0: off; None: the method's default,
-    :data:`DEFAULT_GUIDANCE`; :mod:`DiffuX2CTLib.guidance`)."""
+    check the input pair first, the weight of projection guidance (0: off; None: the method's default,
+    :data:`DEFAULT_GUIDANCE`; :mod:`DiffuX2CTLib.guidance`) and the arithmetic of the denoiser's sampling steps
+    (:data:`PRECISIONS`; the conditioning network and guidance always run in float32)."""
 
     steps: int | None = None
     seed: int = 0
@@ -44,6 +46,7 @@ class ReconstructionOptions:
     check_inputs: bool = True  # refuse pairs that fail DiffuX2CTLib.checks; False keeps the problems as notes
     batch_size: int | None = None  # samples drawn at once; None: as many as memory allows (same result either way)
     guidance: float | None = None  # None: DEFAULT_GUIDANCE of the method
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -56,6 +59,8 @@ class ReconstructionOptions:
             raise InputError("samples, steps and batch size must be at least 1")
         if self.device not in DEVICES:
             raise InputError(f"unknown device '{self.device}' (use auto, cpu or cuda)")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"unknown precision '{self.precision}' (use {', '.join(PRECISIONS)})")
         if not 0 <= self.seed <= MAX_SEED:
             raise InputError(f"seed must be between 0 and {MAX_SEED}, got {self.seed}")
         if not (isinstance(self.guidance, (int, float)) and not isinstance(self.guidance, bool) and math.isfinite(self.guidance) and 0 <= self.guidance <= MAX_GUIDANCE):
@@ -160,6 +165,7 @@ OPTIONS_SCHEMA = {
     "check_inputs": (bool, False, False),
     "batch_size": (int, False, True),
     "guidance": (float, False, True),
+    "precision": (str, False, False),
 }
 ACQUISITION_SCHEMA = {
     "source_to_detector_mm": (float, False, True),

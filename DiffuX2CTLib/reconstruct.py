@@ -24,7 +24,7 @@ from .data.io import (
     image_writer,
     read_radiograph,
 )
-from .device import resolve_device
+from .device import resolve_device, resolve_precision
 from .diffusion import draw_samples, render_model_radiographs
 from .guidance import ProjectionGuidance
 from .job import Acquisition, ReconstructionOptions
@@ -130,6 +130,7 @@ def reconstruct_pair(
         "samples": str(options.samples),
         "guidance": f"{options.guidance:g}",
         "device": str(device),
+        "precision": resolve_precision(options.precision, device) if options.method == "diffusion" else "float32",
         "seconds": f"{time.time() - started:.2f}",
         "ap_sha256": file_sha256(Path(ap_path)),
         "lateral_sha256": file_sha256(Path(lateral_path)),

@@ -27,9 +27,10 @@ from torch.optim.swa_utils import AveragedModel
 
 from .data.drr import DRRProjector
 from .data.pipeline import SampleMaker, batches, parse_source
-from .device import PRECISIONS, autocast, resolve_device, training_precision
+from .device import autocast, resolve_device, resolve_precision
 from .diffusion import diffusion_loss, regression_loss, training_scheduler
 from .errors import InputError
+from .job import PRECISIONS
 from .model import DiffuX2CTNet, ModelConfig
 from .model.config import PRESETS
 from .modelfile import load_model, save_model
@@ -315,7 +316,7 @@ def _run_precision(settings: TrainSettings, checkpoint: dict | None, device: tor
     if checkpoint is not None and settings.precision == "auto":
         stored = json.loads(checkpoint.get("settings", "{}"))
         return stored.get("precision", "bfloat16" if device.type == "cuda" else "float32")
-    precision = training_precision(settings.precision, device)
+    precision = resolve_precision(settings.precision, device)
     if distributed:
         choice = torch.tensor([float(precision == "bfloat16")], device=device)
         dist.broadcast(choice, src=0)

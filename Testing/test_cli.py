@@ -183,6 +183,7 @@ def test_an_output_over_an_input_or_another_output_is_refused(tmp_path, pair, ca
         (["--out", "{tmp}/ct.nrrd", "--sampler", "ddpm", "--steps", "3"], "--steps applies to DDIM only: --sampler ddpm always runs all the model's diffusion steps (leave --steps out, or use --sampler ddim)"),
         (["--out", "{tmp}/ct.nrrd", "--method", "regression", "--samples", "4"], "--samples: regression is one direct estimate; these options apply to --method diffusion only"),
         (["--out", "{tmp}/ct.nrrd", "--method", "regression", "--steps", "4", "--sampler", "ddpm"], "--steps, --sampler ddpm: regression is one direct estimate; these options apply to --method diffusion only"),
+        (["--out", "{tmp}/ct.nrrd", "--method", "regression", "--precision", "bfloat16"], "--precision bfloat16: regression is one direct estimate; these options apply to --method diffusion only"),
     ],
 )
 def test_reconstruct_options_and_outputs_are_refused_before_any_work(tmp_path, pair, capsys, no_work, argv, message):

@@ -53,6 +53,7 @@ def test_a_folder_of_cts_is_reconstructed_and_scored_by_every_method(tmp_path, t
     assert {p.name for p in case.glob("*.nrrd")} == {"ap.nrrd", "lateral.nrrd", "regression.nrrd", "diffusion-DDIM-3-guidance-2.nrrd"}
     saved = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
     assert saved["summary"] == report["summary"] and "lpips" in saved["not_computed"]
+    assert saved["sampling_precision"] == "float32"  # auto, resolved (float32 in the tests)
     assert "| regression |" in (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
 
 
@@ -88,7 +89,8 @@ def test_an_unreadable_ct_is_skipped_by_name_and_the_rest_is_reported(tmp_path, 
 def test_the_mean_of_several_samples_is_an_extra_method():
     methods = diffusion_methods(EvaluationSettings(test_set="phantoms", out="x", samples=3, ddpm=True, guidance=0.0), TINY)
     assert list(methods) == ["diffusion DDIM-20", "diffusion DDPM-1000", "diffusion DDIM-20, mean of 3"]
-    guided = diffusion_methods(EvaluationSettings(test_set="phantoms", out="x", samples=3, guidance=1.5), TINY)
+    guided = diffusion_methods(EvaluationSettings(test_set="phantoms", out="x", samples=3, guidance=1.5, precision="bfloat16"), TINY)
+    assert all(options.precision == "bfloat16" for options in guided.values())
     assert list(guided) == ["diffusion DDIM-20, guidance 1.5", "diffusion DDIM-20, mean of 3, guidance 1.5"]
     assert all(options.guidance == 1.5 for options in guided.values())
     assert [options.samples for options in methods.values()] == [1, 1, 3]

@@ -29,7 +29,7 @@ from DiffuX2CTLib.job import (
 def test_job_spec_round_trips_through_its_file(tmp_path):
     spec = JobSpec(
         ap="a b/ap.nrrd", lateral="läteral;$(x).nrrd", output_dir=str(tmp_path), model="m",
-        options=ReconstructionOptions(steps=7, seed=3, samples=2, device="cpu"),
+        options=ReconstructionOptions(steps=7, seed=3, samples=2, device="cpu", precision="bfloat16"),
         acquisition={"ap": Acquisition(1100.0, 950.0, (0.2, 0.2), bone_dark=True)},
     )
     assert JobSpec.read(spec.write(tmp_path / "job.json")) == spec
@@ -42,6 +42,7 @@ def test_job_spec_round_trips_through_its_file(tmp_path):
         (lambda: Acquisition(1000.0, None), "both"),
         (lambda: Acquisition(pixel_spacing_mm=(0.0, 0.1)), "two positive sizes"),
         (lambda: ReconstructionOptions(device="tpu"), "unknown device"),
+        (lambda: ReconstructionOptions(precision="float16"), "unknown precision 'float16' \\(use auto, float32, bfloat16\\)"),
         (lambda: JobSpec.from_dict({"ap": "a"}), "job file: lateral is missing"),
         (lambda: JobSpec("a", "b", "c", acquisition={"pa": Acquisition()}), "unknown view"),
     ],

@@ -78,6 +78,29 @@ def test_samples_drawn_in_batches_equal_samples_drawn_one_by_one(tiny_model, sam
     assert progress[-1] == (2 * per_batch, 2 * per_batch) and len(progress) == 2 * per_batch
 
 
+def test_bfloat16_sampling_is_close_to_float32_and_auto_follows_the_device(tiny_model, monkeypatch):
+    """The denoiser runs under bfloat16 autocast when asked (or by ``auto`` where the device computes it natively):
+    a slightly different volume, not a different one; provenance says which arithmetic made it."""
+    import DiffuX2CTLib.device as device
+
+    def run(precision: str):
+        result = reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", tiny_model, ReconstructionOptions(steps=3, seed=2, precision=precision))
+        return sitk.GetArrayFromImage(result.ct), result.provenance["precision"]
+
+    exact, exact_name = run("float32")
+    reduced, reduced_name = run("bfloat16")
+    assert (exact_name, reduced_name) == ("float32", "bfloat16")
+    difference = np.abs(exact - reduced)
+    assert difference.max() > 0 and difference.mean() < 15.0  # HU, in a window 2500 HU wide (this random tiny net: 8)
+    default, default_name = run("auto")  # conftest: auto means float32 in the tests
+    assert default_name == "float32" and np.array_equal(default, exact)
+    monkeypatch.setattr(device, "native_bfloat16", lambda _device: True)
+    auto, auto_name = run("auto")
+    assert auto_name == "bfloat16" and np.array_equal(auto, reduced)
+    regression = reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", tiny_model, ReconstructionOptions(method="regression"))
+    assert regression.provenance["precision"] == "float32"  # the conditioning network always runs in float32
+
+
 def test_regression_method_skips_sampling(tiny_model):
     calls = []
     result = reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", tiny_model, ReconstructionOptions(method="regression"), lambda i, n: calls.append(n))

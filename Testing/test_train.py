@@ -123,11 +123,11 @@ def test_auto_precision_takes_bfloat16_only_where_the_device_computes_it_nativel
     if torch.cuda.is_available():  # the real check, before it is replaced below
         assert device_module.native_bfloat16(torch.device("cuda")) == torch.cuda.is_bf16_supported(including_emulation=False)
     monkeypatch.setattr(device_module, "native_bfloat16", lambda device: False)
-    assert device_module.training_precision("auto", cpu) == "float32"
-    assert device_module.training_precision("bfloat16", cpu) == "bfloat16"
+    assert device_module.resolve_precision("auto", cpu) == "float32"
+    assert device_module.resolve_precision("bfloat16", cpu) == "bfloat16"
     monkeypatch.setattr(device_module, "native_bfloat16", lambda device: True)
-    assert device_module.training_precision("auto", cpu) == "bfloat16"
-    assert device_module.training_precision("float32", cpu) == "float32"
+    assert device_module.resolve_precision("auto", cpu) == "bfloat16"
+    assert device_module.resolve_precision("float32", cpu) == "float32"
 
 
 def test_the_training_step_runs_in_the_chosen_precision_and_the_card_records_it(tmp_path):
@@ -144,7 +144,7 @@ def test_the_training_step_runs_in_the_chosen_precision_and_the_card_records_it(
     assert np.allclose(losses["float32"], losses["bfloat16"], rtol=0.05)
     train(TrainSettings(out=str(tmp_path / "auto"), steps=1, grid_size=16, workers=0), show_progress=False)
     card = json.loads((tmp_path / "auto" / "model" / "config.json").read_text())
-    assert card["training"]["settings"]["precision"] == device_module.training_precision("auto", torch.device("cpu"))
+    assert card["training"]["settings"]["precision"] == device_module.resolve_precision("auto", torch.device("cpu"))
 
 
 def test_the_paper_preset_is_the_128_cube_architecture():

@@ -30,8 +30,9 @@ sys.path.insert(0, str(ROOT))
 
 from DiffuX2CTLib.data.drr import DRRProjector  # noqa: E402
 from DiffuX2CTLib.data.pipeline import PhantomSource, SampleMaker  # noqa: E402
-from DiffuX2CTLib.device import PRECISIONS, autocast, training_precision  # noqa: E402
+from DiffuX2CTLib.device import autocast, resolve_precision  # noqa: E402
 from DiffuX2CTLib.diffusion import diffusion_loss, regression_loss, training_scheduler  # noqa: E402
+from DiffuX2CTLib.job import PRECISIONS  # noqa: E402
 from DiffuX2CTLib.model import DiffuX2CTNet  # noqa: E402
 from DiffuX2CTLib.model.config import PRESETS  # noqa: E402
 from DiffuX2CTLib.outputs import write_json, write_text  # noqa: E402
@@ -125,7 +126,7 @@ def measure(device: torch.device, preset: str, stages: list[str], batch: int, st
             precision: str = "auto") -> list[dict]:
     """One row per stage; a row that fails (out of memory, say) records the error instead of ending the benchmark."""
     rows = []
-    precision = training_precision(precision, device)
+    precision = resolve_precision(precision, device)
     data = data_rate(preset, device, 2 if preset == "paper-128" else 8, reuse)
     for stage in stages:
         row = {"device": device.type, "preset": preset, "stage": stage, "batch": batch, "workers": workers, "reuse": reuse,
