@@ -41,7 +41,7 @@ RESULTS=Testing/benchmarks/results
 MODEL=runs/gpu-diffusion-64/model
 [ -d "$MODEL" ] || MODEL=Resources/Models/diffux2ct-64
 echo "== sampling ($(left) s left)"
-[ "$(left)" -gt 30 ] && timeout "$(left)" $PY Testing/benchmarks/sampling.py --device "$DEVICE" --model "$MODEL" --samples 16 --out "$RESULTS/sampling-gpu.json"
+[ "$(left)" -gt 30 ] && timeout "$(left)" $PY Testing/benchmarks/sampling.py --device "$DEVICE" --model "$MODEL" --samples 16 --precision float32 bfloat16 --out "$RESULTS/sampling-gpu.json"
 echo "== training throughput 64^3 ($(left) s left)"
 [ "$(left)" -gt 60 ] && timeout "$(left)" $PY Testing/benchmarks/training.py --device "$DEVICE" --presets cpu-64 --workers "$WORKERS" --steps 10 --results training-gpu-64 ${BENCH_OPTS:-}
 echo "== training throughput 128^3 ($(left) s left)"

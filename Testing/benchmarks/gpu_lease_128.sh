@@ -68,6 +68,6 @@ fi
 MODEL=runs/gpu-diffusion-128/model
 [ -d "$MODEL" ] || MODEL=runs/gpu-regression-128/model
 echo "== sampling ($(left) s left)"
-[ "$(left)" -gt 20 ] && [ -d "$MODEL" ] && timeout "$(left)" $PY Testing/benchmarks/sampling.py --device "$DEVICE" --model "$MODEL" --samples 16 --out "$OUT/keep/sampling-128.json"
+[ "$(left)" -gt 20 ] && [ -d "$MODEL" ] && timeout "$(left)" $PY Testing/benchmarks/sampling.py --device "$DEVICE" --model "$MODEL" --samples 16 --precision float32 bfloat16 --out "$OUT/keep/sampling-128.json"
 echo "done after $SECONDS s"
 tar cf "$OUT/results.tar" -C "$OUT" keep && rm -rf "$OUT/keep"

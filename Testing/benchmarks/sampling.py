@@ -3,6 +3,10 @@ against one after another, on a held-out phantom's DRR pair made in memory (no f
 not installed, as on the GPU machines).
 
     PYTHONPATH=. .venv/bin/python Testing/benchmarks/sampling.py [--device cuda] [--model FOLDER] [--samples 16]
+        [--precision float32 bfloat16]
+
+The sampling rows (one unguided DDIM sample, one with the default projection guidance, K unguided samples in one
+batch) are measured for each ``--precision`` (reconstruct --precision: the denoiser's arithmetic).
 
 Prints one JSON object (medians of ``--repeats`` timed runs after a warm-up) and writes it to ``--out`` if given.
 A benchmark, not a test: numbers depend on the machine.
@@ -24,9 +28,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from DiffuX2CTLib.data.pipeline import PhantomSource, SampleMaker  # noqa: E402
-from DiffuX2CTLib.device import resolve_device  # noqa: E402
+from DiffuX2CTLib.device import resolve_device, resolve_precision  # noqa: E402
 from DiffuX2CTLib.diffusion import draw_samples  # noqa: E402
-from DiffuX2CTLib.job import ReconstructionOptions  # noqa: E402
+from DiffuX2CTLib.job import DEFAULT_GUIDANCE, PRECISIONS, ReconstructionOptions  # noqa: E402
 from DiffuX2CTLib.modelfile import load_model  # noqa: E402
 from DiffuX2CTLib.outputs import write_json  # noqa: E402
 
@@ -52,6 +56,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model folder (default: the bundled model)")
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--precision", nargs="+", choices=PRECISIONS, default=["auto"], help="sampling arithmetic; several values give a set of rows each")
     parser.add_argument("--out", default=None, help="also write the JSON here")
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -61,20 +66,28 @@ def main() -> None:
     with torch.no_grad():
         condition = net.condition(radiographs)
 
-    def draw(count: int) -> list[torch.Tensor]:  # unguided, all in one batch
-        return draw_samples(net, radiographs, condition, ReconstructionOptions(samples=count, guidance=0.0, batch_size=count))
+    def draw(count: int, precision: str, guidance: float = 0.0) -> list[torch.Tensor]:  # all in one batch
+        return draw_samples(net, radiographs, condition, ReconstructionOptions(samples=count, guidance=guidance, batch_size=count, precision=precision))
 
+    rows = {}
     with torch.inference_mode():
         regression = median_seconds(lambda: net.condition(radiographs), device, args.repeats)
-        one = median_seconds(lambda: draw(1), device, args.repeats)
-        batched = median_seconds(lambda: draw(args.samples), device, args.repeats)
+    for requested in args.precision:
+        precision = resolve_precision(requested, device)
+        with torch.inference_mode():
+            one = median_seconds(lambda: draw(1, precision), device, args.repeats)
+            batched = median_seconds(lambda: draw(args.samples, precision), device, args.repeats)
+        guided = median_seconds(lambda: draw(1, precision, DEFAULT_GUIDANCE["diffusion"]), device, args.repeats)  # guidance needs gradients
+        rows[precision] = {
+            "one_sample_s": one, f"one_sample_guidance_{DEFAULT_GUIDANCE['diffusion']:g}_s": guided, f"{args.samples}_samples_one_batch_s": batched,
+            f"{args.samples}_samples_one_after_another_s (estimate: {args.samples} x one)": args.samples * one,
+        }
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated() / 2**30
     result = {
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads" + (f", {torch.cuda.get_device_name(0)}" if device.type == "cuda" else ""),
         "torch": torch.__version__, "device": device.type, "grid": config.grid_size, "ddim_steps": config.default_steps,
-        "regression_s": regression, "one_sample_s": one, f"{args.samples}_samples_one_batch_s": batched,
-        f"{args.samples}_samples_one_after_another_s (estimate: {args.samples} x one)": args.samples * one,
+        "regression_s": regression, "sampling_by_precision": rows,
         **({"peak_gib": peak} if device.type == "cuda" else {}),
     }
     print(json.dumps(result, indent=1))
