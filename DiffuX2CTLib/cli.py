@@ -77,7 +77,7 @@ def _guidance_weight(text: str) -> float:
 
 
 AT_LEAST_ONE = _whole(1)
-AUTO_PRECISION = "default auto: bfloat16 on a GPU and on CPUs with native bfloat16, AVX512-BF16 or AMX; float32 elsewhere"
+AUTO_PRECISION = "default auto: bfloat16 on GPUs from Ampere on and on CPUs with AVX512-BF16 or AMX; float32 elsewhere"
 TRAINING_DATA_FORMS = "'phantoms', 'phantom:SEED' (one phantom, SEED a whole number from 0) or a folder of CT volumes"
 
 
@@ -305,7 +305,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     check_output_folder("--out", out)
     check_outputs({"--out ct.nrrd": (out / "ct.nrrd", CT_OUTPUT_SUFFIXES), "--out preview.png": (out / "preview.png", PNG_SUFFIXES)},
                   {f"the sample's {name}": sample / name for name in ("ap.nrrd", "lateral.nrrd", "ct.nrrd")})
-    result = reconstruct_pair(sample / "ap.nrrd", sample / "lateral.nrrd", None, ReconstructionOptions(seed=args.seed))
+    result = reconstruct_pair(sample / "ap.nrrd", sample / "lateral.nrrd", None, ReconstructionOptions(seed=args.seed, precision=args.precision))
     outputs = write_reconstruction(result, out / "ct.nrrd", out / "preview.png")
     metrics = compare(result.ct, read_ct(sample / "ct.nrrd"))
     print(json.dumps({"outputs": outputs, "metrics_vs_ground_truth": metrics, "agreement": result.agreement}, indent=2))
@@ -404,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the main job on the bundled sample", description=cmd_demo.__doc__)
     demo.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
     demo.add_argument("--seed", type=SEED, default=0, help="sampling seed")
+    demo.add_argument("--precision", choices=PRECISIONS, default="auto", help=f"arithmetic of the denoiser's sampling steps ({AUTO_PRECISION})")
     demo.set_defaults(run=cmd_demo)
     return parser
 

@@ -181,7 +181,9 @@ def sample(
     comes from ``generator`` (one stream for the batch), or, with ``seeds`` (one per batch item), from a stream
     per item, so an item's result does not depend on the batch it is drawn in. With ``guidance``, each step's clean
     estimate is first moved towards agreement with ``radiographs`` (:mod:`DiffuX2CTLib.guidance`). ``precision``
-    (``float32`` or ``bfloat16``) is the arithmetic of the denoiser's calls; the scheduler and guidance stay float32.
+    (``float32``, the default here, or ``bfloat16``; callers resolve ``auto`` with
+    :func:`~DiffuX2CTLib.device.resolve_precision`) is the arithmetic of the denoiser's calls; the scheduler and
+    guidance stay float32.
     """
     config = net.config
     device = radiographs.device
@@ -208,7 +210,8 @@ def sample(
     for index, t in enumerate(timesteps):
         t_batch = torch.full((shape[0],), int(t), device=device, dtype=torch.long)
         with autocast(precision, device):
-            output = net.denoise(volume, t_batch, condition).float()
+            output = net.denoise(volume, t_batch, condition)
+        output = output.float()
         if guidance is not None:
             output = _guided_output(volume, output, t_batch, scheduler, condition[1], radiographs, guidance, config)
         if sampler == "ddpm" and seeds is not None:  # each item's noise from its own stream

@@ -225,7 +225,8 @@ def _table(summary: dict) -> list[str]:
 def report_markdown(report: dict) -> str:
     """The summary table (mean ± std), one per region when the test set has several, and the comparison lines,
     for the README's model card."""
-    lines = [f"Test set: {report['test_set']} ({len(report['cases'])} cases); model {report['model']} (sha256 {report['weights_sha256'][:12]})", ""]
+    lines = [f"Test set: {report['test_set']} ({len(report['cases'])} cases); model {report['model']} (sha256 {report['weights_sha256'][:12]}); "
+             f"sampling in {report['sampling_precision']}", ""]
     lines += _table(report["summary"])
     for region, summary in report.get("regions", {}).items():
         lines += ["", f"**{region}** ({summary['cases']} cases)", ""] + _table(summary["summary"])

@@ -60,7 +60,7 @@ class ReconstructionOptions:
         if self.device not in DEVICES:
             raise InputError(f"unknown device '{self.device}' (use auto, cpu or cuda)")
         if self.precision not in PRECISIONS:
-            raise InputError(f"unknown precision '{self.precision}' (use {', '.join(PRECISIONS)})")
+            raise InputError(f"unknown precision '{self.precision}' (use auto, float32 or bfloat16)")
         if not 0 <= self.seed <= MAX_SEED:
             raise InputError(f"seed must be between 0 and {MAX_SEED}, got {self.seed}")
         if not (isinstance(self.guidance, (int, float)) and not isinstance(self.guidance, bool) and math.isfinite(self.guidance) and 0 <= self.guidance <= MAX_GUIDANCE):

@@ -13,8 +13,10 @@ from DiffuX2CTLib.data.io import grid_image
 
 @pytest.fixture(autouse=True)
 def float32_unless_asked(monkeypatch):
-    """Training's ``auto`` precision means float32 in the tests, whatever this machine's CPU computes natively,
-    so every machine tests the same arithmetic; tests of bfloat16 ask for it by name."""
+    """``auto`` precision (training and sampling) means float32 in the tests, whatever this machine's CPU computes
+    natively, so every machine tests the same arithmetic; tests of bfloat16 ask for it by name. Worker processes
+    started by a test are not patched: on a CPU with native bfloat16 they sample in it, so those tests check
+    behaviour (events, nodes, cancel), never exact voxel values."""
     import DiffuX2CTLib.device as device
 
     monkeypatch.setattr(device, "native_bfloat16", lambda _device: False)

@@ -194,6 +194,29 @@ def test_reconstruct_options_and_outputs_are_refused_before_any_work(tmp_path, p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ap.nrrd", "file", "lateral.nrrd"]
 
 
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_precision_reaches_the_reconstruction_options(tmp_path, pair, capsys, monkeypatch, precision):
+    """``--precision`` of reconstruct, demo and evaluate --set is what the reconstruction (or evaluation) gets."""
+    import DiffuX2CTLib.evaluate as evaluate
+    import DiffuX2CTLib.reconstruct as reconstruct
+    from DiffuX2CTLib.errors import InputError
+
+    asked = []
+
+    def capture(*args, **kwargs):
+        asked.append(next(a.precision for a in args if hasattr(a, "precision")))
+        raise InputError("captured")  # stop before any work
+
+    monkeypatch.setattr(reconstruct, "reconstruct_pair", capture)
+    monkeypatch.setattr(evaluate, "evaluate_set", capture)
+    ap, lateral = pair
+    assert main(["reconstruct", "--ap", str(ap), "--lateral", str(lateral), "--out", str(tmp_path / "ct.nrrd"), "--precision", precision]) == 2
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--precision", precision]) == 2
+    assert main(["evaluate", "--set", "phantoms", "--out", str(tmp_path / "evaluation"), "--precision", precision]) == 2
+    assert asked == [precision] * 3
+    assert capsys.readouterr().err.count("captured") == 3
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -4,6 +4,7 @@ per-case JSON and montage, a summary whose comparisons count the right direction
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -57,10 +58,12 @@ def test_a_folder_of_cts_is_reconstructed_and_scored_by_every_method(tmp_path, t
     assert "| regression |" in (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
 
 
-def test_held_out_phantoms_with_ddpm(tmp_path, tiny_model):
-    settings = EvaluationSettings(test_set="phantoms", out=str(tmp_path), model=str(tiny_model), cases=1, ddim_steps=2, ddpm=True, guidance=0.0)
+def test_held_out_phantoms_with_ddpm_in_bfloat16(tmp_path, tiny_model):
+    settings = EvaluationSettings(test_set="phantoms", out=str(tmp_path), model=str(tiny_model), cases=1, ddim_steps=2, ddpm=True, guidance=0.0, precision="bfloat16")
     report = evaluate_set(settings)
-    assert report["cases"] == ["phantom-900100-chest"]
+    assert report["cases"] == ["phantom-900100-chest"] and report["sampling_precision"] == "bfloat16"
+    assert "sampling in bfloat16" in (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert all(math.isfinite(value) for value in report["summary"]["diffusion DDPM-1000"]["psnr_db"])
     assert "diffusion DDPM-1000 vs regression" in report["comparisons"]
     assert report["summary"]["diffusion DDPM-1000"]["seconds"][0] > report["summary"]["diffusion DDIM-2"]["seconds"][0]
 
@@ -106,7 +109,7 @@ def test_comparisons_count_lower_mae_as_better():
     assert versus["psnr_db"]["difference"] == [0.0, 2.0] and versus["psnr_db"]["better_cases"] == 1
     assert versus["mae_hu"]["better_cases"] == 1 and versus["ssim"]["better_cases"] == 0
     assert result["comparisons"]["diffusion DDIM-5 vs mean volume"]["mae_hu"]["better_cases"] == 2
-    text = report_markdown({"test_set": "t", "cases": ["a", "b"], "model": "m", "weights_sha256": "0" * 64, **result})
+    text = report_markdown({"test_set": "t", "cases": ["a", "b"], "model": "m", "weights_sha256": "0" * 64, "sampling_precision": "float32", **result})
     assert "better in 1/2" in text and "LPIPS" in text
 
 

@@ -42,7 +42,7 @@ def test_job_spec_round_trips_through_its_file(tmp_path):
         (lambda: Acquisition(1000.0, None), "both"),
         (lambda: Acquisition(pixel_spacing_mm=(0.0, 0.1)), "two positive sizes"),
         (lambda: ReconstructionOptions(device="tpu"), "unknown device"),
-        (lambda: ReconstructionOptions(precision="float16"), "unknown precision 'float16' \\(use auto, float32, bfloat16\\)"),
+        (lambda: ReconstructionOptions(precision="float16"), "unknown precision 'float16' \\(use auto, float32 or bfloat16\\)"),
         (lambda: JobSpec.from_dict({"ap": "a"}), "job file: lateral is missing"),
         (lambda: JobSpec("a", "b", "c", acquisition={"pa": Acquisition()}), "unknown view"),
     ],

@@ -40,8 +40,9 @@ from DiffuX2CTLib.data.io import (  # noqa: E402
 )
 from DiffuX2CTLib.data.pipeline import augment_radiographs, drr_grid  # noqa: E402
 from DiffuX2CTLib.data.synthesize import pair_for_ct, render_pair  # noqa: E402
+from DiffuX2CTLib.device import resolve_precision  # noqa: E402
 from DiffuX2CTLib.evaluate import TEST_REGIONS, TEST_SEED_START  # noqa: E402
-from DiffuX2CTLib.job import ReconstructionOptions  # noqa: E402
+from DiffuX2CTLib.job import PRECISIONS, ReconstructionOptions  # noqa: E402
 from DiffuX2CTLib.metrics import compare  # noqa: E402
 from DiffuX2CTLib.outputs import write_json, write_text  # noqa: E402
 from DiffuX2CTLib.reconstruct import cached_model, reconstruct_pair  # noqa: E402
@@ -85,7 +86,7 @@ def score(ap: Path, lateral: Path, truth: sitk.Image, model: str | None, options
     return {**compare(result.ct, truth, window), "ncc": statistics.mean(result.agreement.values()), "seconds": seconds}
 
 
-def run(cases: list[tuple[int, str, str]], weights: list[float], model: str | None, methods: list[str]) -> list[dict]:
+def run(cases: list[tuple[int, str, str]], weights: list[float], model: str | None, methods: list[str], precision: str) -> list[dict]:
     """One record per case, method and weight."""
     net, _ = cached_model(model, torch.device("cpu"))
     config, window = net.config, net.config.hu_window
@@ -95,7 +96,7 @@ def run(cases: list[tuple[int, str, str]], weights: list[float], model: str | No
             ap, lateral, truth = make_case(seed, region, kind, config, Path(folder))
             for method in methods:
                 for weight in weights:
-                    options = ReconstructionOptions(method=method, guidance=weight, device="cpu", check_inputs=False)
+                    options = ReconstructionOptions(method=method, guidance=weight, device="cpu", check_inputs=False, precision=precision)
                     record = {"seed": seed, "region": region, "kind": kind, "method": method, "guidance": weight,
                               **score(ap, lateral, truth, model, options, window)}
                     records.append(record)
@@ -124,20 +125,22 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["diffusion", "regression"], choices=("diffusion", "regression"))
     parser.add_argument("--plain-cases", type=int, default=8)
     parser.add_argument("--results", default="guidance")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS, help="sampling arithmetic (reconstruct --precision)")
     args = parser.parse_args()
+    precision = resolve_precision(args.precision, torch.device("cpu"))
     torch.set_grad_enabled(False)
     if args.tune:
         cases = [(seed, TEST_REGIONS[k % 4], "plain") for k, seed in enumerate(TUNING_SEEDS)]
-        records = run(cases, args.weights, args.model, args.methods)
-        lines = ["Tuning on training seeds " + ", ".join(map(str, TUNING_SEEDS)) + " (one per region):", ""] + table(records, "kind")
+        records = run(cases, args.weights, args.model, args.methods, precision)
+        lines = ["Tuning on training seeds " + ", ".join(map(str, TUNING_SEEDS)) + f" (one per region), diffusion sampled in {precision}:", ""] + table(records, "kind")
     else:
         weights = [0.0, args.weight if args.weight is not None else 1.0]
         cases = [(TEST_SEED_START + k, TEST_REGIONS[k % 4], "plain") for k in range(args.plain_cases)]
         cases += [(TEST_SEED_START + 50 + 4 * i + k, TEST_REGIONS[k], kind) for i, kind in enumerate(KINDS[1:]) for k in range(4)]
-        records = run(cases, weights, args.model, args.methods)
-        lines = ["Held-out phantoms (seeds from " + str(TEST_SEED_START) + "), by kind of case:", ""] + table(records, "kind")
+        records = run(cases, weights, args.model, args.methods, precision)
+        lines = ["Held-out phantoms (seeds from " + str(TEST_SEED_START) + f"), by kind of case, diffusion sampled in {precision}:", ""] + table(records, "kind")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    write_json({"records": records}, RESULTS / f"{args.results}.json")
+    write_json({"precision": precision, "records": records}, RESULTS / f"{args.results}.json")
     write_text("\n".join(lines) + "\n", RESULTS / f"{args.results}.md")
     print("\n".join(lines))
 

