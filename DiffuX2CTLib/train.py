@@ -3,8 +3,11 @@
 Stage ``regression`` trains the conditioning network (tri-plane generator + implicit decoder) to predict the CT
 directly; stage ``diffusion`` trains the denoiser on ``L_simple + L_proj / T`` conditioned on it (frozen by
 default). Samples come from the data pipeline (:mod:`DiffuX2CTLib.data.pipeline`), made ahead in DataLoader
-workers on a CPU and on the device on a GPU. Every run is resumable exactly: the data of step ``s`` and its noise
-come from seeds derived from ``s``, and checkpoints (model, EMA, optimiser, step) are written atomically. Phantom
+workers on a CPU and on the device on a GPU. Every run is resumable: the data of step ``s`` and its noise come
+from seeds derived from ``s``, and checkpoints (model, EMA, optimiser, step) are written atomically, so a resumed
+run sees the same data and counters as an uninterrupted one; its float32 weights agree to rounding (the last bits
+of a float32 sum depend on the CPU's kernels and thread count) and its exported half-precision weights within one
+float16 step. Phantom
 seeds from ``HELD_OUT_SEED_START`` up are never used for training (they are the sample and the test set).
 This module needs torch, numpy, MONAI and safetensors only; SimpleITK is imported only to read a CT folder.
 """
