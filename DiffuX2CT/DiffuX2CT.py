@@ -10,12 +10,6 @@ import sys
 
 import slicer
 import vtk
-from DiffuX2CTWidgets import dicom
-from DiffuX2CTWidgets.i18n import _, translate
-from DiffuX2CTWidgets.panel import ReconstructionPanel
-from DiffuX2CTWidgets.parameters import DiffuX2CTParameterNode, connectGui, modelArgument
-from DiffuX2CTWidgets.sampledata import loadSamplePair, registerSampleData
-from DiffuX2CTWidgets.shared import endSharedSceneLogic, sharedSceneLogic
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -25,7 +19,13 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from DiffuX2CTLib.app.scene import JobState
-from DiffuX2CTLib.modelcard import BUNDLED_MODEL_DIR
+from DiffuX2CTLib.model.card import BUNDLED_MODEL_DIR
+from DiffuX2CTWidgets import dicom
+from DiffuX2CTWidgets.i18n import _, translate
+from DiffuX2CTWidgets.panel import ReconstructionPanel
+from DiffuX2CTWidgets.parameters import DiffuX2CTParameterNode, connectGui, modelArgument
+from DiffuX2CTWidgets.sampledata import loadSamplePair, registerSampleData
+from DiffuX2CTWidgets.shared import endSharedSceneLogic, sharedSceneLogic
 
 RELOADED_PACKAGES = ("DiffuX2CTLib", "DiffuX2CTWidgets")
 
@@ -57,8 +57,7 @@ class DiffuX2CTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = self.ui = self.panel = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
+        self._parameterNode = self._parameterNodeGuiTag = None
         self._untaggedNodes = set()  # nodes connected without a tag (see connectGui): never connected twice
 
     def setup(self):
@@ -147,10 +146,10 @@ class DiffuX2CTLogic(ScriptedLoadableModuleLogic):
 
     def start(self, p):
         """Start a background reconstruction with the panel's parameters ``p``; returns the job to poll."""
-        return self.sceneLogic.start(
-            p.apVolume, p.lateralVolume, model=modelArgument(p), acquisition=dicom.acquisition(p), source_files=dicom.sourceFiles(p),
-            output_node=p.outputVolume, steps=p.steps, seed=p.seed, samples=p.samples, device=p.device, check_inputs=p.checkInputs, guidance=p.guidance,
-        )
+        options = {"steps": p.steps, "seed": p.seed, "samples": p.samples, "device": p.device, "guidance": p.guidance}
+        options.update(check_inputs=p.checkInputs, output_node=p.outputVolume, model=modelArgument(p))
+        options.update(acquisition=dicom.acquisition(p), source_files=dicom.sourceFiles(p))
+        return self.sceneLogic.start(p.apVolume, p.lateralVolume, **options)
 
     def preload(self, p):
         """Start the background process and load the panel's model on its device, before the first job."""
@@ -171,7 +170,8 @@ class DiffuX2CTTest(ScriptedLoadableModuleTest):
     def runTest(self):
         missing = sharedSceneLogic().probe()["missing"]
         if missing:
-            self.delayDisplay(_("Skipped: the background process's Python lacks {names}; install them from the module's panel.").format(names=", ".join(missing)))
+            skipped = _("Skipped: the background process's Python lacks {names}; install them from the module's panel.")
+            self.delayDisplay(skipped.format(names=", ".join(missing)))
             return
         self.setUp()
         self.test_reconstruct_sample_pair()

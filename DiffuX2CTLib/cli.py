@@ -14,18 +14,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .data.geometry import ProjectionGeometry, VolumeGrid, default_pair
-from .errors import InputError
-from .job import DEFAULT_GUIDANCE, MAX_GUIDANCE, PRECISIONS
+from .core.atomic_write import write_together
+from .core.errors import InputError
+from .core.output_checks import CT_OUTPUT_SUFFIXES, JSON_SUFFIXES, PNG_SUFFIXES, check_output_folder, check_outputs
+from .imaging.geometry import ProjectionGeometry, VolumeGrid, default_pair
+from .inference.options import DEFAULT_GUIDANCE, MAX_GUIDANCE, PRECISIONS
 from .model.config import PREDICTION_TYPES, PRESETS
-from .outputs import (
-    CT_OUTPUT_SUFFIXES,
-    JSON_SUFFIXES,
-    PNG_SUFFIXES,
-    check_output_folder,
-    check_outputs,
-    write_together,
-)
 
 EXIT_BAD_INPUT = 2
 MAX_SEED = 2**63 - 1  # reconstruct.MAX_SEED, not imported so that --help stays free of torch
@@ -99,7 +93,9 @@ def _geometry_template(args: argparse.Namespace) -> tuple[ProjectionGeometry, Pr
     import dataclasses
 
     if not args.sdd > args.sid:
-        raise InputError(f"--sdd {args.sdd:g} must exceed --sid {args.sid:g}: the detector lies beyond the patient, seen from the source")
+        raise InputError(
+            f"--sdd {args.sdd:g} must exceed --sid {args.sid:g}: the detector lies beyond the patient, seen from the source"
+        )
     return tuple(
         dataclasses.replace(
             g,
@@ -118,8 +114,8 @@ def cmd_phantom(args: argparse.Namespace) -> int:
     import numpy as np
     import SimpleITK as sitk
 
-    from .anatomy import generate_phantom, whole_trunk
-    from .data.io import grid_image, write_image
+    from .anatomy.phantom import generate_phantom, whole_trunk
+    from .imaging.image_io import grid_image, write_image
 
     check_outputs({"--out": (args.out, CT_OUTPUT_SUFFIXES)})
     grid = VolumeGrid(args.size, args.spacing)
@@ -143,13 +139,15 @@ _PAIR_FILES = {"ap.nrrd": CT_OUTPUT_SUFFIXES, "lateral.nrrd": CT_OUTPUT_SUFFIXES
 
 def cmd_synthesize(args: argparse.Namespace) -> int:
     """Render the AP + lateral DRR pair of a CT, placed in the CT's frame."""
-    from .data.io import detector_image, image_writer, read_ct
-    from .data.synthesize import pair_for_ct, render_pair
+    from .imaging.image_io import detector_image, image_writer, read_ct
+    from .imaging.synthesize import pair_for_ct, render_pair
 
     out = Path(args.out)
     template = _geometry_template(args)
     check_output_folder("--out", out)
-    check_outputs({f"--out {name}": (out / name, suffixes) for name, suffixes in _PAIR_FILES.items()}, {"--ct": args.ct})
+    check_outputs(
+        {f"--out {name}": (out / name, suffixes) for name, suffixes in _PAIR_FILES.items()}, {"--ct": args.ct}
+    )
     ct = read_ct(args.ct)
     geometries = pair_for_ct(ct, template)
     drrs = render_pair(ct, geometries)
@@ -172,11 +170,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise InputError("--set evaluates a whole test set; it does not take --pred or --gt")
     check_output_folder("--out", args.out)
     _refuse_output_in_ct_folder(args.out, {"the test set": args.set, "the mean-volume CTs": args.mean_from})
-    from .evaluate import EvaluationSettings, evaluate_set, report_markdown
+    from .evaluation.evaluate import EvaluationSettings, evaluate_set, report_markdown
 
     settings = EvaluationSettings(
-        test_set=args.set, out=args.out, model=args.model, cases=args.cases, ddim_steps=args.steps, ddpm=args.ddpm,
-        samples=args.samples, seed=args.seed, mean_from=args.mean_from, device=args.device, guidance=args.guidance,
+        test_set=args.set,
+        out=args.out,
+        model=args.model,
+        cases=args.cases,
+        ddim_steps=args.steps,
+        ddpm=args.ddpm,
+        samples=args.samples,
+        seed=args.seed,
+        mean_from=args.mean_from,
+        device=args.device,
+        guidance=args.guidance,
         precision=args.precision,
     )
     report = evaluate_set(settings, log=None if args.quiet else print)
@@ -191,14 +198,16 @@ LOW_BODY_COVERAGE = 0.9
 
 def _score_one(prediction: str, ground_truth: str) -> int:
     """``evaluate --pred --gt``: the metrics, refused when the prediction covers too little of the ground truth's body."""
-    from .data.io import read_ct
-    from .metrics import compare
+    from .evaluation.metrics import compare
+    from .imaging.image_io import read_ct
 
     metrics = compare(read_ct(prediction), read_ct(ground_truth))
     covered = metrics["gt_body_covered"]
     names = f"{Path(prediction).name} covers {100 * covered:.0f} % of the body in {Path(ground_truth).name}"
     if covered < MIN_BODY_COVERAGE:
-        raise InputError(f"{names}; scores of so small an overlap do not describe the reconstruction (at least {100 * MIN_BODY_COVERAGE:.0f} % needed)")
+        raise InputError(
+            f"{names}; scores of so small an overlap do not describe the reconstruction (at least {100 * MIN_BODY_COVERAGE:.0f} % needed)"
+        )
     if covered < LOW_BODY_COVERAGE:
         print(f"warning: {names}; the metrics describe only that part", file=sys.stderr)
     print(json.dumps(metrics, indent=2))
@@ -215,20 +224,35 @@ def _refuse_output_in_ct_folder(out: str, folders: dict[str, str]) -> None:
     """An output folder inside a folder of input CTs would be read back as CTs by the next run: refused."""
     for label, folder in folders.items():
         if folder != "phantoms" and not folder.startswith("phantom:") and _inside(Path(out), Path(folder)):
-            raise InputError(f"--out {out}: is inside {label} {folder}; what the run writes would be read as CTs next time (choose another folder)")
+            raise InputError(
+                f"--out {out}: is inside {label} {folder}; what the run writes would be read as CTs next time (choose another folder)"
+            )
 
 
 def _check_reconstruct_options(args: argparse.Namespace) -> None:
     """Refuse, before any work, options that would be ignored and outputs that could not be written or would
     overwrite an input or each other."""
-    from .reconstruct import uncertainty_path
+    from .inference.reconstruct import uncertainty_path
 
     if args.method == "regression":
-        given = [flag for flag, value in (("--steps", args.steps), ("--sampler ddpm", args.sampler == "ddpm"), ("--samples", args.samples > 1), ("--precision bfloat16", args.precision == "bfloat16")) if value]
+        given = [
+            flag
+            for flag, value in (
+                ("--steps", args.steps),
+                ("--sampler ddpm", args.sampler == "ddpm"),
+                ("--samples", args.samples > 1),
+                ("--precision bfloat16", args.precision == "bfloat16"),
+            )
+            if value
+        ]
         if given:
-            raise InputError(f"{', '.join(given)}: regression is one direct estimate; these options apply to --method diffusion only")
+            raise InputError(
+                f"{', '.join(given)}: regression is one direct estimate; these options apply to --method diffusion only"
+            )
     if args.sampler == "ddpm" and args.steps is not None:
-        raise InputError("--steps applies to DDIM only: --sampler ddpm always runs all the model's diffusion steps (leave --steps out, or use --sampler ddim)")
+        raise InputError(
+            "--steps applies to DDIM only: --sampler ddpm always runs all the model's diffusion steps (leave --steps out, or use --sampler ddim)"
+        )
     outputs = {"--out": (args.out, CT_OUTPUT_SUFFIXES)}
     if args.samples > 1:
         outputs["the uncertainty volume"] = (uncertainty_path(Path(args.out)), CT_OUTPUT_SUFFIXES)
@@ -241,16 +265,21 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     """Reconstruct a CT from an AP and a lateral radiograph."""
     from tqdm import tqdm
 
-    from .reconstruct import (
-        ReconstructionOptions,
-        low_agreement_views,
-        reconstruct_pair,
-        write_reconstruction,
-    )
+    from .inference.options import ReconstructionOptions
+    from .inference.reconstruct import low_agreement_views, reconstruct_pair, write_reconstruction
 
     _check_reconstruct_options(args)
-    options = ReconstructionOptions(steps=args.steps, seed=args.seed, device=args.device, samples=args.samples, method=args.method, sampler=args.sampler, check_inputs=not args.skip_input_checks,
-                                   guidance=args.guidance, precision=args.precision)
+    options = ReconstructionOptions(
+        steps=args.steps,
+        seed=args.seed,
+        device=args.device,
+        samples=args.samples,
+        method=args.method,
+        sampler=args.sampler,
+        check_inputs=not args.skip_input_checks,
+        guidance=args.guidance,
+        precision=args.precision,
+    )
     bars: list[tqdm] = []  # made at the first step, so an error before sampling is not preceded by an empty bar
 
     def progress(step: int, total: int) -> None:
@@ -266,23 +295,41 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
             bar.close()
     outputs = write_reconstruction(result, args.out, args.preview)
     for view in low_agreement_views(result):
-        print(f"warning: the {view} re-projection of the result agrees poorly with the input (NCC {result.agreement[view]:.2f})", file=sys.stderr)
+        print(
+            f"warning: the {view} re-projection of the result agrees poorly with the input (NCC {result.agreement[view]:.2f})",
+            file=sys.stderr,
+        )
     print(json.dumps({"outputs": outputs, "agreement": result.agreement, "provenance": result.provenance}, indent=2))
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train (or resume) a model on phantoms or a folder of CTs; exports the EMA model to OUT/model."""
-    from .train import TrainSettings, train
+    from .training.trainer import TrainSettings, train
 
     check_output_folder("--out", args.out)
     _refuse_output_in_ct_folder(args.out, {"the training data": args.data})
     settings = TrainSettings(
-        out=args.out, stage=args.stage, data=args.data, steps=args.steps, batch=args.batch, learning_rate=args.lr,
-        grid_size=args.grid, checkpoint_every=args.checkpoint_every, seed=args.seed, init=args.init,
-        prediction_type=args.prediction, residual_scale=args.residual_scale,
-        freeze_conditioner=not args.finetune_conditioner, device=args.device, preset=args.preset, workers=args.workers,
-        cache=args.cache, time_limit_minutes=args.time_limit, reuse=args.reuse, precision=args.precision,
+        out=args.out,
+        stage=args.stage,
+        data=args.data,
+        steps=args.steps,
+        batch=args.batch,
+        learning_rate=args.lr,
+        grid_size=args.grid,
+        checkpoint_every=args.checkpoint_every,
+        seed=args.seed,
+        init=args.init,
+        prediction_type=args.prediction,
+        residual_scale=args.residual_scale,
+        freeze_conditioner=not args.finetune_conditioner,
+        device=args.device,
+        preset=args.preset,
+        workers=args.workers,
+        cache=args.cache,
+        time_limit_minutes=args.time_limit,
+        reuse=args.reuse,
+        precision=args.precision,
     )
     model = train(settings, show_progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one line for the run, not one per process
@@ -292,20 +339,27 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Reconstruct the bundled sample pair with the bundled model; write the CT, a preview and the metrics."""
-    from .data.io import read_ct
-    from .metrics import compare
-    from .reconstruct import (
-        ReconstructionOptions,
-        reconstruct_pair,
-        write_reconstruction,
-    )
+    from .evaluation.metrics import compare
+    from .imaging.image_io import read_ct
+    from .inference.options import ReconstructionOptions
+    from .inference.reconstruct import reconstruct_pair, write_reconstruction
 
     out = Path(args.out)
     sample = Path(__file__).resolve().parent.parent / "Resources" / "SampleData"
     check_output_folder("--out", out)
-    check_outputs({"--out ct.nrrd": (out / "ct.nrrd", CT_OUTPUT_SUFFIXES), "--out preview.png": (out / "preview.png", PNG_SUFFIXES)},
-                  {f"the sample's {name}": sample / name for name in ("ap.nrrd", "lateral.nrrd", "ct.nrrd")})
-    result = reconstruct_pair(sample / "ap.nrrd", sample / "lateral.nrrd", None, ReconstructionOptions(seed=args.seed, precision=args.precision))
+    check_outputs(
+        {
+            "--out ct.nrrd": (out / "ct.nrrd", CT_OUTPUT_SUFFIXES),
+            "--out preview.png": (out / "preview.png", PNG_SUFFIXES),
+        },
+        {f"the sample's {name}": sample / name for name in ("ap.nrrd", "lateral.nrrd", "ct.nrrd")},
+    )
+    result = reconstruct_pair(
+        sample / "ap.nrrd",
+        sample / "lateral.nrrd",
+        None,
+        ReconstructionOptions(seed=args.seed, precision=args.precision),
+    )
     outputs = write_reconstruction(result, out / "ct.nrrd", out / "preview.png")
     metrics = compare(result.ct, read_ct(sample / "ct.nrrd"))
     print(json.dumps({"outputs": outputs, "metrics_vs_ground_truth": metrics, "agreement": result.agreement}, indent=2))
@@ -314,97 +368,243 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _add_geometry_options(parser: argparse.ArgumentParser) -> None:
     template = default_pair()[0]
-    parser.add_argument("--sdd", type=_positive(), default=template.source_to_detector_mm, help="source-to-detector distance, mm")
-    parser.add_argument("--sid", type=_positive(), default=template.source_to_isocenter_mm, help="source-to-isocentre distance, mm")
-    parser.add_argument("--pixels", type=_whole(16, 4096), default=template.detector_pixels[0], help="detector pixels per side")
-    parser.add_argument("--pixel-spacing", type=_positive(), default=template.pixel_spacing_mm[0], help="detector pixel size, mm")
+    parser.add_argument(
+        "--sdd", type=_positive(), default=template.source_to_detector_mm, help="source-to-detector distance, mm"
+    )
+    parser.add_argument(
+        "--sid", type=_positive(), default=template.source_to_isocenter_mm, help="source-to-isocentre distance, mm"
+    )
+    parser.add_argument(
+        "--pixels", type=_whole(16, 4096), default=template.detector_pixels[0], help="detector pixels per side"
+    )
+    parser.add_argument(
+        "--pixel-spacing", type=_positive(), default=template.pixel_spacing_mm[0], help="detector pixel size, mm"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-command per job."""
-    parser = argparse.ArgumentParser(prog="diffux2ct", description="Reconstruct CT volumes from biplanar radiographs (research use, not for diagnosis).")
+    parser = argparse.ArgumentParser(
+        prog="diffux2ct",
+        description="Reconstruct CT volumes from biplanar radiographs (research use, not for diagnosis).",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    phantom = commands.add_parser("phantom", help="write a procedural adult CT phantom", description=cmd_phantom.__doc__)
+    phantom = commands.add_parser(
+        "phantom", help="write a procedural adult CT phantom", description=cmd_phantom.__doc__
+    )
     phantom.add_argument("--seed", type=SEED, required=True, help="random seed; equal seeds give equal phantoms")
     phantom.add_argument("--out", required=True, help="output CT (.nrrd, .nii.gz, .mha)")
-    phantom.add_argument("--region", choices=("chest", "abdomen", "lumbar", "pelvis", "trunk"), default="trunk",
-                         help="a cube centred on that region, or (trunk, the default) the whole trunk, neck to hips")
-    phantom.add_argument("--size", type=_whole(16, 512), default=128, help="voxels per edge; for trunk, per in-plane edge (default 128)")
+    phantom.add_argument(
+        "--region",
+        choices=("chest", "abdomen", "lumbar", "pelvis", "trunk"),
+        default="trunk",
+        help="a cube centred on that region, or (trunk, the default) the whole trunk, neck to hips",
+    )
+    phantom.add_argument(
+        "--size", type=_whole(16, 512), default=128, help="voxels per edge; for trunk, per in-plane edge (default 128)"
+    )
     phantom.add_argument("--spacing", type=_positive(20.0), default=2.5, help="voxel size in mm (default 2.5)")
     phantom.add_argument("--implant", choices=("auto", "yes", "no"), default="auto", help="pedicle screws and rods")
     phantom.set_defaults(run=cmd_phantom)
 
-    synthesize = commands.add_parser("synthesize", help="render the AP + lateral DRR pair of a CT", description=cmd_synthesize.__doc__)
+    synthesize = commands.add_parser(
+        "synthesize", help="render the AP + lateral DRR pair of a CT", description=cmd_synthesize.__doc__
+    )
     synthesize.add_argument("--ct", required=True, help="CT volume (NRRD, NIfTI, MHA, or a DICOM series folder)")
     synthesize.add_argument("--out", required=True, help="output folder for ap.nrrd, lateral.nrrd, geometry.json")
     _add_geometry_options(synthesize)
     synthesize.set_defaults(run=cmd_synthesize)
 
-    evaluate = commands.add_parser("evaluate", help="metrics of a reconstruction against its ground truth", description=cmd_evaluate.__doc__)
+    evaluate = commands.add_parser(
+        "evaluate", help="metrics of a reconstruction against its ground truth", description=cmd_evaluate.__doc__
+    )
     evaluate.add_argument("--pred", default=None, help="reconstructed CT (with --gt: score one reconstruction)")
     evaluate.add_argument("--gt", default=None, help="ground-truth CT")
-    evaluate.add_argument("--set", default=None, help="'phantoms' (held-out phantom seeds) or a folder of CTs: synthesise each DRR pair, reconstruct and score")
+    evaluate.add_argument(
+        "--set",
+        default=None,
+        help="'phantoms' (held-out phantom seeds) or a folder of CTs: synthesise each DRR pair, reconstruct and score",
+    )
     evaluate.add_argument("--out", default="evaluation", help="with --set: output folder (default evaluation)")
     evaluate.add_argument("--model", default=None, help="model folder (default: the bundled model)")
-    evaluate.add_argument("--cases", type=AT_LEAST_ONE, default=None, help="number of cases (phantoms: default 8; folder: default all)")
+    evaluate.add_argument(
+        "--cases", type=AT_LEAST_ONE, default=None, help="number of cases (phantoms: default 8; folder: default all)"
+    )
     evaluate.add_argument("--steps", type=AT_LEAST_ONE, default=None, help="DDIM steps (default: the model's)")
-    evaluate.add_argument("--ddpm", action="store_true", help="also run DDPM over all T steps (slow on CPU: minutes per case)")
-    evaluate.add_argument("--samples", type=_whole(1, 64), default=1, help="K > 1 also scores the mean of K DDIM samples")
+    evaluate.add_argument(
+        "--ddpm", action="store_true", help="also run DDPM over all T steps (slow on CPU: minutes per case)"
+    )
+    evaluate.add_argument(
+        "--samples", type=_whole(1, 64), default=1, help="K > 1 also scores the mean of K DDIM samples"
+    )
     evaluate.add_argument("--seed", type=SEED, default=0, help="sampling seed")
-    evaluate.add_argument("--mean-from", default="phantoms", help="mean-volume baseline: 'phantoms' (the bundled model's training data) or a folder of CTs")
+    evaluate.add_argument(
+        "--mean-from",
+        default="phantoms",
+        help="mean-volume baseline: 'phantoms' (the bundled model's training data) or a folder of CTs",
+    )
     evaluate.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    evaluate.add_argument("--guidance", type=_guidance_weight, default=None, metavar="WEIGHT", help=f"projection guidance of the diffusion rows (default {DEFAULT_GUIDANCE['diffusion']:g}, as reconstruct; 0: none)")
-    evaluate.add_argument("--precision", choices=PRECISIONS, default="auto", help=f"arithmetic of the diffusion rows' sampling steps, as reconstruct --precision ({AUTO_PRECISION})")
+    evaluate.add_argument(
+        "--guidance",
+        type=_guidance_weight,
+        default=None,
+        metavar="WEIGHT",
+        help=f"projection guidance of the diffusion rows (default {DEFAULT_GUIDANCE['diffusion']:g}, as reconstruct; 0: none)",
+    )
+    evaluate.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help=f"arithmetic of the diffusion rows' sampling steps, as reconstruct --precision ({AUTO_PRECISION})",
+    )
     evaluate.add_argument("--quiet", action="store_true", help="no per-case lines")
     evaluate.set_defaults(run=cmd_evaluate)
 
-    reconstruct = commands.add_parser("reconstruct", help="reconstruct a CT from an AP and a lateral radiograph", description=cmd_reconstruct.__doc__)
-    reconstruct.add_argument("--ap", required=True, help="frontal radiograph (DICOM, PNG/JPEG/TIFF, single-slice NRRD/MHA)")
+    reconstruct = commands.add_parser(
+        "reconstruct", help="reconstruct a CT from an AP and a lateral radiograph", description=cmd_reconstruct.__doc__
+    )
+    reconstruct.add_argument(
+        "--ap", required=True, help="frontal radiograph (DICOM, PNG/JPEG/TIFF, single-slice NRRD/MHA)"
+    )
     reconstruct.add_argument("--lateral", required=True, help="lateral radiograph")
     reconstruct.add_argument("--out", required=True, help="output CT (.nrrd, .nii.gz, .mha)")
     reconstruct.add_argument("--model", default=None, help="model folder (default: the bundled model)")
-    reconstruct.add_argument("--method", choices=("diffusion", "regression"), default="diffusion", help="diffusion sampling or the regression baseline")
-    reconstruct.add_argument("--sampler", choices=("ddim", "ddpm"), default="ddim", help="ddim (few steps, default) or ddpm (all T steps, as in the paper)")
+    reconstruct.add_argument(
+        "--method",
+        choices=("diffusion", "regression"),
+        default="diffusion",
+        help="diffusion sampling or the regression baseline",
+    )
+    reconstruct.add_argument(
+        "--sampler",
+        choices=("ddim", "ddpm"),
+        default="ddim",
+        help="ddim (few steps, default) or ddpm (all T steps, as in the paper)",
+    )
     reconstruct.add_argument("--steps", type=AT_LEAST_ONE, default=None, help="DDIM steps (default: the model's)")
     reconstruct.add_argument("--seed", type=SEED, default=0, help="sampling seed; equal seeds give equal output")
-    reconstruct.add_argument("--samples", type=_whole(1, 64), default=1, help="K > 1 draws K samples: mean + std-dev (uncertainty) volume")
+    reconstruct.add_argument(
+        "--samples", type=_whole(1, 64), default=1, help="K > 1 draws K samples: mean + std-dev (uncertainty) volume"
+    )
     reconstruct.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    reconstruct.add_argument("--guidance", type=_guidance_weight, default=None, metavar="WEIGHT", help=f"projection guidance: pull the result towards agreement with the two radiographs at every step (0: off; default {DEFAULT_GUIDANCE['diffusion']:g} for diffusion, off for regression; 1 moves the volume about 12 HU per step)")
-    reconstruct.add_argument("--precision", choices=PRECISIONS, default="auto", help=f"arithmetic of the denoiser's sampling steps: bfloat16 autocast or float32 ({AUTO_PRECISION}); the conditioning network and guidance run in float32")
+    reconstruct.add_argument(
+        "--guidance",
+        type=_guidance_weight,
+        default=None,
+        metavar="WEIGHT",
+        help=f"projection guidance: pull the result towards agreement with the two radiographs at every step (0: off; default {DEFAULT_GUIDANCE['diffusion']:g} for diffusion, off for regression; 1 moves the volume about 12 HU per step)",
+    )
+    reconstruct.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help=f"arithmetic of the denoiser's sampling steps: bfloat16 autocast or float32 ({AUTO_PRECISION}); the conditioning network and guidance run in float32",
+    )
     reconstruct.add_argument("--preview", default=None, help="also write a PNG montage here")
-    reconstruct.add_argument("--skip-input-checks", action="store_true", help="run even if the pair looks wrong (blank, saturated, colour photo, two frontal views, different regions); the problems are kept in the output's notes")
+    reconstruct.add_argument(
+        "--skip-input-checks",
+        action="store_true",
+        help="run even if the pair looks wrong (blank, saturated, colour photo, two frontal views, different regions); the problems are kept in the output's notes",
+    )
     reconstruct.add_argument("--quiet", action="store_true", help="no progress bar")
     reconstruct.set_defaults(run=cmd_reconstruct)
 
     train = commands.add_parser("train", help="train or resume a model", description=cmd_train.__doc__)
     train.add_argument("--out", required=True, help="run folder (checkpoint.pt, log.jsonl, loss.png, model/)")
-    train.add_argument("--stage", choices=("regression", "diffusion"), default="regression", help="regression: conditioning network; diffusion: denoiser")
-    train.add_argument("--data", type=_training_data, default="phantoms", help="'phantoms', 'phantom:SEED' (one phantom) or a folder of CT volumes")
-    train.add_argument("--steps", type=AT_LEAST_ONE, default=1000, help="total steps (a resumed run continues to this count)")
+    train.add_argument(
+        "--stage",
+        choices=("regression", "diffusion"),
+        default="regression",
+        help="regression: conditioning network; diffusion: denoiser",
+    )
+    train.add_argument(
+        "--data",
+        type=_training_data,
+        default="phantoms",
+        help="'phantoms', 'phantom:SEED' (one phantom) or a folder of CT volumes",
+    )
+    train.add_argument(
+        "--steps", type=AT_LEAST_ONE, default=1000, help="total steps (a resumed run continues to this count)"
+    )
     train.add_argument("--batch", type=AT_LEAST_ONE, default=1)
     train.add_argument("--lr", type=_positive(1.0), default=5e-4)
-    train.add_argument("--preset", choices=tuple(PRESETS), default=None, help="architecture of a new model: cpu-64 (default, the bundled model's) or paper-128 (128^3 voxels of 2.5 mm, for a GPU)")
-    train.add_argument("--grid", type=_whole(8, 512), default=None, help="grid size of a new model, if not the preset's (16 or 32 for quick tests)")
+    train.add_argument(
+        "--preset",
+        choices=tuple(PRESETS),
+        default=None,
+        help="architecture of a new model: cpu-64 (default, the bundled model's) or paper-128 (128^3 voxels of 2.5 mm, for a GPU)",
+    )
+    train.add_argument(
+        "--grid",
+        type=_whole(8, 512),
+        default=None,
+        help="grid size of a new model, if not the preset's (16 or 32 for quick tests)",
+    )
     train.add_argument("--checkpoint-every", type=AT_LEAST_ONE, default=50)
     train.add_argument("--seed", type=SEED, default=0)
-    train.add_argument("--init", default=None, help="start from a model folder or checkpoint (e.g. the regression stage)")
-    train.add_argument("--prediction", choices=PREDICTION_TYPES, default=None, help="what the denoiser predicts (default: the model's, epsilon for a new one)")
-    train.add_argument("--residual-scale", type=_positive(), default=None, help="factor on the residual before diffusion (default: the model's, 1 for a new one)")
-    train.add_argument("--finetune-conditioner", action="store_true", help="diffusion stage: also train the conditioning network")
+    train.add_argument(
+        "--init", default=None, help="start from a model folder or checkpoint (e.g. the regression stage)"
+    )
+    train.add_argument(
+        "--prediction",
+        choices=PREDICTION_TYPES,
+        default=None,
+        help="what the denoiser predicts (default: the model's, epsilon for a new one)",
+    )
+    train.add_argument(
+        "--residual-scale",
+        type=_positive(),
+        default=None,
+        help="factor on the residual before diffusion (default: the model's, 1 for a new one)",
+    )
+    train.add_argument(
+        "--finetune-conditioner", action="store_true", help="diffusion stage: also train the conditioning network"
+    )
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    train.add_argument("--workers", type=_whole(0, 64), default=None, help="processes making samples ahead (default: 1 on a CPU; 0 on a GPU, which makes them itself)")
-    train.add_argument("--cache", default=None, help="where a CT folder is prepared for training (default: OUT/ct-cache; reused while the CTs are unchanged)")
-    train.add_argument("--time-limit", type=_positive(), default=None, metavar="MINUTES", help="stop after this many minutes of training, with a checkpoint and the model exported (resume later with a higher --steps or the same one)")
-    train.add_argument("--reuse", type=_whole(1, 1000), default=1, metavar="N", help="samples made from each volume, each under its own random pose (default 1: a new volume per sample); more when making volumes holds training back")
-    train.add_argument("--precision", choices=PRECISIONS, default="auto", help=f"arithmetic of the training step: bfloat16 autocast or float32 ({AUTO_PRECISION})")
+    train.add_argument(
+        "--workers",
+        type=_whole(0, 64),
+        default=None,
+        help="processes making samples ahead (default: 1 on a CPU; 0 on a GPU, which makes them itself)",
+    )
+    train.add_argument(
+        "--cache",
+        default=None,
+        help="where a CT folder is prepared for training (default: OUT/ct-cache; reused while the CTs are unchanged)",
+    )
+    train.add_argument(
+        "--time-limit",
+        type=_positive(),
+        default=None,
+        metavar="MINUTES",
+        help="stop after this many minutes of training, with a checkpoint and the model exported (resume later with a higher --steps or the same one)",
+    )
+    train.add_argument(
+        "--reuse",
+        type=_whole(1, 1000),
+        default=1,
+        metavar="N",
+        help="samples made from each volume, each under its own random pose (default 1: a new volume per sample); more when making volumes holds training back",
+    )
+    train.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help=f"arithmetic of the training step: bfloat16 autocast or float32 ({AUTO_PRECISION})",
+    )
     train.add_argument("--quiet", action="store_true")
     train.set_defaults(run=cmd_train)
 
     demo = commands.add_parser("demo", help="run the main job on the bundled sample", description=cmd_demo.__doc__)
     demo.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
     demo.add_argument("--seed", type=SEED, default=0, help="sampling seed")
-    demo.add_argument("--precision", choices=PRECISIONS, default="auto", help=f"arithmetic of the denoiser's sampling steps ({AUTO_PRECISION})")
+    demo.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help=f"arithmetic of the denoiser's sampling steps ({AUTO_PRECISION})",
+    )
     demo.set_defaults(run=cmd_demo)
     return parser
 

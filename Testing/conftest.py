@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from DiffuX2CTLib.anatomy import generate_phantom
-from DiffuX2CTLib.data.geometry import VolumeGrid
-from DiffuX2CTLib.data.io import grid_image
+from DiffuX2CTLib.anatomy.phantom import generate_phantom
+from DiffuX2CTLib.imaging.geometry import VolumeGrid
+from DiffuX2CTLib.imaging.image_io import grid_image
 
 
 @pytest.fixture(autouse=True)
@@ -17,7 +17,7 @@ def float32_unless_asked(monkeypatch):
     natively, so every machine tests the same arithmetic; tests of bfloat16 ask for it by name. Worker processes
     started by a test are not patched: on a CPU with native bfloat16 they sample in it, so those tests check
     behaviour (events, nodes, cancel), never exact voxel values."""
-    import DiffuX2CTLib.device as device
+    import DiffuX2CTLib.core.device as device
 
     monkeypatch.setattr(device, "native_bfloat16", lambda _device: False)
 
@@ -33,8 +33,8 @@ def tiny_model(tmp_path_factory):
     import torch
     from test_model import TINY
 
-    from DiffuX2CTLib.model import DiffuX2CTNet
-    from DiffuX2CTLib.modelfile import save_model
+    from DiffuX2CTLib.model.network import DiffuX2CTNet
+    from DiffuX2CTLib.model.weights import save_model
 
     torch.manual_seed(0)
     net = DiffuX2CTNet(TINY)
@@ -49,7 +49,9 @@ def phantom_ct(small_grid) -> sitk.Image:
     return grid_image(generate_phantom(7, small_grid, "chest", implant=True).numpy(), small_grid)
 
 
-def write_dicom_radiograph(path, pixels: np.ndarray, photometric: str = "MONOCHROME2", slope: float = 1.0, intercept: float = 0.0, **tags) -> None:
+def write_dicom_radiograph(
+    path, pixels: np.ndarray, photometric: str = "MONOCHROME2", slope: float = 1.0, intercept: float = 0.0, **tags
+) -> None:
     """A minimal DX DICOM file made with pydicom (SimpleITK cannot write 2D DX objects)."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -76,7 +78,7 @@ def write_dicom_radiograph(path, pixels: np.ndarray, photometric: str = "MONOCHR
 @pytest.fixture
 def painted_seeds(monkeypatch) -> list[int]:
     """The seeds every phantom painted during the test was asked for, in order (the generator still paints)."""
-    import DiffuX2CTLib.anatomy as anatomy
+    import DiffuX2CTLib.anatomy.phantom as anatomy
 
     seeds: list[int] = []
     real = anatomy.generate_phantom

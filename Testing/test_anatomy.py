@@ -17,17 +17,11 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from DiffuX2CTLib.anatomy import (
-    LABELS,
-    REGIONS,
-    generate_batch,
-    generate_phantom,
-    shapes,
-    texture,
-    whole_trunk,
-)
+from DiffuX2CTLib.anatomy import shapes, texture
+from DiffuX2CTLib.anatomy.labels import LABELS
 from DiffuX2CTLib.anatomy.patient import draw_patient
-from DiffuX2CTLib.data.geometry import VolumeGrid
+from DiffuX2CTLib.anatomy.phantom import REGIONS, generate_batch, generate_phantom, whole_trunk
+from DiffuX2CTLib.imaging.geometry import VolumeGrid
 
 SMALL = VolumeGrid(64, 5.0)
 TRUNK_SPACING = 3.5
@@ -97,12 +91,15 @@ def test_batch_equals_stacked_phantoms():
     assert torch.equal(batch[1], generate_phantom(2, SMALL, "pelvis"))
 
 
-@pytest.mark.parametrize(("region", "required"), [
-    ("chest", ("lung_right", "lung_left", "heart")),
-    ("abdomen", ("liver", "kidney_right", "kidney_left")),
-    ("lumbar", ("vertebra_lumbar",)),
-    ("pelvis", ("hip_bone", "femur")),
-])
+@pytest.mark.parametrize(
+    ("region", "required"),
+    [
+        ("chest", ("lung_right", "lung_left", "heart")),
+        ("abdomen", ("liver", "kidney_right", "kidney_left")),
+        ("lumbar", ("vertebra_lumbar",)),
+        ("pelvis", ("hip_bone", "femur")),
+    ],
+)
 def test_each_region_shows_what_it_should(region, required):
     for seed in (4, 5, 6):
         _, labels = generate_phantom(seed, SMALL, region, labels=True)
@@ -132,6 +129,7 @@ def test_organ_volumes_within_adult_ranges(trunks):
 
 def test_unenhanced_densities_within_published_ranges(trunks):
     for hu, labels, _ in trunks:
+
         def median(name, hu=hu, labels=labels):
             return float(np.median(hu[labels == LABELS[name]]))
 
@@ -173,7 +171,7 @@ def _dome_height(labels: np.ndarray, name: str) -> float:
     mask = labels == LABELS[name]
     cx = round(_centroid(labels, name)[0])
     cy = round(_centroid(labels, "vertebra_thoracic")[1])
-    window = mask[:, cy - 2:cy + 3, cx - 4:cx + 5]
+    window = mask[:, cy - 2 : cy + 3, cx - 4 : cx + 5]
     has = window.any(axis=0)
     return float(np.argmax(window, axis=0)[has].max())
 
@@ -221,7 +219,9 @@ def test_scanner_kernel_is_the_separable_three_tap_filter(slab_voxels, monkeypat
     k = 0.2
     expected = volume
     for dim in range(3):
-        padded = torch.cat([expected.narrow(dim, 0, 1), expected, expected.narrow(dim, expected.shape[dim] - 1, 1)], dim)
+        padded = torch.cat(
+            [expected.narrow(dim, 0, 1), expected, expected.narrow(dim, expected.shape[dim] - 1, 1)], dim
+        )
         n = expected.shape[dim]
         expected = k * padded.narrow(dim, 0, n) + (1 - 2 * k) * padded.narrow(dim, 1, n) + k * padded.narrow(dim, 2, n)
     assert torch.allclose(texture.scanner(volume.clone(), 3, 0.0, k), expected, atol=1e-3)

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from DiffuX2CTLib.checks import pair_problems, polarity_problems
-from DiffuX2CTLib.data.geometry import default_pair
-from DiffuX2CTLib.data.io import read_radiograph
-from DiffuX2CTLib.errors import InputError
-from DiffuX2CTLib.preprocess import prepare_pair
-from DiffuX2CTLib.reconstruct import ReconstructionOptions, reconstruct_pair
+from DiffuX2CTLib.core.errors import InputError
+from DiffuX2CTLib.imaging.geometry import default_pair
+from DiffuX2CTLib.imaging.image_io import read_radiograph
+from DiffuX2CTLib.inference.input_checks import pair_problems, polarity_problems
+from DiffuX2CTLib.inference.options import ReconstructionOptions
+from DiffuX2CTLib.inference.preprocess import prepare_pair
+from DiffuX2CTLib.inference.reconstruct import reconstruct_pair
 
 SAMPLE = Path(__file__).resolve().parent.parent / "Resources" / "SampleData"
 
@@ -71,7 +72,9 @@ def test_reconstruction_refuses_then_runs_when_overridden(tmp_path):
     copy = _write_variant(tmp_path / "lateral copy.nrrd", _sample_pixels("ap"))
     with pytest.raises(InputError, match="second frontal view.*turn the input checks off"):
         reconstruct_pair(SAMPLE / "ap.nrrd", copy, options=ReconstructionOptions(method="regression"))
-    result = reconstruct_pair(SAMPLE / "ap.nrrd", copy, options=ReconstructionOptions(method="regression", check_inputs=False))
+    result = reconstruct_pair(
+        SAMPLE / "ap.nrrd", copy, options=ReconstructionOptions(method="regression", check_inputs=False)
+    )
     assert "input check overridden" in result.provenance["notes"]
 
 
@@ -80,7 +83,9 @@ def test_inverted_polarity_is_caught_in_either_view_even_when_cropped(tmp_path):
     for view in ("ap", "lateral"):
         pixels = _sample_pixels(view)
         _write_variant(tmp_path / f"{view}.nrrd", pixels.max() + pixels.min() - pixels)
-    inverted = polarity_problems(read_radiograph(tmp_path / "ap.nrrd", "ap"), read_radiograph(tmp_path / "lateral.nrrd", "lateral"))
+    inverted = polarity_problems(
+        read_radiograph(tmp_path / "ap.nrrd", "ap"), read_radiograph(tmp_path / "lateral.nrrd", "lateral")
+    )
     assert inverted == [
         f"{view}.nrrd: the {role} image looks inverted (air bright, bone dark): its darkest pixels lie in the middle of the body, "
         "where a radiograph is brightest; invert it (for DICOM, check PhotometricInterpretation)"
@@ -93,19 +98,28 @@ def test_inverted_polarity_is_caught_in_either_view_even_when_cropped(tmp_path):
     flipped = _write_variant(tmp_path / "cropped-inverted.nrrd", pixels.max() + pixels.min() - pixels)
     assert polarity_problems(read_radiograph(cropped, "ap"), upright[1]) == []
     assert len(polarity_problems(read_radiograph(flipped, "ap"), upright[1])) == 1
-    with pytest.raises(InputError, match="ap.nrrd: the frontal image looks inverted.*lateral.nrrd: the lateral image looks inverted"):
-        reconstruct_pair(tmp_path / "ap.nrrd", tmp_path / "lateral.nrrd", options=ReconstructionOptions(method="regression"))
+    with pytest.raises(
+        InputError, match="ap.nrrd: the frontal image looks inverted.*lateral.nrrd: the lateral image looks inverted"
+    ):
+        reconstruct_pair(
+            tmp_path / "ap.nrrd", tmp_path / "lateral.nrrd", options=ReconstructionOptions(method="regression")
+        )
 
 
 def test_swapped_views_without_view_information_are_caught(tmp_path):
     """PNG files say nothing of their view: a frontal view is known by the body's width (a lateral shows its depth)."""
     for view in ("ap", "lateral"):
         pixels = _sample_pixels(view)
-        sitk.WriteImage(sitk.GetImageFromArray(np.rint((pixels - pixels.min()) / np.ptp(pixels) * 255).astype(np.uint8)), str(tmp_path / f"{view}.png"))
+        sitk.WriteImage(
+            sitk.GetImageFromArray(np.rint((pixels - pixels.min()) / np.ptp(pixels) * 255).astype(np.uint8)),
+            str(tmp_path / f"{view}.png"),
+        )
     assert _problems(tmp_path / "ap.png", tmp_path / "lateral.png") == []
     problems = _problems(tmp_path / "lateral.png", tmp_path / "ap.png")
     assert len(problems) == 1 and re.fullmatch(
         r"lateral.png and ap.png: the views look swapped: the body spans \d+ % of the frontal image's width but \d+ % of the "
-        r"lateral one's, and a frontal view shows the torso's width, wider than its depth", problems[0])
+        r"lateral one's, and a frontal view shows the torso's width, wider than its depth",
+        problems[0],
+    )
     # files that say which view they are are judged by that (a header mismatch is its own error)
     assert _problems(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd") == []

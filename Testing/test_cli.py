@@ -13,7 +13,7 @@ import pytest
 import SimpleITK as sitk
 
 from DiffuX2CTLib.cli import build_parser, main
-from DiffuX2CTLib.data.io import write_image
+from DiffuX2CTLib.imaging.image_io import write_image
 
 COMMANDS = ["phantom", "synthesize", "reconstruct", "evaluate", "train", "demo"]
 SAMPLE = Path(__file__).resolve().parent.parent / "Resources" / "SampleData"
@@ -33,7 +33,9 @@ def test_parser_lists_every_command():
 
 def test_phantom_synthesize_evaluate_chain(tmp_path, capsys):
     ct = tmp_path / "ct.nrrd"
-    assert main(["phantom", "--seed", "3", "--region", "chest", "--out", str(ct), "--size", "40", "--spacing", "8"]) == 0
+    assert (
+        main(["phantom", "--seed", "3", "--region", "chest", "--out", str(ct), "--size", "40", "--spacing", "8"]) == 0
+    )
     image = sitk.ReadImage(str(ct))
     assert image.GetSize() == (40, 40, 40) and image.GetPixelID() == sitk.sitkInt16
     out = tmp_path / "pair"
@@ -56,10 +58,15 @@ def test_bad_input_is_one_clear_line_and_exit_code_2(tmp_path):
     sitk.WriteImage(sitk.GetImageFromArray(np.full((40, 40), 9, np.uint8)), str(flat))
     result = subprocess.run(
         [sys.executable, "-m", "DiffuX2CTLib.cli", "synthesize", "--ct", str(flat), "--out", str(tmp_path / "o")],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 2
-    assert result.stderr.strip() == "diffux2ct synthesize: error: flat.png: image is 2D with size (40, 40); expected a 3D CT volume"
+    assert (
+        result.stderr.strip()
+        == "diffux2ct synthesize: error: flat.png: image is 2D with size (40, 40); expected a 3D CT volume"
+    )
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "o").exists()
 
@@ -81,16 +88,18 @@ def test_demo_reconstructs_the_sample_with_the_bundled_model(tmp_path, capsys):
 def _mean_volume_scores(truth_path: Path) -> dict[str, float]:
     """The metrics of the mean-volume baseline (the average of 8 training chest phantoms on the bundled model's
     grid, placed where the demo's chest CT is): what a model that ignores the radiographs would score."""
-    from DiffuX2CTLib.anatomy import generate_phantom
-    from DiffuX2CTLib.data.geometry import VolumeGrid
-    from DiffuX2CTLib.data.io import grid_image, image_center_lps, read_ct
-    from DiffuX2CTLib.metrics import compare
-    from DiffuX2CTLib.model import ModelConfig
-    from DiffuX2CTLib.modelcard import read_model_card
+    from DiffuX2CTLib.anatomy.phantom import generate_phantom
+    from DiffuX2CTLib.evaluation.metrics import compare
+    from DiffuX2CTLib.imaging.geometry import VolumeGrid
+    from DiffuX2CTLib.imaging.image_io import grid_image, image_center_lps, read_ct
+    from DiffuX2CTLib.model.card import read_model_card
+    from DiffuX2CTLib.model.config import ModelConfig
 
     config, truth = ModelConfig.from_dict(read_model_card()["model"]), read_ct(truth_path)
     grid = config.grid(image_center_lps(truth))
-    mean = np.mean([generate_phantom(seed, VolumeGrid(grid.size, grid.spacing_mm), "chest").numpy() for seed in range(8)], axis=0)
+    mean = np.mean(
+        [generate_phantom(seed, VolumeGrid(grid.size, grid.spacing_mm), "chest").numpy() for seed in range(8)], axis=0
+    )
     return compare(grid_image(mean, grid), truth)
 
 
@@ -101,8 +110,23 @@ def test_paths_with_spaces_unicode_and_shell_characters_work(tmp_path, capsys):
     for view in ("ap", "lateral"):
         (odd / f"{view} (copy)'.nrrd").write_bytes((sample / f"{view}.nrrd").read_bytes())
     out = odd / "out ü;|.nrrd"
-    assert main(["reconstruct", "--quiet", "--method", "regression", "--ap", str(odd / "ap (copy)'.nrrd"),
-                 "--lateral", str(odd / "lateral (copy)'.nrrd"), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "reconstruct",
+                "--quiet",
+                "--method",
+                "regression",
+                "--ap",
+                str(odd / "ap (copy)'.nrrd"),
+                "--lateral",
+                str(odd / "lateral (copy)'.nrrd"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert out.is_file() and not (tmp_path / "x").exists() and not Path("x").exists()
     assert sorted(p.name for p in odd.iterdir() if p.name.startswith(".")) == []  # no temporary file left behind
 
@@ -113,13 +137,18 @@ def test_evaluate_refuses_a_prediction_that_covers_a_fragment_of_the_body(tmp_pa
     assert main(["evaluate", "--pred", str(crop), "--gt", str(gt)]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert re.fullmatch(r"diffux2ct evaluate: error: crop.nrrd covers \d+ % of the body in gt.nrrd; scores of so small an overlap "
-                        r"do not describe the reconstruction \(at least 50 % needed\)\n", captured.err)
+    assert re.fullmatch(
+        r"diffux2ct evaluate: error: crop.nrrd covers \d+ % of the body in gt.nrrd; scores of so small an overlap "
+        r"do not describe the reconstruction \(at least 50 % needed\)\n",
+        captured.err,
+    )
     most = write_image(sitk.RegionOfInterest(phantom_ct, (48, 48, 36), (0, 0, 6)), tmp_path / "most.nrrd")
     assert main(["evaluate", "--pred", str(most), "--gt", str(gt)]) == 0
     captured = capsys.readouterr()
     assert 0.5 < json.loads(captured.out)["gt_body_covered"] < 0.9
-    assert re.fullmatch(r"warning: most.nrrd covers \d+ % of the body in gt.nrrd; the metrics describe only that part\n", captured.err)
+    assert re.fullmatch(
+        r"warning: most.nrrd covers \d+ % of the body in gt.nrrd; the metrics describe only that part\n", captured.err
+    )
 
 
 @pytest.fixture()
@@ -135,8 +164,8 @@ def pair(tmp_path) -> tuple[Path, Path]:
 @pytest.fixture()
 def no_work(monkeypatch):
     """Every command's work fails the test if reached: a refusal must come before any of it."""
-    import DiffuX2CTLib.data.io as io
-    import DiffuX2CTLib.reconstruct as reconstruct
+    import DiffuX2CTLib.imaging.image_io as io
+    import DiffuX2CTLib.inference.reconstruct as reconstruct
 
     def reached(*args, **kwargs):
         raise AssertionError("the work started before the options were refused")
@@ -158,48 +187,91 @@ def test_an_output_over_an_input_or_another_output_is_refused(tmp_path, pair, ca
     ap, lateral = pair
     before = ap.read_bytes(), lateral.read_bytes()
     common = ["reconstruct", "--ap", str(ap), "--lateral", str(lateral)]
-    assert _refused([*common, "--out", str(ap)], capsys) == f"--out {ap}: is the input --ap; it would be overwritten (choose another output)"
+    assert (
+        _refused([*common, "--out", str(ap)], capsys)
+        == f"--out {ap}: is the input --ap; it would be overwritten (choose another output)"
+    )
     (tmp_path / "link.png").symlink_to(lateral)
-    assert _refused([*common, "--out", str(tmp_path / "ct.nrrd"), "--preview", str(tmp_path / "link.png")], capsys).startswith("--preview")
+    assert _refused(
+        [*common, "--out", str(tmp_path / "ct.nrrd"), "--preview", str(tmp_path / "link.png")], capsys
+    ).startswith("--preview")
     assert _refused([*common, "--out", str(tmp_path / "ct.nrrd"), "--preview", str(tmp_path / "ct.nrrd")], capsys) == (
-        f"--preview {tmp_path / 'ct.nrrd'}: unsupported output type '.nrrd' (use .png)")
+        f"--preview {tmp_path / 'ct.nrrd'}: unsupported output type '.nrrd' (use .png)"
+    )
     samples_over_input = [*common, "--out", str(tmp_path / "x.nrrd"), "--samples", "2"]
     (tmp_path / "x-uncertainty.nrrd").symlink_to(ap)
-    assert _refused(samples_over_input, capsys) == f"the uncertainty volume {tmp_path / 'x-uncertainty.nrrd'}: is the input --ap; it would be overwritten (choose another output)"
+    assert (
+        _refused(samples_over_input, capsys)
+        == f"the uncertainty volume {tmp_path / 'x-uncertainty.nrrd'}: is the input --ap; it would be overwritten (choose another output)"
+    )
     assert (ap.read_bytes(), lateral.read_bytes()) == before
     synthesized = ["synthesize", "--ct", str(tmp_path / "ap.nrrd"), "--out", str(tmp_path)]
-    assert _refused(synthesized, capsys) == f"--out ap.nrrd {tmp_path / 'ap.nrrd'}: is the input --ct; it would be overwritten (choose another output)"
+    assert (
+        _refused(synthesized, capsys)
+        == f"--out ap.nrrd {tmp_path / 'ap.nrrd'}: is the input --ct; it would be overwritten (choose another output)"
+    )
     (tmp_path / "sample").symlink_to(SAMPLE)
-    assert _refused(["demo", "--out", str(tmp_path / "sample")], capsys).endswith("is the input the sample's ct.nrrd; it would be overwritten (choose another output)")
+    assert _refused(["demo", "--out", str(tmp_path / "sample")], capsys).endswith(
+        "is the input the sample's ct.nrrd; it would be overwritten (choose another output)"
+    )
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--out", "{tmp}/ct.txt"], "--out {tmp}/ct.txt: unsupported output type '.txt' (use .nrrd, .nii.gz, .nii, .mha)"),
-        (["--out", "{tmp}/ct.nrrd", "--preview", "{tmp}/p.jpg"], "--preview {tmp}/p.jpg: unsupported output type '.jpg' (use .png)"),
-        (["--out", "{tmp}/file/ct.nrrd"], "--out {tmp}/file/ct.nrrd: cannot be written: {tmp}/file is a file, not a folder"),
-        (["--out", "{tmp}", ], "--out {tmp}: unsupported output type 'no extension' (use .nrrd, .nii.gz, .nii, .mha)"),
-        (["--out", "{tmp}/ct.nrrd", "--sampler", "ddpm", "--steps", "3"], "--steps applies to DDIM only: --sampler ddpm always runs all the model's diffusion steps (leave --steps out, or use --sampler ddim)"),
-        (["--out", "{tmp}/ct.nrrd", "--method", "regression", "--samples", "4"], "--samples: regression is one direct estimate; these options apply to --method diffusion only"),
-        (["--out", "{tmp}/ct.nrrd", "--method", "regression", "--steps", "4", "--sampler", "ddpm"], "--steps, --sampler ddpm: regression is one direct estimate; these options apply to --method diffusion only"),
-        (["--out", "{tmp}/ct.nrrd", "--method", "regression", "--precision", "bfloat16"], "--precision bfloat16: regression is one direct estimate; these options apply to --method diffusion only"),
+        (
+            ["--out", "{tmp}/ct.txt"],
+            "--out {tmp}/ct.txt: unsupported output type '.txt' (use .nrrd, .nii.gz, .nii, .mha)",
+        ),
+        (
+            ["--out", "{tmp}/ct.nrrd", "--preview", "{tmp}/p.jpg"],
+            "--preview {tmp}/p.jpg: unsupported output type '.jpg' (use .png)",
+        ),
+        (
+            ["--out", "{tmp}/file/ct.nrrd"],
+            "--out {tmp}/file/ct.nrrd: cannot be written: {tmp}/file is a file, not a folder",
+        ),
+        (
+            [
+                "--out",
+                "{tmp}",
+            ],
+            "--out {tmp}: unsupported output type 'no extension' (use .nrrd, .nii.gz, .nii, .mha)",
+        ),
+        (
+            ["--out", "{tmp}/ct.nrrd", "--sampler", "ddpm", "--steps", "3"],
+            "--steps applies to DDIM only: --sampler ddpm always runs all the model's diffusion steps (leave --steps out, or use --sampler ddim)",
+        ),
+        (
+            ["--out", "{tmp}/ct.nrrd", "--method", "regression", "--samples", "4"],
+            "--samples: regression is one direct estimate; these options apply to --method diffusion only",
+        ),
+        (
+            ["--out", "{tmp}/ct.nrrd", "--method", "regression", "--steps", "4", "--sampler", "ddpm"],
+            "--steps, --sampler ddpm: regression is one direct estimate; these options apply to --method diffusion only",
+        ),
+        (
+            ["--out", "{tmp}/ct.nrrd", "--method", "regression", "--precision", "bfloat16"],
+            "--precision bfloat16: regression is one direct estimate; these options apply to --method diffusion only",
+        ),
     ],
 )
 def test_reconstruct_options_and_outputs_are_refused_before_any_work(tmp_path, pair, capsys, no_work, argv, message):
     (tmp_path / "file").write_text("not a folder")
     ap, lateral = pair
     argv = [a.format(tmp=tmp_path) for a in argv]
-    assert _refused(["reconstruct", "--ap", str(ap), "--lateral", str(lateral), *argv], capsys) == message.format(tmp=tmp_path)
+    assert _refused(["reconstruct", "--ap", str(ap), "--lateral", str(lateral), *argv], capsys) == message.format(
+        tmp=tmp_path
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ap.nrrd", "file", "lateral.nrrd"]
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 def test_precision_reaches_the_reconstruction_options(tmp_path, pair, capsys, monkeypatch, precision):
     """``--precision`` of reconstruct, demo and evaluate --set is what the reconstruction (or evaluation) gets."""
-    import DiffuX2CTLib.evaluate as evaluate
-    import DiffuX2CTLib.reconstruct as reconstruct
-    from DiffuX2CTLib.errors import InputError
+    import DiffuX2CTLib.evaluation.evaluate as evaluate
+    import DiffuX2CTLib.inference.reconstruct as reconstruct
+    from DiffuX2CTLib.core.errors import InputError
 
     asked = []
 
@@ -210,7 +282,22 @@ def test_precision_reaches_the_reconstruction_options(tmp_path, pair, capsys, mo
     monkeypatch.setattr(reconstruct, "reconstruct_pair", capture)
     monkeypatch.setattr(evaluate, "evaluate_set", capture)
     ap, lateral = pair
-    assert main(["reconstruct", "--ap", str(ap), "--lateral", str(lateral), "--out", str(tmp_path / "ct.nrrd"), "--precision", precision]) == 2
+    assert (
+        main(
+            [
+                "reconstruct",
+                "--ap",
+                str(ap),
+                "--lateral",
+                str(lateral),
+                "--out",
+                str(tmp_path / "ct.nrrd"),
+                "--precision",
+                precision,
+            ]
+        )
+        == 2
+    )
     assert main(["demo", "--out", str(tmp_path / "demo"), "--precision", precision]) == 2
     assert main(["evaluate", "--set", "phantoms", "--out", str(tmp_path / "evaluation"), "--precision", precision]) == 2
     assert asked == [precision] * 3
@@ -220,22 +307,64 @@ def test_precision_reaches_the_reconstruction_options(tmp_path, pair, capsys, mo
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["phantom", "--seed", "1", "--out", "x.nrrd", "--size", "0"], "argument --size: 0 is out of range (use from 16 to 512)"),
-        (["phantom", "--seed", "1", "--out", "x.nrrd", "--size", "2000"], "argument --size: 2000 is out of range (use from 16 to 512)"),
-        (["phantom", "--seed", "1", "--out", "x.nrrd", "--spacing", "0"], "argument --spacing: 0 is out of range (use a number above 0 and at most 20)"),
-        (["phantom", "--seed", "-5", "--out", "x.nrrd"], "argument --seed: -5 is out of range (use from 0 to 9223372036854775807)"),
+        (
+            ["phantom", "--seed", "1", "--out", "x.nrrd", "--size", "0"],
+            "argument --size: 0 is out of range (use from 16 to 512)",
+        ),
+        (
+            ["phantom", "--seed", "1", "--out", "x.nrrd", "--size", "2000"],
+            "argument --size: 2000 is out of range (use from 16 to 512)",
+        ),
+        (
+            ["phantom", "--seed", "1", "--out", "x.nrrd", "--spacing", "0"],
+            "argument --spacing: 0 is out of range (use a number above 0 and at most 20)",
+        ),
+        (
+            ["phantom", "--seed", "-5", "--out", "x.nrrd"],
+            "argument --seed: -5 is out of range (use from 0 to 9223372036854775807)",
+        ),
         (["phantom", "--seed", "1e23", "--out", "x.nrrd"], "argument --seed: '1e23' is not a whole number"),
-        (["reconstruct", "--ap", "a", "--lateral", "b", "--out", "c.nrrd", "--seed", str(10**23)], "argument --seed: 100000000000000000000000 is out of range (use from 0 to 9223372036854775807)"),
-        (["reconstruct", "--ap", "a", "--lateral", "b", "--out", "c.nrrd", "--steps", "0"], "argument --steps: 0 is out of range (use at least 1)"),
-        (["synthesize", "--ct", "a.nrrd", "--out", "o", "--pixels", "0"], "argument --pixels: 0 is out of range (use from 16 to 4096)"),
-        (["synthesize", "--ct", "a.nrrd", "--out", "o", "--sdd", "nan"], "argument --sdd: nan is out of range (use a number above 0)"),
-        (["evaluate", "--set", "phantoms", "--samples", "0"], "argument --samples: 0 is out of range (use from 1 to 64)"),
+        (
+            ["reconstruct", "--ap", "a", "--lateral", "b", "--out", "c.nrrd", "--seed", str(10**23)],
+            "argument --seed: 100000000000000000000000 is out of range (use from 0 to 9223372036854775807)",
+        ),
+        (
+            ["reconstruct", "--ap", "a", "--lateral", "b", "--out", "c.nrrd", "--steps", "0"],
+            "argument --steps: 0 is out of range (use at least 1)",
+        ),
+        (
+            ["synthesize", "--ct", "a.nrrd", "--out", "o", "--pixels", "0"],
+            "argument --pixels: 0 is out of range (use from 16 to 4096)",
+        ),
+        (
+            ["synthesize", "--ct", "a.nrrd", "--out", "o", "--sdd", "nan"],
+            "argument --sdd: nan is out of range (use a number above 0)",
+        ),
+        (
+            ["evaluate", "--set", "phantoms", "--samples", "0"],
+            "argument --samples: 0 is out of range (use from 1 to 64)",
+        ),
         (["train", "--out", "o", "--batch", "0"], "argument --batch: 0 is out of range (use at least 1)"),
-        (["train", "--out", "o", "--checkpoint-every", "0"], "argument --checkpoint-every: 0 is out of range (use at least 1)"),
-        (["train", "--out", "o", "--lr", "-1"], "argument --lr: -1 is out of range (use a number above 0 and at most 1)"),
-        (["train", "--out", "o", "--seed", "-5"], "argument --seed: -5 is out of range (use from 0 to 9223372036854775807)"),
-        (["train", "--out", "o", "--data", "phantom:abc"], "argument --data: 'phantom:abc': the seed 'abc' is not a whole number; use 'phantoms', 'phantom:SEED' (one phantom, SEED a whole number from 0) or a folder of CT volumes"),
-        (["train", "--out", "o", "--data", "no/such/folder"], "argument --data: 'no/such/folder' is neither a folder nor a phantom source; use 'phantoms', 'phantom:SEED' (one phantom, SEED a whole number from 0) or a folder of CT volumes"),
+        (
+            ["train", "--out", "o", "--checkpoint-every", "0"],
+            "argument --checkpoint-every: 0 is out of range (use at least 1)",
+        ),
+        (
+            ["train", "--out", "o", "--lr", "-1"],
+            "argument --lr: -1 is out of range (use a number above 0 and at most 1)",
+        ),
+        (
+            ["train", "--out", "o", "--seed", "-5"],
+            "argument --seed: -5 is out of range (use from 0 to 9223372036854775807)",
+        ),
+        (
+            ["train", "--out", "o", "--data", "phantom:abc"],
+            "argument --data: 'phantom:abc': the seed 'abc' is not a whole number; use 'phantoms', 'phantom:SEED' (one phantom, SEED a whole number from 0) or a folder of CT volumes",
+        ),
+        (
+            ["train", "--out", "o", "--data", "no/such/folder"],
+            "argument --data: 'no/such/folder' is neither a folder nor a phantom source; use 'phantoms', 'phantom:SEED' (one phantom, SEED a whole number from 0) or a folder of CT volumes",
+        ),
         (["train", "--out", "o", "--grid", "4"], "argument --grid: 4 is out of range (use from 8 to 512)"),
     ],
 )
@@ -250,25 +379,51 @@ def test_synthesize_and_output_folders_are_checked_before_any_work(tmp_path, cap
     (tmp_path / "file").write_text("not a folder")
     base = ["synthesize", "--ct", str(tmp_path / "ct.nrrd")]
     assert _refused([*base, "--out", str(tmp_path / "o"), "--sdd", "500", "--sid", "1000"], capsys) == (
-        "--sdd 500 must exceed --sid 1000: the detector lies beyond the patient, seen from the source")
-    assert _refused([*base, "--out", str(tmp_path / "file")], capsys) == f"--out {tmp_path / 'file'}: cannot be used as a folder: {tmp_path / 'file'} is a file"
-    assert _refused(["train", "--out", str(tmp_path / "file" / "run")], capsys).startswith(f"--out {tmp_path / 'file' / 'run'}: cannot be used as a folder")
+        "--sdd 500 must exceed --sid 1000: the detector lies beyond the patient, seen from the source"
+    )
+    assert (
+        _refused([*base, "--out", str(tmp_path / "file")], capsys)
+        == f"--out {tmp_path / 'file'}: cannot be used as a folder: {tmp_path / 'file'} is a file"
+    )
+    assert _refused(["train", "--out", str(tmp_path / "file" / "run")], capsys).startswith(
+        f"--out {tmp_path / 'file' / 'run'}: cannot be used as a folder"
+    )
     assert _refused(["evaluate", "--set", "phantoms", "--out", str(tmp_path / "file")], capsys).startswith("--out")
     (tmp_path / "cts").mkdir()
-    assert _refused(["evaluate", "--set", str(tmp_path / "cts"), "--out", str(tmp_path / "cts" / "results")], capsys) == (
-        f"--out {tmp_path / 'cts' / 'results'}: is inside the test set {tmp_path / 'cts'}; what the run writes would be read as CTs next time (choose another folder)")
-    assert _refused(["evaluate", "--set", "phantoms", "--mean-from", str(tmp_path / "cts"), "--out", str(tmp_path / "cts")], capsys).startswith(
-        f"--out {tmp_path / 'cts'}: is inside the mean-volume CTs {tmp_path / 'cts'}")
-    assert _refused(["train", "--data", str(tmp_path / "cts"), "--out", str(tmp_path / "cts" / "run")], capsys).startswith(
-        f"--out {tmp_path / 'cts' / 'run'}: is inside the training data {tmp_path / 'cts'}")
+    assert _refused(
+        ["evaluate", "--set", str(tmp_path / "cts"), "--out", str(tmp_path / "cts" / "results")], capsys
+    ) == (
+        f"--out {tmp_path / 'cts' / 'results'}: is inside the test set {tmp_path / 'cts'}; what the run writes would be read as CTs next time (choose another folder)"
+    )
+    assert _refused(
+        ["evaluate", "--set", "phantoms", "--mean-from", str(tmp_path / "cts"), "--out", str(tmp_path / "cts")], capsys
+    ).startswith(f"--out {tmp_path / 'cts'}: is inside the mean-volume CTs {tmp_path / 'cts'}")
+    assert _refused(
+        ["train", "--data", str(tmp_path / "cts"), "--out", str(tmp_path / "cts" / "run")], capsys
+    ).startswith(f"--out {tmp_path / 'cts' / 'run'}: is inside the training data {tmp_path / 'cts'}")
     assert _refused(["phantom", "--seed", "1", "--out", str(tmp_path / "x.txt")], capsys) == (
-        f"--out {tmp_path / 'x.txt'}: unsupported output type '.txt' (use .nrrd, .nii.gz, .nii, .mha)")  # no temporary file named
+        f"--out {tmp_path / 'x.txt'}: unsupported output type '.txt' (use .nrrd, .nii.gz, .nii, .mha)"
+    )  # no temporary file named
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cts", "file"]
 
 
 def test_more_steps_than_the_model_has_are_refused_before_sampling(tmp_path, pair, capsys):
     ap, lateral = pair
-    message = _refused(["reconstruct", "--quiet", "--ap", str(ap), "--lateral", str(lateral), "--out", str(tmp_path / "ct.nrrd"), "--steps", "1001"], capsys)
+    message = _refused(
+        [
+            "reconstruct",
+            "--quiet",
+            "--ap",
+            str(ap),
+            "--lateral",
+            str(lateral),
+            "--out",
+            str(tmp_path / "ct.nrrd"),
+            "--steps",
+            "1001",
+        ],
+        capsys,
+    )
     assert message == "1001 sampling steps requested, but the model has only 1000 diffusion steps (use at most 1000)"
     assert not (tmp_path / "ct.nrrd").exists()
 
@@ -277,11 +432,27 @@ def test_an_error_is_one_line_without_an_empty_progress_bar_before_it(tmp_path):
     flat = tmp_path / "flat.png"
     sitk.WriteImage(sitk.GetImageFromArray(np.full((40, 40), 9, np.uint8)), str(flat))
     result = subprocess.run(
-        [sys.executable, "-m", "DiffuX2CTLib.cli", "reconstruct", "--ap", str(flat), "--lateral", str(flat), "--out", str(tmp_path / "ct.nrrd")],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "DiffuX2CTLib.cli",
+            "reconstruct",
+            "--ap",
+            str(flat),
+            "--lateral",
+            str(flat),
+            "--out",
+            str(tmp_path / "ct.nrrd"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 2
-    assert result.stderr == "diffux2ct reconstruct: error: flat.png: image is constant (every pixel is 9); nothing to reconstruct from\n"
+    assert (
+        result.stderr
+        == "diffux2ct reconstruct: error: flat.png: image is constant (every pixel is 9); nothing to reconstruct from\n"
+    )
 
 
 def test_a_filesystem_failure_while_writing_is_one_line_naming_the_output(tmp_path, pair, capsys, monkeypatch):
@@ -295,6 +466,24 @@ def test_a_filesystem_failure_while_writing_is_one_line_naming_the_output(tmp_pa
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(sitk, "WriteImage", full)
-    message = _refused(["reconstruct", "--quiet", "--method", "regression", "--ap", str(ap), "--lateral", str(lateral), "--out", str(out)], capsys)
+    message = _refused(
+        [
+            "reconstruct",
+            "--quiet",
+            "--method",
+            "regression",
+            "--ap",
+            str(ap),
+            "--lateral",
+            str(lateral),
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
     assert message == f"{out}: cannot be written (No space left on device)"
-    assert out.read_bytes() == b"previous result" and sorted(p.name for p in tmp_path.iterdir()) == ["ap.nrrd", "ct.nrrd", "lateral.nrrd"]
+    assert out.read_bytes() == b"previous result" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "ap.nrrd",
+        "ct.nrrd",
+        "lateral.nrrd",
+    ]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from conftest import write_dicom_radiograph
 
-from DiffuX2CTLib.data.io import read_radiograph
-from DiffuX2CTLib.errors import InputError
+from DiffuX2CTLib.core.errors import InputError
+from DiffuX2CTLib.imaging.image_io import read_radiograph
 
 # An asymmetric image: bright top-left corner, so every flip and transpose is visible.
 PIXELS = np.full((40, 60), 100, dtype=np.uint16)
@@ -22,7 +22,13 @@ def _read(tmp_path, view="ap", **tags):
 
 
 def test_model_orientation_is_kept(tmp_path):
-    radiograph = _read(tmp_path, PatientOrientation=["L", "F"], ViewPosition="AP", DistanceSourceToDetector="1200", DistanceSourceToPatient="1000")
+    radiograph = _read(
+        tmp_path,
+        PatientOrientation=["L", "F"],
+        ViewPosition="AP",
+        DistanceSourceToDetector="1200",
+        DistanceSourceToPatient="1000",
+    )
     assert np.array_equal(radiograph.pixels, PIXELS) and radiograph.pixel_spacing_mm == (0.2, 0.3)
     assert radiograph.notes == []
 
@@ -54,7 +60,11 @@ def test_missing_orientation_and_pa_are_noted(tmp_path):
     ("view", "tags", "message"),
     [
         ("ap", {"ViewPosition": "LL"}, "ViewPosition says LL, a lateral view, but it was given as the frontal view"),
-        ("lateral", {"ViewPosition": "AP"}, "ViewPosition says AP, a frontal view, but it was given as the lateral view"),
+        (
+            "lateral",
+            {"ViewPosition": "AP"},
+            "ViewPosition says AP, a frontal view, but it was given as the lateral view",
+        ),
         ("lateral", {"PatientOrientation": ["L", "F"]}, "PatientOrientation L\\\\F does not fit a lateral view"),
         ("ap", {"PatientOrientation": ["Q", "F"]}, "unreadable DICOM PatientOrientation"),
     ],

@@ -8,18 +8,17 @@ import pytest
 import torch
 from test_model import TINY
 
-from DiffuX2CTLib.data.drr import DRRProjector
-from DiffuX2CTLib.data.geometry import View
-from DiffuX2CTLib.diffusion import (
+from DiffuX2CTLib.diffusion.losses import diffusion_loss, projection_loss
+from DiffuX2CTLib.diffusion.sampler import sample
+from DiffuX2CTLib.diffusion.schedule import (
     denoiser_target,
-    diffusion_loss,
     predicted_clean_volume,
-    projection_loss,
-    render_model_radiographs,
-    sample,
+    sampling_scheduler,
     training_scheduler,
 )
-from DiffuX2CTLib.model import DiffuX2CTNet
+from DiffuX2CTLib.imaging.drr import DRRProjector, render_model_radiographs
+from DiffuX2CTLib.imaging.geometry import View
+from DiffuX2CTLib.model.network import DiffuX2CTNet
 
 
 def _projector():
@@ -68,7 +67,9 @@ def test_a_zero_denoiser_returns_the_estimate_whatever_the_residual_scale():
         net = DiffuX2CTNet(dataclasses.replace(TINY, prediction_type="sample", residual_scale=scale)).eval()
         with torch.no_grad():
             estimate = net.condition(radiographs)[1].clamp(-1, 1)
-            volume = sample(net, radiographs, steps=3, generator=torch.Generator().manual_seed(0))
+            volume = sample(
+                net, radiographs, sampling_scheduler(net.config, "ddim", 3), generator=torch.Generator().manual_seed(0)
+            )
         assert torch.allclose(volume, estimate, atol=1e-5)
 
 
@@ -84,7 +85,9 @@ def test_diffusion_loss_has_both_terms_with_lambda_one_over_t():
     net = DiffuX2CTNet(TINY)
     clean = torch.rand(1, 1, 16, 16, 16) * 2 - 1
     radiographs = torch.rand(1, 2, 16, 16)
-    losses = diffusion_loss(net, clean, radiographs, training_scheduler(TINY), _projector(), torch.Generator().manual_seed(1))
+    losses = diffusion_loss(
+        net, clean, radiographs, training_scheduler(TINY), _projector(), torch.Generator().manual_seed(1)
+    )
     assert torch.allclose(losses["total"], losses["simple"] + losses["proj"] / TINY.timesteps)
     losses["total"].backward()
 
@@ -96,9 +99,15 @@ def test_sampler_is_deterministic_for_a_seed_and_differs_across_seeds():
         net.denoiser.head[-1].weight.normal_(0, 0.05)
     radiographs = torch.rand(1, 2, 16, 16)
     calls = []
-    a = sample(net, radiographs, steps=4, generator=torch.Generator().manual_seed(3), progress=lambda i, n: calls.append((i, n)))
-    b = sample(net, radiographs, steps=4, generator=torch.Generator().manual_seed(3))
-    c = sample(net, radiographs, steps=4, generator=torch.Generator().manual_seed(4))
+    a = sample(
+        net,
+        radiographs,
+        sampling_scheduler(net.config, "ddim", 4),
+        generator=torch.Generator().manual_seed(3),
+        progress=lambda i, n: calls.append((i, n)),
+    )
+    b = sample(net, radiographs, sampling_scheduler(net.config, "ddim", 4), generator=torch.Generator().manual_seed(3))
+    c = sample(net, radiographs, sampling_scheduler(net.config, "ddim", 4), generator=torch.Generator().manual_seed(4))
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert a.shape == (1, 1, 16, 16, 16) and a.abs().max() <= 1.0
@@ -107,5 +116,11 @@ def test_sampler_is_deterministic_for_a_seed_and_differs_across_seeds():
 def test_ddpm_sampler_runs_all_timesteps():
     net = DiffuX2CTNet(TINY.__class__(**{**TINY.to_dict(), "timesteps": 12, "default_steps": 4})).eval()
     calls = []
-    out = sample(net, torch.rand(1, 2, 16, 16), sampler="ddpm", generator=torch.Generator().manual_seed(0), progress=lambda i, n: calls.append(n))
+    out = sample(
+        net,
+        torch.rand(1, 2, 16, 16),
+        sampling_scheduler(net.config, "ddpm"),
+        generator=torch.Generator().manual_seed(0),
+        progress=lambda i, n: calls.append(n),
+    )
     assert len(calls) == 12 and out.shape == (1, 1, 16, 16, 16)

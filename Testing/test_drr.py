@@ -8,19 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from DiffuX2CTLib.data.drr import (
-    MU_WATER_PER_MM,
-    DRRProjector,
-    hu_to_attenuation,
-    normalize_radiograph,
-    project,
-)
-from DiffuX2CTLib.data.geometry import (
-    ProjectionGeometry,
-    View,
-    VolumeGrid,
-    default_pair,
-)
+from DiffuX2CTLib.imaging.drr import MU_WATER_PER_MM, DRRProjector, hu_to_attenuation, normalize_radiograph, project
+from DiffuX2CTLib.imaging.geometry import ProjectionGeometry, View, VolumeGrid, default_pair
 
 MU = 0.02
 
@@ -31,12 +20,17 @@ def _partial_volume(grid: VolumeGrid, inside, supersample: int = 4) -> torch.Ten
     offsets = (np.arange(n * supersample) + 0.5) / supersample - 0.5
     axis = grid.origin_lps[0] + offsets * grid.spacing_mm
     z, y, x = np.meshgrid(axis, axis, axis, indexing="ij")
-    fraction = inside(x, y, z).astype(np.float32).reshape(n, supersample, n, supersample, n, supersample).mean(axis=(1, 3, 5))
+    fraction = (
+        inside(x, y, z).astype(np.float32).reshape(n, supersample, n, supersample, n, supersample).mean(axis=(1, 3, 5))
+    )
     return torch.from_numpy(fraction)[None, None] * MU
 
 
 def _fine_pair(pixels: int = 33, spacing: float = 1.2):
-    return [dataclasses.replace(g, detector_pixels=(pixels, pixels), pixel_spacing_mm=(spacing, spacing)) for g in default_pair()]
+    return [
+        dataclasses.replace(g, detector_pixels=(pixels, pixels), pixel_spacing_mm=(spacing, spacing))
+        for g in default_pair()
+    ]
 
 
 def test_uniform_sphere_gives_chord_lengths_within_one_percent():
@@ -74,7 +68,16 @@ def test_parallel_beam_limit_equals_the_sum_along_the_axis():
     grid = VolumeGrid(24, 4.0)
     generator = torch.Generator().manual_seed(0)
     volume = torch.rand(1, 1, 24, 24, 24, generator=generator, dtype=torch.float64) * MU
-    far = [dataclasses.replace(g, source_to_isocenter_mm=1e7, source_to_detector_mm=1e7 + 200.0, detector_pixels=(24, 24), pixel_spacing_mm=(4.0, 4.0)) for g in default_pair()]
+    far = [
+        dataclasses.replace(
+            g,
+            source_to_isocenter_mm=1e7,
+            source_to_detector_mm=1e7 + 200.0,
+            detector_pixels=(24, 24),
+            pixel_spacing_mm=(4.0, 4.0),
+        )
+        for g in default_pair()
+    ]
     ap, lateral = DRRProjector(far, samples_per_ray=24 * 8)(volume, grid)[0]
     # AP: rays along +y (array dim H); rows run along -z, columns along +x
     expected_ap = volume[0, 0].sum(dim=1).flip(0) * grid.spacing_mm
@@ -90,7 +93,9 @@ def test_gradcheck_on_a_tiny_volume():
     pixels = torch.as_tensor(np.stack([g.pixel_positions_lps() for g in geometries]))[None]
     world_to_index = torch.as_tensor(grid.world_to_index())
     volume = (torch.rand(1, 1, 4, 4, 4, dtype=torch.float64) * MU).requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda v: project(v, world_to_index, sources, pixels, 6), (volume,), eps=1e-6, atol=1e-6)
+    assert torch.autograd.gradcheck(
+        lambda v: project(v, world_to_index, sources, pixels, 6), (volume,), eps=1e-6, atol=1e-6
+    )
 
 
 def test_batched_views_match_single_view_renders():
@@ -126,4 +131,6 @@ def test_cuda_matches_cpu():
 
 def test_projector_refuses_mixed_detector_shapes():
     with pytest.raises(ValueError, match="share one detector shape"):
-        DRRProjector([ProjectionGeometry(View.AP).with_detector(32), ProjectionGeometry(View.LATERAL).with_detector(16)])
+        DRRProjector(
+            [ProjectionGeometry(View.AP).with_detector(32), ProjectionGeometry(View.LATERAL).with_detector(16)]
+        )

@@ -11,17 +11,18 @@ import pytest
 import SimpleITK as sitk
 from test_model import TINY
 
-from DiffuX2CTLib.anatomy import generate_phantom
+from DiffuX2CTLib.anatomy.phantom import generate_phantom
 from DiffuX2CTLib.cli import main
-from DiffuX2CTLib.data.geometry import VolumeGrid
-from DiffuX2CTLib.data.io import InputError, grid_image, write_image
-from DiffuX2CTLib.evaluate import (
+from DiffuX2CTLib.core.errors import InputError
+from DiffuX2CTLib.evaluation.evaluate import (
     EvaluationSettings,
     diffusion_methods,
     evaluate_set,
     report_markdown,
     summarise,
 )
+from DiffuX2CTLib.imaging.geometry import VolumeGrid
+from DiffuX2CTLib.imaging.image_io import grid_image, write_image
 
 
 @pytest.fixture(scope="module")
@@ -40,18 +41,34 @@ def test_a_folder_of_cts_is_reconstructed_and_scored_by_every_method(tmp_path, t
     ct = sitk.ReadImage(str(ct_folder / "case3.nrrd"))
     write_image(ct, mean_folder / "a.nrrd")
     write_image(ct + 100.0, mean_folder / "b.nrrd")
-    settings = EvaluationSettings(test_set=str(ct_folder), out=str(tmp_path / "out"), model=str(tiny_model), cases=1, ddim_steps=3, mean_from=str(mean_folder))
+    settings = EvaluationSettings(
+        test_set=str(ct_folder),
+        out=str(tmp_path / "out"),
+        model=str(tiny_model),
+        cases=1,
+        ddim_steps=3,
+        mean_from=str(mean_folder),
+    )
     lines = []
     report = evaluate_set(settings, log=lines.append)
     assert report["cases"] == ["case3"] and len(lines) == 1 + 2
     assert lines[0] == "mean-volume baseline: average of 2 training volumes (" + str(mean_folder) + ")"
-    assert list(report["summary"]) == ["mean volume", "regression", "diffusion DDIM-3, guidance 2"]  # the default weight, named
+    assert list(report["summary"]) == [
+        "mean volume",
+        "regression",
+        "diffusion DDIM-3, guidance 2",
+    ]  # the default weight, named
     assert 40.0 < report["summary"]["mean volume"]["mae_hu"][0] <= 50.5
     case = tmp_path / "out" / "cases" / "case3"
     per_case = json.loads((case / "metrics.json").read_text(encoding="utf-8"))
     assert all(np.isfinite(per_case["methods"][m]["ssim"]) for m in report["summary"])
     assert (case / "montage.png").read_bytes()[:4] == b"\x89PNG"
-    assert {p.name for p in case.glob("*.nrrd")} == {"ap.nrrd", "lateral.nrrd", "regression.nrrd", "diffusion-DDIM-3-guidance-2.nrrd"}
+    assert {p.name for p in case.glob("*.nrrd")} == {
+        "ap.nrrd",
+        "lateral.nrrd",
+        "regression.nrrd",
+        "diffusion-DDIM-3-guidance-2.nrrd",
+    }
     saved = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
     assert saved["summary"] == report["summary"] and "lpips" in saved["not_computed"]
     assert saved["sampling_precision"] == "float32"  # auto, resolved (float32 in the tests)
@@ -59,7 +76,16 @@ def test_a_folder_of_cts_is_reconstructed_and_scored_by_every_method(tmp_path, t
 
 
 def test_held_out_phantoms_with_ddpm_in_bfloat16(tmp_path, tiny_model):
-    settings = EvaluationSettings(test_set="phantoms", out=str(tmp_path), model=str(tiny_model), cases=1, ddim_steps=2, ddpm=True, guidance=0.0, precision="bfloat16")
+    settings = EvaluationSettings(
+        test_set="phantoms",
+        out=str(tmp_path),
+        model=str(tiny_model),
+        cases=1,
+        ddim_steps=2,
+        ddpm=True,
+        guidance=0.0,
+        precision="bfloat16",
+    )
     report = evaluate_set(settings)
     assert report["cases"] == ["phantom-900100-chest"] and report["sampling_precision"] == "bfloat16"
     assert "sampling in bfloat16" in (tmp_path / "summary.md").read_text(encoding="utf-8")
@@ -69,8 +95,15 @@ def test_held_out_phantoms_with_ddpm_in_bfloat16(tmp_path, tiny_model):
 
 
 def test_held_out_phantoms_span_every_region_and_each_gets_its_table(tmp_path, tiny_model):
-    report = evaluate_set(EvaluationSettings(test_set="phantoms", out=str(tmp_path), model=str(tiny_model), cases=4, ddim_steps=1))
-    assert report["cases"] == ["phantom-900100-chest", "phantom-900101-abdomen", "phantom-900102-lumbar", "phantom-900103-pelvis"]
+    report = evaluate_set(
+        EvaluationSettings(test_set="phantoms", out=str(tmp_path), model=str(tiny_model), cases=4, ddim_steps=1)
+    )
+    assert report["cases"] == [
+        "phantom-900100-chest",
+        "phantom-900101-abdomen",
+        "phantom-900102-lumbar",
+        "phantom-900103-pelvis",
+    ]
     assert set(report["regions"]) == {"chest", "abdomen", "lumbar", "pelvis"}
     assert all(r["cases"] == 1 and "regression" in r["summary"] for r in report["regions"].values())
     markdown = (tmp_path / "summary.md").read_text(encoding="utf-8")
@@ -83,16 +116,29 @@ def test_an_unreadable_ct_is_skipped_by_name_and_the_rest_is_reported(tmp_path, 
     (folder / "a-broken.nrrd").write_bytes(b"NRRD0004\nnot an image\n")
     (folder / "b.nrrd").write_bytes((ct_folder / "case3.nrrd").read_bytes())
     lines = []
-    report = evaluate_set(EvaluationSettings(test_set=str(folder), out=str(tmp_path / "out"), model=str(tiny_model), ddim_steps=1, mean_from=str(ct_folder)), log=lines.append)
+    report = evaluate_set(
+        EvaluationSettings(
+            test_set=str(folder),
+            out=str(tmp_path / "out"),
+            model=str(tiny_model),
+            ddim_steps=1,
+            mean_from=str(ct_folder),
+        ),
+        log=lines.append,
+    )
     assert report["cases"] == ["b"] and len(report["skipped"]) == 1 and "a-broken.nrrd" in report["skipped"][0]
     assert any(line.startswith("warning: skipped a-broken.nrrd") for line in lines)
     assert "Skipped (unreadable): a-broken.nrrd" in (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
 
 
 def test_the_mean_of_several_samples_is_an_extra_method():
-    methods = diffusion_methods(EvaluationSettings(test_set="phantoms", out="x", samples=3, ddpm=True, guidance=0.0), TINY)
+    methods = diffusion_methods(
+        EvaluationSettings(test_set="phantoms", out="x", samples=3, ddpm=True, guidance=0.0), TINY
+    )
     assert list(methods) == ["diffusion DDIM-20", "diffusion DDPM-1000", "diffusion DDIM-20, mean of 3"]
-    guided = diffusion_methods(EvaluationSettings(test_set="phantoms", out="x", samples=3, guidance=1.5, precision="bfloat16"), TINY)
+    guided = diffusion_methods(
+        EvaluationSettings(test_set="phantoms", out="x", samples=3, guidance=1.5, precision="bfloat16"), TINY
+    )
     assert all(options.precision == "bfloat16" for options in guided.values())
     assert list(guided) == ["diffusion DDIM-20, guidance 1.5", "diffusion DDIM-20, mean of 3, guidance 1.5"]
     assert all(options.guidance == 1.5 for options in guided.values())
@@ -102,14 +148,28 @@ def test_the_mean_of_several_samples_is_an_extra_method():
 
 def test_comparisons_count_lower_mae_as_better():
     def record(psnr, mae):
-        return {"methods": {m: {"psnr_db": psnr[i], "ssim": 0.5, "mae_hu": mae[i], "bone_dice": 0.1, "seconds": 1.0} for i, m in enumerate(("mean volume", "regression", "diffusion DDIM-5"))}}
+        return {
+            "methods": {
+                m: {"psnr_db": psnr[i], "ssim": 0.5, "mae_hu": mae[i], "bone_dice": 0.1, "seconds": 1.0}
+                for i, m in enumerate(("mean volume", "regression", "diffusion DDIM-5"))
+            }
+        }
 
     result = summarise([record((10, 20, 22), (100, 50, 40)), record((10, 20, 18), (100, 50, 60))])
     versus = result["comparisons"]["diffusion DDIM-5 vs regression"]
     assert versus["psnr_db"]["difference"] == [0.0, 2.0] and versus["psnr_db"]["better_cases"] == 1
     assert versus["mae_hu"]["better_cases"] == 1 and versus["ssim"]["better_cases"] == 0
     assert result["comparisons"]["diffusion DDIM-5 vs mean volume"]["mae_hu"]["better_cases"] == 2
-    text = report_markdown({"test_set": "t", "cases": ["a", "b"], "model": "m", "weights_sha256": "0" * 64, "sampling_precision": "float32", **result})
+    text = report_markdown(
+        {
+            "test_set": "t",
+            "cases": ["a", "b"],
+            "model": "m",
+            "weights_sha256": "0" * 64,
+            "sampling_precision": "float32",
+            **result,
+        }
+    )
     assert "better in 1/2" in text and "LPIPS" in text
 
 

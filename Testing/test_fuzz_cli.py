@@ -26,18 +26,47 @@ class _Reached(Exception):
 VALUES = st.one_of(
     st.integers(-(2**70), 2**70).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.sampled_from(["", "0", "1", "-1", "1e23", "nan", "inf", "-inf", "abc", "3.5", "phantom:7", "phantom:x", "phantoms", "  4 "]),
+    st.sampled_from(
+        ["", "0", "1", "-1", "1e23", "nan", "inf", "-inf", "abc", "3.5", "phantom:7", "phantom:x", "phantoms", "  4 "]
+    ),
     st.text(max_size=12),
 )
 OPTIONS = {
-    "reconstruct": ["--steps", "--seed", "--samples", "--sampler", "--method", "--device", "--out", "--preview", "--guidance"],
+    "reconstruct": [
+        "--steps",
+        "--seed",
+        "--samples",
+        "--sampler",
+        "--method",
+        "--device",
+        "--out",
+        "--preview",
+        "--guidance",
+    ],
     "phantom": ["--seed", "--size", "--spacing", "--region", "--implant", "--out"],
     "synthesize": ["--sdd", "--sid", "--pixels", "--pixel-spacing", "--out"],
     "evaluate": ["--cases", "--steps", "--samples", "--seed", "--device", "--out", "--guidance"],
-    "train": ["--steps", "--batch", "--lr", "--grid", "--checkpoint-every", "--seed", "--residual-scale", "--data", "--time-limit"],
+    "train": [
+        "--steps",
+        "--batch",
+        "--lr",
+        "--grid",
+        "--checkpoint-every",
+        "--seed",
+        "--residual-scale",
+        "--data",
+        "--time-limit",
+    ],
 }
 REQUIRED = {
-    "reconstruct": ["--ap", str(SAMPLE / "ap.nrrd"), "--lateral", str(SAMPLE / "lateral.nrrd"), "--out", "{tmp}/ct.nrrd"],
+    "reconstruct": [
+        "--ap",
+        str(SAMPLE / "ap.nrrd"),
+        "--lateral",
+        str(SAMPLE / "lateral.nrrd"),
+        "--out",
+        "{tmp}/ct.nrrd",
+    ],
     "phantom": ["--seed", "1", "--out", "{tmp}/ct.nrrd"],
     "synthesize": ["--ct", str(SAMPLE / "ct.nrrd"), "--out", "{tmp}/pair"],
     "evaluate": ["--set", "phantoms", "--out", "{tmp}/evaluation"],
@@ -52,12 +81,16 @@ def _stop(*args, **kwargs):
 def _run(argv: list[str]) -> tuple[str, int | None, str]:
     """('reached' | 'refused' | 'usage', exit code, stderr) of one command line, with every command's work stubbed."""
     stderr = io.StringIO()
-    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
-        patch.setattr("DiffuX2CTLib.reconstruct.reconstruct_pair", _stop)
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        contextlib.redirect_stderr(stderr),
+        contextlib.redirect_stdout(io.StringIO()),
+    ):
+        patch.setattr("DiffuX2CTLib.inference.reconstruct.reconstruct_pair", _stop)
         patch.setattr("DiffuX2CTLib.cli.VolumeGrid", _stop)
-        patch.setattr("DiffuX2CTLib.data.io.read_ct", _stop)
-        patch.setattr("DiffuX2CTLib.evaluate.evaluate_set", _stop)
-        patch.setattr("DiffuX2CTLib.train.train", _stop)
+        patch.setattr("DiffuX2CTLib.imaging.image_io.read_ct", _stop)
+        patch.setattr("DiffuX2CTLib.evaluation.evaluate.evaluate_set", _stop)
+        patch.setattr("DiffuX2CTLib.training.trainer.train", _stop)
         try:
             code = main(argv)
         except _Reached:
@@ -102,8 +135,14 @@ def test_any_option_values_are_refused_in_one_line_or_valid(tmp_path_factory, co
     assert not list(tmp.iterdir())  # nothing written before the work
 
 
-CONFIG_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(allow_nan=True), st.text(max_size=8),
-                          st.lists(st.one_of(st.integers(-4, 300), st.booleans()), max_size=5))
+CONFIG_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**40), 2**40),
+    st.floats(allow_nan=True),
+    st.text(max_size=8),
+    st.lists(st.one_of(st.integers(-4, 300), st.booleans()), max_size=5),
+)
 
 
 @FUZZ
@@ -117,4 +156,7 @@ def test_any_damaged_model_config_is_refused_naming_a_key_or_is_consistent(chang
         return
     assert config.hu_low < config.hu_high and 1 <= config.default_steps <= config.timesteps
     assert config.source_to_detector_mm > config.source_to_isocenter_mm > 0 and config.residual_scale > 0
-    assert len(config.unet_channels) == len(config.attention_levels) and config.grid_size % 2 ** (len(config.unet_channels) - 1) == 0
+    assert (
+        len(config.unet_channels) == len(config.attention_levels)
+        and config.grid_size % 2 ** (len(config.unet_channels) - 1) == 0
+    )

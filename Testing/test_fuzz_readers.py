@@ -11,8 +11,8 @@ from conftest import write_dicom_radiograph
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from DiffuX2CTLib.data.io import read_ct, read_radiograph
-from DiffuX2CTLib.errors import InputError
+from DiffuX2CTLib.core.errors import InputError
+from DiffuX2CTLib.imaging.image_io import read_ct, read_radiograph
 
 SAMPLE = Path(__file__).resolve().parent.parent / "Resources" / "SampleData"
 SUFFIXES = (".dcm", ".png", ".jpg", ".tif", ".nrrd", ".mha", ".nii.gz")

@@ -6,13 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from DiffuX2CTLib.data.drr import DRRProjector
-from DiffuX2CTLib.data.geometry import (
-    ProjectionGeometry,
-    View,
-    VolumeGrid,
-    default_pair,
-)
+from DiffuX2CTLib.imaging.drr import DRRProjector
+from DiffuX2CTLib.imaging.geometry import ProjectionGeometry, View, VolumeGrid, default_pair
 
 
 def test_ap_source_is_anterior_and_lateral_source_is_at_patient_right():

@@ -8,17 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from DiffuX2CTLib.app.protocol import JobSpec
 from DiffuX2CTLib.cli import main
-from DiffuX2CTLib.diffusion import (
-    output_for_clean,
-    predicted_clean_volume,
-    render_model_radiographs,
-    training_scheduler,
-)
-from DiffuX2CTLib.errors import InputError
-from DiffuX2CTLib.guidance import ProjectionGuidance
-from DiffuX2CTLib.job import JobSpec, ReconstructionOptions
-from DiffuX2CTLib.reconstruct import cached_model, draw_samples, reconstruct_pair
+from DiffuX2CTLib.core.errors import InputError
+from DiffuX2CTLib.diffusion.guidance import ProjectionGuidance
+from DiffuX2CTLib.diffusion.schedule import output_for_clean, predicted_clean_volume, training_scheduler
+from DiffuX2CTLib.imaging.drr import render_model_radiographs
+from DiffuX2CTLib.inference.options import ReconstructionOptions
+from DiffuX2CTLib.inference.reconstruct import cached_model, draw_samples, reconstruct_pair
 
 SAMPLE = Path(__file__).resolve().parents[1] / "Resources" / "SampleData"
 
@@ -46,10 +43,18 @@ def _pair(net) -> torch.Tensor:
 def test_guided_samples_agree_better_with_the_radiographs():
     """The bundled model on the sample pair, a few DDIM steps: guidance raises the re-projection agreement of both
     views (a trained denoiser keeps the corrections it is given from step to step)."""
-    plain = reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", None, ReconstructionOptions(steps=5, device="cpu", guidance=0.0))
-    guided = reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", None, ReconstructionOptions(steps=5, device="cpu", guidance=4.0))
+    plain = reconstruct_pair(
+        SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", None, ReconstructionOptions(steps=5, device="cpu", guidance=0.0)
+    )
+    guided = reconstruct_pair(
+        SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", None, ReconstructionOptions(steps=5, device="cpu", guidance=4.0)
+    )
     for view in ("ap", "lateral"):  # the disagreement (1 - NCC) falls by at least a quarter
-        assert 1.0 - guided.agreement[view] < 0.75 * (1.0 - plain.agreement[view]), (view, plain.agreement, guided.agreement)
+        assert 1.0 - guided.agreement[view] < 0.75 * (1.0 - plain.agreement[view]), (
+            view,
+            plain.agreement,
+            guided.agreement,
+        )
 
 
 def test_guided_samples_are_the_same_for_a_seed_whatever_the_batch(tiny_model):
@@ -64,7 +69,9 @@ def test_guided_samples_are_the_same_for_a_seed_whatever_the_batch(tiny_model):
     plain = draw_samples(net, radiographs, condition, ReconstructionOptions(**{**options, "guidance": 0.0}))
     for a, b, c, d in zip(batched, one_by_one, again, plain):
         assert torch.equal(a, c)  # same seed, same result
-        assert torch.allclose(a, b, atol=1e-4)  # and the same whatever the batch (float rounding of batched convolutions)
+        assert torch.allclose(
+            a, b, atol=1e-4
+        )  # and the same whatever the batch (float rounding of batched convolutions)
         assert not torch.allclose(a, d, atol=1e-3)  # guidance did something
 
 
@@ -80,9 +87,19 @@ def test_guidance_refines_the_regression_estimate_towards_the_radiographs(tiny_m
 
 
 def test_the_weight_is_recorded_with_the_result(tiny_model):
-    result = reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", tiny_model, ReconstructionOptions(method="regression", guidance=2.5))
+    result = reconstruct_pair(
+        SAMPLE / "ap.nrrd",
+        SAMPLE / "lateral.nrrd",
+        tiny_model,
+        ReconstructionOptions(method="regression", guidance=2.5),
+    )
     assert result.provenance["guidance"] == "2.5" and result.ct.GetMetaData("DiffuX2CT_guidance") == "2.5"
-    assert reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", tiny_model, ReconstructionOptions(method="regression")).provenance["guidance"] == "0"
+    assert (
+        reconstruct_pair(
+            SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", tiny_model, ReconstructionOptions(method="regression")
+        ).provenance["guidance"]
+        == "0"
+    )
 
 
 def test_the_default_weight_is_the_methods():
@@ -103,5 +120,17 @@ def test_the_job_file_and_the_command_line_take_the_weight(tmp_path, capsys):
     with pytest.raises(InputError, match="guidance"):
         JobSpec.from_dict({**job, "options": {"guidance": "strong"}})
     with pytest.raises(SystemExit):
-        main(["reconstruct", "--ap", str(SAMPLE / "ap.nrrd"), "--lateral", str(SAMPLE / "lateral.nrrd"), "--out", str(tmp_path / "ct.nrrd"), "--guidance", "-2"])
+        main(
+            [
+                "reconstruct",
+                "--ap",
+                str(SAMPLE / "ap.nrrd"),
+                "--lateral",
+                str(SAMPLE / "lateral.nrrd"),
+                "--out",
+                str(tmp_path / "ct.nrrd"),
+                "--guidance",
+                "-2",
+            ]
+        )
     assert "--guidance" in capsys.readouterr().err and not (tmp_path / "ct.nrrd").exists()

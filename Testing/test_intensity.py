@@ -8,23 +8,20 @@ import pytest
 import SimpleITK as sitk
 from conftest import write_dicom_radiograph
 
-from DiffuX2CTLib.anatomy import generate_phantom
-from DiffuX2CTLib.data.geometry import VolumeGrid, default_pair
-from DiffuX2CTLib.data.intensity import (
+from DiffuX2CTLib.anatomy.phantom import generate_phantom
+from DiffuX2CTLib.core.errors import InputError
+from DiffuX2CTLib.imaging.geometry import VolumeGrid, default_pair
+from DiffuX2CTLib.imaging.image_io import grid_image, read_radiograph, write_image
+from DiffuX2CTLib.imaging.intensity import (
     add_collimation_and_marker,
     clean_radiograph,
     collimation_bands,
     linear_to_line_integral,
     remove_markers,
 )
-from DiffuX2CTLib.data.io import (
-    InputError,
-    grid_image,
-    read_radiograph,
-    write_image,
-)
-from DiffuX2CTLib.data.synthesize import pair_for_ct, render_pair
-from DiffuX2CTLib.reconstruct import ReconstructionOptions, reconstruct_pair
+from DiffuX2CTLib.imaging.synthesize import pair_for_ct, render_pair
+from DiffuX2CTLib.inference.options import ReconstructionOptions
+from DiffuX2CTLib.inference.reconstruct import reconstruct_pair
 
 SAMPLE = __import__("pathlib").Path(__file__).resolve().parent.parent / "Resources" / "SampleData"
 
@@ -33,7 +30,10 @@ SAMPLE = __import__("pathlib").Path(__file__).resolve().parent.parent / "Resourc
 def drr_pair() -> np.ndarray:
     grid = VolumeGrid(48, 320.0 / 48)
     ct = grid_image(generate_phantom(11, grid, "chest").numpy(), grid)
-    geometries = tuple(g.__class__(**{**g.__dict__, "detector_pixels": (96, 96), "pixel_spacing_mm": (4.0, 4.0)}) for g in default_pair())
+    geometries = tuple(
+        g.__class__(**{**g.__dict__, "detector_pixels": (96, 96), "pixel_spacing_mm": (4.0, 4.0)})
+        for g in default_pair()
+    )
     return render_pair(ct, pair_for_ct(ct, geometries))
 
 
@@ -55,7 +55,9 @@ def test_bright_collimation_is_masked_as_air_and_dark_air_borders_are_kept(drr_p
     assert collimation_bands(view) == (10, 0, 0, 7)
     cleaned, notes = clean_radiograph(view)
     assert "top 10" in notes[0] and "right 7" in notes[0]
-    assert cleaned[:10].max() <= np.percentile(drr_pair[0], 5) and np.array_equal(cleaned[10:, :-7], drr_pair[0][10:, :-7])
+    assert cleaned[:10].max() <= np.percentile(drr_pair[0], 5) and np.array_equal(
+        cleaned[10:, :-7], drr_pair[0][10:, :-7]
+    )
     air = drr_pair[0].copy()
     air[:10] = 0.0  # flat but dark: air, as in a DRR
     assert collimation_bands(air)[0] == 0
@@ -95,7 +97,14 @@ def test_linear_detector_dicom_becomes_line_integrals(tmp_path, drr_pair, photom
     # so its values fall with the intensity: sign -1.
     stored = intensity if photometric == "MONOCHROME2" else 65535.0 - intensity
     sign = 1 if photometric == "MONOCHROME2" else -1
-    write_dicom_radiograph(tmp_path / "lin.dcm", stored, photometric, PixelIntensityRelationship="LIN", PixelIntensityRelationshipSign=sign, ViewPosition="AP")
+    write_dicom_radiograph(
+        tmp_path / "lin.dcm",
+        stored,
+        photometric,
+        PixelIntensityRelationship="LIN",
+        PixelIntensityRelationshipSign=sign,
+        ViewPosition="AP",
+    )
     radiograph = read_radiograph(tmp_path / "lin.dcm", "ap")
     assert _correlation(radiograph.pixels, line) > 0.99
     assert any("PixelIntensityRelationship LIN" in note for note in radiograph.notes)
@@ -112,7 +121,13 @@ def test_linear_to_line_integral_inverts_beer_lambert():
 def test_field_of_view_rotation_and_flip_are_undone_without_patient_orientation(tmp_path):
     detector = np.arange(40 * 60, dtype=np.float64).reshape(40, 60) + 100.0
     shown = np.rot90(detector, -1)[:, ::-1]  # 90 degrees clockwise, then a horizontal flip
-    write_dicom_radiograph(tmp_path / "fov.dcm", shown, FieldOfViewRotation="90", FieldOfViewHorizontalFlip="YES", ImagerPixelSpacing=[0.2, 0.3])
+    write_dicom_radiograph(
+        tmp_path / "fov.dcm",
+        shown,
+        FieldOfViewRotation="90",
+        FieldOfViewHorizontalFlip="YES",
+        ImagerPixelSpacing=[0.2, 0.3],
+    )
     radiograph = read_radiograph(tmp_path / "fov.dcm", "ap")
     assert np.array_equal(radiograph.pixels, detector)
     assert radiograph.pixel_spacing_mm == pytest.approx((0.3, 0.2))
@@ -148,23 +163,42 @@ def test_a_collimated_pair_with_a_marker_reconstructs_closer_to_the_clean_one_fo
     clean = sitk.GetArrayFromImage(reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", options=options).ct)
     dirty = reconstruct_pair(tmp_path / "ap.nrrd", SAMPLE / "lateral.nrrd", options=options)
     assert "collimation borders masked" in dirty.provenance["notes"] and "burned-in marker" in dirty.provenance["notes"]
-    monkeypatch.setattr("DiffuX2CTLib.reconstruct.cleaned", lambda radiograph: radiograph)
-    uncleaned = sitk.GetArrayFromImage(reconstruct_pair(tmp_path / "ap.nrrd", SAMPLE / "lateral.nrrd", options=options).ct)
-    error_with, error_without = (float(np.mean(np.abs(clean - sitk.GetArrayFromImage(dirty.ct)))), float(np.mean(np.abs(clean - uncleaned))))
+    monkeypatch.setattr("DiffuX2CTLib.inference.reconstruct.cleaned", lambda radiograph: radiograph)
+    uncleaned = sitk.GetArrayFromImage(
+        reconstruct_pair(tmp_path / "ap.nrrd", SAMPLE / "lateral.nrrd", options=options).ct
+    )
+    error_with, error_without = (
+        float(np.mean(np.abs(clean - sitk.GetArrayFromImage(dirty.ct)))),
+        float(np.mean(np.abs(clean - uncleaned))),
+    )
     assert error_with < 0.7 * error_without, (error_with, error_without)
 
 
 def test_dicom_source_distances_set_the_magnification(tmp_path):
     """The sample AP as DICOM: with twice the distances and twice the pixel size it is the same image at the
     isocentre, so the model must see the same input; without the distance tags the model's are assumed."""
-    from DiffuX2CTLib.model import ModelConfig
-    from DiffuX2CTLib.preprocess import fit_to_detector
+    from DiffuX2CTLib.inference.preprocess import fit_to_detector
+    from DiffuX2CTLib.model.config import ModelConfig
 
     pixels = sitk.GetArrayFromImage(sitk.ReadImage(str(SAMPLE / "ap.nrrd")))[0]
     stored = np.rint(pixels / pixels.max() * 60000)
     common = {"ViewPosition": "AP", "PatientOrientation": "L\\F"}
-    write_dicom_radiograph(tmp_path / "near.dcm", stored, ImagerPixelSpacing=[1.6, 1.6], DistanceSourceToDetector="1200", DistanceSourceToPatient="1000", **common)
-    write_dicom_radiograph(tmp_path / "far.dcm", stored, ImagerPixelSpacing=[3.2, 3.2], DistanceSourceToDetector="2400", DistanceSourceToPatient="1000", **common)
+    write_dicom_radiograph(
+        tmp_path / "near.dcm",
+        stored,
+        ImagerPixelSpacing=[1.6, 1.6],
+        DistanceSourceToDetector="1200",
+        DistanceSourceToPatient="1000",
+        **common,
+    )
+    write_dicom_radiograph(
+        tmp_path / "far.dcm",
+        stored,
+        ImagerPixelSpacing=[3.2, 3.2],
+        DistanceSourceToDetector="2400",
+        DistanceSourceToPatient="1000",
+        **common,
+    )
     write_dicom_radiograph(tmp_path / "untagged.dcm", stored, ImagerPixelSpacing=[3.2, 3.2], **common)
     target = ModelConfig().detector()
     near, far, untagged = (read_radiograph(tmp_path / f"{name}.dcm", "ap") for name in ("near", "far", "untagged"))
@@ -173,6 +207,8 @@ def test_dicom_source_distances_set_the_magnification(tmp_path):
     seen = {name: fit_to_detector(r, target) for name, r in (("near", near), ("far", far), ("untagged", untagged))}
     assert np.abs(seen["near"] - seen["far"]).mean() < 0.01
     assert np.abs(seen["near"] - seen["untagged"]).mean() > 0.05
-    write_dicom_radiograph(tmp_path / "bad.dcm", stored, DistanceSourceToDetector="900", DistanceSourceToPatient="1000", **common)
+    write_dicom_radiograph(
+        tmp_path / "bad.dcm", stored, DistanceSourceToDetector="900", DistanceSourceToPatient="1000", **common
+    )
     with pytest.raises(InputError, match="invalid DICOM source distances"):
         read_radiograph(tmp_path / "bad.dcm", "ap")

@@ -9,10 +9,10 @@ import pytest
 import SimpleITK as sitk
 from conftest import write_dicom_radiograph
 
-from DiffuX2CTLib.data.geometry import ProjectionGeometry, View, VolumeGrid
-from DiffuX2CTLib.data.hounsfield import HUWindow
-from DiffuX2CTLib.data.io import (
-    InputError,
+from DiffuX2CTLib.core.errors import InputError
+from DiffuX2CTLib.imaging.geometry import ProjectionGeometry, View, VolumeGrid
+from DiffuX2CTLib.imaging.hounsfield import HUWindow
+from DiffuX2CTLib.imaging.image_io import (
     detector_image,
     grid_image,
     read_ct,
@@ -78,7 +78,7 @@ def test_bad_cts_get_named_errors(tmp_path):
 
 
 def test_absurdly_large_ct_is_refused_before_loading_pixels(tmp_path, monkeypatch):
-    import DiffuX2CTLib.data.io as io
+    import DiffuX2CTLib.imaging.image_io as io
 
     monkeypatch.setattr(io, "MAX_CT_VOXELS", 1000)
     path = write_image(sitk.GetImageFromArray(np.random.rand(12, 12, 12).astype(np.float32)), tmp_path / "big.mha")
@@ -88,7 +88,15 @@ def test_absurdly_large_ct_is_refused_before_loading_pixels(tmp_path, monkeypatc
 
 def test_dicom_radiograph_monochrome1_is_bone_bright_and_rescaled(tmp_path):
     raw = np.tile(np.linspace(100, 3000, 64), (48, 1)).astype(np.uint16)
-    write_dicom_radiograph(tmp_path / "m2.dcm", raw, "MONOCHROME2", slope=2.0, intercept=-10.0, ImagerPixelSpacing=[0.2, 0.3], ViewPosition="AP")
+    write_dicom_radiograph(
+        tmp_path / "m2.dcm",
+        raw,
+        "MONOCHROME2",
+        slope=2.0,
+        intercept=-10.0,
+        ImagerPixelSpacing=[0.2, 0.3],
+        ViewPosition="AP",
+    )
     write_dicom_radiograph(tmp_path / "m1.dcm", raw, "MONOCHROME1", ImagerPixelSpacing=[0.2, 0.3])
     m2 = read_radiograph(tmp_path / "m2.dcm", View.AP)
     assert m2.pixels.shape == (48, 64)
@@ -99,7 +107,9 @@ def test_dicom_radiograph_monochrome1_is_bone_bright_and_rescaled(tmp_path):
     assert np.corrcoef(m1.pixels.ravel(), raw.ravel().astype(float))[0, 1] == pytest.approx(-1.0, abs=1e-6)
 
 
-@pytest.mark.parametrize("suffix,dtype", [(".png", np.uint8), (".png", np.uint16), (".jpg", np.uint8), (".tif", np.uint16)])
+@pytest.mark.parametrize(
+    "suffix,dtype", [(".png", np.uint8), (".png", np.uint16), (".jpg", np.uint8), (".tif", np.uint16)]
+)
 def test_plain_image_radiographs(tmp_path, suffix, dtype):
     pixels = (np.tile(np.linspace(0, 1, 40), (30, 1)) * np.iinfo(dtype).max * 0.9).astype(dtype)
     path = tmp_path / f"xray{suffix}"
@@ -127,13 +137,17 @@ def test_single_slice_nrrd_keeps_its_geometry(tmp_path):
     radiograph = read_radiograph(path, View.LATERAL)
     assert radiograph.geometry == geometry
     assert np.allclose(radiograph.pixels, pixels)
-    with pytest.raises(InputError, match=r"lateral.nrrd: header says this is the lateral view but it was given as the ap view"):
+    with pytest.raises(
+        InputError, match=r"lateral.nrrd: header says this is the lateral view but it was given as the ap view"
+    ):
         read_radiograph(path, View.AP)
 
 
 def test_bad_radiographs_get_named_errors(tmp_path, phantom_ct):
     volume = write_image(phantom_ct, tmp_path / "ct.nrrd")
-    with pytest.raises(InputError, match=r"ct.nrrd: image is a 3D volume with 48 slices; expected a single 2D radiograph"):
+    with pytest.raises(
+        InputError, match=r"ct.nrrd: image is a 3D volume with 48 slices; expected a single 2D radiograph"
+    ):
         read_radiograph(volume, View.AP)
     sitk.WriteImage(sitk.GetImageFromArray(np.full((64, 64), 7, np.uint8)), str(tmp_path / "blank.png"))
     with pytest.raises(InputError, match=r"blank.png: image is constant"):
@@ -155,7 +169,7 @@ def test_bad_radiographs_get_named_errors(tmp_path, phantom_ct):
 
 
 def test_absurdly_large_radiograph_is_refused(tmp_path, monkeypatch):
-    import DiffuX2CTLib.data.io as io
+    import DiffuX2CTLib.imaging.image_io as io
 
     monkeypatch.setattr(io, "MAX_RADIOGRAPH_PIXELS_PER_SIDE", 100)
     sitk.WriteImage(sitk.GetImageFromArray(np.random.rand(40, 120).astype(np.float32)), str(tmp_path / "wide.nrrd"))
@@ -215,7 +229,12 @@ def test_a_truncated_jpeg_is_unreadable_not_filled_with_grey(tmp_path, capfd, ke
     cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * kept)])
     with pytest.raises(InputError) as error:
         read_radiograph(cut, View.AP)
-    assert str(error.value) == "cut.jpg: is incomplete or damaged; the decoder reported 'Premature end of JPEG file' and filled in what was missing"
+    assert (
+        str(error.value)
+        == "cut.jpg: is incomplete or damaged; the decoder reported 'Premature end of JPEG file' and filled in what was missing"
+    )
     assert read_radiograph(whole, View.AP).pixels.shape == (120, 160)
     captured = capfd.readouterr()
-    assert captured.out == "" and captured.err == ""  # the decoder's own line neither pollutes stdout nor repeats the error
+    assert (
+        captured.out == "" and captured.err == ""
+    )  # the decoder's own line neither pollutes stdout nor repeats the error

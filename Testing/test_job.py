@@ -12,23 +12,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from DiffuX2CTLib.app import worker
-from DiffuX2CTLib.data.io import Radiograph, apply_acquisition
-from DiffuX2CTLib.errors import InputError
-from DiffuX2CTLib.job import (
-    ACQUISITION_SCHEMA,
-    JOB_SCHEMA,
-    OPTIONS_SCHEMA,
-    Acquisition,
-    JobSpec,
-    ReconstructionOptions,
-    event_line,
-    parse_event,
-)
+from DiffuX2CTLib.app.protocol import ACQUISITION_SCHEMA, JOB_SCHEMA, OPTIONS_SCHEMA, JobSpec, event_line, parse_event
+from DiffuX2CTLib.core.errors import InputError
+from DiffuX2CTLib.imaging.acquisition import Acquisition
+from DiffuX2CTLib.imaging.image_io import Radiograph, apply_acquisition
+from DiffuX2CTLib.inference.options import ReconstructionOptions
 
 
 def test_job_spec_round_trips_through_its_file(tmp_path):
     spec = JobSpec(
-        ap="a b/ap.nrrd", lateral="läteral;$(x).nrrd", output_dir=str(tmp_path), model="m",
+        ap="a b/ap.nrrd",
+        lateral="läteral;$(x).nrrd",
+        output_dir=str(tmp_path),
+        model="m",
         options=ReconstructionOptions(steps=7, seed=3, samples=2, device="cpu", precision="bfloat16"),
         acquisition={"ap": Acquisition(1100.0, 950.0, (0.2, 0.2), bone_dark=True)},
     )
@@ -42,7 +38,10 @@ def test_job_spec_round_trips_through_its_file(tmp_path):
         (lambda: Acquisition(1000.0, None), "both"),
         (lambda: Acquisition(pixel_spacing_mm=(0.0, 0.1)), "two positive sizes"),
         (lambda: ReconstructionOptions(device="tpu"), "unknown device"),
-        (lambda: ReconstructionOptions(precision="float16"), "unknown precision 'float16' \\(use auto, float32 or bfloat16\\)"),
+        (
+            lambda: ReconstructionOptions(precision="float16"),
+            "unknown precision 'float16' \\(use auto, float32 or bfloat16\\)",
+        ),
         (lambda: JobSpec.from_dict({"ap": "a"}), "job file: lateral is missing"),
         (lambda: JobSpec("a", "b", "c", acquisition={"pa": Acquisition()}), "unknown view"),
     ],
@@ -82,26 +81,62 @@ def test_acquisition_sets_geometry_and_inverts_bone_dark_pixels(tmp_path):
     assert applied.pixels[0, 0] == pixels.max() and applied.pixels[-1, -1] == pixels.min()
     assert any("inverted" in note for note in applied.notes)
     unchanged = apply_acquisition(radiograph, "ap", Acquisition())
-    assert unchanged.geometry is None and unchanged.pixel_spacing_mm == (0.5, 0.5) and np.array_equal(unchanged.pixels, pixels)
+    assert (
+        unchanged.geometry is None
+        and unchanged.pixel_spacing_mm == (0.5, 0.5)
+        and np.array_equal(unchanged.pixels, pixels)
+    )
 
 
-VALID = {"ap": "ap.nrrd", "lateral": "lateral.nrrd", "output_dir": "out", "model": None,
-         "options": {"steps": 5, "seed": 1, "device": "cpu", "samples": 1, "method": "diffusion", "sampler": "ddim", "check_inputs": True},
-         "acquisition": {"ap": {"source_to_detector_mm": 1200.0, "source_to_isocenter_mm": 1000.0, "pixel_spacing_mm": [0.2, 0.2], "bone_dark": False}}}
+VALID = {
+    "ap": "ap.nrrd",
+    "lateral": "lateral.nrrd",
+    "output_dir": "out",
+    "model": None,
+    "options": {
+        "steps": 5,
+        "seed": 1,
+        "device": "cpu",
+        "samples": 1,
+        "method": "diffusion",
+        "sampler": "ddim",
+        "check_inputs": True,
+    },
+    "acquisition": {
+        "ap": {
+            "source_to_detector_mm": 1200.0,
+            "source_to_isocenter_mm": 1000.0,
+            "pixel_spacing_mm": [0.2, 0.2],
+            "bone_dark": False,
+        }
+    },
+}
 
 
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
         (("options", "check_inputs"), "false", "options.check_inputs must be true or false, got the string 'false'"),
-        (("acquisition", "ap", "bone_dark"), "false", "acquisition.ap.bone_dark must be true or false, got the string 'false'"),
+        (
+            ("acquisition", "ap", "bone_dark"),
+            "false",
+            "acquisition.ap.bone_dark must be true or false, got the string 'false'",
+        ),
         (("acquisition", "ap", "bone_dark"), 1, "acquisition.ap.bone_dark must be true or false, got the number 1"),
         (("options", "steps"), "20", "options.steps must be a whole number, got the string '20'"),
         (("options", "steps"), True, "options.steps must be a whole number, got true"),
         (("options", "seed"), 1e23, "options.seed must be a whole number, got the number 1e+23"),
         (("options", "seed"), 2**64, "seed must be between 0 and 9223372036854775807"),
-        (("acquisition", "ap", "pixel_spacing_mm"), [0.2], "acquisition.ap.pixel_spacing_mm must be two numbers, got a list"),
-        (("acquisition", "ap", "source_to_detector_mm"), "1200", "acquisition.ap.source_to_detector_mm must be a number, got the string '1200'"),
+        (
+            ("acquisition", "ap", "pixel_spacing_mm"),
+            [0.2],
+            "acquisition.ap.pixel_spacing_mm must be two numbers, got a list",
+        ),
+        (
+            ("acquisition", "ap", "source_to_detector_mm"),
+            "1200",
+            "acquisition.ap.source_to_detector_mm must be a number, got the string '1200'",
+        ),
         (("ap",), ["a.png"], "job file: ap must be text, got a list"),
         (("options", "colour"), "red", "job file: unknown field(s) options.colour"),
         (("options",), "fast", "job file: options must be an object, got the string 'fast'"),
@@ -131,7 +166,12 @@ JSON_VALUES = st.recursive(
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
     max_leaves=6,
 )
-SCHEMAS = {(): JOB_SCHEMA, ("options",): OPTIONS_SCHEMA, ("acquisition", "ap"): ACQUISITION_SCHEMA, ("acquisition", "lateral"): ACQUISITION_SCHEMA}
+SCHEMAS = {
+    (): JOB_SCHEMA,
+    ("options",): OPTIONS_SCHEMA,
+    ("acquisition", "ap"): ACQUISITION_SCHEMA,
+    ("acquisition", "lateral"): ACQUISITION_SCHEMA,
+}
 
 
 @st.composite
@@ -157,9 +197,13 @@ def test_fuzzed_job_files_end_in_a_valid_job_or_a_named_input_error(data):
     except InputError as error:
         assert str(error)
         return
-    assert isinstance(spec.ap, str) and isinstance(spec.options.check_inputs, bool) and isinstance(spec.options.seed, int)
+    assert (
+        isinstance(spec.ap, str) and isinstance(spec.options.check_inputs, bool) and isinstance(spec.options.seed, int)
+    )
     assert all(isinstance(a.bone_dark, bool) for a in spec.acquisition.values())
-    assert spec.options.steps is None or (isinstance(spec.options.steps, int) and not isinstance(spec.options.steps, bool))
+    assert spec.options.steps is None or (
+        isinstance(spec.options.steps, int) and not isinstance(spec.options.steps, bool)
+    )
     assert JobSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec  # what the scene sends, the worker reads
 
 

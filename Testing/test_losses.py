@@ -6,17 +6,20 @@ from __future__ import annotations
 import torch
 from test_model import TINY
 
-from DiffuX2CTLib.data.drr import DRRProjector
-from DiffuX2CTLib.data.geometry import View
-from DiffuX2CTLib.diffusion import diffusion_loss, regression_loss, training_scheduler
-from DiffuX2CTLib.model import DiffuX2CTNet
+from DiffuX2CTLib.diffusion.losses import diffusion_loss, regression_loss
+from DiffuX2CTLib.diffusion.schedule import training_scheduler
+from DiffuX2CTLib.imaging.drr import DRRProjector
+from DiffuX2CTLib.imaging.geometry import View
+from DiffuX2CTLib.model.network import DiffuX2CTNet
 
 
 def _setup():
     torch.manual_seed(0)
     net = DiffuX2CTNet(TINY)
     with torch.no_grad():
-        net.denoiser.head[-1].weight.normal_(0, 0.05)  # a trained head is not zero; the fresh one would block every gradient
+        net.denoiser.head[-1].weight.normal_(
+            0, 0.05
+        )  # a trained head is not zero; the fresh one would block every gradient
     clean = torch.rand(2, 1, 16, 16, 16) * 2 - 1
     radiographs = torch.rand(2, 2, 16, 16)
     projector = DRRProjector([TINY.detector(v) for v in (View.AP, View.LATERAL)])
@@ -29,7 +32,9 @@ def _gradient_norm(parameters) -> float:
 
 def test_the_projection_loss_reaches_the_denoiser_and_a_trained_conditioner():
     net, clean, radiographs, projector = _setup()
-    losses = diffusion_loss(net, clean, radiographs, training_scheduler(TINY), projector, torch.Generator().manual_seed(1))
+    losses = diffusion_loss(
+        net, clean, radiographs, training_scheduler(TINY), projector, torch.Generator().manual_seed(1)
+    )
     losses["proj"].backward()  # L_proj alone
     assert _gradient_norm(net.denoiser.parameters()) > 0
     assert _gradient_norm(net.conditioner.parameters()) > 0
@@ -39,7 +44,9 @@ def test_with_a_frozen_conditioner_the_projection_loss_still_trains_the_denoiser
     net, clean, radiographs, projector = _setup()
     with torch.no_grad():
         condition = net.condition(radiographs)
-    losses = diffusion_loss(net, clean, radiographs, training_scheduler(TINY), projector, torch.Generator().manual_seed(1), condition)
+    losses = diffusion_loss(
+        net, clean, radiographs, training_scheduler(TINY), projector, torch.Generator().manual_seed(1), condition
+    )
     losses["proj"].backward()
     assert _gradient_norm(net.denoiser.parameters()) > 0
     assert _gradient_norm(net.conditioner.parameters()) == 0

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from DiffuX2CTLib.data.geometry import VolumeGrid
-from DiffuX2CTLib.data.io import InputError, grid_image, resample_to_grid
-from DiffuX2CTLib.metrics import compare
+from DiffuX2CTLib.core.errors import InputError
+from DiffuX2CTLib.evaluation.metrics import compare
+from DiffuX2CTLib.imaging.geometry import VolumeGrid
+from DiffuX2CTLib.imaging.image_io import grid_image, resample_to_grid
 
 
 def test_identical_volumes_score_perfectly(phantom_ct):
@@ -61,5 +62,8 @@ def test_the_covered_fraction_of_the_body_is_reported(phantom_ct):
 
 
 def test_an_overlap_too_thin_for_ssim_is_a_clear_error(phantom_ct):
-    with pytest.raises(InputError, match=r"overlap in only 48 x 48 x 1 voxels of the ground truth; scoring needs at least 7 along every axis"):
+    with pytest.raises(
+        InputError,
+        match=r"overlap in only 48 x 48 x 1 voxels of the ground truth; scoring needs at least 7 along every axis",
+    ):
         compare(_crop(phantom_ct, (48, 48, 1)), phantom_ct)

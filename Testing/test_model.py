@@ -5,11 +5,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from DiffuX2CTLib.model import DiffuX2CTNet, ModelConfig
 from DiffuX2CTLib.model.conditioning import TriplaneGenerator, fourier_encoding
+from DiffuX2CTLib.model.config import ModelConfig
 from DiffuX2CTLib.model.denoiser import ShiftedWindowAttention
+from DiffuX2CTLib.model.network import DiffuX2CTNet
 
-TINY = ModelConfig(grid_size=16, unet_channels=(8, 16), attention_levels=(False, True), plane_channels=8, condition_channels=8, decoder_hidden=16, attention_heads=2)
+TINY = ModelConfig(
+    grid_size=16,
+    unet_channels=(8, 16),
+    attention_levels=(False, True),
+    plane_channels=8,
+    condition_channels=8,
+    decoder_hidden=16,
+    attention_heads=2,
+)
 
 
 def test_shapes_and_dtypes_through_every_block():
@@ -33,7 +42,10 @@ def test_a_gradient_reaches_every_parameter():
             if parameter.dim() > 1 and not parameter.any():
                 parameter.normal_(0, 0.1)
     features, estimate = net.condition(torch.rand(1, 2, 16, 16))
-    loss = net.denoise(torch.randn(1, 1, 16, 16, 16), torch.tensor([10]), (features, estimate)).square().mean() + estimate.mean()
+    loss = (
+        net.denoise(torch.randn(1, 1, 16, 16, 16), torch.tensor([10]), (features, estimate)).square().mean()
+        + estimate.mean()
+    )
     loss = loss + sum(f.mean() for f in features)
     loss.backward()
     missing = [name for name, p in net.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
@@ -79,5 +91,8 @@ def test_config_round_trip_and_validation():
     assert ModelConfig.from_dict(TINY.to_dict()) == TINY
     with pytest.raises(ValueError, match="unknown model config keys"):
         ModelConfig.from_dict({**TINY.to_dict(), "colour": "blue"})
-    with pytest.raises(ValueError, match=r"grid_size 20 must be a multiple of 8 \(halved at each of the 1 U-Net downsamplings, with attention windows of 4 voxels\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"grid_size 20 must be a multiple of 8 \(halved at each of the 1 U-Net downsamplings, with attention windows of 4 voxels\)",
+    ):
         ModelConfig(grid_size=20, unet_channels=(8, 16), attention_levels=(False, True))

@@ -8,8 +8,8 @@ import pytest
 import torch
 from test_model import TINY
 
-from DiffuX2CTLib.model import DiffuX2CTNet
-from DiffuX2CTLib.modelfile import ModelError, load_model, save_model
+from DiffuX2CTLib.model.network import DiffuX2CTNet
+from DiffuX2CTLib.model.weights import ModelError, load_model, save_model
 
 
 @pytest.fixture()
@@ -34,7 +34,9 @@ def test_corrupted_weights_are_refused(model_folder):
     data = bytearray(weights.read_bytes())
     data[-10] ^= 0xFF
     weights.write_bytes(bytes(data))
-    with pytest.raises(ModelError, match=r"model.safetensors: checksum mismatch, the file is corrupted or was modified"):
+    with pytest.raises(
+        ModelError, match=r"model.safetensors: checksum mismatch, the file is corrupted or was modified"
+    ):
         load_model(model_folder)
 
 
@@ -84,9 +86,15 @@ def test_pickle_is_never_loaded(model_folder):
         ({"grid_size": 16.0}, "grid_size must be a whole number, got 16.0"),
         ({"residual_scale": -1}, "residual_scale must be from 1e-06 to 1e+06, got -1"),
         ({"source_to_isocenter_mm": 1500.0}, "source_to_detector_mm (1200) must exceed source_to_isocenter_mm (1500)"),
-        ({"attention_levels": [False, "yes"]}, "attention_levels must be true/false per U-Net level, got [False, 'yes']"),
+        (
+            {"attention_levels": [False, "yes"]},
+            "attention_levels must be true/false per U-Net level, got [False, 'yes']",
+        ),
         ({"unet_channels": 8}, "unet_channels must be a non-empty list (one entry per U-Net level), got 8"),
-        ({"beta_schedule": "quadratic"}, "beta_schedule must be one of linear_beta, scaled_linear_beta, sigmoid_beta, cosine; got 'quadratic'"),
+        (
+            {"beta_schedule": "quadratic"},
+            "beta_schedule must be one of linear_beta, scaled_linear_beta, sigmoid_beta, cosine; got 'quadratic'",
+        ),
         ({"prediction_type": None}, "prediction_type must be one of epsilon, v_prediction, sample; got None"),
     ],
 )

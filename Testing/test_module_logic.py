@@ -19,8 +19,8 @@ import pytest
 import slicer
 from slicer_scene import SAMPLE_DATA, CoreApp
 
-from DiffuX2CTLib.errors import InputError
-from DiffuX2CTLib.modelcard import BUNDLED_MODEL_DIR
+from DiffuX2CTLib.core.errors import InputError
+from DiffuX2CTLib.model.card import BUNDLED_MODEL_DIR
 
 MODULE_DIR = Path(__file__).resolve().parent.parent / "DiffuX2CT"
 MODULE_FILE = MODULE_DIR / "DiffuX2CT.py"
@@ -76,7 +76,12 @@ def module(monkeypatch):
     qt = types.ModuleType("qt")
     qt.QTimer = _Timer
     scripted = types.ModuleType("slicer.ScriptedLoadableModule")
-    for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleLogic", "ScriptedLoadableModuleTest", "ScriptedLoadableModuleWidget"):
+    for name in (
+        "ScriptedLoadableModule",
+        "ScriptedLoadableModuleLogic",
+        "ScriptedLoadableModuleTest",
+        "ScriptedLoadableModuleWidget",
+    ):
         setattr(scripted, name, type(name, (_StandIn,), {}))
     wrapper = types.ModuleType("slicer.parameterNodeWrapper")
     wrapper.parameterNodeWrapper = lambda cls: cls
@@ -127,7 +132,9 @@ def test_logic_runs_the_real_reconstruction_into_the_scene(module):
     job = logic.start(_Parameters(apVolume=ap, lateralVolume=lateral, guidance=0.5))
     ct = job.wait(interval_s=0.05).ct_node
     assert ct.GetScene() is app.scene and ct.GetImageData().GetDimensions() == (64, 64, 64)
-    assert ct.GetAttribute("DiffuX2CT.steps") == "3" and ct.GetAttribute("DiffuX2CT.guidance") == "0.5"  # the panel's weight reached the worker
+    assert (
+        ct.GetAttribute("DiffuX2CT.steps") == "3" and ct.GetAttribute("DiffuX2CT.guidance") == "0.5"
+    )  # the panel's weight reached the worker
     summary = module.widgets.panel.modelSummary
     assert "PSNR" in summary(BUNDLED_MODEL_DIR) and "not for diagnosis" in summary(BUNDLED_MODEL_DIR)
     assert summary(Path("/nowhere")).startswith("Not a usable model")
@@ -156,7 +163,11 @@ def test_dicom_tags_fill_the_geometry_and_set_the_acquisition(module, monkeypatc
     parameters = _Parameters(apVolume=ap, lateralVolume=lateral)
     message = dicom.fillGeometryFromDicom(parameters)
     assert "From DICOM tags: AP pixel spacing, AP distances" in message
-    assert (parameters.sourceToDetectorMm, parameters.sourceToIsocenterMm, parameters.apPixelSpacingMm) == (1800.0, 1650.0, 0.148)
+    assert (parameters.sourceToDetectorMm, parameters.sourceToIsocenterMm, parameters.apPixelSpacingMm) == (
+        1800.0,
+        1650.0,
+        0.148,
+    )
     assert parameters.lateralPixelSpacingMm == 0.0
     acquisition = dicom.acquisition(parameters)
     assert acquisition["ap"].bone_dark and acquisition["ap"].pixel_spacing_mm == (0.148, 0.148)
@@ -176,11 +187,22 @@ def test_a_node_from_a_dicom_file_is_read_by_the_worker_from_that_file(module, m
     pixels = sitk.GetArrayFromImage(sitk.ReadImage(str(SAMPLE_DATA / "ap.nrrd")))[0]
     stored = 65535 - np.rint(pixels / pixels.max() * 60000)  # MONOCHROME1: dense = low stored value
     path = tmp_path / "ap.dcm"
-    write_dicom_radiograph(path, stored[:, ::-1], "MONOCHROME1", ImagerPixelSpacing=[1.6, 1.6], DistanceSourceToDetector="1200", DistanceSourceToPatient="1000", ViewPosition="AP", PatientOrientation="R\\F")
+    write_dicom_radiograph(
+        path,
+        stored[:, ::-1],
+        "MONOCHROME1",
+        ImagerPixelSpacing=[1.6, 1.6],
+        DistanceSourceToDetector="1200",
+        DistanceSourceToPatient="1000",
+        ViewPosition="AP",
+        PatientOrientation="R\\F",
+    )
     ap = app.load_volume(SAMPLE_DATA / "ap.nrrd", "AP")
     lateral = app.load_volume(SAMPLE_DATA / "lateral.nrrd", "Lateral")
     ap.SetAttribute("DICOM.instanceUIDs", "1.2.3")
-    monkeypatch.setattr(slicer, "dicomDatabase", _FakeDicomDatabase({"0028,0004": "MONOCHROME1"}, str(path)), raising=False)
+    monkeypatch.setattr(
+        slicer, "dicomDatabase", _FakeDicomDatabase({"0028,0004": "MONOCHROME1"}, str(path)), raising=False
+    )
     parameters = _Parameters(apVolume=ap, lateralVolume=lateral)
     assert dicom.sourceFiles(parameters) == {"ap": str(path)}
     assert not dicom.acquisition(parameters)["ap"].bone_dark
@@ -221,7 +243,9 @@ class _Recorder:
             if on_pip:
                 on_pip()
 
-        return install_module.InstallLogic(pip, lambda name, args: self.modules.append((name, list(args))), lambda text, details: confirm)
+        return install_module.InstallLogic(
+            pip, lambda name, args: self.modules.append((name, list(args))), lambda text, details: confirm
+        )
 
 
 def _names_torch(argument: str) -> bool:
@@ -259,8 +283,14 @@ def test_declined_failed_and_slicer_bundled_installs(module):
 def test_the_slicer_side_never_imports_torch_or_monai():
     for path in MODULE_DIR.rglob("*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-        imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
+        imported = {
+            alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+        }
+        imported |= {
+            node.module.split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+        }
         assert not imported & {"torch", "monai"}, path
 
 
@@ -280,7 +310,15 @@ class _Widget(types.SimpleNamespace):
 
 
 def _ui():
-    names = ("reconstructButton", "cancelButton", "progressBar", "statusLabel", "deviceInfoLabel", "modelCardLabel", "geometrySourceLabel")
+    names = (
+        "reconstructButton",
+        "cancelButton",
+        "progressBar",
+        "statusLabel",
+        "deviceInfoLabel",
+        "modelCardLabel",
+        "geometrySourceLabel",
+    )
     return types.SimpleNamespace(**{name: _Widget(enabled=False, text="", toolTip="", value=0) for name in names})
 
 
@@ -314,13 +352,21 @@ class _FakeLogic:
 
     def start(self, parameters):
         self.started += 1
-        return types.SimpleNamespace(poll=lambda: types.SimpleNamespace(state="running", total=0, step=0, eta_s=None, message=""), cancel=lambda: None)
+        return types.SimpleNamespace(
+            poll=lambda: types.SimpleNamespace(state="running", total=0, step=0, eta_s=None, message=""),
+            cancel=lambda: None,
+        )
 
 
 def _panel(module, reports, recorder, on_pip=None):
     logic = _FakeLogic(reports)
-    parameters = _Parameters(apVolume=module.app.load_volume(SAMPLE_DATA / "ap.nrrd", "AP"), lateralVolume=module.app.load_volume(SAMPLE_DATA / "lateral.nrrd", "Lateral"))
-    panel = module.widgets.panel.ReconstructionPanel(_ui(), logic, recorder.install_logic(module.widgets.install, on_pip=on_pip), _Timer())
+    parameters = _Parameters(
+        apVolume=module.app.load_volume(SAMPLE_DATA / "ap.nrrd", "AP"),
+        lateralVolume=module.app.load_volume(SAMPLE_DATA / "lateral.nrrd", "Lateral"),
+    )
+    panel = module.widgets.panel.ReconstructionPanel(
+        _ui(), logic, recorder.install_logic(module.widgets.install, on_pip=on_pip), _Timer()
+    )
     panel.setParameterNode(parameters)
     return panel, logic
 
@@ -384,7 +430,10 @@ def test_still_missing_after_installing_is_an_error_not_a_loop(module):
     panel.onReconstruct()
     panel.onPoll()
     panel.onPoll()
-    assert panel.phase == module.widgets.panel.Phase.IDLE and "Still missing after installation: monai" in panel.ui.statusLabel.text
+    assert (
+        panel.phase == module.widgets.panel.Phase.IDLE
+        and "Still missing after installation: monai" in panel.ui.statusLabel.text
+    )
     assert len(recorder.pip) == 1 and logic.started == 0 and panel.ui.reconstructButton.enabled
 
 
@@ -419,16 +468,27 @@ def test_the_self_test_says_clearly_when_torch_or_monai_are_missing(module, monk
     test.delayDisplay = shown.append
     test.test_reconstruct_sample_pair = lambda: pytest.fail("must not run without torch")
     test.runTest()
-    assert shown == ["Skipped: the background process's Python lacks torch, monai; install them from the module's panel."]
+    assert shown == [
+        "Skipped: the background process's Python lacks torch, monai; install them from the module's panel."
+    ]
 
 
 def test_reload_also_reloads_the_engine_and_ends_the_worker(module, monkeypatch):
     reloaded = []
     base = module.ScriptedLoadableModuleWidget
-    monkeypatch.setattr(base, "onReload", lambda self: reloaded.append(sorted(n for n in sys.modules if n.split(".")[0] in ("DiffuX2CTLib", "DiffuX2CTWidgets"))), raising=False)
+    monkeypatch.setattr(
+        base,
+        "onReload",
+        lambda self: reloaded.append(
+            sorted(n for n in sys.modules if n.split(".")[0] in ("DiffuX2CTLib", "DiffuX2CTWidgets"))
+        ),
+        raising=False,
+    )
     ended = []
     monkeypatch.setattr(module, "endSharedSceneLogic", lambda: ended.append(True))
-    saved = {name: mod for name, mod in sys.modules.items() if name.split(".")[0] in ("DiffuX2CTLib", "DiffuX2CTWidgets")}
+    saved = {
+        name: mod for name, mod in sys.modules.items() if name.split(".")[0] in ("DiffuX2CTLib", "DiffuX2CTWidgets")
+    }
     widget = module.DiffuX2CTWidget()
     widget.removeObservers = lambda: None
     try:
@@ -448,5 +508,5 @@ def test_module_metadata_follows_slicer_conventions(module):
     del monkeypatch_app.connect
     assert all(re.fullmatch(r"[^()]+ \([^()]+\)", name) for name in parent.contributors)
     source = MODULE_FILE.read_text(encoding="utf-8")
-    assert 'self.parent.helpText = _(' in source and 'self.parent.title = _(' in source
+    assert "self.parent.helpText = _(" in source and "self.parent.title = _(" in source
     assert len(source.splitlines()) <= 200

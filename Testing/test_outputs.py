@@ -12,15 +12,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from DiffuX2CTLib.data.io import write_image
-from DiffuX2CTLib.errors import InputError
-from DiffuX2CTLib.outputs import (
-    CT_OUTPUT_SUFFIXES,
-    PNG_SUFFIXES,
-    check_output_folder,
-    check_outputs,
-    write_together,
-)
+from DiffuX2CTLib.core.atomic_write import write_together
+from DiffuX2CTLib.core.errors import InputError
+from DiffuX2CTLib.core.output_checks import CT_OUTPUT_SUFFIXES, PNG_SUFFIXES, check_output_folder, check_outputs
+from DiffuX2CTLib.imaging.image_io import write_image
 
 
 def _image(value: float) -> sitk.Image:
@@ -46,7 +41,9 @@ def test_a_writer_failing_halfway_leaves_the_old_file_byte_identical(tmp_path, m
     monkeypatch.setattr(sitk, "WriteImage", lambda image, path, *args: half(path))
     with pytest.raises(InputError) as error:
         write_image(_image(2.0), target)
-    assert str(error.value) == f"{target}: cannot be written (ITK ERROR: disk full)"  # names the target, not a temporary
+    assert (
+        str(error.value) == f"{target}: cannot be written (ITK ERROR: disk full)"
+    )  # names the target, not a temporary
     assert target.read_bytes() == before
     assert os.listdir(tmp_path) == ["ct.nrrd"]
 
@@ -67,7 +64,10 @@ def test_a_run_is_written_all_or_nothing(tmp_path, error):
 
 
 def test_a_complete_run_replaces_every_file_and_leaves_no_temporary(tmp_path):
-    files = {tmp_path / "a" / "b" / "ct.nrrd": lambda p: p.write_bytes(b"ct"), tmp_path / "p.png": lambda p: p.write_bytes(b"png")}
+    files = {
+        tmp_path / "a" / "b" / "ct.nrrd": lambda p: p.write_bytes(b"ct"),
+        tmp_path / "p.png": lambda p: p.write_bytes(b"png"),
+    }
     assert write_together(files) == list(files)
     assert [p.read_bytes() for p in files] == [b"ct", b"png"]
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b", "ct.nrrd", "p.png"]
@@ -75,13 +75,17 @@ def test_a_complete_run_replaces_every_file_and_leaves_no_temporary(tmp_path):
 
 def test_folders_made_for_a_failed_run_are_removed(tmp_path):
     with pytest.raises(InputError):
-        write_together({tmp_path / "new" / "deeper" / "ct.nrrd": _half_then_fail(b"data", OSError(5, "Input/output error"))})
+        write_together(
+            {tmp_path / "new" / "deeper" / "ct.nrrd": _half_then_fail(b"data", OSError(5, "Input/output error"))}
+        )
     assert os.listdir(tmp_path) == []
 
 
 def _dead_pid() -> int:
     """The id of a process that has ended."""
-    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     return int(child.stdout)
 
 
@@ -97,7 +101,10 @@ def test_temporaries_of_a_killed_run_are_removed_by_the_next_write(tmp_path):
 
 def test_filesystem_errors_name_the_output(tmp_path):
     (tmp_path / "file").write_text("x")
-    with pytest.raises(InputError, match=rf"^{tmp_path / 'file' / 'ct.nrrd'}: cannot be written \({tmp_path / 'file'} is a file, not a folder\)$"):
+    with pytest.raises(
+        InputError,
+        match=rf"^{tmp_path / 'file' / 'ct.nrrd'}: cannot be written \({tmp_path / 'file'} is a file, not a folder\)$",
+    ):
         write_image(_image(1.0), tmp_path / "file" / "ct.nrrd")
     with pytest.raises(InputError, match=r"ct.nrrd: cannot be written: .*file is a file, not a folder"):
         check_outputs({"--out": (tmp_path / "file" / "sub" / "ct.nrrd", CT_OUTPUT_SUFFIXES)})
@@ -126,11 +133,18 @@ def test_an_output_that_is_an_input_or_another_output_is_refused(tmp_path):
     for same in (ap, tmp_path / "link.nrrd", tmp_path / "hard.nrrd", tmp_path / "sub" / ".." / "ap.nrrd"):
         with pytest.raises(InputError, match=rf"--out {same}: is the input --ap; it would be overwritten"):
             check_outputs({"--out": (same, CT_OUTPUT_SUFFIXES)}, inputs)
-    outputs = {"--out": (tmp_path / "ct.nrrd", CT_OUTPUT_SUFFIXES), "--preview": (tmp_path / "ct.nrrd", CT_OUTPUT_SUFFIXES + PNG_SUFFIXES)}
-    with pytest.raises(InputError, match=r"--preview .*ct.nrrd: is also the output --out; each output needs its own path"):
+    outputs = {
+        "--out": (tmp_path / "ct.nrrd", CT_OUTPUT_SUFFIXES),
+        "--preview": (tmp_path / "ct.nrrd", CT_OUTPUT_SUFFIXES + PNG_SUFFIXES),
+    }
+    with pytest.raises(
+        InputError, match=r"--preview .*ct.nrrd: is also the output --out; each output needs its own path"
+    ):
         check_outputs(outputs, inputs)
     assert ap.read_bytes() == b"radiograph"
-    check_outputs({"--out": (tmp_path / "ct.nrrd", CT_OUTPUT_SUFFIXES), "--preview": (tmp_path / "ct.png", PNG_SUFFIXES)}, inputs)
+    check_outputs(
+        {"--out": (tmp_path / "ct.nrrd", CT_OUTPUT_SUFFIXES), "--preview": (tmp_path / "ct.png", PNG_SUFFIXES)}, inputs
+    )
 
 
 @pytest.mark.parametrize("name", ["ct.txt", "ct", "ct.png", "ct.nii.gz.bak", "ct.mhd"])

@@ -17,10 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_model import TINY
 
-from DiffuX2CTLib.data.ctcache import CachedCTSource, prepare_cache
-from DiffuX2CTLib.data.geometry import VolumeGrid
-from DiffuX2CTLib.data.io import grid_image, resample_to_grid, write_image
-from DiffuX2CTLib.data.pipeline import (
+from DiffuX2CTLib.core.errors import InputError
+from DiffuX2CTLib.imaging.geometry import VolumeGrid
+from DiffuX2CTLib.imaging.image_io import grid_image, resample_to_grid, write_image
+from DiffuX2CTLib.training.ct_cache import CachedCTSource, prepare_cache
+from DiffuX2CTLib.training.samples import (
     HELD_OUT_SEED_START,
     REGION_RATES,
     PhantomSource,
@@ -29,7 +30,6 @@ from DiffuX2CTLib.data.pipeline import (
     drr_grid,
     model_target,
 )
-from DiffuX2CTLib.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,10 +55,15 @@ def test_training_never_draws_a_held_out_seed(seed, index):
 def test_a_training_run_only_paints_training_seeds(tmp_path, painted_seeds):
     """Whatever draws the phantoms, a run (here with a seed whose stream wraps around) asks the generator for
     training seeds only."""
-    from DiffuX2CTLib.train import TrainSettings, train
+    from DiffuX2CTLib.training.trainer import TrainSettings, train
 
     drawn = painted_seeds
-    train(TrainSettings(out=str(tmp_path / "run"), steps=3, batch=2, grid_size=16, seed=HELD_OUT_SEED_START // 7919, workers=0), show_progress=False)
+    train(
+        TrainSettings(
+            out=str(tmp_path / "run"), steps=3, batch=2, grid_size=16, seed=HELD_OUT_SEED_START // 7919, workers=0
+        ),
+        show_progress=False,
+    )
     assert len(drawn) == 6 and all(0 <= s < HELD_OUT_SEED_START for s in drawn)
 
 
@@ -93,7 +98,7 @@ def test_fields_of_view_are_drawn_at_the_stated_rates():
 def test_the_target_is_the_central_cube_pooled_to_the_model_grid():
     grid = drr_grid(TINY)
     assert grid.size > 2 * TINY.grid_size and grid.spacing_mm == pytest.approx(TINY.field_of_view_mm / 32)
-    from DiffuX2CTLib.anatomy import generate_phantom
+    from DiffuX2CTLib.anatomy.phantom import generate_phantom
 
     hu = generate_phantom(11, grid, "chest")
     target = TINY.hu_window.to_hu(model_target(hu, TINY)[0].numpy())
@@ -103,7 +108,7 @@ def test_the_target_is_the_central_cube_pooled_to_the_model_grid():
 
 def _phantom_folder(folder: Path) -> list[sitk.Image]:
     """Three phantom CTs as NRRD, NIfTI and a DICOM series, and a broken file."""
-    from DiffuX2CTLib.anatomy import generate_phantom
+    from DiffuX2CTLib.anatomy.phantom import generate_phantom
 
     grid = VolumeGrid(24, 10.0)
     cts = [grid_image(generate_phantom(seed, grid, "chest").numpy(), grid) for seed in (1, 2, 3)]
@@ -159,11 +164,16 @@ def test_a_folder_with_no_readable_ct_is_a_clear_error(tmp_path):
 
 
 def test_training_on_a_ct_folder_uses_its_cache(tmp_path):
-    from DiffuX2CTLib.train import TrainSettings, train
+    from DiffuX2CTLib.training.trainer import TrainSettings, train
 
     _phantom_folder(tmp_path / "cts")
-    train(TrainSettings(out=str(tmp_path / "run"), data=str(tmp_path / "cts"), steps=2, grid_size=16, workers=0), show_progress=False)
-    assert (tmp_path / "run" / "ct-cache" / "manifest.json").is_file() and (tmp_path / "run" / "model" / "model.safetensors").is_file()
+    train(
+        TrainSettings(out=str(tmp_path / "run"), data=str(tmp_path / "cts"), steps=2, grid_size=16, workers=0),
+        show_progress=False,
+    )
+    assert (tmp_path / "run" / "ct-cache" / "manifest.json").is_file() and (
+        tmp_path / "run" / "model" / "model.safetensors"
+    ).is_file()
 
 
 def test_the_phantom_training_path_runs_without_simpleitk(tmp_path):
@@ -175,6 +185,8 @@ def test_the_phantom_training_path_runs_without_simpleitk(tmp_path):
         "assert 'SimpleITK' not in {m.split('.')[0] for m, v in sys.modules.items() if v is not None}\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()

@@ -7,16 +7,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from DiffuX2CTLib.data.geometry import View, default_pair
-from DiffuX2CTLib.data.io import (
-    InputError,
-    Radiograph,
-    detector_image,
-    read_radiograph,
-    write_image,
-)
-from DiffuX2CTLib.data.synthesize import pair_for_ct, render_pair
-from DiffuX2CTLib.preprocess import prepare_pair
+from DiffuX2CTLib.core.errors import InputError
+from DiffuX2CTLib.imaging.geometry import View, default_pair
+from DiffuX2CTLib.imaging.image_io import Radiograph, detector_image, read_radiograph, write_image
+from DiffuX2CTLib.imaging.synthesize import pair_for_ct, render_pair
+from DiffuX2CTLib.inference.preprocess import prepare_pair
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -32,7 +27,13 @@ def test_full_resolution_drr_resampled_to_model_detector_matches_a_direct_render
     images, geometries = prepare_pair(ap, lateral, model_detector)
     assert images.shape == (2, 32, 32) and images.min() >= 0.0 and images.max() <= 1.0
     assert geometries[0].isocenter_lps == pytest.approx(full[0].isocenter_lps)
-    direct = render_pair(phantom_ct, [dataclasses.replace(model_detector, view=v, isocenter_lps=full[0].isocenter_lps) for v in (View.AP, View.LATERAL)])
+    direct = render_pair(
+        phantom_ct,
+        [
+            dataclasses.replace(model_detector, view=v, isocenter_lps=full[0].isocenter_lps)
+            for v in (View.AP, View.LATERAL)
+        ],
+    )
     for view in range(2):
         assert _correlation(images[view], direct[view]) > 0.98
 
@@ -41,7 +42,10 @@ def test_a_radiograph_with_a_different_magnification_is_rescaled(phantom_ct):
     """The same anatomy imaged with a longer source-detector distance (more magnification) and smaller pixels
     must land at the same scale on the model detector."""
     standard = pair_for_ct(phantom_ct)
-    magnified = tuple(dataclasses.replace(g, source_to_detector_mm=1400.0, pixel_spacing_mm=(1.4, 1.4), detector_pixels=(360, 360)) for g in standard)
+    magnified = tuple(
+        dataclasses.replace(g, source_to_detector_mm=1400.0, pixel_spacing_mm=(1.4, 1.4), detector_pixels=(360, 360))
+        for g in standard
+    )
     model_detector = default_pair()[0].with_detector(32)
     pairs = []
     for geometries in (standard, magnified):

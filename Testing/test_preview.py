@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from DiffuX2CTLib.data.geometry import VolumeGrid
-from DiffuX2CTLib.data.io import grid_image
-from DiffuX2CTLib.preview import save_preview
+from DiffuX2CTLib.imaging.geometry import VolumeGrid
+from DiffuX2CTLib.imaging.image_io import grid_image
+from DiffuX2CTLib.inference.preview import save_preview
 
 N = 32
 LOW, MID, HIGH = slice(2, 9), slice(13, 19), slice(23, 30)  # voxel ranges on each axis, [z, y, x] order below

@@ -13,19 +13,17 @@ import SimpleITK as sitk
 import torch
 
 from DiffuX2CTLib.cli import main
-from DiffuX2CTLib.data.io import InputError
-from DiffuX2CTLib.reconstruct import (
-    ReconstructionOptions,
-    reconstruct_pair,
-    uncertainty_path,
-    write_reconstruction,
-)
+from DiffuX2CTLib.core.errors import InputError
+from DiffuX2CTLib.inference.options import ReconstructionOptions
+from DiffuX2CTLib.inference.reconstruct import reconstruct_pair, uncertainty_path, write_reconstruction
 
 SAMPLE = Path(__file__).resolve().parents[1] / "Resources" / "SampleData"
 
 
 def test_reconstruction_is_placed_at_the_radiographs_isocentre(tiny_model):
-    result = reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", tiny_model, ReconstructionOptions(steps=3, seed=1))
+    result = reconstruct_pair(
+        SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", tiny_model, ReconstructionOptions(steps=3, seed=1)
+    )
     ct = result.ct
     assert ct.GetSize() == (16, 16, 16)
     assert ct.GetSpacing() == pytest.approx((20.0, 20.0, 20.0))
@@ -43,7 +41,9 @@ def test_same_seed_same_volume_and_samples_give_uncertainty(tiny_model, tmp_path
     a = reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", tiny_model, options)
     b = reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", tiny_model, options)
     assert np.array_equal(sitk.GetArrayFromImage(a.ct), sitk.GetArrayFromImage(b.ct))
-    several = reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", tiny_model, ReconstructionOptions(steps=2, samples=3))
+    several = reconstruct_pair(
+        SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", tiny_model, ReconstructionOptions(steps=2, samples=3)
+    )
     assert several.uncertainty is not None and sitk.GetArrayFromImage(several.uncertainty).max() > 0
     outputs = write_reconstruction(several, tmp_path / "out dir" / "ct.nrrd")
     assert Path(outputs["uncertainty"]) == uncertainty_path(tmp_path / "out dir" / "ct.nrrd")
@@ -59,17 +59,33 @@ def test_same_seed_same_volume_and_samples_give_uncertainty(tiny_model, tmp_path
 @pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
 def test_samples_drawn_in_batches_equal_samples_drawn_one_by_one(tiny_model, sampler):
     """Same seed, same samples, whatever the batch size; the first of several is the single sample of that seed."""
-    from DiffuX2CTLib.reconstruct import cached_model, draw_samples
+    from DiffuX2CTLib.inference.reconstruct import cached_model, draw_samples
 
     net, _ = cached_model(tiny_model, torch.device("cpu"))
     radiographs = torch.rand(1, 2, 16, 16, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         condition = net.condition(radiographs)
     steps = None if sampler == "ddpm" else 3
-    one_by_one = draw_samples(net, radiographs, condition, ReconstructionOptions(steps=steps, seed=7, samples=3, sampler=sampler, batch_size=1, guidance=0.0))
+    one_by_one = draw_samples(
+        net,
+        radiographs,
+        condition,
+        ReconstructionOptions(steps=steps, seed=7, samples=3, sampler=sampler, batch_size=1, guidance=0.0),
+    )
     progress = []
-    batched = draw_samples(net, radiographs, condition, ReconstructionOptions(steps=steps, seed=7, samples=3, sampler=sampler, batch_size=2, guidance=0.0), lambda i, n: progress.append((i, n)))
-    single = draw_samples(net, radiographs, condition, ReconstructionOptions(steps=steps, seed=7, samples=1, sampler=sampler, guidance=0.0))
+    batched = draw_samples(
+        net,
+        radiographs,
+        condition,
+        ReconstructionOptions(steps=steps, seed=7, samples=3, sampler=sampler, batch_size=2, guidance=0.0),
+        lambda i, n: progress.append((i, n)),
+    )
+    single = draw_samples(
+        net,
+        radiographs,
+        condition,
+        ReconstructionOptions(steps=steps, seed=7, samples=1, sampler=sampler, guidance=0.0),
+    )
     for a, b in zip(one_by_one, batched):
         assert torch.allclose(a, b, atol=1e-4)  # float rounding of batched convolutions: under 0.1 HU
     assert torch.allclose(single[0], one_by_one[0], atol=1e-5)
@@ -81,10 +97,15 @@ def test_samples_drawn_in_batches_equal_samples_drawn_one_by_one(tiny_model, sam
 def test_bfloat16_sampling_is_close_to_float32_and_auto_follows_the_device(tiny_model, monkeypatch):
     """The denoiser runs under bfloat16 autocast when asked (or by ``auto`` where the device computes it natively):
     a slightly different volume, not a different one; provenance says which arithmetic made it."""
-    import DiffuX2CTLib.device as device
+    import DiffuX2CTLib.core.device as device
 
     def run(precision: str):
-        result = reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", tiny_model, ReconstructionOptions(steps=3, seed=2, precision=precision))
+        result = reconstruct_pair(
+            SAMPLE / "ap.nrrd",
+            SAMPLE / "lateral.nrrd",
+            tiny_model,
+            ReconstructionOptions(steps=3, seed=2, precision=precision),
+        )
         return sitk.GetArrayFromImage(result.ct), result.provenance["precision"]
 
     exact, exact_name = run("float32")
@@ -101,7 +122,13 @@ def test_bfloat16_sampling_is_close_to_float32_and_auto_follows_the_device(tiny_
 
 def test_regression_method_skips_sampling(tiny_model):
     calls = []
-    result = reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", tiny_model, ReconstructionOptions(method="regression"), lambda i, n: calls.append(n))
+    result = reconstruct_pair(
+        SAMPLE / "ap.nrrd",
+        SAMPLE / "lateral.nrrd",
+        tiny_model,
+        ReconstructionOptions(method="regression"),
+        lambda i, n: calls.append(n),
+    )
     assert calls == [1] and result.provenance["sampler"] == "none"
 
 
@@ -112,17 +139,37 @@ def test_bad_options_and_inputs_are_named(tiny_model, tmp_path):
         ReconstructionOptions(samples=0)
     with pytest.raises(InputError, match=r"ct.nrrd: image is a 3D volume with 128 slices"):
         reconstruct_pair(SAMPLE / "ct.nrrd", SAMPLE / "lateral.nrrd", tiny_model)
-    with pytest.raises(InputError, match=r"lateral.nrrd: header says this is the lateral view but it was given as the ap view"):
+    with pytest.raises(
+        InputError, match=r"lateral.nrrd: header says this is the lateral view but it was given as the ap view"
+    ):
         reconstruct_pair(SAMPLE / "lateral.nrrd", SAMPLE / "ap.nrrd", tiny_model)
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="no CUDA GPU is available"):
-            reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", tiny_model, ReconstructionOptions(device="cuda"))
+            reconstruct_pair(
+                SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", tiny_model, ReconstructionOptions(device="cuda")
+            )
 
 
 def test_cli_reconstruct_writes_ct_preview_and_json(tiny_model, tmp_path, capsys):
     out = tmp_path / "résumé; rm -rf" / "ct.nii.gz"
-    code = main(["reconstruct", "--ap", str(SAMPLE / "ap.nrrd"), "--lateral", str(SAMPLE / "lateral.nrrd"), "--out", str(out),
-                 "--model", str(tiny_model), "--steps", "2", "--preview", str(tmp_path / "p.png"), "--quiet"])
+    code = main(
+        [
+            "reconstruct",
+            "--ap",
+            str(SAMPLE / "ap.nrrd"),
+            "--lateral",
+            str(SAMPLE / "lateral.nrrd"),
+            "--out",
+            str(out),
+            "--model",
+            str(tiny_model),
+            "--steps",
+            "2",
+            "--preview",
+            str(tmp_path / "p.png"),
+            "--quiet",
+        ]
+    )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert Path(report["outputs"]["ct"]) == out and out.is_file()
@@ -135,8 +182,28 @@ def test_cli_reports_a_corrupted_model_in_one_line(tiny_model, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(tiny_model, broken)
     (broken / "model.safetensors").write_bytes((broken / "model.safetensors").read_bytes()[:-100])
-    result = subprocess.run([sys.executable, "-m", "DiffuX2CTLib.cli", "reconstruct", "--ap", str(SAMPLE / "ap.nrrd"), "--lateral", str(SAMPLE / "lateral.nrrd"),
-                             "--out", str(tmp_path / "o.nrrd"), "--model", str(broken), "--quiet"], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "DiffuX2CTLib.cli",
+            "reconstruct",
+            "--ap",
+            str(SAMPLE / "ap.nrrd"),
+            "--lateral",
+            str(SAMPLE / "lateral.nrrd"),
+            "--out",
+            str(tmp_path / "o.nrrd"),
+            "--model",
+            str(broken),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 2
-    assert result.stderr.strip().endswith("broken/model.safetensors: checksum mismatch, the file is corrupted or was modified")
+    assert result.stderr.strip().endswith(
+        "broken/model.safetensors: checksum mismatch, the file is corrupted or was modified"
+    )
     assert not (tmp_path / "o.nrrd").exists()

@@ -11,15 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_model import TINY
 
-from DiffuX2CTLib.data.pipeline import (
-    PhantomSource,
-    SampleMaker,
-    _Volumes,
-    batch_indices,
-    batches,
-)
-from DiffuX2CTLib.data.reuse import POSE_SHIFT_MM, ReusePlan, _resample, posed
-from DiffuX2CTLib.errors import InputError
+from DiffuX2CTLib.core.errors import InputError
+from DiffuX2CTLib.training.samples import PhantomSource, SampleMaker, _Volumes, batch_indices, batches
+from DiffuX2CTLib.training.view_posing import POSE_SHIFT_MM, ReusePlan, _resample, posed
 
 
 @settings(max_examples=60, deadline=None)
@@ -98,15 +92,20 @@ def test_a_view_is_the_volume_in_a_small_random_pose():
 
 
 def test_a_reusing_run_paints_one_volume_per_reuse_samples(tmp_path, painted_seeds):
-    from DiffuX2CTLib.train import TrainSettings, train
+    from DiffuX2CTLib.training.trainer import TrainSettings, train
 
     drawn = painted_seeds
-    train(TrainSettings(out=str(tmp_path / "run"), steps=16, batch=2, grid_size=16, workers=0, reuse=4, checkpoint_every=100), show_progress=False)
+    train(
+        TrainSettings(
+            out=str(tmp_path / "run"), steps=16, batch=2, grid_size=16, workers=0, reuse=4, checkpoint_every=100
+        ),
+        show_progress=False,
+    )
     assert len(drawn) == 8 and len(set(drawn)) == 8  # 32 samples, one block of 8 volumes
 
 
 def test_reuse_must_be_a_whole_number_of_at_least_one(tmp_path):
-    from DiffuX2CTLib.train import TrainSettings
+    from DiffuX2CTLib.training.trainer import TrainSettings
 
     with pytest.raises(InputError, match="reuse"):
         TrainSettings(out=str(tmp_path), reuse=0)
@@ -117,7 +116,25 @@ def test_the_command_line_passes_reuse_to_the_run_and_its_model_card(tmp_path, c
 
     from DiffuX2CTLib.cli import main
 
-    assert main(["train", "--out", str(tmp_path / "run"), "--steps", "1", "--grid", "16", "--workers", "0", "--reuse", "2", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                str(tmp_path / "run"),
+                "--steps",
+                "1",
+                "--grid",
+                "16",
+                "--workers",
+                "0",
+                "--reuse",
+                "2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     card = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
     assert card["training"]["settings"]["reuse"] == 2
     with pytest.raises(SystemExit):
@@ -126,7 +143,7 @@ def test_the_command_line_passes_reuse_to_the_run_and_its_model_card(tmp_path, c
 
 
 def test_a_run_resumes_only_with_the_reuse_it_started_with(tmp_path):
-    from DiffuX2CTLib.train import TrainSettings, train
+    from DiffuX2CTLib.training.trainer import TrainSettings, train
 
     run = str(tmp_path / "run")
     train(TrainSettings(out=run, steps=1, grid_size=16, workers=0, reuse=2, checkpoint_every=1), show_progress=False)

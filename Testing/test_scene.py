@@ -18,8 +18,8 @@ from vtk.util import numpy_support
 
 from DiffuX2CTLib.app.runner import SubprocessRunner
 from DiffuX2CTLib.app.scene import ATTRIBUTE_PREFIX, JobState, SceneLogic
-from DiffuX2CTLib.errors import InputError
-from DiffuX2CTLib.modelcard import BUNDLED_MODEL_DIR, read_model_card
+from DiffuX2CTLib.core.errors import InputError
+from DiffuX2CTLib.model.card import BUNDLED_MODEL_DIR, read_model_card
 
 FAST = {"steps": 5, "seed": 3}
 
@@ -201,7 +201,9 @@ class _CrashingRunner(SubprocessRunner):
     """Starts a process that dies like a segfaulting worker: a message on stderr, no protocol event."""
 
     def start(self, command, env=None, cwd=None):
-        return super().start([sys.executable, "-c", "import sys; sys.stderr.write('Fatal error in libfoo\\n'); sys.exit(139)"], env, cwd)
+        return super().start(
+            [sys.executable, "-c", "import sys; sys.stderr.write('Fatal error in libfoo\\n'); sys.exit(139)"], env, cwd
+        )
 
 
 def test_a_crashing_worker_ends_in_a_clear_failure(app):
@@ -217,7 +219,10 @@ def test_a_crashing_worker_ends_in_a_clear_failure(app):
     [
         (lambda app: (None, app.lateral), "no frontal"),
         (lambda app: (app.ap, app.ap), "same image was given as both"),
-        (lambda app: (app.load_volume(SAMPLE_DATA / "ct.nrrd", "CT"), app.lateral), "is a 3D volume of 128 x 128 x 128"),
+        (
+            lambda app: (app.load_volume(SAMPLE_DATA / "ct.nrrd", "CT"), app.lateral),
+            "is a 3D volume of 128 x 128 x 128",
+        ),
     ],
 )
 def test_wrong_nodes_are_refused_before_anything_starts(app, make_nodes, message):
@@ -254,16 +259,22 @@ def test_screenshot_of_3d_and_slice_views_shows_the_result(tmp_path):
     out = tmp_path / "views.png"
     script = Path(__file__).with_name("slicer_scene.py")
     env = {**os.environ, "PYTHONPATH": str(script.parent.parent)}
-    subprocess.run([sys.executable, str(script), str(out), "--steps", "5"], check=True, env=env, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, str(script), str(out), "--steps", "5"], check=True, env=env, capture_output=True, timeout=300
+    )
     reader = vtk.vtkPNGReader()
     reader.SetFileName(str(out))
     reader.Update()
     width, height, _ = reader.GetOutput().GetDimensions()
-    pixels = numpy_support.vtk_to_numpy(reader.GetOutput().GetPointData().GetScalars()).reshape(height, width, -1)[..., :3]
+    pixels = numpy_support.vtk_to_numpy(reader.GetOutput().GetPointData().GetScalars()).reshape(height, width, -1)[
+        ..., :3
+    ]
     assert width == 4 * height
-    panels = [pixels[:, i * height:(i + 1) * height].astype(float) for i in range(4)]
+    panels = [pixels[:, i * height : (i + 1) * height].astype(float) for i in range(4)]
     three_d = panels[0]
-    bone_coloured = (three_d[..., 0] > 150) & (three_d[..., 0] > three_d[..., 2] + 30)  # beige surface on a blue background
+    bone_coloured = (three_d[..., 0] > 150) & (
+        three_d[..., 0] > three_d[..., 2] + 30
+    )  # beige surface on a blue background
     assert bone_coloured.mean() > 0.01
     for slice_view in panels[1:]:
         grey = slice_view.mean(axis=-1)

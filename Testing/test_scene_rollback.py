@@ -9,10 +9,10 @@ import slicer
 import vtk
 from slicer_scene import CoreApp
 
-from DiffuX2CTLib.anatomy import generate_phantom
+from DiffuX2CTLib.anatomy.phantom import generate_phantom
 from DiffuX2CTLib.app.scene import SceneLogic
-from DiffuX2CTLib.data.geometry import VolumeGrid
-from DiffuX2CTLib.data.io import grid_image, write_image
+from DiffuX2CTLib.imaging.geometry import VolumeGrid
+from DiffuX2CTLib.imaging.image_io import grid_image, write_image
 
 GRID = VolumeGrid(32, 10.0)
 
@@ -31,8 +31,14 @@ def _event(tmp_path, offset_hu: float, samples: int = 2) -> dict:
     ct = grid_image(generate_phantom(5, GRID).numpy() + offset_hu, GRID)
     outputs = {"ct": str(write_image(ct, tmp_path / f"ct{offset_hu:+.0f}.nrrd"))}
     if samples > 1:
-        outputs["uncertainty"] = str(write_image(grid_image(np.full((32,) * 3, 7.0, np.float32), GRID), tmp_path / f"u{offset_hu:+.0f}.nrrd"))
-    return {"outputs": outputs, "metrics": {"agreement": {"ap": 0.95, "lateral": 0.93}, "low_agreement_views": []}, "provenance": {"seed": str(int(offset_hu))}}
+        outputs["uncertainty"] = str(
+            write_image(grid_image(np.full((32,) * 3, 7.0, np.float32), GRID), tmp_path / f"u{offset_hu:+.0f}.nrrd")
+        )
+    return {
+        "outputs": outputs,
+        "metrics": {"agreement": {"ap": 0.95, "lateral": 0.93}, "low_agreement_views": []},
+        "provenance": {"seed": str(int(offset_hu))},
+    }
 
 
 def _fail_at_volume_rendering(logic, monkeypatch) -> None:
@@ -48,7 +54,11 @@ def _state(node) -> tuple:
     matrix = vtk.vtkMatrix4x4()
     node.GetIJKToRASMatrix(matrix)
     attributes = {key: node.GetAttribute(key) for key in node.GetAttributeNames() or ()}
-    return slicer.util.arrayFromVolume(node).copy(), [matrix.GetElement(r, c) for r in range(4) for c in range(4)], attributes
+    return (
+        slicer.util.arrayFromVolume(node).copy(),
+        [matrix.GetElement(r, c) for r in range(4) for c in range(4)],
+        attributes,
+    )
 
 
 def test_a_failure_while_adding_new_results_leaves_no_node_behind(logic, tmp_path, monkeypatch):

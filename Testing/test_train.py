@@ -12,13 +12,14 @@ import pytest
 import torch
 from test_model import TINY
 
-from DiffuX2CTLib import device as device_module
-from DiffuX2CTLib.data.io import InputError
-from DiffuX2CTLib.data.pipeline import PhantomSource, SampleMaker
-from DiffuX2CTLib.diffusion import sample
-from DiffuX2CTLib.model import DiffuX2CTNet
-from DiffuX2CTLib.modelfile import load_model, save_model
-from DiffuX2CTLib.train import TrainSettings, train
+from DiffuX2CTLib.core import device as device_module
+from DiffuX2CTLib.core.errors import InputError
+from DiffuX2CTLib.diffusion.sampler import sample
+from DiffuX2CTLib.diffusion.schedule import sampling_scheduler
+from DiffuX2CTLib.model.network import DiffuX2CTNet
+from DiffuX2CTLib.model.weights import load_model, save_model
+from DiffuX2CTLib.training.samples import PhantomSource, SampleMaker
+from DiffuX2CTLib.training.trainer import TrainSettings, train
 
 
 def _checkpoint(folder):
@@ -86,9 +87,13 @@ def test_resume_after_a_stop_is_exact(tmp_path, precision):
     (the resumed half asks for ``auto`` and keeps the run's own). The guarantee checked is the one that holds on
     every CPU: the same data, steps and counters, float32 states equal to rounding, and the exported half-precision
     weights within one float16 step (the straight run makes its data in-process, the resumed one in a worker)."""
-    straight = TrainSettings(out=str(tmp_path / "straight"), steps=4, grid_size=16, checkpoint_every=2, workers=0, precision=precision)
+    straight = TrainSettings(
+        out=str(tmp_path / "straight"), steps=4, grid_size=16, checkpoint_every=2, workers=0, precision=precision
+    )
     train(straight, show_progress=False)
-    interrupted = TrainSettings(out=str(tmp_path / "resumed"), steps=2, grid_size=16, checkpoint_every=2, workers=1, precision=precision)
+    interrupted = TrainSettings(
+        out=str(tmp_path / "resumed"), steps=2, grid_size=16, checkpoint_every=2, workers=1, precision=precision
+    )
     train(interrupted, show_progress=False)
     interrupted.steps, interrupted.precision = 4, "auto"
     train(interrupted, show_progress=False)
@@ -98,7 +103,9 @@ def test_resume_after_a_stop_is_exact(tmp_path, precision):
         _assert_same_state(a[part], b[part], part)
     exported = [load_model(tmp_path / run / "model")[0].state_dict() for run in ("straight", "resumed")]
     _assert_same_state(exported[0], exported[1], "exported model")
-    assert not torch.equal(a["ema"]["conditioner.ct_head.3.weight"], a["model"]["conditioner.ct_head.3.weight"])  # the EMA is its own state
+    assert not torch.equal(
+        a["ema"]["conditioner.ct_head.3.weight"], a["model"]["conditioner.ct_head.3.weight"]
+    )  # the EMA is its own state
     log = [json.loads(line) for line in (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4]
     assert (tmp_path / "resumed" / "loss.png").read_bytes()[:4] == b"\x89PNG"
@@ -121,13 +128,19 @@ def test_resuming_with_settings_that_cannot_continue_the_run_is_a_clear_error(tm
     train(TrainSettings(out=str(run), steps=2, grid_size=16, checkpoint_every=1), show_progress=False)
     with pytest.raises(InputError, match=r"run: the run is already at step 2; give --steps above that"):
         train(TrainSettings(out=str(run), steps=1, grid_size=16), show_progress=False)
-    with pytest.raises(InputError, match=r"run: holds a regression run; train the diffusion stage into a new --out folder"):
+    with pytest.raises(
+        InputError, match=r"run: holds a regression run; train the diffusion stage into a new --out folder"
+    ):
         train(TrainSettings(out=str(run), stage="diffusion", steps=3, grid_size=16), show_progress=False)
     with pytest.raises(InputError, match=r"run: the run's model has a 16\^3 grid; --grid 32 cannot resume it"):
         train(TrainSettings(out=str(run), steps=3, grid_size=32), show_progress=False)
-    with pytest.raises(InputError, match=r"run: the run trains in float32; --precision bfloat16 would change its arithmetic"):
+    with pytest.raises(
+        InputError, match=r"run: the run trains in float32; --precision bfloat16 would change its arithmetic"
+    ):
         train(TrainSettings(out=str(run), steps=3, grid_size=16, precision="bfloat16"), show_progress=False)
-    assert train(TrainSettings(out=str(run), steps=2, grid_size=16), show_progress=False) == run / "model"  # nothing to do
+    assert (
+        train(TrainSettings(out=str(run), steps=2, grid_size=16), show_progress=False) == run / "model"
+    )  # nothing to do
     assert len((run / "log.jsonl").read_text().splitlines()) == 2
 
 
@@ -135,7 +148,9 @@ def test_a_run_past_its_time_limit_stops_with_a_checkpoint_and_a_model_and_resum
     """A time limit stops the run at the first step past it (here the first, as the limit is a millisecond) with
     everything a resume needs; running again without the limit continues to the full count."""
     run = tmp_path / "run"
-    settings = TrainSettings(out=str(run), steps=3, grid_size=16, checkpoint_every=100, workers=0, time_limit_minutes=1e-5)
+    settings = TrainSettings(
+        out=str(run), steps=3, grid_size=16, checkpoint_every=100, workers=0, time_limit_minutes=1e-5
+    )
     assert train(settings, show_progress=False) == run / "model"
     assert _checkpoint(run)["step"] == 1
     assert load_model(run / "model")[1]["training"]["steps"] == 1
@@ -146,11 +161,20 @@ def test_a_run_past_its_time_limit_stops_with_a_checkpoint_and_a_model_and_resum
 
 @pytest.mark.parametrize(
     ("changes", "message"),
-    [({"steps": 0}, "steps must be a whole number of at least 1"), ({"batch": 0}, "batch must be"), ({"checkpoint_every": 0}, "checkpoint_every must be"),
-     ({"seed": -5}, "seed must be a whole number from 0"), ({"learning_rate": -1.0}, "learning rate must be a positive number"),
-     ({"learning_rate": float("nan")}, "learning rate must be a positive number"), ({"grid_size": 33}, "grid 33: grid_size 33 must be a multiple of 16"),
-     ({"preset": "huge"}, "unknown preset 'huge'"), ({"stage": "both"}, "unknown training stage 'both'"), ({"workers": -1}, "workers must be 0 or more"),
-     ({"time_limit_minutes": 0.0}, "time limit must be a positive number of minutes"), ({"precision": "float16"}, "unknown precision 'float16'")],
+    [
+        ({"steps": 0}, "steps must be a whole number of at least 1"),
+        ({"batch": 0}, "batch must be"),
+        ({"checkpoint_every": 0}, "checkpoint_every must be"),
+        ({"seed": -5}, "seed must be a whole number from 0"),
+        ({"learning_rate": -1.0}, "learning rate must be a positive number"),
+        ({"learning_rate": float("nan")}, "learning rate must be a positive number"),
+        ({"grid_size": 33}, "grid 33: grid_size 33 must be a multiple of 16"),
+        ({"preset": "huge"}, "unknown preset 'huge'"),
+        ({"stage": "both"}, "unknown training stage 'both'"),
+        ({"workers": -1}, "workers must be 0 or more"),
+        ({"time_limit_minutes": 0.0}, "time limit must be a positive number of minutes"),
+        ({"precision": "float16"}, "unknown precision 'float16'"),
+    ],
 )
 def test_training_settings_are_checked_before_any_work(tmp_path, changes, message):
     with pytest.raises(InputError, match=message):
@@ -161,7 +185,9 @@ def test_training_settings_are_checked_before_any_work(tmp_path, changes, messag
 def test_auto_precision_takes_bfloat16_only_where_the_device_computes_it_natively(monkeypatch):
     cpu = torch.device("cpu")
     if torch.cuda.is_available():  # the real check, before it is replaced below
-        assert device_module.native_bfloat16(torch.device("cuda")) == torch.cuda.is_bf16_supported(including_emulation=False)
+        assert device_module.native_bfloat16(torch.device("cuda")) == torch.cuda.is_bf16_supported(
+            including_emulation=False
+        )
     monkeypatch.setattr(device_module, "native_bfloat16", lambda device: False)
     assert device_module.resolve_precision("auto", cpu) == "float32"
     assert device_module.resolve_precision("bfloat16", cpu) == "bfloat16"
@@ -189,33 +215,65 @@ def test_the_training_step_runs_in_the_chosen_precision_and_the_card_records_it(
 
 def test_the_paper_preset_is_the_128_cube_architecture():
     config = TrainSettings(out="x", preset="paper-128").new_model_config()
-    assert (config.grid_size, config.field_of_view_mm / config.grid_size, config.unet_channels) == (128, 2.5, (32, 64, 128, 256))
+    assert (config.grid_size, config.field_of_view_mm / config.grid_size, config.unet_channels) == (
+        128,
+        2.5,
+        (32, 64, 128, 256),
+    )
     assert sum(p.numel() for p in DiffuX2CTNet(config).parameters()) == pytest.approx(11.6e6, rel=0.01)
 
 
 def test_a_run_can_change_the_parametrisation_and_a_resume_keeps_it(tmp_path):
     torch.manual_seed(0)
     init = save_model(DiffuX2CTNet(TINY), tmp_path / "init", half=False)
-    settings = TrainSettings(out=str(tmp_path / "v"), stage="diffusion", steps=1, checkpoint_every=1, init=str(init), prediction_type="v_prediction", residual_scale=5.0)
+    settings = TrainSettings(
+        out=str(tmp_path / "v"),
+        stage="diffusion",
+        steps=1,
+        checkpoint_every=1,
+        init=str(init),
+        prediction_type="v_prediction",
+        residual_scale=5.0,
+    )
     train(settings, show_progress=False)
     config = load_model(tmp_path / "v" / "model")[0].config
     assert (config.prediction_type, config.residual_scale) == ("v_prediction", 5.0)
     settings.steps, settings.prediction_type, settings.residual_scale = 2, None, None
     train(settings, show_progress=False)
     config = load_model(tmp_path / "v" / "model")[0].config
-    assert (config.prediction_type, config.residual_scale, load_model(tmp_path / "v" / "model")[1]["training"]["steps"]) == ("v_prediction", 5.0, 2)
+    assert (
+        config.prediction_type,
+        config.residual_scale,
+        load_model(tmp_path / "v" / "model")[1]["training"]["steps"],
+    ) == ("v_prediction", 5.0, 2)
 
 
 def test_a_bad_parametrisation_is_a_clear_error(tmp_path):
     init = save_model(DiffuX2CTNet(TINY), tmp_path / "init", half=False)
     with pytest.raises(InputError, match="residual_scale"):
-        train(TrainSettings(out=str(tmp_path / "bad"), stage="diffusion", steps=1, init=str(init), residual_scale=-1.0), show_progress=False)
+        train(
+            TrainSettings(out=str(tmp_path / "bad"), stage="diffusion", steps=1, init=str(init), residual_scale=-1.0),
+            show_progress=False,
+        )
 
 
 def test_init_from_a_checkpoint_file_starts_from_its_ema_weights(tmp_path):
-    train(TrainSettings(out=str(tmp_path / "reg"), steps=2, grid_size=16, checkpoint_every=2, workers=0), show_progress=False)
+    train(
+        TrainSettings(out=str(tmp_path / "reg"), steps=2, grid_size=16, checkpoint_every=2, workers=0),
+        show_progress=False,
+    )
     ema = _checkpoint(tmp_path / "reg")["ema"]
-    train(TrainSettings(out=str(tmp_path / "diff"), stage="diffusion", steps=1, checkpoint_every=1, init=str(tmp_path / "reg" / "checkpoint.pt"), workers=0), show_progress=False)
+    train(
+        TrainSettings(
+            out=str(tmp_path / "diff"),
+            stage="diffusion",
+            steps=1,
+            checkpoint_every=1,
+            init=str(tmp_path / "reg" / "checkpoint.pt"),
+            workers=0,
+        ),
+        show_progress=False,
+    )
     started = _checkpoint(tmp_path / "diff")["model"]
     for name, value in ema.items():
         if name.startswith("conditioner."):  # frozen in the diffusion stage: exactly the EMA it started from
@@ -223,7 +281,7 @@ def test_init_from_a_checkpoint_file_starts_from_its_ema_weights(tmp_path):
 
 
 def test_a_corrupted_checkpoint_is_a_clear_error(tmp_path):
-    from DiffuX2CTLib.data.io import InputError
+    from DiffuX2CTLib.core.errors import InputError
 
     run = tmp_path / "run"
     train(TrainSettings(out=str(run), steps=1, grid_size=16, checkpoint_every=1), show_progress=False)
@@ -236,9 +294,9 @@ def test_a_corrupted_checkpoint_is_a_clear_error(tmp_path):
 def test_two_ddp_processes_hold_identical_weights(tmp_path):
     """Regression on a CT folder (its cache prepared once, by rank 0) with two views per volume, then diffusion on
     phantoms, each with two processes."""
-    from DiffuX2CTLib.anatomy import generate_phantom
-    from DiffuX2CTLib.data.geometry import VolumeGrid
-    from DiffuX2CTLib.data.io import grid_image, write_image
+    from DiffuX2CTLib.anatomy.phantom import generate_phantom
+    from DiffuX2CTLib.imaging.geometry import VolumeGrid
+    from DiffuX2CTLib.imaging.image_io import grid_image, write_image
 
     cts = tmp_path / "cts"
     cts.mkdir()
@@ -246,9 +304,35 @@ def test_two_ddp_processes_hold_identical_weights(tmp_path):
     for seed in (1, 2):
         write_image(grid_image(generate_phantom(seed, grid, "chest").numpy(), grid), cts / f"ct{seed}.nrrd")
     out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-               "-m", "DiffuX2CTLib.cli", "train", "--out", str(out), "--grid", "16", "--steps", "3", "--checkpoint-every", "3", "--quiet", "--device", "cpu", "--workers", "0",
-               "--data", str(cts), "--reuse", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        "-m",
+        "DiffuX2CTLib.cli",
+        "train",
+        "--out",
+        str(out),
+        "--grid",
+        "16",
+        "--steps",
+        "3",
+        "--checkpoint-every",
+        "3",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--data",
+        str(cts),
+        "--reuse",
+        "2",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -257,11 +341,31 @@ def test_two_ddp_processes_hold_identical_weights(tmp_path):
     assert result.stdout.count("model exported") == 1  # said once, by rank 0
     assert json.loads((out / "ct-cache" / "manifest.json").read_text())  # one cache, both CTs in it
     # the diffusion stage on top of it, also in sync across the two processes
-    diffusion = [*command[: command.index("--out")], "--out", str(tmp_path / "ddp-diffusion"), "--stage", "diffusion", "--init", str(out / "model"),
-                 "--steps", "2", "--checkpoint-every", "2", "--quiet", "--device", "cpu", "--workers", "0"]
+    diffusion = [
+        *command[: command.index("--out")],
+        "--out",
+        str(tmp_path / "ddp-diffusion"),
+        "--stage",
+        "diffusion",
+        "--init",
+        str(out / "model"),
+        "--steps",
+        "2",
+        "--checkpoint-every",
+        "2",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+    ]
     result = subprocess.run(diffusion, capture_output=True, text=True, env=env, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
-    checks = [json.loads(line) for line in (tmp_path / "ddp-diffusion" / "log.jsonl").read_text().splitlines() if "replica_check" in line]
+    checks = [
+        json.loads(line)
+        for line in (tmp_path / "ddp-diffusion" / "log.jsonl").read_text().splitlines()
+        if "replica_check" in line
+    ]
     assert checks and checks[-1]["in_sync"] and len(checks[-1]["digests"]) == 2
 
 
@@ -273,12 +377,24 @@ def test_tiny_model_overfits_one_phantom_better_than_the_mean_volume(tmp_path):
     """Both stages on one phantom: the sampled reconstruction must beat the mean-intensity volume clearly."""
     torch.manual_seed(0)
     init = save_model(DiffuX2CTNet(TINY), tmp_path / "init", half=False)
-    regression = TrainSettings(out=str(tmp_path / "reg"), data="phantom:5", steps=150, checkpoint_every=150, init=str(init), learning_rate=2e-3)
+    regression = TrainSettings(
+        out=str(tmp_path / "reg"), data="phantom:5", steps=150, checkpoint_every=150, init=str(init), learning_rate=2e-3
+    )
     train(regression, show_progress=False)
-    diffusion = TrainSettings(out=str(tmp_path / "diff"), stage="diffusion", data="phantom:5", steps=400, checkpoint_every=400, init=str(tmp_path / "reg" / "model"), learning_rate=2e-3)
+    diffusion = TrainSettings(
+        out=str(tmp_path / "diff"),
+        stage="diffusion",
+        data="phantom:5",
+        steps=400,
+        checkpoint_every=400,
+        init=str(tmp_path / "reg" / "model"),
+        learning_rate=2e-3,
+    )
     net, _ = load_model(train(diffusion, show_progress=False))
     clean, radiographs = SampleMaker(TINY, PhantomSource(fixed_seed=5), seed=0).sample(10_000)
-    volume = sample(net, radiographs[None], steps=10, generator=torch.Generator().manual_seed(0))[0].numpy()
+    volume = sample(
+        net, radiographs[None], sampling_scheduler(net.config, "ddim", 10), generator=torch.Generator().manual_seed(0)
+    )[0].numpy()
     truth = clean.numpy()
     mean_volume = np.full_like(truth, truth.mean())
     assert _psnr(volume, truth) > _psnr(mean_volume, truth) + 3.0
@@ -287,8 +403,29 @@ def test_tiny_model_overfits_one_phantom_better_than_the_mean_volume(tmp_path):
 def test_the_command_line_passes_the_precision_and_refuses_an_unknown_one(tmp_path, capsys):
     from DiffuX2CTLib.cli import main
 
-    assert main(["train", "--out", str(tmp_path / "run"), "--steps", "1", "--grid", "16", "--workers", "0", "--precision", "float32", "--quiet"]) == 0
-    assert json.loads((tmp_path / "run" / "model" / "config.json").read_text())["training"]["settings"]["precision"] == "float32"
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                str(tmp_path / "run"),
+                "--steps",
+                "1",
+                "--grid",
+                "16",
+                "--workers",
+                "0",
+                "--precision",
+                "float32",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert (
+        json.loads((tmp_path / "run" / "model" / "config.json").read_text())["training"]["settings"]["precision"]
+        == "float32"
+    )
     with pytest.raises(SystemExit):
         main(["train", "--out", str(tmp_path / "other"), "--precision", "half"])
     assert "--precision" in capsys.readouterr().err

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import DiffuX2CTLib.reconstruct as reconstruct
+import DiffuX2CTLib.inference.reconstruct as reconstruct
 from DiffuX2CTLib.app import worker
-from DiffuX2CTLib.job import JobSpec, ReconstructionOptions
+from DiffuX2CTLib.app.protocol import JobSpec
+from DiffuX2CTLib.inference.options import ReconstructionOptions
 
 SAMPLE = Path(__file__).resolve().parent.parent / "Resources" / "SampleData"
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,7 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _job(tmp_path: Path, model: Path | None, ap: Path = SAMPLE / "ap.nrrd") -> Path:
     options = ReconstructionOptions(method="regression", device="cpu")
-    return JobSpec(str(ap), str(SAMPLE / "lateral.nrrd"), str(tmp_path / "out"), str(model) if model else None, options).write(tmp_path / "job.json")
+    return JobSpec(
+        str(ap), str(SAMPLE / "lateral.nrrd"), str(tmp_path / "out"), str(model) if model else None, options
+    ).write(tmp_path / "job.json")
 
 
 def _events(out: str) -> list[dict]:
@@ -46,8 +49,16 @@ def _raise(error: BaseException):
 @pytest.mark.parametrize(
     ("error", "kind", "message"),
     [
-        (MemoryError("cannot allocate 9 GiB"), "out_of_memory", "out of memory (cannot allocate 9 GiB); try the CPU, fewer samples or a smaller model"),
-        (torch.OutOfMemoryError("CUDA out of memory"), "out_of_memory", "out of memory (CUDA out of memory); try the CPU"),
+        (
+            MemoryError("cannot allocate 9 GiB"),
+            "out_of_memory",
+            "out of memory (cannot allocate 9 GiB); try the CPU, fewer samples or a smaller model",
+        ),
+        (
+            torch.OutOfMemoryError("CUDA out of memory"),
+            "out_of_memory",
+            "out of memory (CUDA out of memory); try the CPU",
+        ),
         (ZeroDivisionError("division by zero"), "internal", "division by zero"),
         (KeyError(), "internal", "KeyError"),
     ],
@@ -68,7 +79,14 @@ def test_the_worker_process_exits_nonzero_after_an_error_event(tmp_path):
     blank = tmp_path / "blank.png"
     blank.write_bytes(b"not a png")
     job = _job(tmp_path, None, ap=blank)
-    result = subprocess.run([sys.executable, "-m", "DiffuX2CTLib.app.worker", str(job)], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "DiffuX2CTLib.app.worker", str(job)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     events = _events(result.stdout)
     assert events[-1]["event"] == "error" and events[-1]["kind"] == "bad_input" and "blank.png" in events[-1]["message"]
     assert result.returncode == worker.EXIT_FAILED
@@ -77,10 +95,18 @@ def test_the_worker_process_exits_nonzero_after_an_error_event(tmp_path):
 def test_probe_reports_this_python_and_its_packages(capsys, monkeypatch):
     assert worker.main(["--probe"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report == {"event": "probe", "missing": [], "torch": torch.__version__, "cuda": torch.cuda.is_available(),
-                      "gpu_name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "python": sys.executable}
+    assert report == {
+        "event": "probe",
+        "missing": [],
+        "torch": torch.__version__,
+        "cuda": torch.cuda.is_available(),
+        "gpu_name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": sys.executable,
+    }
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("monai", "safetensors") else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in ("monai", "safetensors") else real(name, *a)
+    )
     assert worker.main(["--probe"]) == 0
     assert json.loads(capsys.readouterr().out)["missing"] == ["monai", "safetensors"]
 

@@ -27,7 +27,7 @@ from DiffuX2CTLib.app.runner import (
 )
 from DiffuX2CTLib.app.scene import JobState, SceneLogic
 from DiffuX2CTLib.app.session import crash_message
-from DiffuX2CTLib.errors import InputError
+from DiffuX2CTLib.core.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCHER = Path(__file__).with_name("stand_in_launcher.py")
@@ -57,14 +57,16 @@ class ScriptRunner(SubprocessRunner):
 def _fake_worker(tmp_path: Path, after_run: str) -> Path:
     """A serving worker that says ready, reads one run command, reports step 1 and then does ``after_run``."""
     script = tmp_path / "fake_worker.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import json, os, signal, sys, time
         print(json.dumps({{"event": "ready", "pid": os.getpid()}}), flush=True)
         job = json.loads(sys.stdin.readline())["id"]
         memory = {{"rss_gib": 7.5, "available_gib": 0.1, "total_gib": 8.0, "low": True}}
         print(json.dumps({{"event": "progress", "id": job, "step": 1, "total": 20, "eta_s": 9, "memory": memory}}), flush=True)
         {after_run}
-    """))
+    """)
+    )
     return script
 
 
@@ -200,7 +202,9 @@ def test_a_crashed_worker_is_restarted_with_the_next_job_and_the_status_says_so(
     job = logic.start(app.ap, app.lateral, steps=200)
     _wait_for_step(job)
     os.kill(job.worker_pid, signal.SIGKILL)
-    with pytest.raises(InputError, match=r"exit code -9 \(it may have run out of memory\).*new background process starts with the next"):
+    with pytest.raises(
+        InputError, match=r"exit code -9 \(it may have run out of memory\).*new background process starts with the next"
+    ):
         job.wait(interval_s=0.05)
     assert app.node_ids() == before and not job._workdir.exists()
     again = logic.start(app.ap, app.lateral, **QUICK)
@@ -249,7 +253,10 @@ def test_a_worker_killed_behind_the_launcher_reads_as_a_memory_problem(app, logi
 def test_crash_messages_recognise_the_launcher_and_signals():
     launcher_tail = "loading\n[/slicer/bin/python-real] exit abnormally - Report the problem."
     assert crash_message(1, launcher_tail, None).endswith("crashed or was killed) (it may have run out of memory)")
-    assert crash_message(1, "ValueError: x", None) == "the reconstruction process ended unexpectedly with exit code 1: ValueError: x"
+    assert (
+        crash_message(1, "ValueError: x", None)
+        == "the reconstruction process ended unexpectedly with exit code 1: ValueError: x"
+    )
     assert "(it may have run out of memory)" in crash_message(137, "", None)
     assert "memory" not in crash_message(139, "Fatal error", {"low": False})
 
@@ -258,8 +265,14 @@ def test_the_worker_exits_when_the_process_that_started_it_is_gone(tmp_path):
     parent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     env = worker_environment(str(ROOT))
     env[PARENT_PID_VARIABLE] = str(parent.pid)
-    worker = subprocess.Popen([sys.executable, str(LAUNCHER), sys.executable, "-m", "DiffuX2CTLib.app.worker", "--serve"],
-                              env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    worker = subprocess.Popen(
+        [sys.executable, str(LAUNCHER), sys.executable, "-m", "DiffuX2CTLib.app.worker", "--serve"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         pid = json.loads(worker.stdout.readline())["pid"]
         assert process_alive(pid)
@@ -327,26 +340,58 @@ logic.shutdown()
 def test_a_bare_scene_logic_delivers_the_ct_and_says_what_is_missing(converters):
     """Without Slicer's Segmentations logic (a fresh process), the converters are registered; where they still
     are not, the CT arrives and the status names what is missing instead of failing the run."""
-    out = subprocess.run([sys.executable, "-c", BARE_SCRIPT, converters, str(SAMPLE_DATA)], cwd=ROOT, capture_output=True, text=True, timeout=300, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", BARE_SCRIPT, converters, str(SAMPLE_DATA)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
     state, in_scene, segments, message = eval(out.strip().splitlines()[-1])  # noqa: S307 - our own repr
     assert state == "done" and in_scene
     if converters == "registered":
         assert segments == 1 and "segmentation" not in message
     else:
         assert segments is None
-        assert "the bone segmentation was not made: the bone mask could not be stored in the segmentation (no segmentation converter rules are registered" in message
+        assert (
+            "the bone segmentation was not made: the bone mask could not be stored in the segmentation (no segmentation converter rules are registered"
+            in message
+        )
 
 
 def test_a_serving_worker_answers_a_malformed_job_and_keeps_serving():
     """Bad lines and a wrongly typed job end in one bad_input event for that job; the worker stays up."""
-    worker = subprocess.Popen([sys.executable, "-m", "DiffuX2CTLib.app.worker", "--serve"], cwd=ROOT, env=worker_environment(str(ROOT)),
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "DiffuX2CTLib.app.worker", "--serve"],
+        cwd=ROOT,
+        env=worker_environment(str(ROOT)),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert json.loads(worker.stdout.readline())["event"] == "ready"
-        worker.stdin.write("not json\n" + json.dumps({"command": "run", "id": 7, "job": {"ap": "a", "lateral": "b", "output_dir": "c", "options": {"check_inputs": "false"}}}) + "\n")
+        worker.stdin.write(
+            "not json\n"
+            + json.dumps(
+                {
+                    "command": "run",
+                    "id": 7,
+                    "job": {"ap": "a", "lateral": "b", "output_dir": "c", "options": {"check_inputs": "false"}},
+                }
+            )
+            + "\n"
+        )
         worker.stdin.flush()
         event = json.loads(worker.stdout.readline())
-        assert event == {"event": "error", "id": 7, "kind": "bad_input", "message": "job file: options.check_inputs must be true or false, got the string 'false'"}
+        assert event == {
+            "event": "error",
+            "id": 7,
+            "kind": "bad_input",
+            "message": "job file: options.check_inputs must be true or false, got the string 'false'",
+        }
         worker.stdin.write(json.dumps({"command": "run", "id": 8, "job": "nonsense"}) + "\n")
         worker.stdin.flush()
         event = json.loads(worker.stdout.readline())

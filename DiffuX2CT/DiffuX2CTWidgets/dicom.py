@@ -7,7 +7,7 @@ from pathlib import Path
 
 import slicer
 
-from DiffuX2CTLib.job import Acquisition
+from DiffuX2CTLib.imaging.acquisition import Acquisition
 
 from .i18n import _
 
@@ -48,7 +48,10 @@ def fillGeometryFromDicom(parameterNode) -> str:
     """Copy distances and pixel spacing from the radiographs' DICOM tags into the parameters; returns a line
     saying where the geometry comes from."""
     filled = []
-    for node, spacingName in ((parameterNode.apVolume, "apPixelSpacingMm"), (parameterNode.lateralVolume, "lateralPixelSpacingMm")):
+    for node, spacingName in (
+        (parameterNode.apVolume, "apPixelSpacingMm"),
+        (parameterNode.lateralVolume, "lateralPixelSpacingMm"),
+    ):
         tags = dicomValues(node)
         if "pixel_spacing" in tags:
             setattr(parameterNode, spacingName, float(tags["pixel_spacing"].split("\\")[0]))
@@ -79,7 +82,10 @@ def acquisition(parameterNode) -> dict[str, Acquisition]:
     sources = sourceFiles(parameterNode)
     acquisitions = {}
     p = parameterNode
-    for view, node, spacing in (("ap", p.apVolume, p.apPixelSpacingMm), ("lateral", p.lateralVolume, p.lateralPixelSpacingMm)):
+    for view, node, spacing in (
+        ("ap", p.apVolume, p.apPixelSpacingMm),
+        ("lateral", p.lateralVolume, p.lateralPixelSpacingMm),
+    ):
         acquisitions[view] = Acquisition(
             source_to_detector_mm=p.sourceToDetectorMm,
             source_to_isocenter_mm=p.sourceToIsocenterMm,

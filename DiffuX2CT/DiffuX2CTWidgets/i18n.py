@@ -5,6 +5,7 @@ try:
     from slicer.i18n import tr as _
     from slicer.i18n import translate
 except ImportError:
+
     def _(text: str) -> str:
         return text
 

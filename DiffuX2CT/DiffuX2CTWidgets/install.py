@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from DiffuX2CTLib.errors import InputError
+from DiffuX2CTLib.core.errors import InputError
 
 # pip requirement for each import name the worker may lack; torch is not here (see install_torch), nor SimpleITK
 # and numpy beyond what a broken Slicer lacks.

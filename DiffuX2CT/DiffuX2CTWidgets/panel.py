@@ -9,8 +9,8 @@ import enum
 import qt
 
 from DiffuX2CTLib.app.scene import JobState
-from DiffuX2CTLib.errors import InputError
-from DiffuX2CTLib.modelcard import read_model_card, summarize_model_card
+from DiffuX2CTLib.core.errors import InputError
+from DiffuX2CTLib.model.card import read_model_card, summarize_model_card
 
 from .dicom import fillGeometryFromDicom
 from .i18n import _
@@ -77,9 +77,16 @@ class ReconstructionPanel:
         busy = self.phase != Phase.IDLE
         ready = bool(p.apVolume and p.lateralVolume and p.apVolume != p.lateralVolume)
         self.ui.reconstructButton.enabled = ready and not busy
-        labels = {Phase.IDLE: _("Reconstruct"), Phase.CHECKING: _("Checking..."), Phase.INSTALLING: _("Installing..."), Phase.RUNNING: _("Running...")}
+        labels = {
+            Phase.IDLE: _("Reconstruct"),
+            Phase.CHECKING: _("Checking..."),
+            Phase.INSTALLING: _("Installing..."),
+            Phase.RUNNING: _("Running..."),
+        }
         self.ui.reconstructButton.text = labels[self.phase]
-        self.ui.reconstructButton.toolTip = "" if ready else _("Select two different radiographs: a frontal and a lateral view.")
+        self.ui.reconstructButton.toolTip = (
+            "" if ready else _("Select two different radiographs: a frontal and a lateral view.")
+        )
         self.ui.cancelButton.enabled = self.phase in (Phase.CHECKING, Phase.RUNNING)
 
     # -- actions ---------------------------------------------------------------------------------------------
@@ -162,23 +169,35 @@ class ReconstructionPanel:
         if report is None:
             return
         self.environment = report
-        self.ui.deviceInfoLabel.text = _("GPU: {name}").format(name=report["gpu_name"]) if report.get("cuda") else _("No CUDA GPU found: the CPU will be used.")
+        self.ui.deviceInfoLabel.text = (
+            _("GPU: {name}").format(name=report["gpu_name"])
+            if report.get("cuda")
+            else _("No CUDA GPU found: the CPU will be used.")
+        )
         if not report["missing"] and not self._runAfterCheck:
             self._finish(_("Ready; the model is being loaded in the background."))
             self._preload()
         elif not report["missing"]:
             self._startJob()
         elif not self._runAfterCheck:
-            self._finish(_("Reconstruct will offer to install what the background process lacks: {names}").format(names=", ".join(report["missing"])))
+            self._finish(
+                _("Reconstruct will offer to install what the background process lacks: {names}").format(
+                    names=", ".join(report["missing"])
+                )
+            )
         elif self._installed:
-            self._finish(_("Still missing after installation: {names}").format(names=", ".join(report["missing"])), error=True)
+            self._finish(
+                _("Still missing after installation: {names}").format(names=", ".join(report["missing"])), error=True
+            )
         else:
             self._install(report["missing"])
 
     def _install(self, missing: list[str]) -> None:
         self._timer.stop()  # pip processes GUI events: no poll may run in between
         self._begin(Phase.INSTALLING, _("Installing {names}...").format(names=", ".join(missing)))
-        question = _("DiffuX2CT needs Python packages that are not installed yet. Installing them needs a network connection and may take several minutes. Install now?")
+        question = _(
+            "DiffuX2CT needs Python packages that are not installed yet. Installing them needs a network connection and may take several minutes. Install now?"
+        )
         try:
             installed = self.installer.install(missing, question)
         except InputError as error:

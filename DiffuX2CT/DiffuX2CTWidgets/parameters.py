@@ -7,8 +7,8 @@ from typing import Annotated
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 
-from DiffuX2CTLib.job import DEFAULT_GUIDANCE
-from DiffuX2CTLib.modelcard import BUNDLED_MODEL_DIR
+from DiffuX2CTLib.inference.options import DEFAULT_GUIDANCE
+from DiffuX2CTLib.model.card import BUNDLED_MODEL_DIR
 
 
 @parameterNodeWrapper

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import slicer
 
-from DiffuX2CTLib.modelcard import BUNDLED_MODEL_DIR
+from DiffuX2CTLib.model.card import BUNDLED_MODEL_DIR
 
 SAMPLE_DIR = BUNDLED_MODEL_DIR.parent.parent / "SampleData"
 VIEWS = ("ap", "lateral")

@@ -17,15 +17,7 @@ import torch
 
 from .labels import LABELS
 from .patient import Patient
-from .shapes import (
-    Canvas,
-    ellipsoid,
-    frame,
-    intersect,
-    smooth_curve,
-    tube,
-    tube_distance,
-)
+from .shapes import Canvas, ellipsoid, frame, intersect, smooth_curve, tube, tube_distance
 from .skeleton import Spine
 
 _STEP_MM = 1.0
@@ -42,10 +34,27 @@ class Outline:
         shoulders = spine.z("T1")
         # Thighs, crotch, hips, iliac crests, waist, lower/mid/upper chest, shoulders, neck. Below the crotch the
         # section splits into two lobes ``split`` mm either side of the midline (the thighs).
-        keys = [-400 * h, -175 * h, -130 * h, -100 * h, 0.0, spine.z("L3"), spine.z("L1"), spine.z("T10"), spine.z("T6"), spine.z("T3"),
-                shoulders, top + 12 * h, top + 60 * h]
+        keys = [
+            -400 * h,
+            -175 * h,
+            -130 * h,
+            -100 * h,
+            0.0,
+            spine.z("L3"),
+            spine.z("L1"),
+            spine.z("T10"),
+            spine.z("T6"),
+            spine.z("T3"),
+            shoulders,
+            top + 12 * h,
+            top + 60 * h,
+        ]
         cage = [spine.cage(z, patient) for z in keys[7:10]]
-        half = [70, 80, 130, 170, 152, 134, 140] + [c[0] + 22 for c in cage] + [182 if not patient.arms_up else 160, 62, 56]
+        half = (
+            [70, 80, 130, 170, 152, 134, 140]
+            + [c[0] + 22 for c in cage]
+            + [182 if not patient.arms_up else 160, 62, 56]
+        )
         front = [70, 80, 100, 108, 122, 122, 126] + [c[1] + 26 for c in cage] + [70, 55, 50]
         back = [70, 80, 105, 108, 95, 88, 86, 88, 90, 92, 90, 70, 66]
         split = np.interp(zs, keys[:4], [82.0 * w, 88.0 * w, 40.0 * w, 0.0])
@@ -56,25 +65,50 @@ class Outline:
         self.half = np.interp(zs, keys, np.array(half) * np.array([w] * 11 + [1, 1]))
         self.front = np.interp(zs, keys, np.array(front) * d)
         self.back = np.interp(zs, keys, np.array(back) * d)
-        fat_scale = np.interp(zs, keys, [1.0, 1.1, 1.2, 1.3, 1.3, 1.4, 1.2, 0.9, 0.7, 0.6, 0.5, 0.25, 0.2]) * (1.15 if patient.female else 1.0)
+        fat_scale = np.interp(zs, keys, [1.0, 1.1, 1.2, 1.3, 1.3, 1.4, 1.2, 0.9, 0.7, 0.6, 0.5, 0.25, 0.2]) * (
+            1.15 if patient.female else 1.0
+        )
         self.fat_side = fat * fat_scale
-        self.fat_front = fat * fat_scale * np.interp(zs, keys, [1.0, 1.0, 1.0, 1.0, 1.5, 1.5, 1.3, 1.0, 0.8, 0.8, 0.8, 0.6, 0.6])
+        self.fat_front = (
+            fat * fat_scale * np.interp(zs, keys, [1.0, 1.0, 1.0, 1.0, 1.5, 1.5, 1.3, 1.0, 0.8, 0.8, 0.8, 0.6, 0.6])
+        )
         self.fat_back = fat * fat_scale * 0.75
         xref, yref = spine.at(np.maximum(zs, 0.0))
         self.xref, self.yref = xref, yref - forward
         self.neck_top = top + 80.0 * h
-        table = np.stack([self.xref, self.yref, self.half, self.front, self.back, self.half + self.fat_side,
-                          self.front + self.fat_front, self.back + self.fat_back, split])
+        table = np.stack(
+            [
+                self.xref,
+                self.yref,
+                self.half,
+                self.front,
+                self.back,
+                self.half + self.fat_side,
+                self.front + self.fat_front,
+                self.back + self.fat_back,
+                split,
+            ]
+        )
         self.table = torch.as_tensor(table, dtype=torch.float32, device=device)
         self.zs = zs
 
     def sample(self, z: float) -> dict[str, float]:
         """Profile values at one height (mm)."""
         i = int(np.clip(round((z - self.z0) / _STEP_MM), 0, len(self.zs) - 1))
-        return {"x": self.xref[i], "y": self.yref[i], "half": self.half[i], "front": self.front[i], "back": self.back[i],
-                "fat_side": self.fat_side[i], "fat_front": self.fat_front[i], "fat_back": self.fat_back[i]}
+        return {
+            "x": self.xref[i],
+            "y": self.yref[i],
+            "half": self.half[i],
+            "front": self.front[i],
+            "back": self.back[i],
+            "fat_side": self.fat_side[i],
+            "fat_front": self.fat_front[i],
+            "fat_back": self.fat_back[i],
+        }
 
-    def distances(self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, insets: tuple[float, ...]) -> list[torch.Tensor]:
+    def distances(
+        self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, insets: tuple[float, ...]
+    ) -> list[torch.Tensor]:
         """Approximate signed distances (mm) of the trunk's skin (inset < 0: the outline with its fat) and of its
         lean (muscle) outline shrunk by each inset >= 0 (mm).
 
@@ -100,7 +134,9 @@ class Outline:
         return out
 
 
-def _limbs(spine: Spine, patient: Patient, outline: Outline, glenoids: dict[float, np.ndarray]) -> list[tuple[np.ndarray, float, float]]:
+def _limbs(
+    spine: Spine, patient: Patient, outline: Outline, glenoids: dict[float, np.ndarray]
+) -> list[tuple[np.ndarray, float, float]]:
     """Centre lines of the upper arms and forearms with their lean radius and fat thickness (mm)."""
     h, fat = patient.height, patient.fat_mm
     limbs = []
@@ -113,13 +149,21 @@ def _limbs(spine: Spine, patient: Patient, outline: Outline, glenoids: dict[floa
             gap = at["half"] + at["fat_side"] + 48.0 + 0.55 * fat
             elbow = np.array([at["x"] + side * gap, at["y"] - 5.0, glenoid[2] - 290.0 * h])
             at = outline.sample(elbow[2] - 250.0 * h)
-            wrist = np.array([at["x"] + side * (at["half"] + at["fat_side"] + 38.0 + 0.4 * fat), at["y"] - 30.0, elbow[2] - 250.0 * h])
+            wrist = np.array(
+                [
+                    at["x"] + side * (at["half"] + at["fat_side"] + 38.0 + 0.4 * fat),
+                    at["y"] - 30.0,
+                    elbow[2] - 250.0 * h,
+                ]
+            )
         limbs.append((np.array([glenoid + np.array([side * 8.0, 0, 0]), elbow]), 40.0 * patient.width, 0.5 * fat))
         limbs.append((np.array([elbow, wrist]), 30.0 * patient.width, 0.35 * fat))
     return limbs
 
 
-def paint_body(canvas: Canvas, spine: Spine, patient: Patient, outline: Outline, glenoids: dict[float, np.ndarray]) -> None:
+def paint_body(
+    canvas: Canvas, spine: Spine, patient: Patient, outline: Outline, glenoids: dict[float, np.ndarray]
+) -> None:
     """Skin, fat and muscle of trunk and limbs, the visceral fat of the abdominopelvic cavity, psoas muscles,
     breasts and the bones of the arms."""
     t = patient.tissue
@@ -135,12 +179,19 @@ def paint_body(canvas: Canvas, spine: Spine, patient: Patient, outline: Outline,
         if limb_box is not None:
             limb_boxes.append((limb_box, tube_distance(line, np.full(len(line), outer)), fat))
     subcutaneous, muscle = LABELS["subcutaneous"], LABELS["muscle"]
-    layers = ((0, 0.0, t.skin, subcutaneous, lambda fat: 0.0), (0, 2.5, t.fat, subcutaneous, lambda fat: 2.5),
-              (1, 0.0, t.muscle, muscle, lambda fat: fat))
+    layers = (
+        (0, 0.0, t.skin, subcutaneous, lambda fat: 0.0),
+        (0, 2.5, t.fat, subcutaneous, lambda fat: 2.5),
+        (1, 0.0, t.muscle, muscle, lambda fat: fat),
+    )
     whole = tuple(slice(0, n) for n in canvas.hu.shape)
     for slab in canvas.slabs(whole):  # each voxel still gets the layers in order: trunk then limbs, layer by layer
         trunk = intersect(box, slab) if box is not None else None
-        trunk_d = outline.distances(*canvas.coords[(slice(None),) + trunk].unbind(0), (-1.0, 0.0)) if trunk is not None else None
+        trunk_d = (
+            outline.distances(*canvas.coords[(slice(None),) + trunk].unbind(0), (-1.0, 0.0))
+            if trunk is not None
+            else None
+        )
         limb_fields = []
         for limb_box, distance, fat in limb_boxes:
             part = intersect(limb_box, slab)
@@ -159,8 +210,10 @@ def paint_body(canvas: Canvas, spine: Spine, patient: Patient, outline: Outline,
         index = ((z - outline.z0) / _STEP_MM).round().clamp(0, len(outline.zs) - 1).long()
         posterior_limit = y - (back_cut[index] + 30.0)
         pelvic_floor = -135.0 * patient.height + 0.003 * (x - float(outline.xref[0])) ** 2  # a funnel, lowest mid-line
-        return torch.maximum(torch.maximum(outline.distances(x, y, z, (wall_mm,))[0], posterior_limit),
-                             torch.maximum(z - dome, pelvic_floor - z))
+        return torch.maximum(
+            torch.maximum(outline.distances(x, y, z, (wall_mm,))[0], posterior_limit),
+            torch.maximum(z - dome, pelvic_floor - z),
+        )
 
     visceral = t.fat * (0.35 + 0.65 * patient.visceral) + 25.0 * (0.65 - 0.65 * patient.visceral)
     canvas.paint((-250, -300, -140 * patient.height), (250, 200, dome + 10), cavity, visceral, 0)
@@ -181,9 +234,15 @@ def _muscle_groups(canvas: Canvas, spine: Spine, patient: Patient) -> None:
             lv = spine.levels[name]
             offset = lv.radii[1] + 20.0 + 0.8 * r
             back.append(lv.center + np.array([side * (r + 8.0), offset, 0.0]))
-        radii = np.array([20.0, 24.0, 22.0, 18.0, 15.0, 13.0]) * patient.width ** 0.5
-        tube(canvas, smooth_curve(np.array(back), 10), np.interp(np.linspace(0, 5, 10), np.arange(6), radii), t.fat, LABELS["muscle"],
-             shells=sheath)
+        radii = np.array([20.0, 24.0, 22.0, 18.0, 15.0, 13.0]) * patient.width**0.5
+        tube(
+            canvas,
+            smooth_curve(np.array(back), 10),
+            np.interp(np.linspace(0, 5, 10), np.arange(6), radii),
+            t.fat,
+            LABELS["muscle"],
+            shells=sheath,
+        )
         pts = []
         for name, r in (("T12", 8.0), ("L2", 14.0), ("L4", 22.0), ("L5", 24.0)):
             lv = spine.levels[name]
@@ -191,7 +250,13 @@ def _muscle_groups(canvas: Canvas, spine: Spine, patient: Patient) -> None:
         x0, y0 = spine.at(0.0)
         pts.append((np.array([x0 + side * 62.0, y0 - 40.0, -50.0 * patient.height]), 22.0))
         pts.append((np.array([x0 + side * 78.0, y0 - 82.0, -110.0 * patient.height]), 18.0))
-        tube(canvas, np.array([p for p, _ in pts]), np.array([r for _, r in pts]) * patient.width ** 0.5, t.muscle, LABELS["muscle"])
+        tube(
+            canvas,
+            np.array([p for p, _ in pts]),
+            np.array([r for _, r in pts]) * patient.width**0.5,
+            t.muscle,
+            LABELS["muscle"],
+        )
 
 
 def _breasts(canvas: Canvas, spine: Spine, patient: Patient, outline: Outline) -> None:
@@ -204,8 +269,12 @@ def _breasts(canvas: Canvas, spine: Spine, patient: Patient, outline: Outline) -
     value = t.fat * (1 - glandular) + 40.0 * glandular
     for side in (-1.0, 1.0):
         center = np.array([at["x"] + side * 0.5 * at["half"], at["y"] - at["front"] - at["fat_front"] + 10.0, z])
-        ellipsoid(canvas, center, (62 * size, 48 * size, 55 * size), t.skin, LABELS["breast"], axes=frame(side * 25.0, 0, 0))
-        ellipsoid(canvas, center, (60 * size, 46 * size, 53 * size), value, LABELS["breast"], axes=frame(side * 25.0, 0, 0))
+        ellipsoid(
+            canvas, center, (62 * size, 48 * size, 55 * size), t.skin, LABELS["breast"], axes=frame(side * 25.0, 0, 0)
+        )
+        ellipsoid(
+            canvas, center, (60 * size, 46 * size, 53 * size), value, LABELS["breast"], axes=frame(side * 25.0, 0, 0)
+        )
 
 
 def _arm_bones(canvas: Canvas, patient: Patient, limbs: list) -> None:

@@ -25,7 +25,7 @@ def _screws_and_rods(canvas: Canvas, spine: Spine, patient: Patient) -> None:
     count = int(rng.integers(2, 5))
     first = int(rng.integers(0, len(names) - count + 1))
     heads = {-1.0: [], 1.0: []}
-    for name in names[first:first + count]:
+    for name in names[first : first + count]:
         lv = spine.levels[name]
         rx, ry = lv.radii
         for side in (-1.0, 1.0):
@@ -60,7 +60,12 @@ def _ecg_leads(canvas: Canvas, spine: Spine, patient: Patient, outline: Outline)
         z = spine.z("T" + str(int(rng.integers(3, 10))))
         at = outline.sample(z)
         x = at["x"] + rng.uniform(-0.7, 0.7) * at["half"]
-        y = at["y"] - (at["front"] + at["fat_front"]) * np.sqrt(max(0.0, 1 - ((x - at["x"]) / (at["half"] + at["fat_side"])) ** 2)) - 3.0
+        y = (
+            at["y"]
+            - (at["front"] + at["fat_front"])
+            * np.sqrt(max(0.0, 1 - ((x - at["x"]) / (at["half"] + at["fat_side"])) ** 2))
+            - 3.0
+        )
         electrode = np.array([x, y, z])
         ellipsoid(canvas, electrode, (6.0, 2.0, 6.0), 1800.0, LABELS["metal"])
         end = electrode + np.array([np.sign(x - at["x"] + 1e-3) * 150.0, -10.0, rng.uniform(-60, 60)])
@@ -85,7 +90,13 @@ def paint_extras(canvas: Canvas, spine: Spine, patient: Patient, outline: Outlin
         side = 1.0 if rng.random() < 0.5 else -1.0
         center = diaphragm.sample_points(side, 1, rng)[0]
         r = rng.uniform(3.0, 12.0)
-        ellipsoid(canvas, center, (r, r * rng.uniform(0.8, 1.2), r * rng.uniform(0.8, 1.2)), rng.uniform(10, 60), LABELS["nodule"])
+        ellipsoid(
+            canvas,
+            center,
+            (r, r * rng.uniform(0.8, 1.2), r * rng.uniform(0.8, 1.2)),
+            rng.uniform(10, 60),
+            LABELS["nodule"],
+        )
     if patient.implant:
         _screws_and_rods(canvas, spine, patient)
     if patient.wires:
@@ -111,18 +122,28 @@ def paint_table(canvas: Canvas, patient: Patient, outline: Outline) -> None:
     x0 = float(back[0])
     z_lo = float(canvas.origin_lps[2]) - 10.0
     z_hi = z_lo + nz * canvas.spacing_mm + 20.0
-    low, high = (x0 - half_width - 5, top - curve * half_width**2 - 5.0, z_lo), (x0 + half_width + 5, top + core + 10.0, z_hi)
+    low, high = (
+        (x0 - half_width - 5, top - curve * half_width**2 - 5.0, z_lo),
+        (x0 + half_width + 5, top + core + 10.0, z_hi),
+    )
 
     def sheet(offset: float, thickness: float):
         def distance(x, y, z):
             surface = top + offset - curve * (x - x0) ** 2
             return torch.maximum((y - surface - 0.5 * thickness).abs() - 0.5 * thickness, (x - x0).abs() - half_width)
+
         return distance
 
     if pad > 0.0:
-        canvas.paint_world((low[0], top - pad - 2, z_lo), (high[0], top + 1, z_hi),
-                           lambda x, y, z: torch.maximum((y - (top - 0.5 * pad)).abs() - 0.5 * pad, (x - x0).abs() - half_width + 20.0),
-                           rng.uniform(-900, -750), LABELS["table"])
+        canvas.paint_world(
+            (low[0], top - pad - 2, z_lo),
+            (high[0], top + 1, z_hi),
+            lambda x, y, z: torch.maximum(
+                (y - (top - 0.5 * pad)).abs() - 0.5 * pad, (x - x0).abs() - half_width + 20.0
+            ),
+            rng.uniform(-900, -750),
+            LABELS["table"],
+        )
     canvas.paint_world(low, high, sheet(core * 0.5, core), rng.uniform(-950, -850), LABELS["table"])
     shell = rng.uniform(150, 500)
     canvas.paint_world(low, high, sheet(0.0, 2.0), shell, LABELS["table"])

@@ -37,18 +37,20 @@ def _front(spine: Spine, name: str, gap: float) -> np.ndarray:
 def aorta_path(spine: Spine, patient: Patient, heart_base: np.ndarray) -> np.ndarray:
     """Centre line (K, 3) of the aorta from the root to the bifurcation (root, ascending, arch, descending)."""
     h = patient.height
-    control = np.array([
-        heart_base + np.array([-8.0, -12.0, 8.0]),
-        _front(spine, "T5", 58.0 * patient.depth) + np.array([-22.0, 0.0, 0.0]),
-        _front(spine, "T3", 38.0 * patient.depth) + np.array([2.0, 0.0, -4.0 * h]),
-        _front(spine, "T3", 8.0) + np.array([22.0, 0.0, -12.0 * h]),
-        _front(spine, "T5", -4.0) + np.array([26.0, 0.0, 0.0]),
-        _front(spine, "T8", -2.0) + np.array([22.0, 0.0, 0.0]),
-        _front(spine, "T11", 2.0) + np.array([12.0, 0.0, 0.0]),
-        _front(spine, "L1", 8.0) + np.array([10.0, 0.0, 0.0]),
-        _front(spine, "L3", 10.0) + np.array([8.0, 0.0, 0.0]),
-        _front(spine, "L4", 12.0) + np.array([4.0, 0.0, 0.0]),
-    ])
+    control = np.array(
+        [
+            heart_base + np.array([-8.0, -12.0, 8.0]),
+            _front(spine, "T5", 58.0 * patient.depth) + np.array([-22.0, 0.0, 0.0]),
+            _front(spine, "T3", 38.0 * patient.depth) + np.array([2.0, 0.0, -4.0 * h]),
+            _front(spine, "T3", 8.0) + np.array([22.0, 0.0, -12.0 * h]),
+            _front(spine, "T5", -4.0) + np.array([26.0, 0.0, 0.0]),
+            _front(spine, "T8", -2.0) + np.array([22.0, 0.0, 0.0]),
+            _front(spine, "T11", 2.0) + np.array([12.0, 0.0, 0.0]),
+            _front(spine, "L1", 8.0) + np.array([10.0, 0.0, 0.0]),
+            _front(spine, "L3", 10.0) + np.array([8.0, 0.0, 0.0]),
+            _front(spine, "L4", 12.0) + np.array([4.0, 0.0, 0.0]),
+        ]
+    )
     return smooth_curve(control, 40)
 
 
@@ -59,7 +61,9 @@ def paint_heart(canvas: Canvas, spine: Spine, patient: Patient, diaphragm: Diaph
     cage_front = spine.cage(spine.z("T8"), patient)[1]
     size = rng.uniform(0.9, 1.1) * (0.92 if patient.female else 1.0) * (1 + 0.002 * max(patient.age - 50, 0))
     radii = np.array([68.0, 53.0, 45.0]) * size
-    center = np.array([x7 + rng.uniform(18, 34) * patient.width, y7 - 0.52 * cage_front, diaphragm.left + 0.8 * radii[2] + 10.0])
+    center = np.array(
+        [x7 + rng.uniform(18, 34) * patient.width, y7 - 0.52 * cage_front, diaphragm.left + 0.8 * radii[2] + 10.0]
+    )
     axes = _basis(np.array([0.62 + rng.normal(0, 0.06), -0.5, -0.55]))
     base = center - axes[:, 0] * 0.62 * radii[0]
 
@@ -67,8 +71,15 @@ def paint_heart(canvas: Canvas, spine: Spine, patient: Patient, diaphragm: Diaph
     top = spine.z("T1", 1.0)
     xm, ym = spine.at(spine.z("T4"))
     mediastinal_fat = t.fat * 0.6 + 0.4 * t.muscle + 30.0 * (1.0 - patient.visceral)
-    cylinder(canvas, (xm + 2.0, ym - spine.levels["T4"].radii[1] - 28.0, 0.5 * (top + center[2])), (26.0, 30.0), 0.5 * (top - center[2]),
-             mediastinal_fat, 0, power=2.0)
+    cylinder(
+        canvas,
+        (xm + 2.0, ym - spine.levels["T4"].radii[1] - 28.0, 0.5 * (top + center[2])),
+        (26.0, 30.0),
+        0.5 * (top - center[2]),
+        mediastinal_fat,
+        0,
+        power=2.0,
+    )
     ellipsoid(canvas, center, radii + 7.0, mediastinal_fat, 0, axes=axes)
     ellipsoid(canvas, center, radii, t.myocardium, LABELS["heart"], axes=axes)
 
@@ -86,7 +97,11 @@ def paint_heart(canvas: Canvas, spine: Spine, patient: Patient, diaphragm: Diaph
 
     aorta = aorta_path(spine, patient, base)
     grow = 1 + 0.004 * max(patient.age - 40, 0)
-    radius = np.interp(np.arange(len(aorta)), [0, 8, 16, 24, 39], [15.5, 16.0, 13.5, 12.0, 9.5]) * grow * (0.92 if patient.female else 1.0)
+    radius = (
+        np.interp(np.arange(len(aorta)), [0, 8, 16, 24, 39], [15.5, 16.0, 13.5, 12.0, 9.5])
+        * grow
+        * (0.92 if patient.female else 1.0)
+    )
     tube(canvas, aorta, radius, t.arterial, LABELS["aorta"])
     arch_top = aorta[int(np.argmax(aorta[:, 2]))]
     for dx, r in ((-16.0, 6.5), (-2.0, 4.5), (12.0, 5.0)):
@@ -96,18 +111,30 @@ def paint_heart(canvas: Canvas, spine: Spine, patient: Patient, diaphragm: Diaph
     bifurcation = aorta[-1]
     x0, y0 = spine.at(0.0)
     for side in (-1.0, 1.0):
-        iliac = [bifurcation, np.array([x0 + side * 42.0, y0 - 28.0, -25.0 * h]), np.array([x0 + side * 75.0, y0 - 70.0, -85.0 * h])]
+        iliac = [
+            bifurcation,
+            np.array([x0 + side * 42.0, y0 - 28.0, -25.0 * h]),
+            np.array([x0 + side * 75.0, y0 - 70.0, -85.0 * h]),
+        ]
         tube(canvas, iliac, [8.0, 6.5, 5.5], t.arterial, LABELS["aorta"])
-        vein = [bifurcation + np.array([-14.0, 6.0, -10.0]), np.array([x0 + side * 36.0, y0 - 20.0, -25.0 * h]),
-                np.array([x0 + side * 70.0, y0 - 60.0, -85.0 * h])]
+        vein = [
+            bifurcation + np.array([-14.0, 6.0, -10.0]),
+            np.array([x0 + side * 36.0, y0 - 20.0, -25.0 * h]),
+            np.array([x0 + side * 70.0, y0 - 60.0, -85.0 * h]),
+        ]
         tube(canvas, vein, [9.0, 7.5, 6.5], t.blood, LABELS["vena_cava"])
 
     # Pulmonary trunk from the right ventricle's outflow to the bifurcation below the arch, then to the hila.
     carina = _front(spine, "T5", 24.0) + np.array([0.0, 0.0, 0.5 * spine.levels["T5"].height])
     outflow = local(-20, -18, -22)
     split = carina + np.array([10.0, -22.0, -14.0])
-    tube(canvas, smooth_curve(np.array([outflow, 0.5 * (outflow + split) + np.array([8.0, -6.0, 0.0]), split]), 6), 13.0 * size, t.blood,
-         LABELS["pulmonary_artery"])
+    tube(
+        canvas,
+        smooth_curve(np.array([outflow, 0.5 * (outflow + split) + np.array([8.0, -6.0, 0.0]), split]), 6),
+        13.0 * size,
+        t.blood,
+        LABELS["pulmonary_artery"],
+    )
     for side in (-1.0, 1.0):
         hilum = carina + np.array([side * 50.0, 2.0, -12.0])
         tube(canvas, [split, hilum], [10.5, 8.5], t.blood, LABELS["pulmonary_artery"])
@@ -116,13 +143,26 @@ def paint_heart(canvas: Canvas, spine: Spine, patient: Patient, diaphragm: Diaph
 
     # Venae cavae: superior into the right atrium, inferior from the pelvis through the liver.
     ra = chambers[3][0]
-    svc = [np.array([xm - 28.0, ym - 45.0, top + 20.0]), np.array([xm - 30.0, ym - 48.0, spine.z("T4")]), ra + np.array([0.0, 0.0, 20.0])]
+    svc = [
+        np.array([xm - 28.0, ym - 45.0, top + 20.0]),
+        np.array([xm - 30.0, ym - 48.0, spine.z("T4")]),
+        ra + np.array([0.0, 0.0, 20.0]),
+    ]
     tube(canvas, svc, 10.0, t.blood, LABELS["vena_cava"])
-    ivc = [ra, np.array([x7 - 30.0, y7 - 20.0, diaphragm.right - 25.0]), _front(spine, "L1", 14.0) + np.array([-24.0, 0, 0]),
-           _front(spine, "L4", 16.0) + np.array([-16.0, 0, 0]), bifurcation + np.array([-14.0, 6.0, -10.0])]
+    ivc = [
+        ra,
+        np.array([x7 - 30.0, y7 - 20.0, diaphragm.right - 25.0]),
+        _front(spine, "L1", 14.0) + np.array([-24.0, 0, 0]),
+        _front(spine, "L4", 16.0) + np.array([-16.0, 0, 0]),
+        bifurcation + np.array([-14.0, 6.0, -10.0]),
+    ]
     tube(canvas, smooth_curve(np.array(ivc), 12), 11.0, t.blood, LABELS["vena_cava"])
 
     # Oesophagus behind the trachea and the left atrium, to the stomach's cardia left of T11.
-    oesophagus = [_front(spine, "C6", 4.0), _front(spine, "T4", 4.0) + np.array([4.0, 0, 0]), _front(spine, "T8", 6.0) + np.array([10.0, 0, 0]),
-                  _front(spine, "T11", 20.0) + np.array([35.0, 0, 0])]
+    oesophagus = [
+        _front(spine, "C6", 4.0),
+        _front(spine, "T4", 4.0) + np.array([4.0, 0, 0]),
+        _front(spine, "T8", 6.0) + np.array([10.0, 0, 0]),
+        _front(spine, "T11", 20.0) + np.array([35.0, 0, 0]),
+    ]
     tube(canvas, smooth_curve(np.array(oesophagus), 10), 8.0, t.muscle)

@@ -41,10 +41,17 @@ class Diaphragm:
         self._torch: dict[torch.device, torch.Tensor] = {}
 
     def _rows(self, z, xp):
-        table = self.table if xp is np else self._torch.setdefault(z.device, torch.as_tensor(self.table, dtype=torch.float32, device=z.device))
-        index = ((z - self.z0) / _STEP_MM)
-        index = (np.clip(np.round(index), 0, len(self.zs) - 1).astype(int) if xp is np
-                 else index.round().clamp(0, len(self.zs) - 1).long())
+        table = (
+            self.table
+            if xp is np
+            else self._torch.setdefault(z.device, torch.as_tensor(self.table, dtype=torch.float32, device=z.device))
+        )
+        index = (z - self.z0) / _STEP_MM
+        index = (
+            np.clip(np.round(index), 0, len(self.zs) - 1).astype(int)
+            if xp is np
+            else index.round().clamp(0, len(self.zs) - 1).long()
+        )
         return table[:, index]
 
     def dome(self, x, y, xp=torch):
@@ -74,7 +81,9 @@ class Diaphragm:
         """``count`` random points (N, 3) inside the ``side`` lung."""
         found = []
         while sum(len(f) for f in found) < count:
-            p = rng.uniform([-self.width - 10, -150, self.left - 80], [self.width + 10, 80, self.apex], size=(4 * count, 3))
+            p = rng.uniform(
+                [-self.width - 10, -150, self.left - 80], [self.width + 10, 80, self.apex], size=(4 * count, 3)
+            )
             p[:, 0] = self.x0 + side * np.abs(p[:, 0] - self.x0)
             p[:, 1] += self.y0
             inside = self.lung_distance(p[:, 0], p[:, 1], p[:, 2], side, xp=np) < -4.0
@@ -84,7 +93,10 @@ class Diaphragm:
     def box(self, side: float) -> tuple[np.ndarray, np.ndarray]:
         """Body-frame bounding box of the ``side`` lung."""
         xs = [self.x0, self.x0 + side * (self.width + 5)]
-        return (np.array([min(xs), self.y0 - 170.0, self.left - 110.0]), np.array([max(xs), self.y0 + 80.0, self.apex + 2.0]))
+        return (
+            np.array([min(xs), self.y0 - 170.0, self.left - 110.0]),
+            np.array([max(xs), self.y0 + 80.0, self.apex + 2.0]),
+        )
 
 
 def _tree(root: np.ndarray, points: np.ndarray, radius: float, generations: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -103,7 +115,7 @@ def _tree(root: np.ndarray, points: np.ndarray, radius: float, generations: int)
         spread = pts - target
         axis = np.linalg.svd(spread, full_matrices=False)[2][0]
         order = np.argsort(spread @ axis)
-        halves = (pts[order[len(pts) // 2:]], pts[order[:len(pts) // 2]])
+        halves = (pts[order[len(pts) // 2 :]], pts[order[: len(pts) // 2]])
         grow(end, halves[0], r * 0.78, gen + 1, chain, radii)
         grow(end, halves[1], r * 0.78, gen + 1, [end], [r * 0.78])
 
@@ -116,7 +128,9 @@ def paint_lungs(canvas: Canvas, spine: Spine, patient: Patient, diaphragm: Diaph
     t, rng = patient.tissue, patient.rng
     base = t.lung
     # Sub-resolution vessels: bright specks where a fine random field peaks (about 5 mm blobs).
-    fine = smooth_field(tuple(canvas.hu.shape), patient.seed, 2, max(2, round(5.0 / canvas.spacing_mm)), canvas.hu.device)
+    fine = smooth_field(
+        tuple(canvas.hu.shape), patient.seed, 2, max(2, round(5.0 / canvas.spacing_mm)), canvas.hu.device
+    )
     specks = ((fine - 1.1) * 400.0).clamp_(0.0, 400.0)
 
     def parenchyma(box, x, y, z):
@@ -124,16 +138,26 @@ def paint_lungs(canvas: Canvas, spine: Spine, patient: Patient, diaphragm: Diaph
 
     for side in (-1.0, 1.0):
         low, high = diaphragm.box(side)
-        canvas.paint(low, high, lambda x, y, z, s=side: diaphragm.lung_distance(x, y, z, s), parenchyma,
-                     LABELS["lung_left" if side > 0 else "lung_right"])
+        canvas.paint(
+            low,
+            high,
+            lambda x, y, z, s=side: diaphragm.lung_distance(x, y, z, s),
+            parenchyma,
+            LABELS["lung_left" if side > 0 else "lung_right"],
+        )
     carina_z = spine.z("T5", 1.0)
     xc, yc = spine.at(carina_z)
     ry = spine.levels["T5"].radii[1]
     carina = np.array([xc - 3.0, yc - ry - 24.0, carina_z])
     x6, y6 = spine.at(spine.z("C6"))
     radius = (8.0 if patient.female else 9.5) * rng.uniform(0.9, 1.1)
-    trachea = np.array([[x6, y6 - spine.levels["C6"].radii[1] - 22.0, spine.z("C5", 1.0) + 60.0],
-                        [x6, y6 - spine.levels["C6"].radii[1] - 22.0, spine.z("C6")], carina + np.array([0, 0, 10.0])])
+    trachea = np.array(
+        [
+            [x6, y6 - spine.levels["C6"].radii[1] - 22.0, spine.z("C5", 1.0) + 60.0],
+            [x6, y6 - spine.levels["C6"].radii[1] - 22.0, spine.z("C6")],
+            carina + np.array([0, 0, 10.0]),
+        ]
+    )
     tube(canvas, trachea, radius + 2.0, t.muscle, LABELS["airway"], segments_per_box=1)
     tube(canvas, trachea, radius, -1000.0, LABELS["airway"], segments_per_box=1)
     for side in (-1.0, 1.0):

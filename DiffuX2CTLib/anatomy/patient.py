@@ -113,13 +113,27 @@ def _tissue(rng: np.random.Generator, age: float, contrast: str, inspiration: fl
     trabecular = float(np.clip(235 - 2.5 * (age - 25) + rng.normal(0, 35), 60, 340))
     cortical = float(np.clip(1500 - 6.0 * max(age - 40, 0) + rng.normal(0, 120), 950, 1800))
     return Tissue(
-        skin=rng.uniform(20, 60), fat=rng.uniform(-115, -85), muscle=rng.uniform(40, 58),
-        lung=-880 + 60 * (1 - inspiration) + rng.normal(0, 10), blood=venous, arterial=arterial, myocardium=myocardium,
-        liver=liver + liver_enhancement, spleen=liver - rng.uniform(6, 12) + (1.2 * liver_enhancement if contrast != "none" else 0),
-        kidney=kidney_cortex, kidney_medulla=kidney_medulla, pancreas=rng.uniform(35, 50) + 0.8 * liver_enhancement,
-        bowel_wall=rng.uniform(30, 50) + 0.6 * liver_enhancement, fluid=rng.uniform(0, 20), urine=rng.uniform(0, 15),
-        cartilage=float(np.clip(120 + 3.0 * (age - 20) + rng.normal(0, 30), 90, 400)), disc=rng.uniform(70, 110),
-        cortical=cortical, trabecular=trabecular, marrow=rng.uniform(-60, 20), csf=rng.uniform(5, 15),
+        skin=rng.uniform(20, 60),
+        fat=rng.uniform(-115, -85),
+        muscle=rng.uniform(40, 58),
+        lung=-880 + 60 * (1 - inspiration) + rng.normal(0, 10),
+        blood=venous,
+        arterial=arterial,
+        myocardium=myocardium,
+        liver=liver + liver_enhancement,
+        spleen=liver - rng.uniform(6, 12) + (1.2 * liver_enhancement if contrast != "none" else 0),
+        kidney=kidney_cortex,
+        kidney_medulla=kidney_medulla,
+        pancreas=rng.uniform(35, 50) + 0.8 * liver_enhancement,
+        bowel_wall=rng.uniform(30, 50) + 0.6 * liver_enhancement,
+        fluid=rng.uniform(0, 20),
+        urine=rng.uniform(0, 15),
+        cartilage=float(np.clip(120 + 3.0 * (age - 20) + rng.normal(0, 30), 90, 400)),
+        disc=rng.uniform(70, 110),
+        cortical=cortical,
+        trabecular=trabecular,
+        marrow=rng.uniform(-60, 20),
+        csf=rng.uniform(5, 15),
     )
 
 
@@ -149,16 +163,42 @@ def draw_patient(seed: int, implant: bool | None = None) -> Patient:
     nodules = int(rng.poisson(0.4)) if rng.random() < 0.3 else 0
     effusion = str(rng.choice(["left", "right"])) if rng.random() < 0.06 else ""
     scoliosis = float(rng.uniform(10, 35) * rng.choice([-1, 1])) if rng.random() < 0.08 else float(rng.normal(0, 2))
-    fracture = str(rng.choice(["T11", "T12", "L1", "L2", "L3"])) if rng.random() < 0.05 + 0.002 * max(age - 50, 0) else ""
+    fracture = (
+        str(rng.choice(["T11", "T12", "L1", "L2", "L3"])) if rng.random() < 0.05 + 0.002 * max(age - 50, 0) else ""
+    )
     noise_hu = float(rng.uniform(6, 28))
     kernel = float(rng.uniform(-0.12, 0.22))
     deformation = rng.normal(0.0, 4.0, size=(3, 4, 4, 4))
     tissue = _tissue(rng, age, contrast, inspiration)
     return Patient(
-        seed=seed, sex=sex, age=age, height=height, width=width * (1 + 0.004 * (bmi - 25)), depth=depth * (1 + 0.006 * (bmi - 25)),
-        fat_mm=fat_mm, visceral=visceral, yaw=yaw, pitch=pitch, roll=roll, lordosis_mm=lordosis, kyphosis_mm=kyphosis,
-        scoliosis_mm=scoliosis, arms_up=arms_up, contrast=contrast, inspiration=inspiration, bladder_fill=bladder_fill,
-        table=table, implant=implant_drawn if implant is None else bool(implant), wires=wires, ecg_leads=ecg,
-        nodules=nodules, effusion=effusion, fracture_level=fracture, noise_hu=noise_hu, kernel=kernel,
-        deformation=deformation, tissue=tissue, rng=rng,
+        seed=seed,
+        sex=sex,
+        age=age,
+        height=height,
+        width=width * (1 + 0.004 * (bmi - 25)),
+        depth=depth * (1 + 0.006 * (bmi - 25)),
+        fat_mm=fat_mm,
+        visceral=visceral,
+        yaw=yaw,
+        pitch=pitch,
+        roll=roll,
+        lordosis_mm=lordosis,
+        kyphosis_mm=kyphosis,
+        scoliosis_mm=scoliosis,
+        arms_up=arms_up,
+        contrast=contrast,
+        inspiration=inspiration,
+        bladder_fill=bladder_fill,
+        table=table,
+        implant=implant_drawn if implant is None else bool(implant),
+        wires=wires,
+        ecg_leads=ecg,
+        nodules=nodules,
+        effusion=effusion,
+        fracture_level=fracture,
+        noise_hu=noise_hu,
+        kernel=kernel,
+        deformation=deformation,
+        tissue=tissue,
+        rng=rng,
     )

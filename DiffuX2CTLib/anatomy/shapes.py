@@ -81,8 +81,16 @@ class Canvas:
             slices.append(slice(a, b))
         return tuple(slices)
 
-    def paint(self, low: Sequence[float], high: Sequence[float], distance: Distance, value: Value, label: int | None = None,
-              below: float | None = None, shells: Sequence[tuple[float, Value, int | None]] = ()) -> None:
+    def paint(
+        self,
+        low: Sequence[float],
+        high: Sequence[float],
+        distance: Distance,
+        value: Value,
+        label: int | None = None,
+        below: float | None = None,
+        shells: Sequence[tuple[float, Value, int | None]] = (),
+    ) -> None:
         """Blend ``value`` into the voxels of the solid ``distance < 0`` inside the body-frame box ``[low, high]``.
 
         ``below`` restricts painting to voxels currently under that HU (vessels and airways stay inside the lungs).
@@ -107,8 +115,14 @@ class Canvas:
         for first in range(depth.start, depth.stop, step):
             yield slice(first, min(first + step, depth.stop)), rows, columns
 
-    def blend(self, box: Box, distance: torch.Tensor, fill: float | torch.Tensor, label: int | None = None,
-              mask: torch.Tensor | None = None) -> None:
+    def blend(
+        self,
+        box: Box,
+        distance: torch.Tensor,
+        fill: float | torch.Tensor,
+        label: int | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> None:
         """Blend ``fill`` into the voxel box with coverage from the signed ``distance`` (mm) of each voxel."""
         alpha = (0.5 - distance / self.spacing_mm).clamp_(0.0, 1.0)
         if mask is not None:
@@ -118,7 +132,9 @@ class Canvas:
         view = self.hu[box]
         view.add_(alpha.mul_(fill - view))
 
-    def paint_world(self, low: Sequence[float], high: Sequence[float], distance: Distance, value: float, label: int | None = None) -> None:
+    def paint_world(
+        self, low: Sequence[float], high: Sequence[float], distance: Distance, value: float, label: int | None = None
+    ) -> None:
         """Like :meth:`paint`, for a solid fixed in the scanner (world LPS mm box and coordinates), e.g. the table."""
         lo = (np.asarray(low, dtype=np.float64) - self.origin_lps) / self.spacing_mm
         hi = (np.asarray(high, dtype=np.float64) - self.origin_lps) / self.spacing_mm
@@ -128,9 +144,13 @@ class Canvas:
             return
         box = tuple(slice(a, b) for a, b in ranges[::-1])
         device = self.hu.device
-        x, y, z = (torch.arange(a, b, device=device, dtype=torch.float32) * self.spacing_mm + float(self.origin_lps[i])
-                   for i, (a, b) in enumerate(ranges))
-        alpha = (0.5 - distance(x.view(1, 1, -1), y.view(1, -1, 1), z.view(-1, 1, 1)) / self.spacing_mm).clamp_(0.0, 1.0)
+        x, y, z = (
+            torch.arange(a, b, device=device, dtype=torch.float32) * self.spacing_mm + float(self.origin_lps[i])
+            for i, (a, b) in enumerate(ranges)
+        )
+        alpha = (0.5 - distance(x.view(1, 1, -1), y.view(1, -1, 1), z.view(-1, 1, 1)) / self.spacing_mm).clamp_(
+            0.0, 1.0
+        )
         alpha = alpha.expand(self.hu[box].shape)
         view = self.hu[box]
         view.add_(alpha * (value - view))
@@ -180,22 +200,48 @@ def ellipsoid_distance(center, radii, axes: np.ndarray | None = None) -> Distanc
     return distance
 
 
-def ellipsoid(canvas: Canvas, center, radii, value: Value, label: int | None = None, axes: np.ndarray | None = None,
-              below: float | None = None, clip: Distance | None = None, shells: Sequence = ()) -> None:
+def ellipsoid(
+    canvas: Canvas,
+    center,
+    radii,
+    value: Value,
+    label: int | None = None,
+    axes: np.ndarray | None = None,
+    below: float | None = None,
+    clip: Distance | None = None,
+    shells: Sequence = (),
+) -> None:
     """Paint an ellipsoid (``axes``: optional orientation); ``clip`` intersects it with another solid."""
     c, e = np.asarray(center, dtype=np.float64), _extent(radii, axes)
     dist = ellipsoid_distance(c, radii, axes)
-    canvas.paint(c - e, c + e, dist if clip is None else (lambda x, y, z: torch.maximum(dist(x, y, z), clip(x, y, z))),
-                 value, label, below, shells)
+    canvas.paint(
+        c - e,
+        c + e,
+        dist if clip is None else (lambda x, y, z: torch.maximum(dist(x, y, z), clip(x, y, z))),
+        value,
+        label,
+        below,
+        shells,
+    )
 
 
-def shelled_ellipsoid(canvas: Canvas, center, radii, shell_mm: float, cortex: float, marrow: Value, label: int | None = None,
-                      axes: np.ndarray | None = None) -> None:
+def shelled_ellipsoid(
+    canvas: Canvas,
+    center,
+    radii,
+    shell_mm: float,
+    cortex: float,
+    marrow: Value,
+    label: int | None = None,
+    axes: np.ndarray | None = None,
+) -> None:
     """A bone as an ellipsoid: cortical shell ``shell_mm`` thick around a trabecular core."""
     ellipsoid(canvas, center, radii, cortex, label, axes, shells=[(shell_mm, marrow, None)])
 
 
-def cylinder_distance(center, radii_xy, half_height: float, power: float = 2.0, axes: np.ndarray | None = None) -> Distance:
+def cylinder_distance(
+    center, radii_xy, half_height: float, power: float = 2.0, axes: np.ndarray | None = None
+) -> Distance:
     """Approximate signed distance of a superellipse cylinder along the local z axis (``power`` 2 is elliptic,
     larger is boxier)."""
     rx, ry = (float(r) for r in radii_xy)
@@ -209,8 +255,17 @@ def cylinder_distance(center, radii_xy, half_height: float, power: float = 2.0, 
     return distance
 
 
-def cylinder(canvas: Canvas, center, radii_xy, half_height: float, value: Value, label: int | None = None, power: float = 2.0,
-             axes: np.ndarray | None = None, shells: Sequence = ()) -> None:
+def cylinder(
+    canvas: Canvas,
+    center,
+    radii_xy,
+    half_height: float,
+    value: Value,
+    label: int | None = None,
+    power: float = 2.0,
+    axes: np.ndarray | None = None,
+    shells: Sequence = (),
+) -> None:
     """Paint a superellipse cylinder of half-height ``half_height`` along its local z axis."""
     c = np.asarray(center, dtype=np.float64)
     e = _extent((radii_xy[0], radii_xy[1], half_height), axes)
@@ -240,8 +295,17 @@ def tube_distance(points: np.ndarray, radii: np.ndarray) -> Distance:
     return distance
 
 
-def tube(canvas: Canvas, points, radii, value: Value, label: int | None = None, below: float | None = None, segments_per_box: int = 3,
-         clip: Distance | None = None, shells: Sequence = ()) -> None:
+def tube(
+    canvas: Canvas,
+    points,
+    radii,
+    value: Value,
+    label: int | None = None,
+    below: float | None = None,
+    segments_per_box: int = 3,
+    clip: Distance | None = None,
+    shells: Sequence = (),
+) -> None:
     """Paint a tube along a polyline (ribs, vessels, airways, bowel) as short capsule chains, each chain in its own
     small bounding box; ``radii`` is one radius or one per point."""
     pts = np.asarray(points, dtype=np.float64)
@@ -251,11 +315,20 @@ def tube(canvas: Canvas, points, radii, value: Value, label: int | None = None, 
         p, r = pts[sl], rad[sl]
         dist = tube_distance(p, r)
         low, high = (p - r[:, None]).min(axis=0), (p + r[:, None]).max(axis=0)
-        canvas.paint(low, high, dist if clip is None else (lambda x, y, z, d=dist: torch.maximum(d(x, y, z), clip(x, y, z))),
-                     value, label, below, shells)
+        canvas.paint(
+            low,
+            high,
+            dist if clip is None else (lambda x, y, z, d=dist: torch.maximum(d(x, y, z), clip(x, y, z))),
+            value,
+            label,
+            below,
+            shells,
+        )
 
 
-def shelled_tube(canvas: Canvas, points, radii, shell_mm: float, cortex: float, marrow: Value, label: int | None = None) -> None:
+def shelled_tube(
+    canvas: Canvas, points, radii, shell_mm: float, cortex: float, marrow: Value, label: int | None = None
+) -> None:
     """A long bone or rib: cortical tube around a trabecular (or marrow) core ``shell_mm`` thinner."""
     tube(canvas, points, radii, cortex, label, shells=[(shell_mm, marrow, None)])
 
@@ -280,4 +353,6 @@ def smooth_curve(control: np.ndarray, samples: int) -> np.ndarray:
     i = np.minimum(t.astype(int), len(c) - 2)
     s = (t - i)[:, None]
     p0, p1, p2, p3 = padded[i], padded[i + 1], padded[i + 2], padded[i + 3]
-    return 0.5 * (2 * p1 + (-p0 + p2) * s + (2 * p0 - 5 * p1 + 4 * p2 - p3) * s**2 + (-p0 + 3 * p1 - 3 * p2 + p3) * s**3)
+    return 0.5 * (
+        2 * p1 + (-p0 + p2) * s + (2 * p0 - 5 * p1 + 4 * p2 - p3) * s**2 + (-p0 + 3 * p1 - 3 * p2 + p3) * s**3
+    )

@@ -20,24 +20,27 @@ import torch
 
 from .labels import LABELS
 from .patient import Patient
-from .shapes import (
-    Canvas,
-    Value,
-    cylinder,
-    ellipsoid,
-    frame,
-    shelled_ellipsoid,
-    shelled_tube,
-    smooth_curve,
-    tube,
-)
+from .shapes import Canvas, Value, cylinder, ellipsoid, frame, shelled_ellipsoid, shelled_tube, smooth_curve, tube
 
 # name, body height (mm), disc below (mm), half width, half depth — bottom (L5) to top (C5).
 _LEVELS = (
-    [("L5", 27.5, 11.0, 25.0, 17.5), ("L4", 27.5, 12.0, 24.5, 17.5), ("L3", 27.0, 11.5, 24.0, 17.0),
-     ("L2", 26.5, 11.0, 23.0, 16.5), ("L1", 25.5, 10.0, 22.0, 16.0)]
-    + [(f"T{k}", 16.0 + (k - 1) * 7.5 / 11, 4.0 + (k - 1) * 3.5 / 11, 13.5 + (k - 1) * 7.0 / 11, 8.0 + (k - 1) * 7.5 / 11)
-       for k in range(12, 0, -1)]
+    [
+        ("L5", 27.5, 11.0, 25.0, 17.5),
+        ("L4", 27.5, 12.0, 24.5, 17.5),
+        ("L3", 27.0, 11.5, 24.0, 17.0),
+        ("L2", 26.5, 11.0, 23.0, 16.5),
+        ("L1", 25.5, 10.0, 22.0, 16.0),
+    ]
+    + [
+        (
+            f"T{k}",
+            16.0 + (k - 1) * 7.5 / 11,
+            4.0 + (k - 1) * 3.5 / 11,
+            13.5 + (k - 1) * 7.0 / 11,
+            8.0 + (k - 1) * 7.5 / 11,
+        )
+        for k in range(12, 0, -1)
+    ]
     + [("C7", 15.0, 5.0, 11.0, 8.0), ("C6", 14.0, 5.0, 9.5, 7.5), ("C5", 14.0, 5.0, 9.0, 7.5)]
 )
 _DISC_ABOVE_L1 = 8.0  # T12/L1 disc height replaces the thoracic formula for T12's lower disc
@@ -94,7 +97,16 @@ def build_spine(patient: Patient) -> Spine:
         disc = _DISC_ABOVE_L1 if name == "T12" else disc
         jitter = rng.normal(1.0, 0.03)
         z += disc * h * (1.0 - 0.15 * (patient.age > 60) * (name[0] == "L"))
-        placed.append((name, z + 0.5 * height * h * jitter, height * h * jitter, disc * h, rx * patient.width ** 0.5, ry * patient.depth ** 0.5))
+        placed.append(
+            (
+                name,
+                z + 0.5 * height * h * jitter,
+                height * h * jitter,
+                disc * h,
+                rx * patient.width**0.5,
+                ry * patient.depth**0.5,
+            )
+        )
         z += height * h * jitter
     centers = {name: zc for name, zc, *_ in placed}
     zs = np.arange(-160.0, z + 80.0, 2.0)
@@ -102,12 +114,19 @@ def build_spine(patient: Patient) -> Spine:
     def bump(zc: float, width: float) -> np.ndarray:
         return np.exp(-(((zs - zc) / width) ** 2))
 
-    y = (-patient.lordosis_mm * bump(centers["L3"], 90 * h) + patient.kyphosis_mm * bump(centers["T7"], 140 * h)
-         - 12.0 * bump(centers["C5"], 60 * h))
+    y = (
+        -patient.lordosis_mm * bump(centers["L3"], 90 * h)
+        + patient.kyphosis_mm * bump(centers["T7"], 140 * h)
+        - 12.0 * bump(centers["C5"], 60 * h)
+    )
     # Below the promontory the sacrum turns backwards (sacral slope about 40 degrees).
     y = y + np.where(zs < 0, -0.75 * zs, 0.0)
     lumbar_to_t1 = (zs - centers["L5"]) / (centers["T1"] - centers["L5"])
-    x = patient.scoliosis_mm * np.sin(np.pi * np.clip(lumbar_to_t1, 0, 1)) * (1 + 0.3 * np.sin(2 * np.pi * np.clip(lumbar_to_t1, 0, 1)))
+    x = (
+        patient.scoliosis_mm
+        * np.sin(np.pi * np.clip(lumbar_to_t1, 0, 1))
+        * (1 + 0.3 * np.sin(2 * np.pi * np.clip(lumbar_to_t1, 0, 1)))
+    )
     curve = np.stack([x, y, zs], axis=1)
     dx, dy = np.gradient(x, zs), np.gradient(y, zs)
     levels = {}
@@ -129,28 +148,71 @@ def _vertebra(canvas: Canvas, level: Level, patient: Patient, label: int, compre
     def at(u: float, v: float, w: float) -> np.ndarray:
         return c + m @ np.array([u, v, w])
 
-    cylinder(canvas, at(0, 0, -0.5 * level.height - 0.5 * level.disc_below), (rx * 0.97, ry * 0.97), 0.5 * level.disc_below + 0.6,
-             t.disc, LABELS["disc"], power=2.4, axes=m)
+    cylinder(
+        canvas,
+        at(0, 0, -0.5 * level.height - 0.5 * level.disc_below),
+        (rx * 0.97, ry * 0.97),
+        0.5 * level.disc_below + 0.6,
+        t.disc,
+        LABELS["disc"],
+        power=2.4,
+        axes=m,
+    )
     cylinder(canvas, at(0, 0, -0.5 * level.height + half), (rx, ry), half, t.cortical, label, power=2.4, axes=m)
-    cylinder(canvas, at(0, 0, -0.5 * level.height + half), (rx - 1.6, ry - 1.6), half - 1.3, trabecular, None, power=2.4, axes=m)
+    cylinder(
+        canvas,
+        at(0, 0, -0.5 * level.height + half),
+        (rx - 1.6, ry - 1.6),
+        half - 1.3,
+        trabecular,
+        None,
+        power=2.4,
+        axes=m,
+    )
     canal = {"L": (11.5, 9.0), "T": (8.5, 8.0), "C": (12.0, 7.5)}[kind]
     pedicle_r = {"L": 5.0, "T": 3.8, "C": 3.0}[kind]
-    cylinder(canvas, at(0, ry + canal[1] + 1.0, 0), canal, 0.5 * level.height + 0.5 * level.disc_below, t.csf, 0, axes=m)
+    cylinder(
+        canvas, at(0, ry + canal[1] + 1.0, 0), canal, 0.5 * level.height + 0.5 * level.disc_below, t.csf, 0, axes=m
+    )
     back = ry + 2 * canal[1] + 3.0
     spinous = {"L": (30.0, -4.0, 5.0), "T": (32.0, -24.0, 4.0), "C": (18.0, -4.0, 3.5)}[kind]
-    transverse = {"L": (rx + 26.0, ry + 8.0, 4.5), "T": (rx + 16.0, ry + 20.0, 4.5), "C": (rx + 12.0, ry - 2.0, 3.5)}[kind]
+    transverse = {"L": (rx + 26.0, ry + 8.0, 4.5), "T": (rx + 16.0, ry + 20.0, 4.5), "C": (rx + 12.0, ry - 2.0, 3.5)}[
+        kind
+    ]
     for side in (-1.0, 1.0):
         root = at(side * 0.62 * rx, ry - 2.0, 0.1 * level.height)
         joint = at(side * (canal[0] + 2.0), back - 3.0, 0)
         shelled_tube(canvas, [root, joint], pedicle_r, 1.2, t.cortical, trabecular, label)
         tube(canvas, [joint, at(0, back + 2.0, -0.1 * level.height)], pedicle_r * 0.8, t.cortical, label)
-        shelled_tube(canvas, [joint, at(side * transverse[0], transverse[1], 0.15 * level.height)], [transverse[2], transverse[2] * 0.7],
-                     1.3, t.cortical, trabecular, label)
+        shelled_tube(
+            canvas,
+            [joint, at(side * transverse[0], transverse[1], 0.15 * level.height)],
+            [transverse[2], transverse[2] * 0.7],
+            1.3,
+            t.cortical,
+            trabecular,
+            label,
+        )
         # Facet joints: upper and lower articular processes.
-        tube(canvas, [at(side * (canal[0] + 3.0), back - 4.0, 0.55 * level.height), at(side * (canal[0] + 3.0), back - 2.0, -0.55 * level.height)],
-             pedicle_r * 0.9, t.cortical, label)
-    shelled_tube(canvas, [at(0, back + 2.0, 0), at(0, back + spinous[0], spinous[1])], [spinous[2], spinous[2] * 0.8], 1.3, t.cortical,
-                 trabecular, label)
+        tube(
+            canvas,
+            [
+                at(side * (canal[0] + 3.0), back - 4.0, 0.55 * level.height),
+                at(side * (canal[0] + 3.0), back - 2.0, -0.55 * level.height),
+            ],
+            pedicle_r * 0.9,
+            t.cortical,
+            label,
+        )
+    shelled_tube(
+        canvas,
+        [at(0, back + 2.0, 0), at(0, back + spinous[0], spinous[1])],
+        [spinous[2], spinous[2] * 0.8],
+        1.3,
+        t.cortical,
+        trabecular,
+        label,
+    )
 
 
 def _sacrum(canvas: Canvas, spine: Spine, patient: Patient, trabecular: Value) -> None:
@@ -158,16 +220,33 @@ def _sacrum(canvas: Canvas, spine: Spine, patient: Patient, trabecular: Value) -
     t, label = patient.tissue, LABELS["sacrum"]
     h, w = patient.height, patient.width
     x0, y0 = spine.at(0.0)
-    pts = np.array([[x0, y0 + 2, -12], [x0, y0 + 14, -38], [x0, y0 + 28, -60], [x0, y0 + 40, -80], [x0, y0 + 48, -96], [x0, y0 + 50, -115]])
+    pts = np.array(
+        [
+            [x0, y0 + 2, -12],
+            [x0, y0 + 14, -38],
+            [x0, y0 + 28, -60],
+            [x0, y0 + 40, -80],
+            [x0, y0 + 48, -96],
+            [x0, y0 + 50, -115],
+        ]
+    )
     pts[:, 2] *= h
     radii = [(25, 17), (20, 14), (16, 11), (12, 9), (9, 7), (6, 5)]
-    for (p, (rx, ry)) in zip(pts, radii):
+    for p, (rx, ry) in zip(pts, radii):
         shelled_ellipsoid(canvas, p, (rx * w**0.5, ry, 14 * h), 1.5, t.cortical, trabecular, label)
     # Lateral masses (alae at S1-S2, narrowing to S4) reaching the sacroiliac joints.
     for p, reach, height in zip(pts[:4], (40.0, 34.0, 24.0, 14.0), (22.0, 19.0, 16.0, 12.0)):
         for side in (-1.0, 1.0):
-            shelled_ellipsoid(canvas, p + np.array([side * reach * w, 6.0, 0.0]), (reach * 0.9 * w, 16.0, height * h), 2.0, t.cortical,
-                              trabecular, label, axes=frame(side * 15, 25, side * 12))
+            shelled_ellipsoid(
+                canvas,
+                p + np.array([side * reach * w, 6.0, 0.0]),
+                (reach * 0.9 * w, 16.0, height * h),
+                2.0,
+                t.cortical,
+                trabecular,
+                label,
+                axes=frame(side * 15, 25, side * 12),
+            )
     cylinder(canvas, (x0, y0 + 30, -40 * h), (10, 6), 40 * h, t.csf, 0, axes=frame(0, 30, 0))
 
 
@@ -227,11 +306,27 @@ def _ribs_and_sternum(canvas: Canvas, spine: Spine, patient: Patient, trabecular
         pts.append([x0, y0 - spine.cage(z, patient)[1] - 9.0, z])
     pts = np.array(pts)
     manubrium = 0.5 * (pts[0] + pts[1])
-    shelled_ellipsoid(canvas, manubrium, (26 * patient.width, 7.5, 20 * h), 1.5, t.cortical, trabecular, LABELS["sternum"],
-                      axes=_along(pts[1] - pts[0]))
+    shelled_ellipsoid(
+        canvas,
+        manubrium,
+        (26 * patient.width, 7.5, 20 * h),
+        1.5,
+        t.cortical,
+        trabecular,
+        LABELS["sternum"],
+        axes=_along(pts[1] - pts[0]),
+    )
     for a, b, width in ((pts[1], pts[4], 15.0), (pts[4], pts[5], 9.0)):
         center, half = 0.5 * (a + b), 0.5 * float(np.linalg.norm(b - a))
-        cylinder(canvas, center, (width, 7.0), half, t.cortical if width > 10 else t.cartilage + 100.0, LABELS["sternum"], axes=_along(b - a))
+        cylinder(
+            canvas,
+            center,
+            (width, 7.0),
+            half,
+            t.cortical if width > 10 else t.cartilage + 100.0,
+            LABELS["sternum"],
+            axes=_along(b - a),
+        )
         if width > 10:
             cylinder(canvas, center, (width - 1.5, 5.5), half - 1.5, trabecular, None, axes=_along(b - a))
 
@@ -264,16 +359,43 @@ def _shoulder_girdle(canvas: Canvas, spine: Spine, patient: Patient, trabecular:
     for side, glenoid in glenoids(spine, patient).items():
         medial = np.array([x0 + side * 22.0, y0 - spine.cage(z2, patient)[1] - 12.0, z2 + 4.0])
         lateral = glenoid + np.array([-side * 5.0, 6.0, 28.0])
-        clavicle = smooth_curve(np.array([medial, medial + np.array([side * 55.0, -12.0, 14.0]), 0.5 * (medial + lateral) + [side * 20, 4, 10],
-                                          lateral]), 12)
+        clavicle = smooth_curve(
+            np.array(
+                [
+                    medial,
+                    medial + np.array([side * 55.0, -12.0, 14.0]),
+                    0.5 * (medial + lateral) + [side * 20, 4, 10],
+                    lateral,
+                ]
+            ),
+            12,
+        )
         shelled_tube(canvas, clavicle, np.linspace(8.0, 6.0, 12), 1.8, t.cortical, trabecular, LABELS["clavicle"])
-        blade_center = np.array([x0 + side * (0.55 * half + 28.0), y0 + back + 28.0, spine.z("T4") - 8.0 * h + 0.5 * raise_mm])
+        blade_center = np.array(
+            [x0 + side * (0.55 * half + 28.0), y0 + back + 28.0, spine.z("T4") - 8.0 * h + 0.5 * raise_mm]
+        )
         tilt = side * (28.0 + (18.0 if patient.arms_up else 0.0))
-        shelled_ellipsoid(canvas, blade_center, (42.0, 4.0, 70.0 * h), 1.5, t.cortical, trabecular, LABELS["scapula"],
-                          axes=frame(-side * 35.0, 0.0, tilt))
+        shelled_ellipsoid(
+            canvas,
+            blade_center,
+            (42.0, 4.0, 70.0 * h),
+            1.5,
+            t.cortical,
+            trabecular,
+            LABELS["scapula"],
+            axes=frame(-side * 35.0, 0.0, tilt),
+        )
         spine_of_scapula = [blade_center + np.array([-side * 35.0, 12.0, 50.0 * h]), lateral + np.array([0, 8.0, 0])]
         tube(canvas, spine_of_scapula, 6.0, t.cortical, LABELS["scapula"])
-        shelled_ellipsoid(canvas, glenoid - np.array([side * 6.0, 0, 0]), (9.0, 14.0, 18.0), 1.5, t.cortical, trabecular, LABELS["scapula"])
+        shelled_ellipsoid(
+            canvas,
+            glenoid - np.array([side * 6.0, 0, 0]),
+            (9.0, 14.0, 18.0),
+            1.5,
+            t.cortical,
+            trabecular,
+            LABELS["scapula"],
+        )
 
 
 def pelvic_landmarks(spine: Spine, patient: Patient) -> dict[str, np.ndarray]:
@@ -281,8 +403,10 @@ def pelvic_landmarks(spine: Spine, patient: Patient) -> dict[str, np.ndarray]:
     level with the top of the symphysis, which lies about 10 cm in front of and 9 cm below the promontory."""
     x0, y0 = spine.at(0.0)
     w = patient.width * (1.08 if patient.female else 1.0)
-    heads = {f"head_{name}": np.array([x0 + side * 88.0 * w, y0 - 50.0 * patient.depth, -88.0 * patient.height])
-             for side, name in ((-1.0, "right"), (1.0, "left"))}
+    heads = {
+        f"head_{name}": np.array([x0 + side * 88.0 * w, y0 - 50.0 * patient.depth, -88.0 * patient.height])
+        for side, name in ((-1.0, "right"), (1.0, "left"))
+    }
     return heads | {"symphysis": np.array([x0, y0 - 95.0 * patient.depth, -102.0 * patient.height])}
 
 
@@ -311,8 +435,10 @@ def _pelvis(canvas: Canvas, spine: Spine, patient: Patient, trabecular: Value) -
             d = (k - 1.0) * torch.minimum(a, b)
             phi = torch.atan2(u, v)
             thickness = 4.0 + 6.0 * ((-20.0 - z / h) / 55.0).clamp(0.0, 1.0)
-            return torch.maximum(torch.maximum(d.abs() - thickness, z - crest(phi)),
-                                 torch.maximum(-75.0 * h - z, torch.maximum(-30.0 - phi * 60.0, (phi - 1.85) * 60.0)))
+            return torch.maximum(
+                torch.maximum(d.abs() - thickness, z - crest(phi)),
+                torch.maximum(-75.0 * h - z, torch.maximum(-30.0 - phi * 60.0, (phi - 1.85) * 60.0)),
+            )
 
         low = (min(side * 140 * w, x0 + side * 10), cy - 130, -90 * h)
         high = (max(side * 140 * w, x0 + side * 10), y0 + 70, 65 * h)
@@ -323,22 +449,51 @@ def _pelvis(canvas: Canvas, spine: Spine, patient: Patient, trabecular: Value) -
         rim = np.stack([cx + side * a * np.sin(phis), cy + b * np.cos(phis), rim_z], axis=1)
         shelled_tube(canvas, rim, 7.0, 2.0, t.cortical, trabecular, label)
         head = landmarks["head_left" if side > 0 else "head_right"]
-        ellipsoid(canvas, head, (31.0, 31.0, 31.0), t.cortical, label, clip=lambda x, y, z, c=head: c[2] - 6.0 - z)  # acetabular roof
-        shelled_ellipsoid(canvas, head + np.array([-side * 14.0, 0.0, 22.0]), (24.0, 30.0, 26.0), 2.0, t.cortical, trabecular, label)
+        ellipsoid(
+            canvas, head, (31.0, 31.0, 31.0), t.cortical, label, clip=lambda x, y, z, c=head: c[2] - 6.0 - z
+        )  # acetabular roof
+        shelled_ellipsoid(
+            canvas, head + np.array([-side * 14.0, 0.0, 22.0]), (24.0, 30.0, 26.0), 2.0, t.cortical, trabecular, label
+        )
         ellipsoid(canvas, head, (26.5, 26.5, 26.5), t.cartilage - 60.0, 0)
         symphysis = landmarks["symphysis"] + np.array([side * 6.0, 0.0, 0.0])
         tuberosity = np.array([x0 + side * 58.0 * w, head[1] + 18.0, head[2] - 52.0 * h])
-        shelled_tube(canvas, [head + np.array([-side * 18.0, -20.0, 4.0]), symphysis + np.array([side * 10.0, 0, 8.0]), symphysis],
-                     [10.0, 8.5, 9.0], 1.6, t.cortical, trabecular, label)
-        shelled_tube(canvas, [symphysis + np.array([0, 4.0, -12.0]), tuberosity, head + np.array([-side * 10.0, 26.0, -8.0])],
-                     [8.0, 12.0, 11.0], 1.6, t.cortical, trabecular, label)
+        shelled_tube(
+            canvas,
+            [head + np.array([-side * 18.0, -20.0, 4.0]), symphysis + np.array([side * 10.0, 0, 8.0]), symphysis],
+            [10.0, 8.5, 9.0],
+            1.6,
+            t.cortical,
+            trabecular,
+            label,
+        )
+        shelled_tube(
+            canvas,
+            [symphysis + np.array([0, 4.0, -12.0]), tuberosity, head + np.array([-side * 10.0, 26.0, -8.0])],
+            [8.0, 12.0, 11.0],
+            1.6,
+            t.cortical,
+            trabecular,
+            label,
+        )
         femur = LABELS["femur"]
         trochanter = head + np.array([side * 46.0 * w, 12.0, -26.0 * h])
         shelled_ellipsoid(canvas, head, (24.0, 24.0, 24.0), 1.8, t.cortical, trabecular, femur)
         shelled_tube(canvas, [head, trochanter], [17.0, 19.0], 2.0, t.cortical, trabecular, femur)
-        shelled_ellipsoid(canvas, trochanter + np.array([side * 4.0, 6.0, 4.0]), (16.0, 20.0, 24.0), 1.8, t.cortical, trabecular, femur)
-        shaft = [trochanter + np.array([0, 0, -10.0]), trochanter + np.array([-side * 8.0, -6.0, -120.0 * h]),
-                 trochanter + np.array([-side * 22.0, -4.0, -360.0 * h])]
+        shelled_ellipsoid(
+            canvas,
+            trochanter + np.array([side * 4.0, 6.0, 4.0]),
+            (16.0, 20.0, 24.0),
+            1.8,
+            t.cortical,
+            trabecular,
+            femur,
+        )
+        shaft = [
+            trochanter + np.array([0, 0, -10.0]),
+            trochanter + np.array([-side * 8.0, -6.0, -120.0 * h]),
+            trochanter + np.array([-side * 22.0, -4.0, -360.0 * h]),
+        ]
         shelled_tube(canvas, shaft, [16.0, 13.5, 13.0], 5.0, t.cortical, t.marrow, femur)
 
 

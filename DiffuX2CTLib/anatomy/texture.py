@@ -29,8 +29,13 @@ def _mix(h: torch.Tensor) -> torch.Tensor:
     return h ^ ((h >> 16) & 0xFFFF)
 
 
-def hash_normal(shape: tuple[int, int, int], seed: int, stream: int, device: torch.device | str,
-                start: tuple[int, int, int] = (0, 0, 0)) -> torch.Tensor:
+def hash_normal(
+    shape: tuple[int, int, int],
+    seed: int,
+    stream: int,
+    device: torch.device | str,
+    start: tuple[int, int, int] = (0, 0, 0),
+) -> torch.Tensor:
     """Approximately standard normal float32 noise ``shape`` (z, y, x) from the voxel index, ``seed`` and
     ``stream`` (independent fields per stream); identical on every device. ``start`` is the index of the first
     voxel, so a block of a larger field can be made on its own."""
@@ -45,7 +50,9 @@ def hash_normal(shape: tuple[int, int, int], seed: int, stream: int, device: tor
     return (total.to(torch.float32) - 510.0) / 147.8
 
 
-def smooth_field(shape: tuple[int, int, int], seed: int, stream: int, cell_voxels: int, device: torch.device | str) -> torch.Tensor:
+def smooth_field(
+    shape: tuple[int, int, int], seed: int, stream: int, cell_voxels: int, device: torch.device | str
+) -> torch.Tensor:
     """Unit-variance-ish noise smooth over about ``cell_voxels`` voxels: coarse hash noise upsampled trilinearly."""
     coarse = tuple(max(2, -(-n // cell_voxels) + 1) for n in shape)
     field = hash_normal(coarse, seed, stream, device)

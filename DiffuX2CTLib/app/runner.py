@@ -148,7 +148,11 @@ class SubprocessRunner:
 
     def start(self, command: list[str], env: dict[str, str] | None = None, cwd: str | None = None) -> RunningProcess:
         windows = sys.platform == "win32"
-        flags = (getattr(subprocess, "CREATE_NO_WINDOW", 0) | getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)) if windows else 0
+        flags = (
+            (getattr(subprocess, "CREATE_NO_WINDOW", 0) | getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0))
+            if windows
+            else 0
+        )
         process = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,

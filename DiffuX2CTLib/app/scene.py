@@ -19,15 +19,17 @@ from pathlib import Path
 import slicer
 import vtk
 
-from ..errors import InputError
-from ..job import Acquisition, JobSpec, ReconstructionOptions, parse_event
+from ..core.errors import InputError
+from ..imaging.acquisition import Acquisition
+from ..inference.options import ReconstructionOptions
+from .protocol import JobSpec, parse_event
 from .runner import ProcessRunner, RunningProcess, SubprocessRunner, worker_environment
 from .session import DEFAULT_IDLE_TIMEOUT_S, WorkerSession
 
 ATTRIBUTE_PREFIX = "DiffuX2CT."
 SEGMENTATION_REFERENCE_ROLE = "DiffuX2CT.boneSegmentation"
 UNCERTAINTY_REFERENCE_ROLE = "DiffuX2CT.uncertainty"
-BONE_THRESHOLD_HU = 250.0  # the same threshold as the bone Dice of DiffuX2CTLib.metrics
+BONE_THRESHOLD_HU = 250.0  # the same threshold as the bone Dice of DiffuX2CTLib.evaluation.metrics
 MIN_BONE_ISLAND_VOXELS = 10  # smaller bright islands are sampling noise, not bone
 CT_WINDOW_LEVEL = (1500.0, 300.0)  # a wide bone/soft-tissue window that suits a coarse reconstruction
 LIBRARY_PARENT = Path(__file__).resolve().parents[2]  # the folder holding DiffuX2CTLib, for the worker's path
@@ -81,7 +83,9 @@ def check_radiograph_node(node, role: str) -> None:
         raise InputError(f"{node.GetName()}: has no pixels")
     dims = image.GetDimensions()
     if sorted(dims)[0] != 1:
-        raise InputError(f"{node.GetName()}: is a 3D volume of {dims[0]} x {dims[1]} x {dims[2]} voxels; expected a single 2D radiograph")
+        raise InputError(
+            f"{node.GetName()}: is a 3D volume of {dims[0]} x {dims[1]} x {dims[2]} voxels; expected a single 2D radiograph"
+        )
 
 
 def _write_volume(node, path: Path) -> None:
@@ -133,7 +137,10 @@ def bone_labelmap(ct_node) -> slicer.vtkOrientedImageData:
     return labelmap
 
 
-SEGMENTATION_CONVERTER_RULES = ("vtkBinaryLabelmapToClosedSurfaceConversionRule", "vtkClosedSurfaceToBinaryLabelmapConversionRule")
+SEGMENTATION_CONVERTER_RULES = (
+    "vtkBinaryLabelmapToClosedSurfaceConversionRule",
+    "vtkClosedSurfaceToBinaryLabelmapConversionRule",
+)
 
 
 def register_segmentation_converters() -> None:
@@ -154,7 +161,12 @@ def _apply_bone_transfer_function(property_node) -> None:
     for hu, alpha in ((-1000.0, 0.0), (150.0, 0.0), (300.0, 0.2), (800.0, 0.6), (1500.0, 0.8)):
         opacity.AddPoint(hu, alpha)
     colors = vtk.vtkColorTransferFunction()
-    for hu, rgb in ((-1000.0, (0.3, 0.3, 1.0)), (150.0, (0.55, 0.25, 0.15)), (300.0, (0.9, 0.6, 0.35)), (1500.0, (1.0, 1.0, 0.9))):
+    for hu, rgb in (
+        (-1000.0, (0.3, 0.3, 1.0)),
+        (150.0, (0.55, 0.25, 0.15)),
+        (300.0, (0.9, 0.6, 0.35)),
+        (1500.0, (1.0, 1.0, 0.9)),
+    ):
         colors.AddRGBPoint(hu, *rgb)
     volume_property.SetScalarOpacity(opacity)
     volume_property.SetColor(colors)
@@ -166,7 +178,15 @@ class ReconstructionJob:
     """One background reconstruction on the session's worker. Call :meth:`poll` from a timer (never blocks) or
     :meth:`wait` from a script; on success the results enter the scene during the poll that sees ``done``."""
 
-    def __init__(self, logic: SceneLogic, session: WorkerSession, submission: tuple[dict, tuple], workdir: Path, output_node, name: str) -> None:
+    def __init__(
+        self,
+        logic: SceneLogic,
+        session: WorkerSession,
+        submission: tuple[dict, tuple],
+        workdir: Path,
+        output_node,
+        name: str,
+    ) -> None:
         self._logic = logic
         self._session = session
         self._submission = submission  # (job, key): sent again if the worker went idle just as it was sent
@@ -195,7 +215,10 @@ class ReconstructionJob:
             if not self.finished and self._session.went_idle and not self._heard:
                 self._id, _ = self._session.submit(*self._submission)
             elif not self.finished:
-                self._fail("internal", self._session.crash_message() + "; a new background process starts with the next reconstruction")
+                self._fail(
+                    "internal",
+                    self._session.crash_message() + "; a new background process starts with the next reconstruction",
+                )
         return self.status
 
     def _handle(self, events: list[dict]) -> None:
@@ -223,7 +246,9 @@ class ReconstructionJob:
 
     def _on_done(self, event: dict) -> None:
         try:
-            self.result = self._logic._add_results(event, self._output_node, self._name, time.monotonic() - self._started)
+            self.result = self._logic._add_results(
+                event, self._output_node, self._name, time.monotonic() - self._started
+            )
         except Exception as error:  # noqa: BLE001 - the scene is already rolled back; tell the user why
             self._fail("internal", f"the result could not be added to the scene: {error}")
             return
@@ -231,7 +256,13 @@ class ReconstructionJob:
         warning = f"; warning: the {' and '.join(low)} re-projection agrees poorly with the input" if low else ""
         agreement = ", ".join(f"{view} {value:.2f}" for view, value in self.result.agreement.items())
         note = f" ({self.note})" if self.note else ""
-        self.status = JobStatus(JobState.DONE, self.status.total, self.status.total, 0.0, f"done in {time.monotonic() - self._started:.1f} s{note}; re-projection NCC {agreement}{warning}{self.result.warning}")
+        self.status = JobStatus(
+            JobState.DONE,
+            self.status.total,
+            self.status.total,
+            0.0,
+            f"done in {time.monotonic() - self._started:.1f} s{note}; re-projection NCC {agreement}{warning}{self.result.warning}",
+        )
         self._cleanup()
 
     def _fail(self, kind: str, message: str) -> None:
@@ -336,7 +367,7 @@ class SceneLogic:
         **options,
     ) -> ReconstructionJob:
         """Start a background reconstruction of the two radiograph nodes and return its job. ``options`` are
-        those of :class:`~DiffuX2CTLib.job.ReconstructionOptions` (steps, seed, samples, device, method, sampler,
+        those of :class:`~DiffuX2CTLib.app.protocol.ReconstructionOptions` (steps, seed, samples, device, method, sampler,
         guidance, precision, check_inputs);
         ``source_files`` (by view) names the file a node was loaded from, e.g. its DICOM file, which the worker
         then reads instead of the node's pixels so that every acquisition tag (view position, patient
@@ -393,9 +424,14 @@ class SceneLogic:
     def start_probe(self, timeout_s: float = PROBE_TIMEOUT_S) -> ProbeJob:
         """Check in the background what the worker's Python has (see :class:`ProbeJob`)."""
         try:
-            process = self.runner.start([self.python_executable, "-m", "DiffuX2CTLib.app.worker", "--probe"], env=worker_environment(str(LIBRARY_PARENT)))
+            process = self.runner.start(
+                [self.python_executable, "-m", "DiffuX2CTLib.app.worker", "--probe"],
+                env=worker_environment(str(LIBRARY_PARENT)),
+            )
         except OSError as error:
-            raise InputError(f"could not start DiffuX2CT's background process with {self.python_executable}: {error}") from None
+            raise InputError(
+                f"could not start DiffuX2CT's background process with {self.python_executable}: {error}"
+            ) from None
         return ProbeJob(process, self.python_executable, timeout_s)
 
     def probe(self, timeout_s: float = PROBE_TIMEOUT_S) -> dict:
@@ -417,7 +453,9 @@ class SceneLogic:
         """Read the worker's outputs, then change the scene in one go; on any error undo what was added."""
         outputs = event.get("outputs", {})
         ct = _read_volume(Path(outputs["ct"]), name)
-        uncertainty = _read_volume(Path(outputs["uncertainty"]), f"{name} uncertainty") if "uncertainty" in outputs else None
+        uncertainty = (
+            _read_volume(Path(outputs["uncertainty"]), f"{name} uncertainty") if "uncertainty" in outputs else None
+        )
         bone = bone_labelmap(ct)
         metrics = event.get("metrics", {})
         provenance = {str(k): str(v) for k, v in event.get("provenance", {}).items()}
@@ -429,13 +467,17 @@ class SceneLogic:
             for key, value in provenance.items():
                 ct_node.SetAttribute(ATTRIBUTE_PREFIX + key, value)
             ct_node.SetAttribute(ATTRIBUTE_PREFIX + "wall_seconds", f"{wall_s:.2f}")
-            ct_node.SetAttribute(ATTRIBUTE_PREFIX + "low_agreement_views", ",".join(metrics.get("low_agreement_views", [])))
+            ct_node.SetAttribute(
+                ATTRIBUTE_PREFIX + "low_agreement_views", ",".join(metrics.get("low_agreement_views", []))
+            )
             self._show_ct(ct_node)
             segmentation, warning = self._bone_segmentation_or_why(ct_node, bone, added)
             rendering = self._volume_rendering(ct_node, added)
             uncertainty_node = None
             if uncertainty is not None:
-                uncertainty_node = self._place_volume(uncertainty, self._referenced(ct_node, UNCERTAINTY_REFERENCE_ROLE), added)
+                uncertainty_node = self._place_volume(
+                    uncertainty, self._referenced(ct_node, UNCERTAINTY_REFERENCE_ROLE), added
+                )
                 uncertainty_node.CreateDefaultDisplayNodes()
                 uncertainty_node.GetDisplayNode().SetAndObserveColorNodeID("vtkMRMLColorTableNodeRainbow")
                 ct_node.SetNodeReferenceID(UNCERTAINTY_REFERENCE_ROLE, uncertainty_node.GetID())
@@ -446,11 +488,24 @@ class SceneLogic:
             raise
         finally:
             self.scene.EndState(self.scene.BatchProcessState)
-        return ReconstructionResult(ct_node, segmentation, rendering, uncertainty_node, dict(metrics.get("agreement", {})), list(metrics.get("low_agreement_views", [])), provenance, warning)
+        return ReconstructionResult(
+            ct_node,
+            segmentation,
+            rendering,
+            uncertainty_node,
+            dict(metrics.get("agreement", {})),
+            list(metrics.get("low_agreement_views", [])),
+            provenance,
+            warning,
+        )
 
     def _remove_with_display_nodes(self, node) -> None:
         """Remove a node the failed run added, and the display nodes made for it (the scene keeps those otherwise)."""
-        display_nodes = [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())] if node.IsA("vtkMRMLDisplayableNode") else []
+        display_nodes = (
+            [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]
+            if node.IsA("vtkMRMLDisplayableNode")
+            else []
+        )
         self.scene.RemoveNode(node)
         for display in display_nodes:
             if display is not None and self.scene.IsNodePresent(display):
@@ -530,9 +585,15 @@ class SceneLogic:
         segmentation.RemoveAllSegments()
         segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(ct_node)
         segment_id = segmentation.AddEmptySegment("bone", "Bone", [0.95, 0.9, 0.75])
-        if not segment_id or not slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(labelmap, segmentation_node, segment_id):
+        if not segment_id or not slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
+            labelmap, segmentation_node, segment_id
+        ):
             rules = len(slicer.vtkSegmentationConverterFactory.GetInstance().GetConverterRules())
-            missing = " (no segmentation converter rules are registered: create Slicer's Segmentations module logic for this scene)" if not rules else ""
+            missing = (
+                " (no segmentation converter rules are registered: create Slicer's Segmentations module logic for this scene)"
+                if not rules
+                else ""
+            )
             raise RuntimeError(f"the bone mask could not be stored in the segmentation{missing}")
         segmentation_node.CreateClosedSurfaceRepresentation()
         display = segmentation_node.GetDisplayNode()
@@ -550,7 +611,9 @@ class SceneLogic:
         display = logic.GetFirstVolumeRenderingDisplayNode(ct_node)
         if display is None:
             display = logic.CreateDefaultVolumeRenderingNodes(ct_node)
-            added.extend(node for node in (display.GetVolumePropertyNode(), display.GetROINode(), display) if node is not None)
+            added.extend(
+                node for node in (display.GetVolumePropertyNode(), display.GetROINode(), display) if node is not None
+            )
         preset = logic.GetPresetByName("CT-Bone") if logic.GetModuleShareDirectory() else None
         if preset is not None:
             display.GetVolumePropertyNode().Copy(preset)

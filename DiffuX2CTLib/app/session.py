@@ -13,8 +13,8 @@ import weakref
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import InputError
-from ..job import parse_event
+from ..core.errors import InputError
+from .protocol import parse_event
 from .runner import ProcessRunner, RunningProcess, worker_environment
 
 CANCEL_GRACE_S = 5.0  # a job that has not stopped this long after a cancel is ended with its process (one
@@ -40,8 +40,10 @@ def crash_message(code: int, stderr_tail: str, memory: dict | None) -> str:
     if behind_launcher:
         message += " (Slicer's launcher reports that the Python process it started crashed or was killed)"
     if memory and memory.get("low"):
-        message += (f"; it was running low on memory ({memory.get('available_gib')} GiB of {memory.get('total_gib')} GiB free at its "
-                    f"last report, using {memory.get('rss_gib')} GiB): try the CPU, fewer samples or closing other programs")
+        message += (
+            f"; it was running low on memory ({memory.get('available_gib')} GiB of {memory.get('total_gib')} GiB free at its "
+            f"last report, using {memory.get('rss_gib')} GiB): try the CPU, fewer samples or closing other programs"
+        )
     elif killed:
         message += " (it may have run out of memory)"
     if own_lines and not behind_launcher:
@@ -54,7 +56,13 @@ class WorkerSession:
     :meth:`events` reads what it reported, :meth:`cancel` stops a job, :meth:`shutdown` ends the worker.
     ``key`` (model, device) names what the worker has loaded: a job with another key restarts it."""
 
-    def __init__(self, runner: ProcessRunner, python_executable: str, library_parent: str, idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        runner: ProcessRunner,
+        python_executable: str,
+        library_parent: str,
+        idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S,
+    ) -> None:
         self.runner = runner
         self.python_executable = python_executable
         self.library_parent = library_parent
@@ -78,9 +86,18 @@ class WorkerSession:
         try:
             self.process = self.runner.start(command, env=worker_environment(self.library_parent))
         except OSError as error:  # e.g. the Python executable is missing or not executable
-            raise InputError(f"could not start DiffuX2CT's background process with {self.python_executable}: {error}") from None
+            raise InputError(
+                f"could not start DiffuX2CT's background process with {self.python_executable}: {error}"
+            ) from None
         self._finalizer = weakref.finalize(self, self.process.terminate)  # a forgotten session takes its worker along
-        self.key, self.pid, self.last_memory, self._idle_exit, self._pending, self.preloaded = key, None, None, False, [], False
+        self.key, self.pid, self.last_memory, self._idle_exit, self._pending, self.preloaded = (
+            key,
+            None,
+            None,
+            False,
+            [],
+            False,
+        )
         self.starts += 1
 
     @property
@@ -104,7 +121,9 @@ class WorkerSession:
                 self.process.terminate()
             code = self.process.exit_code()
             if not self._idle_exit and code != 0:
-                note = f"a new background process was started: the previous one had ended unexpectedly (exit code {code})"
+                note = (
+                    f"a new background process was started: the previous one had ended unexpectedly (exit code {code})"
+                )
             self.process = None
         if self.process is not None and key != self.key:
             self.shutdown()  # another model or device: free the old one's memory
@@ -137,11 +156,13 @@ class WorkerSession:
 
     # -- jobs --------------------------------------------------------------------------------------------------
     def submit(self, job: dict, key: tuple) -> tuple[int, str]:
-        """Send ``job`` (a :class:`~DiffuX2CTLib.job.JobSpec` as a dict) to a worker for ``key``; returns the job's
+        """Send ``job`` (a :class:`~DiffuX2CTLib.app.protocol.JobSpec` as a dict) to a worker for ``key``; returns the job's
         id and a note (see :meth:`ensure`)."""
         note = self.ensure(key)
         self._next_id += 1
-        self.process.send_line(command_line("run", id=self._next_id, job=job))  # a worker gone already: the job sees the exit
+        self.process.send_line(
+            command_line("run", id=self._next_id, job=job)
+        )  # a worker gone already: the job sees the exit
         return self._next_id, note
 
     def _read(self) -> None:

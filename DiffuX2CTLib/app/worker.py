@@ -8,7 +8,7 @@
   it exits after ``S`` idle seconds (freeing its memory) or when stdin closes;
 * ``python -m DiffuX2CTLib.app.worker --probe`` reports which dependencies and GPU this Python has.
 
-stdout carries only protocol events, one JSON object per line (see :mod:`DiffuX2CTLib.job`):
+stdout carries only protocol events, one JSON object per line (see :mod:`DiffuX2CTLib.app.protocol`):
 ``progress`` (step, total, eta_s, memory), then either ``done`` (outputs, metrics, provenance), ``error`` (kind,
 message) or, when serving, ``cancelled``; a serving worker first says ``ready`` (pid) and tags every event with
 the job's ``id``. Logs go to stderr. In one-shot mode the exit code is 0 only after a ``done`` line. The worker
@@ -30,9 +30,9 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import InputError
-from ..job import JobSpec, event_line
-from ..modelcard import ModelError
+from ..core.errors import InputError
+from ..model.card import ModelError
+from .protocol import JobSpec, event_line
 from .runner import PARENT_PID_VARIABLE, process_alive
 
 REQUIRED_MODULES = ("torch", "monai", "SimpleITK", "numpy", "safetensors")  # import names, also their pip names
@@ -81,7 +81,12 @@ def memory_report() -> dict | None:
     gib = 1024.0**2  # meminfo counts KiB
     total, available = fields.get("MemTotal", 0) / gib, fields.get("MemAvailable", 0) / gib
     rss = rss_pages * os.sysconf("SC_PAGE_SIZE") / 1024.0**3
-    return {"rss_gib": round(rss, 2), "available_gib": round(available, 2), "total_gib": round(total, 2), "low": total > 0 and available < LOW_MEMORY_FRACTION * total}
+    return {
+        "rss_gib": round(rss, 2),
+        "available_gib": round(available, 2),
+        "total_gib": round(total, 2),
+        "low": total > 0 and available < LOW_MEMORY_FRACTION * total,
+    }
 
 
 class JobCancelled(Exception):
@@ -92,7 +97,9 @@ class _ProgressReporter:
     """Turns the sampler's (step, total) callbacks into progress events; the time left is extrapolated from
     the steps since the first report, so model loading does not inflate it. ``stop()`` true cancels the job."""
 
-    def __init__(self, emit: Emit, stop: Callable[[], bool] = lambda: False, on_first: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self, emit: Emit, stop: Callable[[], bool] = lambda: False, on_first: Callable[[], None] = lambda: None
+    ) -> None:
         self.first: tuple[int, float] | None = None
         self.emit = emit
         self.stop = stop
@@ -107,7 +114,9 @@ class _ProgressReporter:
             raise JobCancelled
         first_step, first_time = self.first
         eta = (now - first_time) / (step - first_step) * (total - step) if step > first_step else None
-        self.emit("progress", step=step, total=total, eta_s=None if eta is None else round(eta, 2), memory=memory_report())
+        self.emit(
+            "progress", step=step, total=total, eta_s=None if eta is None else round(eta, 2), memory=memory_report()
+        )
 
 
 def _error_kind(error: Exception) -> str:
@@ -124,7 +133,11 @@ def _fail(emit: Emit, error: Exception) -> None:
     kind = _error_kind(error)
     if kind == "internal":
         traceback.print_exc(file=sys.stderr)
-    message = str(error) if kind != "out_of_memory" else f"out of memory ({error}); try the CPU, fewer samples or a smaller model"
+    message = (
+        str(error)
+        if kind != "out_of_memory"
+        else f"out of memory ({error}); try the CPU, fewer samples or a smaller model"
+    )
     emit("error", kind=kind, message=message or type(error).__name__)
 
 
@@ -140,18 +153,26 @@ def run_spec(
     stage; ``on_model_ready`` is called once the model is loaded. True when ``done`` was sent."""
     missing = missing_modules()
     if missing:
-        emit("error", kind="missing_dependency", message=f"this Python lacks {', '.join(missing)}; install them to run DiffuX2CT", missing=missing)
+        emit(
+            "error",
+            kind="missing_dependency",
+            message=f"this Python lacks {', '.join(missing)}; install them to run DiffuX2CT",
+            missing=missing,
+        )
         return False
     try:
-        from ..reconstruct import (
-            low_agreement_views,
-            reconstruct_pair,
-            write_reconstruction,
-        )
+        from ..inference.reconstruct import low_agreement_views, reconstruct_pair, write_reconstruction
 
         if not model_loaded:
             emit("progress", step=0, total=0, eta_s=None, stage="loading model", pid=os.getpid())
-        result = reconstruct_pair(spec.ap, spec.lateral, spec.model, spec.options, _ProgressReporter(emit, stop, on_model_ready), spec.acquisition)
+        result = reconstruct_pair(
+            spec.ap,
+            spec.lateral,
+            spec.model,
+            spec.options,
+            _ProgressReporter(emit, stop, on_model_ready),
+            spec.acquisition,
+        )
         on_model_ready()
         if stop():
             raise JobCancelled
@@ -162,7 +183,12 @@ def run_spec(
     except Exception as error:  # noqa: BLE001 - every failure must become one protocol event
         _fail(emit, error)
         return False
-    emit("done", outputs=outputs, metrics={"agreement": result.agreement, "low_agreement_views": low_agreement_views(result)}, provenance=result.provenance)
+    emit(
+        "done",
+        outputs=outputs,
+        metrics={"agreement": result.agreement, "low_agreement_views": low_agreement_views(result)},
+        provenance=result.provenance,
+    )
     return True
 
 
@@ -182,8 +208,8 @@ def _preload(model: str | None, device: str) -> bool:
     if missing_modules():
         return False
     try:
-        from ..device import resolve_device
-        from ..reconstruct import cached_model
+        from ..core.device import resolve_device
+        from ..inference.reconstruct import cached_model
 
         started = time.monotonic()
         cached_model(model, resolve_device(device))
@@ -232,7 +258,10 @@ def serve(idle_timeout_s: float | None = None) -> None:
             idle_timeout_s = float(seconds) if isinstance(seconds, (int, float)) and seconds > 0 else None
             continue
         if command.get("command") == "preload":
-            key = (str(Path(command["model"]).resolve()) if command.get("model") else None, command.get("device", "auto"))
+            key = (
+                str(Path(command["model"]).resolve()) if command.get("model") else None,
+                command.get("device", "auto"),
+            )
             if key not in loaded and _preload(command.get("model"), key[1]):
                 loaded.add(key)
             continue
@@ -248,7 +277,13 @@ def serve(idle_timeout_s: float | None = None) -> None:
             continue
         key = (str(Path(spec.model).resolve()) if spec.model else None, spec.options.device)
         warm = key in loaded
-        run_spec(spec, emit, lambda job_id=job_id: job_id in cancelled, model_loaded=warm, on_model_ready=lambda key=key: loaded.add(key))
+        run_spec(
+            spec,
+            emit,
+            lambda job_id=job_id: job_id in cancelled,
+            model_loaded=warm,
+            on_model_ready=lambda key=key: loaded.add(key),
+        )
         cancelled.discard(job_id)
 
 

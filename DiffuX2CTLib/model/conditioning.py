@@ -36,10 +36,16 @@ class TriplaneGenerator(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         features = (channels, channels, 2 * channels, 4 * channels, 8 * channels, channels)
-        self.ap_encoder = BasicUNet(spatial_dims=2, in_channels=1, out_channels=channels, features=features, norm=("group", {"num_groups": 4}))
-        self.lateral_encoder = BasicUNet(spatial_dims=2, in_channels=1, out_channels=channels, features=features, norm=("group", {"num_groups": 4}))
+        self.ap_encoder = BasicUNet(
+            spatial_dims=2, in_channels=1, out_channels=channels, features=features, norm=("group", {"num_groups": 4})
+        )
+        self.lateral_encoder = BasicUNet(
+            spatial_dims=2, in_channels=1, out_channels=channels, features=features, norm=("group", {"num_groups": 4})
+        )
         self.axial_fusion = nn.Sequential(
-            nn.Conv2d(4 * channels, 2 * channels, 3, padding=1), nn.GroupNorm(4, 2 * channels), nn.GELU(),
+            nn.Conv2d(4 * channels, 2 * channels, 3, padding=1),
+            nn.GroupNorm(4, 2 * channels),
+            nn.GELU(),
             nn.Conv2d(2 * channels, channels, 3, padding=1),
         )
 
@@ -50,7 +56,13 @@ class TriplaneGenerator(nn.Module):
         ap_profile = torch.cat([coronal.mean(-2), coronal.amax(-2)], 1)  # (B, 2C, X)
         lateral_profile = torch.cat([sagittal.mean(-2), sagittal.amax(-2)], 1)  # (B, 2C, Y)
         size_y, size_x = lateral_profile.shape[-1], ap_profile.shape[-1]
-        axial_input = torch.cat([ap_profile[:, :, None, :].expand(-1, -1, size_y, -1), lateral_profile[:, :, :, None].expand(-1, -1, -1, size_x)], 1)
+        axial_input = torch.cat(
+            [
+                ap_profile[:, :, None, :].expand(-1, -1, size_y, -1),
+                lateral_profile[:, :, :, None].expand(-1, -1, -1, size_x),
+            ],
+            1,
+        )
         return coronal, sagittal, self.axial_fusion(axial_input)
 
 
@@ -65,8 +77,10 @@ class ImplicitDecoder(nn.Module):
         super().__init__()
         self.frequencies = frequencies
         self.mlp = nn.Sequential(
-            nn.Conv3d(3 * plane_channels + 6 * frequencies, hidden, 1), nn.GELU(),
-            nn.Conv3d(hidden, hidden, 1), nn.GELU(),
+            nn.Conv3d(3 * plane_channels + 6 * frequencies, hidden, 1),
+            nn.GELU(),
+            nn.Conv3d(hidden, hidden, 1),
+            nn.GELU(),
             nn.Conv3d(hidden, out_channels, 1),
         )
 
@@ -78,7 +92,9 @@ class ImplicitDecoder(nn.Module):
         grid = torch.stack([cols, rows], -1)[None].expand(plane.shape[0], -1, -1, -1)
         return F.grid_sample(plane, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
-    def forward(self, planes: tuple[torch.Tensor, torch.Tensor, torch.Tensor], size: int, plane_extent: float) -> torch.Tensor:
+    def forward(
+        self, planes: tuple[torch.Tensor, torch.Tensor, torch.Tensor], size: int, plane_extent: float
+    ) -> torch.Tensor:
         coronal, sagittal, axial = (self._sample_plane(p, size, plane_extent) for p in planes)
         batch = coronal.shape[0]
         volume = torch.cat(
@@ -106,12 +122,20 @@ class ConditionNet(nn.Module):
         self.plane_extent = config.field_of_view_mm / iso_detector_mm
         self.triplane = TriplaneGenerator(config.plane_channels)
         self.decoders = nn.ModuleList(
-            ImplicitDecoder(config.plane_channels, config.condition_channels, config.decoder_hidden, config.fourier_frequencies) for _ in range(self.levels)
+            ImplicitDecoder(
+                config.plane_channels, config.condition_channels, config.decoder_hidden, config.fourier_frequencies
+            )
+            for _ in range(self.levels)
         )
         c = config.condition_channels
-        self.ct_head = nn.Sequential(nn.Conv3d(c, c, 3, padding=1), nn.GroupNorm(4, c), nn.GELU(), nn.Conv3d(c, 1, 3, padding=1))
+        self.ct_head = nn.Sequential(
+            nn.Conv3d(c, c, 3, padding=1), nn.GroupNorm(4, c), nn.GELU(), nn.Conv3d(c, 1, 3, padding=1)
+        )
 
     def forward(self, radiographs: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         planes = self.triplane(radiographs)
-        features = [decoder(planes, self.grid_size // 2**level, self.plane_extent) for level, decoder in enumerate(self.decoders)]
+        features = [
+            decoder(planes, self.grid_size // 2**level, self.plane_extent)
+            for level, decoder in enumerate(self.decoders)
+        ]
         return features, torch.tanh(self.ct_head(features[0]))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ..data.geometry import ProjectionGeometry, View, VolumeGrid
-from ..data.hounsfield import HUWindow
-from ..errors import InputError
+from ..core.errors import InputError
+from ..imaging.geometry import ProjectionGeometry, View, VolumeGrid
+from ..imaging.hounsfield import HUWindow
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 """What the denoiser outputs (MONAI's scheduler names): the noise, the velocity ``sqrt(a) eps - sqrt(1 - a) x0``
@@ -93,7 +93,9 @@ class ModelConfig:
         for index, channels in enumerate(self.unet_channels):
             _check_number(f"unet_channels[{index}]", channels, int, 1, 4096)
         if not all(isinstance(flag, bool) for flag in self.attention_levels):
-            raise ConfigError(f"attention_levels must be true/false per U-Net level, got {list(self.attention_levels)!r}")
+            raise ConfigError(
+                f"attention_levels must be true/false per U-Net level, got {list(self.attention_levels)!r}"
+            )
         _check_choice("prediction_type", self.prediction_type, PREDICTION_TYPES)
         _check_choice("beta_schedule", self.beta_schedule, BETA_SCHEDULES)
         if not isinstance(self.extra, dict):
@@ -106,16 +108,24 @@ class ModelConfig:
         if not self.hu_low < self.hu_high:
             raise ConfigError(f"hu_low ({self.hu_low:g}) must be below hu_high ({self.hu_high:g})")
         if not self.source_to_detector_mm > self.source_to_isocenter_mm:
-            raise ConfigError(f"source_to_detector_mm ({self.source_to_detector_mm:g}) must exceed source_to_isocenter_mm ({self.source_to_isocenter_mm:g})")
+            raise ConfigError(
+                f"source_to_detector_mm ({self.source_to_detector_mm:g}) must exceed source_to_isocenter_mm ({self.source_to_isocenter_mm:g})"
+            )
         if self.default_steps > self.timesteps:
             raise ConfigError(f"default_steps ({self.default_steps}) must not exceed timesteps ({self.timesteps})")
         levels = len(self.unet_channels)
         if len(self.attention_levels) != levels:
-            raise ConfigError(f"attention_levels has {len(self.attention_levels)} entries but unet_channels {levels}: one per U-Net level")
-        factor = max(2**level * (self.window_size if attention else 1) for level, attention in enumerate(self.attention_levels))
+            raise ConfigError(
+                f"attention_levels has {len(self.attention_levels)} entries but unet_channels {levels}: one per U-Net level"
+            )
+        factor = max(
+            2**level * (self.window_size if attention else 1) for level, attention in enumerate(self.attention_levels)
+        )
         if self.grid_size % factor:
             windows = f", with attention windows of {self.window_size} voxels" if any(self.attention_levels) else ""
-            raise ConfigError(f"grid_size {self.grid_size} must be a multiple of {factor} (halved at each of the {levels - 1} U-Net downsamplings{windows})")
+            raise ConfigError(
+                f"grid_size {self.grid_size} must be a multiple of {factor} (halved at each of the {levels - 1} U-Net downsamplings{windows})"
+            )
 
     @property
     def hu_window(self) -> HUWindow:
@@ -131,11 +141,18 @@ class ModelConfig:
         """The output grid placed at an isocentre."""
         return VolumeGrid(self.grid_size, self.field_of_view_mm / self.grid_size, center_lps)
 
-    def detector(self, view: View = View.AP, isocenter_lps: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> ProjectionGeometry:
+    def detector(
+        self, view: View = View.AP, isocenter_lps: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    ) -> ProjectionGeometry:
         """The geometry the model's radiographs are rendered or resampled to."""
         spacing = self.detector_size_mm / self.detector_pixels
         return ProjectionGeometry(
-            view, self.source_to_detector_mm, self.source_to_isocenter_mm, (self.detector_pixels,) * 2, (spacing, spacing), isocenter_lps
+            view,
+            self.source_to_detector_mm,
+            self.source_to_isocenter_mm,
+            (self.detector_pixels,) * 2,
+            (spacing, spacing),
+            isocenter_lps,
         )
 
     def detector_pair(self, isocenter_lps: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> list[ProjectionGeometry]:
@@ -161,7 +178,11 @@ class ModelConfig:
 PRESETS: dict[str, ModelConfig] = {
     "cpu-64": ModelConfig(),
     "paper-128": ModelConfig(
-        grid_size=128, plane_channels=32, condition_channels=32, unet_channels=(32, 64, 128, 256), attention_levels=(False, False, False, True)
+        grid_size=128,
+        plane_channels=32,
+        condition_channels=32,
+        unet_channels=(32, 64, 128, 256),
+        attention_levels=(False, False, False, True),
     ),
 }
 """Named architectures for ``train --preset``. ``cpu-64``: the bundled model's, 64^3 voxels of 5 mm, trainable on a

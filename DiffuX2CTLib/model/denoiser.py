@@ -31,7 +31,8 @@ class ShiftedWindowAttention(nn.Module):
         self.window = (window,) * 3
         self.shift = (window // 2,) * 3
         self.blocks = nn.ModuleList(
-            SwinTransformerBlock(channels, heads, self.window, shift, mlp_ratio=2.0) for shift in ((0, 0, 0), self.shift)
+            SwinTransformerBlock(channels, heads, self.window, shift, mlp_ratio=2.0)
+            for shift in ((0, 0, 0), self.shift)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -45,11 +46,23 @@ class ShiftedWindowAttention(nn.Module):
 class _Level(nn.Module):
     """Resnet block (timestep) + condition injection + optional shifted-window attention."""
 
-    def __init__(self, in_channels: int, out_channels: int, time_channels: int, condition_channels: int, config: ModelConfig, attention: bool) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        time_channels: int,
+        condition_channels: int,
+        config: ModelConfig,
+        attention: bool,
+    ) -> None:
         super().__init__()
-        self.resnet = DiffusionUNetResnetBlock(3, in_channels, time_channels, out_channels, norm_num_groups=_groups(min(in_channels, out_channels)))
+        self.resnet = DiffusionUNetResnetBlock(
+            3, in_channels, time_channels, out_channels, norm_num_groups=_groups(min(in_channels, out_channels))
+        )
         self.condition = nn.Conv3d(condition_channels, out_channels, 1)
-        self.attention = ShiftedWindowAttention(out_channels, config.attention_heads, config.window_size) if attention else None
+        self.attention = (
+            ShiftedWindowAttention(out_channels, config.attention_heads, config.window_size) if attention else None
+        )
 
     def forward(self, x: torch.Tensor, time: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         x = self.resnet(x, time) + self.condition(condition)
@@ -64,7 +77,9 @@ class SwinDenoiser(nn.Module):
         channels, attention = config.unet_channels, config.attention_levels
         c_cond = config.condition_channels
         self.time_channels = 4 * channels[0]
-        self.time_mlp = nn.Sequential(nn.Linear(channels[0], self.time_channels), nn.SiLU(), nn.Linear(self.time_channels, self.time_channels))
+        self.time_mlp = nn.Sequential(
+            nn.Linear(channels[0], self.time_channels), nn.SiLU(), nn.Linear(self.time_channels, self.time_channels)
+        )
         self.stem = nn.Conv3d(2 + c_cond, channels[0], 3, padding=1)  # y_t, CT estimate, finest condition
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()
@@ -78,12 +93,18 @@ class SwinDenoiser(nn.Module):
         self.upsample = nn.ModuleList()
         for level in reversed(range(len(channels) - 1)):
             self.upsample.append(nn.ConvTranspose3d(channels[level + 1], channels[level], 2, stride=2))
-            self.up.append(_Level(2 * channels[level], channels[level], self.time_channels, c_cond, config, attention[level]))
-        self.head = nn.Sequential(nn.GroupNorm(_groups(channels[0]), channels[0]), nn.SiLU(), nn.Conv3d(channels[0], 1, 3, padding=1))
+            self.up.append(
+                _Level(2 * channels[level], channels[level], self.time_channels, c_cond, config, attention[level])
+            )
+        self.head = nn.Sequential(
+            nn.GroupNorm(_groups(channels[0]), channels[0]), nn.SiLU(), nn.Conv3d(channels[0], 1, 3, padding=1)
+        )
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 
-    def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor, conditions: list[torch.Tensor], estimate: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, noisy: torch.Tensor, timesteps: torch.Tensor, conditions: list[torch.Tensor], estimate: torch.Tensor
+    ) -> torch.Tensor:
         time = self.time_mlp(get_timestep_embedding(timesteps, self.time_mlp[0].in_features).to(noisy.dtype))
         x = self.stem(torch.cat([noisy, estimate, conditions[0]], 1))
         skips = []

@@ -23,7 +23,9 @@ class DiffuX2CTNet(nn.Module):
         """``(B, 2, P, P)`` radiographs in [0, 1] -> (condition features per level, CT estimate ``(B, 1, N, N, N)``)."""
         return self.conditioner(radiographs)
 
-    def denoise(self, noisy: torch.Tensor, timesteps: torch.Tensor, condition: tuple[list[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    def denoise(
+        self, noisy: torch.Tensor, timesteps: torch.Tensor, condition: tuple[list[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
         """Predicted noise for ``noisy`` ``(B, 1, N, N, N)`` at integer ``timesteps`` ``(B,)``."""
         features, estimate = condition
         return self.denoiser(noisy, timesteps, features, estimate)

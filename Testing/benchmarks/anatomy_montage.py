@@ -21,10 +21,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from DiffuX2CTLib.anatomy import REGIONS, generate_phantom
-from DiffuX2CTLib.data.geometry import VolumeGrid, default_pair
-from DiffuX2CTLib.data.io import grid_image
-from DiffuX2CTLib.data.synthesize import pair_for_ct, render_pair
+from DiffuX2CTLib.anatomy.phantom import REGIONS, generate_phantom
+from DiffuX2CTLib.imaging.geometry import VolumeGrid, default_pair
+from DiffuX2CTLib.imaging.image_io import grid_image
+from DiffuX2CTLib.imaging.synthesize import pair_for_ct, render_pair
 
 HELD_OUT = 900_000
 

@@ -16,8 +16,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from DiffuX2CTLib.anatomy import REGIONS, generate_phantom
-from DiffuX2CTLib.data.geometry import VolumeGrid
+from DiffuX2CTLib.anatomy.phantom import REGIONS, generate_phantom
+from DiffuX2CTLib.imaging.geometry import VolumeGrid
 
 
 def seconds_per_phantom(region: str, grid: VolumeGrid, device: str, repeats: int) -> tuple[float, float]:
@@ -51,7 +51,9 @@ def main() -> None:
         label = f"cpu ({args.threads} threads)" if device == "cpu" else torch.cuda.get_device_name()
         for region in REGIONS:
             wall, cpu = seconds_per_phantom(region, grid, device, args.repeats)
-            print(f"{label:>24}  {region:<8} {args.size}^3 at {args.spacing} mm: {wall:.3f} s wall, {cpu:.3f} s process CPU")
+            print(
+                f"{label:>24}  {region:<8} {args.size}^3 at {args.spacing} mm: {wall:.3f} s wall, {cpu:.3f} s process CPU"
+            )
 
 
 if __name__ == "__main__":

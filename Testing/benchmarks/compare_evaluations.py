@@ -23,13 +23,16 @@ import SimpleITK as sitk
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from DiffuX2CTLib.evaluate import METRICS  # noqa: E402
-from DiffuX2CTLib.outputs import write_text  # noqa: E402
+from DiffuX2CTLib.core.atomic_write import write_text  # noqa: E402
+from DiffuX2CTLib.evaluation.evaluate import METRICS  # noqa: E402
 
 
 def case_metrics(folder: Path) -> dict[str, dict]:
     """Each case's per-method metrics, by case name, from an evaluation folder's ``cases/*/metrics.json``."""
-    return {path.parent.name: json.loads(path.read_text(encoding="utf-8"))["methods"] for path in sorted((folder / "cases").glob("*/metrics.json"))}
+    return {
+        path.parent.name: json.loads(path.read_text(encoding="utf-8"))["methods"]
+        for path in sorted((folder / "cases").glob("*/metrics.json"))
+    }
 
 
 def voxel_differences(a: Path, b: Path) -> dict[str, dict[str, float]]:
@@ -45,7 +48,12 @@ def voxel_differences(a: Path, b: Path) -> dict[str, dict[str, float]]:
     summary = {}
     for name, arrays in gaps.items():
         every = np.concatenate(arrays)
-        summary[name] = {"volumes": len(arrays), "mean_hu": float(every.mean()), "p99_hu": float(np.percentile(every, 99)), "max_hu": float(every.max())}
+        summary[name] = {
+            "volumes": len(arrays),
+            "mean_hu": float(every.mean()),
+            "p99_hu": float(np.percentile(every, 99)),
+            "max_hu": float(every.max()),
+        }
     return summary
 
 
@@ -55,20 +63,33 @@ def comparison_markdown(a: Path, b: Path) -> str:
     cases = sorted(first.keys() & second.keys())
     if not cases:
         raise SystemExit(f"{a} and {b} share no scored case")
-    lines = [f"A: `{a}`, B: `{b}`; {len(cases)} cases in both", "",
-             "| method | metric | A | B | B - A per case: mean (min..max) |", "|---|---|---|---|---|"]
+    lines = [
+        f"A: `{a}`, B: `{b}`; {len(cases)} cases in both",
+        "",
+        "| method | metric | A | B | B - A per case: mean (min..max) |",
+        "|---|---|---|---|---|",
+    ]
     methods = [m for m in first[cases[0]] if all(m in first[c] and m in second[c] for c in cases)]
     for method in methods:
         for metric in (*METRICS, "seconds"):
             values_a = [first[c][method][metric] for c in cases]
             values_b = [second[c][method][metric] for c in cases]
             differences = [y - x for x, y in zip(values_a, values_b)]
-            lines.append(f"| {method} | {metric} | {statistics.mean(values_a):.4f} | {statistics.mean(values_b):.4f} | "
-                         f"{statistics.mean(differences):+.4f} ({min(differences):+.4f}..{max(differences):+.4f}) |")
+            lines.append(
+                f"| {method} | {metric} | {statistics.mean(values_a):.4f} | {statistics.mean(values_b):.4f} | "
+                f"{statistics.mean(differences):+.4f} ({min(differences):+.4f}..{max(differences):+.4f}) |"
+            )
     voxels = voxel_differences(a, b)
     if voxels:
-        lines += ["", "| reconstruction | volumes | abs(B - A) mean HU | 99th percentile HU | largest HU |", "|---|---|---|---|---|"]
-        lines += [f"| {name} | {v['volumes']} | {v['mean_hu']:.2f} | {v['p99_hu']:.1f} | {v['max_hu']:.1f} |" for name, v in voxels.items()]
+        lines += [
+            "",
+            "| reconstruction | volumes | abs(B - A) mean HU | 99th percentile HU | largest HU |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {name} | {v['volumes']} | {v['mean_hu']:.2f} | {v['p99_hu']:.1f} | {v['max_hu']:.1f} |"
+            for name, v in voxels.items()
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -48,7 +48,15 @@ def main() -> None:
             images = drr(rotations, translations, parameterization="euler_angles", convention="ZXY")
             seconds.append(time.perf_counter() - started)
     np.savez(args.out, ap=images[0, 0].numpy(), lateral=images[1, 0].numpy())
-    print(json.dumps({"seconds_per_pair": seconds, "renderer": args.renderer, "diffdrr_version": __import__("diffdrr").__version__}))
+    print(
+        json.dumps(
+            {
+                "seconds_per_pair": seconds,
+                "renderer": args.renderer,
+                "diffdrr_version": __import__("diffdrr").__version__,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

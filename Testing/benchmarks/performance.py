@@ -41,12 +41,15 @@ def child_reconstruct(params: dict) -> dict:
     """Repeated in-process reconstructions of the sample pair; quality of the last one against the ground truth."""
     import torch
 
-    from DiffuX2CTLib.data.io import read_ct
-    from DiffuX2CTLib.metrics import compare
-    from DiffuX2CTLib.reconstruct import ReconstructionOptions, reconstruct_pair
+    from DiffuX2CTLib.evaluation.metrics import compare
+    from DiffuX2CTLib.imaging.image_io import read_ct
+    from DiffuX2CTLib.inference.options import ReconstructionOptions
+    from DiffuX2CTLib.inference.reconstruct import reconstruct_pair
 
     torch.set_num_threads(params["threads"])
-    options = ReconstructionOptions(steps=params.get("steps"), sampler=params["sampler"], device=params["device"], precision=params["precision"])
+    options = ReconstructionOptions(
+        steps=params.get("steps"), sampler=params["sampler"], device=params["device"], precision=params["precision"]
+    )
     warm = ReconstructionOptions(steps=2, device=params["device"], precision=params["precision"])
     reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", None, warm)  # loads the model, warms the caches
     seconds = []
@@ -57,7 +60,13 @@ def child_reconstruct(params: dict) -> dict:
             torch.cuda.synchronize()
         seconds.append(time.perf_counter() - started)
     quality = compare(result.ct, read_ct(SAMPLE / "ct.nrrd"))
-    return {"seconds": seconds, "quality": quality, "steps": result.provenance["steps"], "device": result.provenance["device"], "precision": result.provenance["precision"]}
+    return {
+        "seconds": seconds,
+        "quality": quality,
+        "steps": result.provenance["steps"],
+        "device": result.provenance["device"],
+        "precision": result.provenance["precision"],
+    }
 
 
 def child_drr(params: dict) -> dict:
@@ -65,8 +74,8 @@ def child_drr(params: dict) -> dict:
     import numpy as np
     import torch
 
-    from DiffuX2CTLib.data.io import read_ct
-    from DiffuX2CTLib.data.synthesize import pair_for_ct, render_pair
+    from DiffuX2CTLib.imaging.image_io import read_ct
+    from DiffuX2CTLib.imaging.synthesize import pair_for_ct, render_pair
 
     torch.set_num_threads(params["threads"])
     ct = read_ct(SAMPLE / "ct.nrrd")
@@ -86,15 +95,22 @@ def child_profile(params: dict) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from DiffuX2CTLib.reconstruct import ReconstructionOptions, reconstruct_pair
+    from DiffuX2CTLib.inference.options import ReconstructionOptions
+    from DiffuX2CTLib.inference.reconstruct import reconstruct_pair
 
     torch.set_num_threads(params["threads"])
-    reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", None, ReconstructionOptions(steps=2, precision=params["precision"]))
+    reconstruct_pair(
+        SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", None, ReconstructionOptions(steps=2, precision=params["precision"])
+    )
     with profile(activities=[ProfilerActivity.CPU]) as profiler:
-        reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", None, ReconstructionOptions(precision=params["precision"]))
+        reconstruct_pair(
+            SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", None, ReconstructionOptions(precision=params["precision"])
+        )
     events = sorted(profiler.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)
-    return {"top_operators": [{"name": e.key, "share": e.self_cpu_time_total / total, "calls": e.count} for e in events[:8]]}
+    return {
+        "top_operators": [{"name": e.key, "share": e.self_cpu_time_total / total, "calls": e.count} for e in events[:8]]
+    }
 
 
 CHILDREN = {"reconstruct": child_reconstruct, "drr": child_drr, "profile": child_profile}
@@ -137,14 +153,37 @@ def bench_reconstruction(args, env: dict) -> dict:
         params.update(threads=args.threads, device=args.device, precision=args.precision)
         print(f"reconstruction in-process: {label} ...", flush=True)
         result = measure_child("reconstruct", params, env)
-        results[label] = {"seconds": stats(result["seconds"]), "peak_gib": result["peak_gib"], "steps": result["steps"], "device": result["device"], "precision": result["precision"], "quality": result["quality"]}
+        results[label] = {
+            "seconds": stats(result["seconds"]),
+            "peak_gib": result["peak_gib"],
+            "steps": result["steps"],
+            "device": result["device"],
+            "precision": result["precision"],
+            "quality": result["quality"],
+        }
     print("reconstruction from the command line ...", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        command = [str(Path(sys.executable).with_name("diffux2ct")), "reconstruct", "--quiet", "--device", args.device, "--precision", args.precision,
-                   "--ap", str(SAMPLE / "ap.nrrd"), "--lateral", str(SAMPLE / "lateral.nrrd"), "--out", f"{tmp}/ct.nrrd"]
+        command = [
+            str(Path(sys.executable).with_name("diffux2ct")),
+            "reconstruct",
+            "--quiet",
+            "--device",
+            args.device,
+            "--precision",
+            args.precision,
+            "--ap",
+            str(SAMPLE / "ap.nrrd"),
+            "--lateral",
+            str(SAMPLE / "lateral.nrrd"),
+            "--out",
+            f"{tmp}/ct.nrrd",
+        ]
         run_child(command, env)  # warm-up: file caches, Python bytecode
         runs = [run_child(command, env) for _ in range(args.repeats)]
-    results["command line, DDIM (default steps)"] = {"seconds": stats([r[1] for r in runs]), "peak_gib": max(r[2] for r in runs)}
+    results["command line, DDIM (default steps)"] = {
+        "seconds": stats([r[1] for r in runs]),
+        "peak_gib": max(r[2] for r in runs),
+    }
     ddim, ddpm = results["DDIM (default steps)"], results["DDPM-1000"]
     results["speed-up DDIM vs DDPM-1000"] = ddpm["seconds"]["median"] / ddim["seconds"]["median"]
     results["PSNR DDIM minus DDPM-1000 (dB)"] = ddim["quality"]["psnr_db"] - ddpm["quality"]["psnr_db"]
@@ -153,14 +192,26 @@ def bench_reconstruction(args, env: dict) -> dict:
 
 def bench_startup(args, env: dict) -> dict:
     """Process start -> first completed denoising step of the background worker, repeated."""
-    from DiffuX2CTLib.job import JobSpec, ReconstructionOptions, parse_event
+    from DiffuX2CTLib.app.protocol import JobSpec, parse_event
+    from DiffuX2CTLib.inference.options import ReconstructionOptions
 
     seconds = []
     with tempfile.TemporaryDirectory() as tmp:
-        job = JobSpec(str(SAMPLE / "ap.nrrd"), str(SAMPLE / "lateral.nrrd"), tmp, options=ReconstructionOptions(device=args.device, precision=args.precision)).write(Path(tmp) / "job.json")
+        job = JobSpec(
+            str(SAMPLE / "ap.nrrd"),
+            str(SAMPLE / "lateral.nrrd"),
+            tmp,
+            options=ReconstructionOptions(device=args.device, precision=args.precision),
+        ).write(Path(tmp) / "job.json")
         for _ in range(args.repeats + 1):
             started = time.perf_counter()
-            process = subprocess.Popen([sys.executable, "-m", "DiffuX2CTLib.app.worker", str(job)], stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "DiffuX2CTLib.app.worker", str(job)],
+                stdout=subprocess.PIPE,
+                text=True,
+                env=env,
+                cwd=ROOT,
+            )
             for line in process.stdout:
                 event = parse_event(line)
                 if event and event["event"] == "progress" and event.get("step", 0) >= 1:
@@ -177,18 +228,39 @@ def bench_drr(args, env: dict) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         linear_ct = write_linear_ct(Path(tmp) / "linear.nrrd")
         print("DRR projector: DiffuX2CT ...", flush=True)
-        ours = measure_child("drr", {"threads": args.threads, "device": args.device, "repeats": args.repeats, "out": f"{tmp}/ours.npz"}, env)
+        ours = measure_child(
+            "drr",
+            {"threads": args.threads, "device": args.device, "repeats": args.repeats, "out": f"{tmp}/ours.npz"},
+            env,
+        )
         result = {"DiffuX2CT": {"pairs_per_s": stats([1 / s for s in ours["seconds"]]), "peak_gib": ours["peak_gib"]}}
         if args.skip_diffdrr or not BENCH_PYTHON.exists():
             result["diffdrr"] = "not run (make bench-env creates .venv-bench with diffdrr)"
             return result
         for renderer in ("trilinear", "siddon"):
             print(f"DRR projector: diffdrr ({renderer}) ...", flush=True)
-            stdout, _, peak = run_child([str(BENCH_PYTHON), str(Path(__file__).with_name("diffdrr_render.py")), str(linear_ct), f"{tmp}/{renderer}.npz",
-                                                     "--repeats", str(args.repeats), "--threads", str(args.threads), "--renderer", renderer], env)
+            stdout, _, peak = run_child(
+                [
+                    str(BENCH_PYTHON),
+                    str(Path(__file__).with_name("diffdrr_render.py")),
+                    str(linear_ct),
+                    f"{tmp}/{renderer}.npz",
+                    "--repeats",
+                    str(args.repeats),
+                    "--threads",
+                    str(args.threads),
+                    "--renderer",
+                    renderer,
+                ],
+                env,
+            )
             theirs = json.loads(stdout.strip().splitlines()[-1])
             agreement = compare_images(np.load(f"{tmp}/ours.npz"), np.load(f"{tmp}/{renderer}.npz"))
-            result[f"diffdrr {theirs['diffdrr_version']} ({renderer})"] = {"pairs_per_s": stats([1 / s for s in theirs["seconds_per_pair"]]), "peak_gib": peak, **agreement}
+            result[f"diffdrr {theirs['diffdrr_version']} ({renderer})"] = {
+                "pairs_per_s": stats([1 / s for s in theirs["seconds_per_pair"]]),
+                "peak_gib": peak,
+                **agreement,
+            }
     return result
 
 
@@ -199,8 +271,8 @@ def write_linear_ct(path: Path) -> Path:
     import SimpleITK as sitk
     import torch
 
-    from DiffuX2CTLib.data.drr import hu_to_attenuation
-    from DiffuX2CTLib.data.io import read_ct, write_image
+    from DiffuX2CTLib.imaging.drr import hu_to_attenuation
+    from DiffuX2CTLib.imaging.image_io import read_ct, write_image
 
     ct = read_ct(SAMPLE / "ct.nrrd")
     attenuation = hu_to_attenuation(torch.from_numpy(sitk.GetArrayFromImage(ct))).numpy()
@@ -226,24 +298,58 @@ def compare_images(ours, theirs) -> dict:
                     b = b[:, ::-1] if flip_cols else b
                     if b.shape == a.shape:
                         b = b / b.max()
-                        candidates[(transpose, flip_rows, flip_cols)] = (float(np.corrcoef(a.ravel(), b.ravel())[0, 1]), float(np.abs(a - b).max()), float(np.abs(a - b).mean()))
+                        candidates[(transpose, flip_rows, flip_cols)] = (
+                            float(np.corrcoef(a.ravel(), b.ravel())[0, 1]),
+                            float(np.abs(a - b).max()),
+                            float(np.abs(a - b).mean()),
+                        )
         orientation, (correlation, max_diff, mean_diff) = max(candidates.items(), key=lambda kv: kv[1][0])
-        report[view] = {"correlation": correlation, "max_abs_diff": max_diff, "mean_abs_diff": mean_diff, "orientation (transpose, flip rows, flip cols)": list(orientation)}
+        report[view] = {
+            "correlation": correlation,
+            "max_abs_diff": max_diff,
+            "mean_abs_diff": mean_diff,
+            "orientation (transpose, flip rows, flip cols)": list(orientation),
+        }
     return report
 
 
 def bench_training(args, env: dict) -> dict:
     result = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for stage, extra in (("regression", []), ("diffusion", ["--init", str(ROOT / "Resources" / "Models" / "diffux2ct-64")])):
+        for stage, extra in (
+            ("regression", []),
+            ("diffusion", ["--init", str(ROOT / "Resources" / "Models" / "diffux2ct-64")]),
+        ):
             print(f"training throughput: {stage} ...", flush=True)
             steps = args.train_steps
-            command = [str(Path(sys.executable).with_name("diffux2ct")), "train", "--stage", stage, "--grid", "64", "--steps", str(steps), "--quiet",
-                       "--checkpoint-every", str(steps), "--device", args.device, "--out", f"{tmp}/{stage}", *extra]
+            command = [
+                str(Path(sys.executable).with_name("diffux2ct")),
+                "train",
+                "--stage",
+                stage,
+                "--grid",
+                "64",
+                "--steps",
+                str(steps),
+                "--quiet",
+                "--checkpoint-every",
+                str(steps),
+                "--device",
+                args.device,
+                "--out",
+                f"{tmp}/{stage}",
+                *extra,
+            ]
             _, _, peak = run_child(command, env)
             log = [json.loads(line) for line in Path(f"{tmp}/{stage}/log.jsonl").read_text().splitlines()]
             per_step = [b["seconds"] - a["seconds"] for a, b in zip(log, log[1:])][2:]  # after two warm-up steps
-            result[stage] = {"steps_per_s": stats([1 / s for s in per_step]), "seconds_per_step": stats(per_step), "peak_gib": peak, "grid": 64, "batch": 1}
+            result[stage] = {
+                "steps_per_s": stats([1 / s for s in per_step]),
+                "seconds_per_step": stats(per_step),
+                "peak_gib": peak,
+                "grid": 64,
+                "batch": 1,
+            }
     return result
 
 
@@ -252,28 +358,54 @@ def markdown(report: dict) -> str:
         return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}-{s['max']:.{digits}f})"
 
     r = report["reconstruction"]
-    lines = [f"Machine: {report['machine']}; device {report['device']}, {report['threads']} threads, sampling in {r['DDIM (default steps)']['precision']}; medians over {report['repeats']} runs after a warm-up (min-max).", "",
-             "| reconstruction (sample pair, 64^3) | seconds | peak memory (GiB) | PSNR (dB) | SSIM |", "|---|---|---|---|---|"]
+    lines = [
+        f"Machine: {report['machine']}; device {report['device']}, {report['threads']} threads, sampling in {r['DDIM (default steps)']['precision']}; medians over {report['repeats']} runs after a warm-up (min-max).",
+        "",
+        "| reconstruction (sample pair, 64^3) | seconds | peak memory (GiB) | PSNR (dB) | SSIM |",
+        "|---|---|---|---|---|",
+    ]
     for label in ("DDIM (default steps)", "DDPM-1000"):
         q = r[label]["quality"]
-        lines.append(f"| in-process, {label} ({r[label]['steps']} steps) | {span(r[label]['seconds'])} | {r[label]['peak_gib']:.2f} | {q['psnr_db']:.2f} | {q['ssim']:.3f} |")
+        lines.append(
+            f"| in-process, {label} ({r[label]['steps']} steps) | {span(r[label]['seconds'])} | {r[label]['peak_gib']:.2f} | {q['psnr_db']:.2f} | {q['ssim']:.3f} |"
+        )
     cli = r["command line, DDIM (default steps)"]
     lines.append(f"| whole process from the command line, DDIM | {span(cli['seconds'])} | {cli['peak_gib']:.2f} | | |")
-    lines += ["", f"DDIM is **{r['speed-up DDIM vs DDPM-1000']:.0f}x** faster than DDPM-1000; PSNR difference (DDIM minus DDPM-1000): {r['PSNR DDIM minus DDPM-1000 (dB)']:+.2f} dB.", ""]
-    lines.append(f"Start-up, process start to the first denoising step (worker: imports, model load, checksum): {span(report['startup']['seconds'])} s.")
-    lines += ["", "| DRR projector (128^3 CT, 2 x 256 x 256) | pairs/s | peak memory (GiB) | AP corr. / max diff | lateral corr. / max diff |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"DDIM is **{r['speed-up DDIM vs DDPM-1000']:.0f}x** faster than DDPM-1000; PSNR difference (DDIM minus DDPM-1000): {r['PSNR DDIM minus DDPM-1000 (dB)']:+.2f} dB.",
+        "",
+    ]
+    lines.append(
+        f"Start-up, process start to the first denoising step (worker: imports, model load, checksum): {span(report['startup']['seconds'])} s."
+    )
+    lines += [
+        "",
+        "| DRR projector (128^3 CT, 2 x 256 x 256) | pairs/s | peak memory (GiB) | AP corr. / max diff | lateral corr. / max diff |",
+        "|---|---|---|---|---|",
+    ]
     for name, value in report["drr"].items():
         if isinstance(value, str):
             lines.append(f"| {name} | {value} | | | |")
         elif "ap" in value:
-            lines.append(f"| {name} | {span(value['pairs_per_s'])} | {value['peak_gib']:.2f} | {value['ap']['correlation']:.4f} / {value['ap']['max_abs_diff']:.3f} | {value['lateral']['correlation']:.4f} / {value['lateral']['max_abs_diff']:.3f} |")
+            lines.append(
+                f"| {name} | {span(value['pairs_per_s'])} | {value['peak_gib']:.2f} | {value['ap']['correlation']:.4f} / {value['ap']['max_abs_diff']:.3f} | {value['lateral']['correlation']:.4f} / {value['lateral']['max_abs_diff']:.3f} |"
+            )
         else:
-            lines.append(f"| {name} | {span(value['pairs_per_s'])} | {value['peak_gib']:.2f} | (reference) | (reference) |")
+            lines.append(
+                f"| {name} | {span(value['pairs_per_s'])} | {value['peak_gib']:.2f} | (reference) | (reference) |"
+            )
     lines += ["", "| training, 64^3, batch 1 | steps/s | s/step | peak memory (GiB) |", "|---|---|---|---|"]
     for stage, value in report["training"].items():
-        lines.append(f"| {stage} | {span(value['steps_per_s'], 3)} | {span(value['seconds_per_step'])} | {value['peak_gib']:.2f} |")
-    lines += ["", "Where a default CPU reconstruction spends its time (torch.profiler, self CPU time): "
-              + ", ".join(f"{op['name']} {100 * op['share']:.0f} %" for op in report["profile"][:6]) + "."]
+        lines.append(
+            f"| {stage} | {span(value['steps_per_s'], 3)} | {span(value['seconds_per_step'])} | {value['peak_gib']:.2f} |"
+        )
+    lines += [
+        "",
+        "Where a default CPU reconstruction spends its time (torch.profiler, self CPU time): "
+        + ", ".join(f"{op['name']} {100 * op['share']:.0f} %" for op in report["profile"][:6])
+        + ".",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -281,7 +413,7 @@ def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--child":
         print(json.dumps(CHILDREN[sys.argv[2]](json.loads(sys.argv[3]))), flush=True)
         return
-    from DiffuX2CTLib.job import PRECISIONS
+    from DiffuX2CTLib.inference.options import PRECISIONS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -289,7 +421,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--train-steps", type=int, default=12)
-    parser.add_argument("--precision", default="auto", choices=PRECISIONS, help="sampling arithmetic of the reconstructions (reconstruct --precision)")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="sampling arithmetic of the reconstructions (reconstruct --precision)",
+    )
     parser.add_argument("--skip-diffdrr", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "Testing" / "benchmarks" / "results" / "performance"))
     args = parser.parse_args()
@@ -306,8 +443,10 @@ def main() -> None:
     report["drr"] = bench_drr(args, env)
     report["training"] = bench_training(args, env)
     print("profile of one default reconstruction ...", flush=True)
-    report["profile"] = measure_child("profile", {"threads": args.threads, "precision": args.precision}, env)["top_operators"]
-    from DiffuX2CTLib.outputs import write_json, write_text
+    report["profile"] = measure_child("profile", {"threads": args.threads, "precision": args.precision}, env)[
+        "top_operators"
+    ]
+    from DiffuX2CTLib.core.atomic_write import write_json, write_text
 
     out = Path(args.out)
     write_json(report, out.with_suffix(".json"))

@@ -27,12 +27,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from DiffuX2CTLib.data.pipeline import PhantomSource, SampleMaker  # noqa: E402
-from DiffuX2CTLib.device import resolve_device, resolve_precision  # noqa: E402
-from DiffuX2CTLib.diffusion import draw_samples  # noqa: E402
-from DiffuX2CTLib.job import DEFAULT_GUIDANCE, PRECISIONS, ReconstructionOptions  # noqa: E402
-from DiffuX2CTLib.modelfile import load_model  # noqa: E402
-from DiffuX2CTLib.outputs import write_json  # noqa: E402
+from DiffuX2CTLib.core.atomic_write import write_json  # noqa: E402
+from DiffuX2CTLib.core.device import resolve_device, resolve_precision  # noqa: E402
+from DiffuX2CTLib.inference.options import DEFAULT_GUIDANCE, PRECISIONS, ReconstructionOptions  # noqa: E402
+from DiffuX2CTLib.inference.sampling import draw_samples  # noqa: E402
+from DiffuX2CTLib.model.weights import load_model  # noqa: E402
+from DiffuX2CTLib.training.samples import PhantomSource, SampleMaker  # noqa: E402
 
 
 def median_seconds(run: Callable[[], object], device: torch.device, repeats: int) -> float:
@@ -56,7 +56,13 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model folder (default: the bundled model)")
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--precision", nargs="+", choices=PRECISIONS, default=["auto"], help="sampling arithmetic; several values give a set of rows each")
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        choices=PRECISIONS,
+        default=["auto"],
+        help="sampling arithmetic; several values give a set of rows each",
+    )
     parser.add_argument("--out", default=None, help="also write the JSON here")
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -67,7 +73,12 @@ def main() -> None:
         condition = net.condition(radiographs)
 
     def draw(count: int, precision: str, guidance: float = 0.0) -> list[torch.Tensor]:  # all in one batch
-        return draw_samples(net, radiographs, condition, ReconstructionOptions(samples=count, guidance=guidance, batch_size=count, precision=precision))
+        return draw_samples(
+            net,
+            radiographs,
+            condition,
+            ReconstructionOptions(samples=count, guidance=guidance, batch_size=count, precision=precision),
+        )
 
     rows = {}
     with torch.inference_mode():
@@ -77,17 +88,27 @@ def main() -> None:
         with torch.inference_mode():
             one = median_seconds(lambda: draw(1, precision), device, args.repeats)
             batched = median_seconds(lambda: draw(args.samples, precision), device, args.repeats)
-        guided = median_seconds(lambda: draw(1, precision, DEFAULT_GUIDANCE["diffusion"]), device, args.repeats)  # guidance needs gradients
+        guided = median_seconds(
+            lambda: draw(1, precision, DEFAULT_GUIDANCE["diffusion"]), device, args.repeats
+        )  # guidance needs gradients
         rows[requested] = {
-            "resolved": precision, "one_sample_s": one, f"one_sample_guidance_{DEFAULT_GUIDANCE['diffusion']:g}_s": guided, f"{args.samples}_samples_one_batch_s": batched,
+            "resolved": precision,
+            "one_sample_s": one,
+            f"one_sample_guidance_{DEFAULT_GUIDANCE['diffusion']:g}_s": guided,
+            f"{args.samples}_samples_one_batch_s": batched,
             f"{args.samples}_samples_one_after_another_s (estimate: {args.samples} x one)": args.samples * one,
         }
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated() / 2**30
     result = {
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads" + (f", {torch.cuda.get_device_name(0)}" if device.type == "cuda" else ""),
-        "torch": torch.__version__, "device": device.type, "grid": config.grid_size, "ddim_steps": config.default_steps,
-        "regression_s": regression, "sampling_by_precision": rows,
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads"
+        + (f", {torch.cuda.get_device_name(0)}" if device.type == "cuda" else ""),
+        "torch": torch.__version__,
+        "device": device.type,
+        "grid": config.grid_size,
+        "ddim_steps": config.default_steps,
+        "regression_s": regression,
+        "sampling_by_precision": rows,
         **({"peak_gib": peak} if device.type == "cuda" else {}),
     }
     print(json.dumps(result, indent=1))

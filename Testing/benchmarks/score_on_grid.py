@@ -19,11 +19,11 @@ import SimpleITK as sitk
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from DiffuX2CTLib.data.io import grid_image, image_center_lps, resample_to_grid  # noqa: E402
-from DiffuX2CTLib.evaluate import METRICS, TEST_REGIONS, TEST_SEED_START, phantom_case  # noqa: E402
-from DiffuX2CTLib.metrics import compare  # noqa: E402
+from DiffuX2CTLib.core.atomic_write import write_json  # noqa: E402
+from DiffuX2CTLib.evaluation.evaluate import METRICS, TEST_REGIONS, TEST_SEED_START, phantom_case  # noqa: E402
+from DiffuX2CTLib.evaluation.metrics import compare  # noqa: E402
+from DiffuX2CTLib.imaging.image_io import grid_image, image_center_lps, resample_to_grid  # noqa: E402
 from DiffuX2CTLib.model.config import PRESETS  # noqa: E402
-from DiffuX2CTLib.outputs import write_json  # noqa: E402
 
 INPUTS = ("ap", "lateral")
 
@@ -50,8 +50,10 @@ def main() -> None:
     means = {method: {m: sum(r[m] for r in rows) / len(rows) for m in METRICS} for method, rows in scores.items()}
     for method, values in means.items():
         print("mean", method, " ".join(f"{m} {v:.3f}" for m, v in values.items()))
-    write_json({"scored_on": args.preset, "cases": len(next(iter(scores.values()))), "means": means, "per_case": scores},
-               args.folder / f"scored-on-{args.preset}.json")
+    write_json(
+        {"scored_on": args.preset, "cases": len(next(iter(scores.values()))), "means": means, "per_case": scores},
+        args.folder / f"scored-on-{args.preset}.json",
+    )
 
 
 if __name__ == "__main__":

@@ -36,9 +36,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "Testing")]
 
 from slicer_scene import SAMPLE_DATA, CoreApp  # noqa: E402
 
+from DiffuX2CTLib.app.protocol import JobSpec  # noqa: E402
 from DiffuX2CTLib.app.runner import worker_environment  # noqa: E402
 from DiffuX2CTLib.app.scene import SceneLogic  # noqa: E402
-from DiffuX2CTLib.job import PRECISIONS, JobSpec, ReconstructionOptions  # noqa: E402
+from DiffuX2CTLib.inference.options import PRECISIONS, ReconstructionOptions
 
 POLL_S = 0.01
 
@@ -49,17 +50,32 @@ def timed_job(logic: SceneLogic, app: CoreApp, **options) -> dict:
     job = logic.start(app.ap, app.lateral, **options)
     result = job.wait(interval_s=POLL_S)
     wall = time.perf_counter() - started
-    return {"wall_s": wall, "in_process_s": float(result.ct_node.GetAttribute("DiffuX2CT.seconds")), "stages": job.stages, "pid": job.worker_pid,
-            "precision": result.ct_node.GetAttribute("DiffuX2CT.precision")}
+    return {
+        "wall_s": wall,
+        "in_process_s": float(result.ct_node.GetAttribute("DiffuX2CT.seconds")),
+        "stages": job.stages,
+        "pid": job.worker_pid,
+        "precision": result.ct_node.GetAttribute("DiffuX2CT.precision"),
+    }
 
 
 def one_shot_process(device: str, precision: str) -> float:
     """A whole worker process for one DDIM job (the module's way before the persistent worker)."""
     with tempfile.TemporaryDirectory() as folder:
-        job = JobSpec(str(SAMPLE_DATA / "ap.nrrd"), str(SAMPLE_DATA / "lateral.nrrd"), folder, options=ReconstructionOptions(device=device, precision=precision))
+        job = JobSpec(
+            str(SAMPLE_DATA / "ap.nrrd"),
+            str(SAMPLE_DATA / "lateral.nrrd"),
+            folder,
+            options=ReconstructionOptions(device=device, precision=precision),
+        )
         path = job.write(Path(folder) / "job.json")
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "DiffuX2CTLib.app.worker", str(path)], env=worker_environment(str(ROOT)), check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "DiffuX2CTLib.app.worker", str(path)],
+            env=worker_environment(str(ROOT)),
+            check=True,
+            capture_output=True,
+        )
         return time.perf_counter() - started
 
 
@@ -71,7 +87,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
-    parser.add_argument("--precision", default="auto", choices=PRECISIONS, help="sampling arithmetic (reconstruct --precision)")
+    parser.add_argument(
+        "--precision", default="auto", choices=PRECISIONS, help="sampling arithmetic (reconstruct --precision)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "Testing" / "benchmarks" / "results" / "session")
     args = parser.parse_args(argv)
     app = CoreApp()
@@ -81,7 +99,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         first = timed_job(logic, app, device=args.device, precision=args.precision)
         following = [timed_job(logic, app, device=args.device, precision=args.precision) for _ in range(args.repeats)]
-        regression = [timed_job(logic, app, device=args.device, method="regression", precision=args.precision) for _ in range(args.repeats)]
+        regression = [
+            timed_job(logic, app, device=args.device, method="regression", precision=args.precision)
+            for _ in range(args.repeats)
+        ]
         pids = {first["pid"], *(r["pid"] for r in following + regression)}
     finally:
         logic.shutdown()
@@ -105,14 +126,29 @@ def main(argv: list[str] | None = None) -> None:
     }
     rows = [
         ("first of the session (worker starts, model loads)", [first["wall_s"]], [first["in_process_s"]]),
-        ("first of a session whose panel preloaded the model", [first_after_preload["wall_s"]], [first_after_preload["in_process_s"]]),
-        ("following, DDIM default steps, same worker", [r["wall_s"] for r in following], [r["in_process_s"] for r in following]),
-        ("following, regression only, same worker", [r["wall_s"] for r in regression], [r["in_process_s"] for r in regression]),
+        (
+            "first of a session whose panel preloaded the model",
+            [first_after_preload["wall_s"]],
+            [first_after_preload["in_process_s"]],
+        ),
+        (
+            "following, DDIM default steps, same worker",
+            [r["wall_s"] for r in following],
+            [r["in_process_s"] for r in following],
+        ),
+        (
+            "following, regression only, same worker",
+            [r["wall_s"] for r in regression],
+            [r["in_process_s"] for r in regression],
+        ),
         ("a new worker process per job, DDIM (before)", one_shot, None),
     ]
-    lines = [f"Machine: {results['machine']}; medians (min-max); one worker served all session jobs: {len(pids) == 1}.", "",
-             "| reconstruction through SceneLogic (nodes in, nodes out) | wall s | worker in-process s | session overhead s |",
-             "|---|---|---|---|"]
+    lines = [
+        f"Machine: {results['machine']}; medians (min-max); one worker served all session jobs: {len(pids) == 1}.",
+        "",
+        "| reconstruction through SceneLogic (nodes in, nodes out) | wall s | worker in-process s | session overhead s |",
+        "|---|---|---|---|",
+    ]
     for label, wall, inner in rows:
         overhead = summary([w - i for w, i in zip(wall, inner)]) if inner else ""
         lines.append(f"| {label} | {summary(wall)} | {summary(inner) if inner else ''} | {overhead} |")

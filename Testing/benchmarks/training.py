@@ -28,15 +28,16 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from DiffuX2CTLib.data.drr import DRRProjector  # noqa: E402
-from DiffuX2CTLib.data.pipeline import PhantomSource, SampleMaker  # noqa: E402
-from DiffuX2CTLib.device import autocast, resolve_precision  # noqa: E402
-from DiffuX2CTLib.diffusion import diffusion_loss, regression_loss, training_scheduler  # noqa: E402
-from DiffuX2CTLib.job import PRECISIONS  # noqa: E402
-from DiffuX2CTLib.model import DiffuX2CTNet  # noqa: E402
+from DiffuX2CTLib.core.atomic_write import write_json, write_text  # noqa: E402
+from DiffuX2CTLib.core.device import autocast, resolve_precision  # noqa: E402
+from DiffuX2CTLib.diffusion.losses import diffusion_loss, regression_loss
+from DiffuX2CTLib.diffusion.schedule import training_scheduler  # noqa: E402
+from DiffuX2CTLib.imaging.drr import DRRProjector  # noqa: E402
+from DiffuX2CTLib.inference.options import PRECISIONS  # noqa: E402
 from DiffuX2CTLib.model.config import PRESETS  # noqa: E402
-from DiffuX2CTLib.outputs import write_json, write_text  # noqa: E402
-from DiffuX2CTLib.train import TrainSettings, train  # noqa: E402
+from DiffuX2CTLib.model.network import DiffuX2CTNet  # noqa: E402
+from DiffuX2CTLib.training.samples import PhantomSource, SampleMaker  # noqa: E402
+from DiffuX2CTLib.training.trainer import TrainSettings, train  # noqa: E402
 
 RESULTS = ROOT / "Testing" / "benchmarks" / "results"
 
@@ -77,7 +78,9 @@ def model_rate(preset: str, stage: str, device: torch.device, batch: int, steps:
             else:
                 with torch.no_grad():
                     condition = net.condition(radiographs)
-                losses = diffusion_loss(net, clean, radiographs, scheduler, projector, torch.Generator().manual_seed(k), condition)
+                losses = diffusion_loss(
+                    net, clean, radiographs, scheduler, projector, torch.Generator().manual_seed(k), condition
+                )
         optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
         optimizer.step()
@@ -93,18 +96,37 @@ def model_rate(preset: str, stage: str, device: torch.device, batch: int, steps:
     return steps / (time.perf_counter() - started)
 
 
-def training_run(preset: str, stage: str, device: torch.device, batch: int, steps: int, workers: int | None, reuse: int, precision: str) -> dict:
+def training_run(
+    preset: str,
+    stage: str,
+    device: torch.device,
+    batch: int,
+    steps: int,
+    workers: int | None,
+    reuse: int,
+    precision: str,
+) -> dict:
     """A real run of ``steps`` steps: its samples per second and the share of step time spent waiting for data."""
     with tempfile.TemporaryDirectory() as folder:
         init = None
         if stage == "diffusion":
             init = str(Path(folder) / "init")
-            from DiffuX2CTLib.modelfile import save_model
+            from DiffuX2CTLib.model.weights import save_model
 
             save_model(DiffuX2CTNet(PRESETS[preset]), init)
-        settings = TrainSettings(out=str(Path(folder) / "run"), stage=stage, preset=preset if init is None else None, init=init,
-                                 steps=steps, batch=batch, checkpoint_every=10_000, device=device.type, workers=workers, reuse=reuse,
-                                 precision=precision)
+        settings = TrainSettings(
+            out=str(Path(folder) / "run"),
+            stage=stage,
+            preset=preset if init is None else None,
+            init=init,
+            steps=steps,
+            batch=batch,
+            checkpoint_every=10_000,
+            device=device.type,
+            workers=workers,
+            reuse=reuse,
+            precision=precision,
+        )
         train(settings, show_progress=False)
         return run_throughput(Path(folder) / "run" / "log.jsonl", batch)
 
@@ -116,21 +138,43 @@ def run_throughput(log: Path, batch: int) -> dict:
     records = [r for r in map(json.loads, log.read_text().splitlines()) if "loss" in r]
     total = records[-1]["seconds"]
     after_fill = total - records[0]["seconds"]  # from the end of the first step: the pipeline has filled
-    return {"samples_per_s": batch * len(records) / total, "steps_per_s": len(records) / total,
-            "waiting_share": sum(r["data_s"] for r in records) / total, "first_batch_s": records[0]["data_s"],
-            "waiting_share_after_first_step": sum(r["data_s"] for r in records[1:]) / after_fill if after_fill > 0 else None,
-            "peak_gib": max((r.get("peak_gib", 0.0) for r in records), default=0.0) or None}
+    return {
+        "samples_per_s": batch * len(records) / total,
+        "steps_per_s": len(records) / total,
+        "waiting_share": sum(r["data_s"] for r in records) / total,
+        "first_batch_s": records[0]["data_s"],
+        "waiting_share_after_first_step": sum(r["data_s"] for r in records[1:]) / after_fill
+        if after_fill > 0
+        else None,
+        "peak_gib": max((r.get("peak_gib", 0.0) for r in records), default=0.0) or None,
+    }
 
 
-def measure(device: torch.device, preset: str, stages: list[str], batch: int, steps: int, workers: int | None, reuse: int = 1,
-            precision: str = "auto") -> list[dict]:
+def measure(
+    device: torch.device,
+    preset: str,
+    stages: list[str],
+    batch: int,
+    steps: int,
+    workers: int | None,
+    reuse: int = 1,
+    precision: str = "auto",
+) -> list[dict]:
     """One row per stage; a row that fails (out of memory, say) records the error instead of ending the benchmark."""
     rows = []
     precision = resolve_precision(precision, device)
     data = data_rate(preset, device, 2 if preset == "paper-128" else 8, reuse)
     for stage in stages:
-        row = {"device": device.type, "preset": preset, "stage": stage, "batch": batch, "workers": workers, "reuse": reuse,
-               "precision": precision, "data_samples_per_s": data}
+        row = {
+            "device": device.type,
+            "preset": preset,
+            "stage": stage,
+            "batch": batch,
+            "workers": workers,
+            "reuse": reuse,
+            "precision": precision,
+            "data_samples_per_s": data,
+        }
         try:
             row["model_steps_per_s"] = model_rate(preset, stage, device, batch, steps, precision)
             row.update(training_run(preset, stage, device, batch, steps, workers, reuse, precision))
@@ -147,37 +191,73 @@ def measure(device: torch.device, preset: str, stages: list[str], batch: int, st
 
 def table(rows: list[dict], machine: str) -> str:
     """The results as a Markdown table under a line naming the machine."""
-    lines = [f"Machine: {machine}; torch {torch.__version__}.", "",
-             "| device | preset | stage | precision | batch | data workers | reuse | data samples/s (in process) | model steps/s | training samples/s | waiting for data |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Machine: {machine}; torch {torch.__version__}.",
+        "",
+        "| device | preset | stage | precision | batch | data workers | reuse | data samples/s (in process) | model steps/s | training samples/s | waiting for data |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         workers = "default" if r["workers"] is None else str(r["workers"])
         if "error" in r:
-            lines.append(f"| {r['device']} | {r['preset']} | {r['stage']} | {r.get('precision', '')} | {r['batch']} | {workers} | {r.get('reuse', 1)} | {r['data_samples_per_s']:.2f} | {r['error']} | | |")
+            lines.append(
+                f"| {r['device']} | {r['preset']} | {r['stage']} | {r.get('precision', '')} | {r['batch']} | {workers} | {r.get('reuse', 1)} | {r['data_samples_per_s']:.2f} | {r['error']} | | |"
+            )
             continue
-        lines.append(f"| {r['device']} | {r['preset']} | {r['stage']} | {r.get('precision', '')} | {r['batch']} | {workers} | {r.get('reuse', 1)} | {r['data_samples_per_s']:.2f} | "
-                     f"{r['model_steps_per_s']:.2f} | {r['samples_per_s']:.2f} | {r['waiting_share']:.0%} |")
+        lines.append(
+            f"| {r['device']} | {r['preset']} | {r['stage']} | {r.get('precision', '')} | {r['batch']} | {workers} | {r.get('reuse', 1)} | {r['data_samples_per_s']:.2f} | "
+            f"{r['model_steps_per_s']:.2f} | {r['samples_per_s']:.2f} | {r['waiting_share']:.0%} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="64^3 only, fewer repetitions")
-    parser.add_argument("--device", choices=("all", "cpu", "cuda"), default="all", help="all: the CPU, and CUDA when present")
-    parser.add_argument("--presets", nargs="+", choices=tuple(PRESETS), default=None, help="default: both (cpu-64 only with --quick)")
+    parser.add_argument(
+        "--device", choices=("all", "cpu", "cuda"), default="all", help="all: the CPU, and CUDA when present"
+    )
+    parser.add_argument(
+        "--presets", nargs="+", choices=tuple(PRESETS), default=None, help="default: both (cpu-64 only with --quick)"
+    )
     parser.add_argument("--stages", nargs="+", choices=("regression", "diffusion"), default=["regression", "diffusion"])
     parser.add_argument("--batch", type=int, default=None, help="default: 8 on CUDA, 1 on the CPU")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per measurement (default: 20 on CUDA, 10 or 2 on the CPU)")
-    parser.add_argument("--workers", type=int, default=None, help="data worker processes of the training runs (default: the training default)")
-    parser.add_argument("--reuse", type=int, nargs="+", default=[1], help="samples per volume (train --reuse); several values give a row each")
-    parser.add_argument("--precision", nargs="+", choices=PRECISIONS, default=["auto"], help="training arithmetic (train --precision); several values give a row each")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="timed steps per measurement (default: 20 on CUDA, 10 or 2 on the CPU)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="data worker processes of the training runs (default: the training default)",
+    )
+    parser.add_argument(
+        "--reuse",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="samples per volume (train --reuse); several values give a row each",
+    )
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        choices=PRECISIONS,
+        default=["auto"],
+        help="training arithmetic (train --precision); several values give a row each",
+    )
     parser.add_argument("--results", default="training", help="name of the result files in Testing/benchmarks/results")
-    parser.add_argument("--from-log", type=Path, default=None, help="only summarise this finished run's log.jsonl (give its --batch)")
+    parser.add_argument(
+        "--from-log", type=Path, default=None, help="only summarise this finished run's log.jsonl (give its --batch)"
+    )
     args = parser.parse_args()
     if args.from_log:
         print(json.dumps(run_throughput(args.from_log, args.batch or 1)))
         return
-    devices = [torch.device(d) for d in (["cpu", "cuda"] if args.device == "all" else [args.device]) if d == "cpu" or torch.cuda.is_available()]
+    devices = [
+        torch.device(d)
+        for d in (["cpu", "cuda"] if args.device == "all" else [args.device])
+        if d == "cpu" or torch.cuda.is_available()
+    ]
     presets = args.presets or (["cpu-64"] if args.quick else ["cpu-64", "paper-128"])
     rows = []
     for device in devices:
@@ -188,7 +268,9 @@ def main() -> None:
             for precision in args.precision:
                 for reuse in args.reuse:
                     rows += measure(device, preset, args.stages, batch, steps, args.workers, reuse, precision)
-    machine = f"{platform.machine()}, {torch.get_num_threads()} threads" + (f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "")
+    machine = f"{platform.machine()}, {torch.get_num_threads()} threads" + (
+        f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    )
     markdown = table(rows, machine)
     RESULTS.mkdir(parents=True, exist_ok=True)
     write_json({"machine": machine, "rows": rows}, RESULTS / f"{args.results}.json")

@@ -1,1 +1,0 @@
-"""Data: imaging geometry, the differentiable DRR projector, image I/O and radiograph intensities."""

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, and the held-out sets scored method by method."""

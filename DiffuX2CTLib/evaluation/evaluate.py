@@ -1,0 +1,336 @@
+"""Evaluation over a test set: each CT's DRR pair is synthesised, reconstructed by every method through the call
+users run (``reconstruct_pair``), and scored against the CT on the model's grid.
+
+The methods run on the same cases in one run: the mean training volume (what a model that ignores its input
+would output), the regression estimate (the conditioning network alone), diffusion with the model's default DDIM
+steps and, optionally, with all T DDPM steps as in the paper. Metrics are those of :mod:`.metrics`: PSNR and 3D
+SSIM on the HU window scaled to [-1, 1], MAE in HU and bone Dice. LPIPS and FID are not computed: both need
+pretrained network weights, which no installed package ships for offline use.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from ..core.atomic_write import write_json, write_text
+from ..core.device import resolve_device, resolve_precision
+from ..core.errors import InputError
+from ..imaging.geometry import View
+from ..imaging.image_io import (
+    detector_image,
+    find_ct_volumes,
+    grid_image,
+    image_center_lps,
+    read_ct,
+    resample_to_grid,
+    write_image,
+)
+from ..imaging.synthesize import pair_for_ct, render_pair
+from ..inference.options import ReconstructionOptions
+from ..inference.preview import save_comparison_montage
+from ..inference.reconstruct import cached_model, reconstruct_pair
+from ..model.config import ModelConfig
+from ..training.samples import HELD_OUT_SEED_START, PhantomSource, drr_grid, model_target
+from .metrics import compare
+
+PHANTOM_SET = "phantoms"
+TEST_SEED_START = HELD_OUT_SEED_START + 100
+"""Held-out phantom seeds of the test set (training never draws seeds from ``HELD_OUT_SEED_START`` up)."""
+TEST_REGIONS = ("chest", "abdomen", "lumbar", "pelvis")
+"""Test case ``k`` is seed ``TEST_SEED_START + k`` seen in region ``TEST_REGIONS[k % 4]``, so every region is
+measured."""
+MEAN_VOLUME_COUNT = 16
+METRICS = ("psnr_db", "ssim", "mae_hu", "bone_dice")
+HIGHER_IS_BETTER = {"psnr_db": True, "ssim": True, "mae_hu": False, "bone_dice": True}
+NOT_COMPUTED = {
+    "lpips": "needs pretrained AlexNet/VGG weights; no installed package ships them for offline use",
+    "fid": "needs pretrained Inception weights; no installed package ships them for offline use",
+}
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """One evaluation run: the test set (``phantoms`` for held-out phantoms, or a folder of CTs), how many cases
+    (phantoms: that many seeds; folder: at most that many files, None for all), the samplers to run (``samples``
+    > 1 adds the mean of that many DDIM samples), and where the mean-volume baseline comes from (``phantoms``: the
+    model's training phantoms, or a folder of CTs). ``guidance`` is the projection guidance of the diffusion rows
+    (None: the default, as ``reconstruct``); a row's name says its weight when it is not 0. ``precision`` is the
+    diffusion rows' sampling arithmetic (``reconstruct --precision``)."""
+
+    test_set: str
+    out: str
+    model: str | None = None
+    cases: int | None = None
+    ddim_steps: int | None = None
+    ddpm: bool = False
+    samples: int = 1
+    seed: int = 0
+    mean_from: str = PHANTOM_SET
+    device: str = "auto"
+    guidance: float | None = None
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.cases is not None and self.cases < 1:
+            raise InputError("the number of cases must be at least 1")
+        ReconstructionOptions(
+            steps=self.ddim_steps,
+            samples=self.samples,
+            device=self.device,
+            guidance=self.guidance,
+            precision=self.precision,
+        )  # same checks
+
+
+@dataclass(frozen=True)
+class EvaluationCase:
+    """A named ground-truth CT (HU, any grid) whose DRR pair is synthesised for the evaluation."""
+
+    name: str
+    ct: sitk.Image
+    region: str = "all"
+
+
+def phantom_case(seed: int, region: str, config: ModelConfig) -> sitk.Image:
+    """Phantom ``seed``'s field of view of ``region`` as a HU image on the volume training renders DRRs from
+    (:func:`~DiffuX2CTLib.training.samples.drr_grid`), so test radiographs show as much of the body as training ones."""
+    from ..anatomy.phantom import generate_phantom
+
+    grid = drr_grid(config)
+    return grid_image(generate_phantom(seed, grid, region).numpy(), grid)
+
+
+def evaluation_cases(
+    settings: EvaluationSettings, config: ModelConfig, skipped: list[str], log: Log
+) -> Iterator[EvaluationCase]:
+    """The cases of the test set, made or read one at a time; a CT that cannot be read is skipped with a warning
+    naming it and added to ``skipped``."""
+    if settings.test_set == PHANTOM_SET:
+        for k in range(settings.cases or 8):
+            region = TEST_REGIONS[k % len(TEST_REGIONS)]
+            yield EvaluationCase(
+                f"phantom-{TEST_SEED_START + k}-{region}", phantom_case(TEST_SEED_START + k, region, config), region
+            )
+        return
+    for path in find_ct_volumes(settings.test_set)[: settings.cases]:
+        name = path.name.split(".")[0] or path.name
+        try:
+            ct = read_ct(path)
+        except InputError as error:
+            skipped.append(str(error))
+            log(f"warning: skipped {error}")
+            continue
+        yield EvaluationCase(name, ct)
+
+
+def mean_training_volume(
+    config: ModelConfig, source: str = PHANTOM_SET, count: int = MEAN_VOLUME_COUNT
+) -> tuple[np.ndarray, int]:
+    """The average of up to ``count`` training volumes on the model's grid (HU, ``[z, y, x]``), each centred as
+    the model sees it, and how many were averaged: the baseline that ignores the radiographs."""
+    total, n = np.zeros((config.grid_size,) * 3), 0
+    if source == PHANTOM_SET:
+        phantoms = PhantomSource(seed=0)
+        for index in range(count):
+            volume = phantoms.volume(index, np.random.default_rng([0, index]), drr_grid(config), torch.device("cpu"))
+            total += config.hu_window.to_hu(model_target(volume, config)[0].numpy())
+            n += 1
+    else:
+        for path in find_ct_volumes(source)[:count]:
+            volume = read_ct(path)
+            total += resample_to_grid(volume, config.grid(image_center_lps(volume)))
+            n += 1
+    return (total / n).astype(np.float32), n
+
+
+def synthesise_case(case: EvaluationCase, config: ModelConfig, folder: Path) -> tuple[Path, Path, sitk.Image]:
+    """Write the case's AP and lateral DRRs (the model's detector, centred on the CT) and return their paths and
+    the ground truth on the model's grid."""
+    geometries = pair_for_ct(case.ct, (config.detector(View.AP), config.detector(View.LATERAL)))
+    drrs = render_pair(case.ct, geometries, samples_per_ray=2 * config.grid_size)
+    paths = [write_image(detector_image(drr, g), folder / f"{g.view.value}.nrrd") for drr, g in zip(drrs, geometries)]
+    grid = config.grid(image_center_lps(case.ct))
+    return paths[0], paths[1], grid_image(resample_to_grid(case.ct, grid), grid)
+
+
+def diffusion_methods(settings: EvaluationSettings, config: ModelConfig) -> dict[str, ReconstructionOptions]:
+    """Named reconstruction options of the diffusion methods the settings ask for: one DDIM sample (the default
+    reconstruction, first), one DDPM sample over all T steps, and the mean of K DDIM samples."""
+    common = {
+        "seed": settings.seed,
+        "device": settings.device,
+        "check_inputs": False,
+        "guidance": settings.guidance,
+        "precision": settings.precision,
+    }
+    steps = settings.ddim_steps or config.default_steps
+    guided = ReconstructionOptions(**common).guidance
+    suffix = f", guidance {guided:g}" if guided > 0 else ""
+    methods = {f"diffusion DDIM-{steps}{suffix}": ReconstructionOptions(steps=steps, **common)}
+    if settings.ddpm:
+        methods[f"diffusion DDPM-{config.timesteps}{suffix}"] = ReconstructionOptions(sampler="ddpm", **common)
+    if settings.samples > 1:
+        methods[f"diffusion DDIM-{steps}, mean of {settings.samples}{suffix}"] = ReconstructionOptions(
+            steps=steps, samples=settings.samples, **common
+        )
+    return methods
+
+
+def evaluate_case(
+    case: EvaluationCase, settings: EvaluationSettings, config: ModelConfig, mean_hu: np.ndarray, log: Log
+) -> dict:
+    """Reconstruct one case with every method; write its inputs, reconstructions, metrics JSON and montage."""
+    folder = Path(settings.out) / "cases" / case.name
+    ap, lateral, truth = synthesise_case(case, config, folder)
+    window = config.hu_window
+    mean_image = grid_image(mean_hu, config.grid(image_center_lps(truth)))
+    scores = {"mean volume": {**compare(mean_image, truth, window), "seconds": 0.0}}
+    volumes = {}
+    # The synthesised pairs are DRRs by construction; the input checks (photographs, blank images) do not apply.
+    diffusion = diffusion_methods(settings, config)
+    default = next(iter(diffusion))
+    runs = {
+        "regression": ReconstructionOptions(method="regression", device=settings.device, check_inputs=False),
+        **diffusion,
+    }
+    for name, options in runs.items():
+        started = time.perf_counter()
+        result = reconstruct_pair(ap, lateral, settings.model, options)
+        seconds = time.perf_counter() - started
+        volumes[name] = result.ct
+        write_image(result.ct, folder / f"{name.replace(', ', '-').replace(' ', '-')}.nrrd")
+        scores[name] = {**compare(result.ct, truth, window), "seconds": seconds}
+        log(
+            f"{case.name} {name}: PSNR {scores[name]['psnr_db']:.2f} dB, SSIM {scores[name]['ssim']:.3f}, bone Dice {scores[name]['bone_dice']:.3f} ({seconds:.1f} s)"
+        )
+    save_comparison_montage(
+        truth,
+        {"diffusion": volumes[default], "regression": volumes["regression"]},
+        "diffusion",
+        folder / "montage.png",
+        window,
+        caption=f"{case.name}: diffusion = {default}",
+    )
+    record = {"case": case.name, "region": case.region, "methods": scores}
+    write_json(record, folder / "metrics.json")
+    return record
+
+
+def _mean_std(values: list[float]) -> list[float]:
+    return [float(np.mean(values)), float(np.std(values))]
+
+
+def summarise(records: list[dict]) -> dict:
+    """Mean and standard deviation of every metric per method, and each diffusion method against the regression
+    and mean-volume baselines: the mean per-case difference and in how many cases diffusion was better."""
+    methods = list(records[0]["methods"])
+    summary = {m: {k: _mean_std([r["methods"][m][k] for r in records]) for k in (*METRICS, "seconds")} for m in methods}
+    comparisons = {}
+    for method in (m for m in methods if m.startswith("diffusion")):
+        for baseline in ("regression", "mean volume"):
+            rows = {}
+            for metric in METRICS:
+                differences = [r["methods"][method][metric] - r["methods"][baseline][metric] for r in records]
+                better = sum((d > 0) == HIGHER_IS_BETTER[metric] and d != 0 for d in differences)
+                rows[metric] = {"difference": _mean_std(differences), "better_cases": better, "cases": len(records)}
+            comparisons[f"{method} vs {baseline}"] = rows
+    return {"summary": summary, "comparisons": comparisons}
+
+
+def _table(summary: dict) -> list[str]:
+    lines = ["| method | PSNR (dB) | SSIM | MAE (HU) | bone Dice | seconds per case |", "|---|---|---|---|---|---|"]
+    for name, s in summary.items():
+        lines.append(
+            f"| {name} | {s['psnr_db'][0]:.2f} ± {s['psnr_db'][1]:.2f} | {s['ssim'][0]:.3f} ± {s['ssim'][1]:.3f} | "
+            f"{s['mae_hu'][0]:.0f} ± {s['mae_hu'][1]:.0f} | {s['bone_dice'][0]:.3f} ± {s['bone_dice'][1]:.3f} | {s['seconds'][0]:.1f} |"
+        )
+    return lines
+
+
+def report_markdown(report: dict) -> str:
+    """The summary table (mean ± std), one per region when the test set has several, and the comparison lines,
+    for the README's model card."""
+    lines = [
+        f"Test set: {report['test_set']} ({len(report['cases'])} cases); model {report['model']} (sha256 {report['weights_sha256'][:12]}); "
+        f"sampling in {report['sampling_precision']}",
+        "",
+    ]
+    lines += _table(report["summary"])
+    for region, summary in report.get("regions", {}).items():
+        lines += ["", f"**{region}** ({summary['cases']} cases)", ""] + _table(summary["summary"])
+    lines.append("")
+    for title, rows in report["comparisons"].items():
+        parts = [
+            f"{metric} {row['difference'][0]:+.3f} (better in {row['better_cases']}/{row['cases']})"
+            for metric, row in rows.items()
+        ]
+        lines.append(f"- {title}: " + ", ".join(parts))
+    if report.get("skipped"):
+        lines += ["", "Skipped (unreadable): " + "; ".join(report["skipped"])]
+    lines.append("")
+    lines.append("Not computed: " + "; ".join(f"{k.upper()} ({v})" for k, v in NOT_COMPUTED.items()) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def _write_report(
+    records: list[dict], skipped: list[str], settings: EvaluationSettings, config: ModelConfig, card: dict
+) -> dict:
+    """The report of the cases done so far, written to ``summary.json`` and ``summary.md``."""
+    regions = sorted({r["region"] for r in records})
+    report = {
+        "test_set": f"held-out phantom seeds from {TEST_SEED_START}"
+        if settings.test_set == PHANTOM_SET
+        else os.path.basename(os.path.normpath(settings.test_set)),
+        "model": card.get("name", "unnamed"),
+        "weights_sha256": card.get("weights_sha256", ""),
+        "settings": asdict(settings),
+        "sampling_precision": resolve_precision(settings.precision, resolve_device(settings.device)),
+        "metrics_grid": f"{config.grid_size}^3 voxels of {config.field_of_view_mm / config.grid_size:g} mm, HU window [{config.hu_low:g}, {config.hu_high:g}]",
+        "cases": [r["case"] for r in records],
+        **summarise(records),
+        "not_computed": NOT_COMPUTED,
+        "skipped": skipped,
+    }
+    if len(regions) > 1:
+        report["regions"] = {}
+        for region in regions:
+            subset = [r for r in records if r["region"] == region]
+            report["regions"][region] = {"cases": len(subset), "summary": summarise(subset)["summary"]}
+    out = Path(settings.out)
+    write_json(report, out / "summary.json")
+    write_text(report_markdown(report), out / "summary.md")
+    return report
+
+
+def evaluate_set(settings: EvaluationSettings, log: Log | None = None) -> dict:
+    """Run the evaluation; writes ``cases/<name>/`` (DRRs, reconstructions, metrics.json, montage.png),
+    ``summary.json`` and ``summary.md`` under ``settings.out`` and returns the report."""
+    log = log or (lambda message: None)
+    if settings.test_set != PHANTOM_SET and not Path(settings.test_set).is_dir():
+        raise InputError(
+            f"{Path(settings.test_set).name}: the test set must be '{PHANTOM_SET}' or a folder of CT volumes"
+        )
+    net, card = cached_model(settings.model, resolve_device(settings.device))
+    config = net.config
+    mean_hu, averaged = mean_training_volume(config, settings.mean_from)
+    log(
+        f"mean-volume baseline: average of {averaged} training volume{'s' if averaged != 1 else ''} ({settings.mean_from})"
+    )
+    records, skipped, report = [], [], None
+    for case in evaluation_cases(settings, config, skipped, log):
+        records.append(evaluate_case(case, settings, config, mean_hu, log))
+        report = _write_report(records, skipped, settings, config, card)  # an interrupted run keeps what it did
+    if report is None:
+        raise InputError(f"{Path(settings.test_set).name}: none of its CT volumes could be read")
+    if skipped:
+        log(f"{len(skipped)} case(s) skipped: " + "; ".join(skipped))
+    return report

@@ -1,0 +1,48 @@
+"""The samples of one reconstruction, drawn in batches as large as memory allows (no SimpleITK here, so the
+sampling benchmark and the GPU machines can call it)."""
+
+from __future__ import annotations
+
+import torch
+
+from ..core.device import resolve_precision
+from ..diffusion.guidance import ProjectionGuidance
+from ..diffusion.sampler import ProgressCallback, sample, sample_batch_size, sample_seed
+from ..diffusion.schedule import sampling_scheduler
+from ..model.network import DiffuX2CTNet
+from .options import ReconstructionOptions
+
+
+def draw_samples(
+    net: DiffuX2CTNet,
+    radiographs: torch.Tensor,
+    condition: tuple[list[torch.Tensor], torch.Tensor],
+    options: ReconstructionOptions,
+    progress: ProgressCallback | None = None,
+) -> list[torch.Tensor]:
+    """``options.samples`` diffusion samples of one pair ``(1, 2, P, P)``, in batches as large as memory allows
+    (:func:`~DiffuX2CTLib.diffusion.sampler.sample_batch_size`); sample ``k`` has its own noise stream
+    (:func:`~DiffuX2CTLib.diffusion.sampler.sample_seed`), so the result is the same whatever the batch size;
+    projection guidance as ``options.guidance`` says, and the denoiser's arithmetic as ``options.precision``
+    (:func:`~DiffuX2CTLib.core.device.resolve_precision`)."""
+    config = net.config
+    device = radiographs.device
+    seeds = [sample_seed(options.seed, k) for k in range(options.samples)]
+    batch = options.batch_size or sample_batch_size(options.samples, config, device)
+    batches = [seeds[first : first + batch] for first in range(0, len(seeds), batch)]
+    scheduler = sampling_scheduler(config, options.sampler, options.steps, device)
+    steps = len(scheduler.timesteps)
+    guidance = ProjectionGuidance(config, options.guidance, device) if options.guidance > 0 else None
+    precision = resolve_precision(options.precision, device)
+    volumes = []
+    for number, chunk in enumerate(batches):
+        report = (lambda i, n, number=number: progress(number * steps + i, len(batches) * steps)) if progress else None
+        features, estimate = condition
+        repeated = (
+            [f.expand(len(chunk), *f.shape[1:]) for f in features],
+            estimate.expand(len(chunk), *estimate.shape[1:]),
+        )
+        pairs = radiographs.expand(len(chunk), *radiographs.shape[1:])
+        drawn = sample(net, pairs, scheduler, None, report, repeated, chunk, guidance, precision)
+        volumes += list(drawn.split(1))
+    return volumes

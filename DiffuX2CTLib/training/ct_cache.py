@@ -1,0 +1,182 @@
+"""A folder of CTs prepared once for training: each CT resampled to the training voxel size and kept as a
+memory-mapped array, with a manifest holding each source's checksum.
+
+Training on a thousand CTs must not re-read DICOM at every step. :func:`prepare_cache` reads every CT once (NRRD,
+NIfTI, MHA or DICOM series folders), resamples it onto an axis-aligned LPS grid of the training voxel size over its
+whole extent and stores it as int16 ``.npy``; a source whose checksum changed, or a new one, is redone on the next
+run, one that cannot be read is skipped with a warning naming it. Samples then crop a cube around each CT's centre
+from the memory-mapped array (:class:`CachedCTSource`), which needs numpy only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..core.atomic_write import write_file, write_json
+from ..core.errors import InputError
+from ..imaging.geometry import VolumeGrid
+
+MANIFEST_NAME = "manifest.json"
+AIR_HU = -1000
+CENTRE_JITTER_MM = 15.0
+Log = Callable[[str], None]
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def source_checksum(path: Path) -> str:
+    """SHA-256 of a CT file, or of a DICOM folder's file names and contents in name order."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
+        with open(file, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _resampled(path: Path, spacing_mm: float) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """The CT at ``path`` on an axis-aligned LPS grid of ``spacing_mm`` covering its extent: int16 ``[z, y, x]``
+    HU and the LPS position of voxel (0, 0, 0)."""
+    import SimpleITK as sitk
+
+    from ..imaging.image_io import read_ct
+
+    ct = read_ct(path)
+    size = np.asarray(ct.GetSize())
+    corners = np.array(
+        [
+            ct.TransformContinuousIndexToPhysicalPoint([float(c) for c in np.asarray(corner) * (size - 1)])
+            for corner in np.ndindex(2, 2, 2)
+        ]
+    )
+    low, high = corners.min(axis=0), corners.max(axis=0)
+    shape_xyz = np.maximum(np.ceil((high - low) / spacing_mm).astype(int) + 1, 1)
+    reference = sitk.Image([int(v) for v in shape_xyz], sitk.sitkFloat32)
+    reference.SetSpacing((spacing_mm,) * 3)
+    reference.SetOrigin(tuple(float(v) for v in low))
+    resampled = sitk.Resample(ct, reference, sitk.Transform(), sitk.sitkLinear, float(AIR_HU), sitk.sitkFloat32)
+    array = np.clip(np.rint(sitk.GetArrayFromImage(resampled)), -32768, 32767).astype(np.int16)
+    return array, tuple(float(v) for v in low)
+
+
+@dataclass(frozen=True)
+class CachedCT:
+    """One prepared CT: its array file, shape ``(z, y, x)``, origin (LPS mm of voxel 0) and voxel size."""
+
+    name: str
+    array: Path
+    shape: tuple[int, int, int]
+    origin_lps: tuple[float, float, float]
+    spacing_mm: float
+
+    @property
+    def centre_lps(self) -> np.ndarray:
+        """LPS centre of the CT's voxel grid."""
+        return np.asarray(self.origin_lps) + (np.asarray(self.shape[::-1]) - 1) / 2.0 * self.spacing_mm
+
+    def crop(self, grid: VolumeGrid) -> np.ndarray:
+        """``grid`` (same voxel size, any centre) cut from the memory-mapped array, air outside the CT."""
+        data = np.load(self.array, mmap_mode="r")
+        start_xyz = np.rint((grid.origin_lps - np.asarray(self.origin_lps)) / self.spacing_mm).astype(int)
+        out = np.full((grid.size,) * 3, AIR_HU, dtype=np.int16)
+        source, target = [], []
+        for axis, start in zip((2, 1, 0), start_xyz):  # x, y, z -> array axes 2, 1, 0
+            low, high = max(start, 0), min(start + grid.size, self.shape[axis])
+            if high <= low:
+                return out
+            source.append(slice(low, high))
+            target.append(slice(low - start, high - start))
+        out[target[2], target[1], target[0]] = data[source[2], source[1], source[0]]
+        return out
+
+
+def prepare_cache(
+    folder: str | os.PathLike, cache_dir: str | os.PathLike, spacing_mm: float, log: Log = _warn
+) -> list[CachedCT]:
+    """Bring ``cache_dir`` up to date with the CTs in ``folder`` and return the usable ones. Unchanged sources
+    (same checksum and voxel size) are reused; changed and new ones are resampled; unreadable ones are skipped
+    with a warning naming each, and their number is reported. No usable CT is a clear error."""
+    from ..imaging.image_io import find_ct_volumes
+
+    folder, cache_dir = Path(folder), Path(cache_dir)
+    sources = find_ct_volumes(folder)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path = cache_dir / MANIFEST_NAME
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        manifest = {}
+    entries = manifest.get("entries", {}) if manifest.get("spacing_mm") == spacing_mm else {}
+    usable, skipped, kept = [], [], {}
+    for index, source in enumerate(sources):
+        checksum = source_checksum(source)
+        entry = entries.get(source.name)
+        array_path = cache_dir / f"{index:05d}-{hashlib.sha1(source.name.encode()).hexdigest()[:8]}.npy"
+        if entry is None or entry["sha256"] != checksum or not (cache_dir / entry["array"]).is_file():
+            try:
+                array, origin = _resampled(source, spacing_mm)
+            except InputError as error:
+                skipped.append(source.name)
+                log(f"skipped {error}")
+                continue
+            write_file(array_path, lambda temporary, array=array: np.save(temporary, array))
+            entry = {
+                "sha256": checksum,
+                "array": array_path.name,
+                "shape": list(array.shape),
+                "origin_lps": list(origin),
+            }
+        kept[source.name] = entry
+        usable.append(
+            CachedCT(
+                source.name, cache_dir / entry["array"], tuple(entry["shape"]), tuple(entry["origin_lps"]), spacing_mm
+            )
+        )
+    for stale in {e["array"] for e in entries.values()} - {e["array"] for e in kept.values()}:
+        (cache_dir / stale).unlink(missing_ok=True)
+    write_json({"source_folder": str(folder.resolve()), "spacing_mm": spacing_mm, "entries": kept}, manifest_path)
+    if skipped:
+        log(f"{len(skipped)} of {len(sources)} CTs in {folder.name} could not be read and were skipped")
+    if not usable:
+        raise InputError(f"{folder.name}: none of its {len(sources)} CT volumes could be read")
+    return usable
+
+
+@dataclass(frozen=True)
+class CachedCTSource:
+    """Training volumes cut from prepared CTs: sample ``index`` uses CT ``index mod n``, its centre moved by up to
+    :data:`CENTRE_JITTER_MM` so the model does not learn one fixed framing."""
+
+    cts: tuple[CachedCT, ...]
+    folder_name: str
+
+    @classmethod
+    def for_folder(cls, folder: str, cache_dir: str, spacing_mm: float) -> CachedCTSource:
+        """The source of ``folder``, its cache in ``cache_dir`` brought up to date first."""
+        if not Path(folder).is_dir():
+            raise InputError(
+                f"{Path(folder).name}: training data must be 'phantoms', 'phantom:SEED' or a folder of CT volumes"
+            )
+        return cls(tuple(prepare_cache(folder, cache_dir, spacing_mm)), Path(folder).name)
+
+    def describe(self) -> str:
+        return f"{len(self.cts)} CTs from {self.folder_name}"
+
+    def volume(self, index: int, rng: np.random.Generator, grid: VolumeGrid, device: torch.device) -> torch.Tensor:
+        ct = self.cts[index % len(self.cts)]
+        centre = ct.centre_lps + rng.uniform(-CENTRE_JITTER_MM, CENTRE_JITTER_MM, 3)
+        moved = VolumeGrid(grid.size, grid.spacing_mm, tuple(float(v) for v in centre))
+        return torch.from_numpy(ct.crop(moved).astype(np.float32)).to(device)
