@@ -38,7 +38,7 @@ class _Timer:
         self.running = False
         self.slot = None
 
-    def setInterval(self, ms):  # noqa: N802 - Qt's API name
+    def setInterval(self, ms):  # Qt's API name
         pass
 
     def connect(self, signal, slot):
@@ -58,10 +58,10 @@ class _FakeDicomDatabase:
         self.tags = tags
         self.path = path
 
-    def fileForInstance(self, uid: str) -> str:  # noqa: N802 - Slicer's API name
+    def fileForInstance(self, uid: str) -> str:  # Slicer's API name
         return self.path or f"/dicom/{uid}.dcm"
 
-    def fileValue(self, path: str, tag: str) -> str:  # noqa: N802 - Slicer's API name
+    def fileValue(self, path: str, tag: str) -> str:  # Slicer's API name
         return self.tags.get(tag, "")
 
 
@@ -302,10 +302,10 @@ class _Widget(types.SimpleNamespace):
     def hide(self):
         self.visible = False
 
-    def setRange(self, low, high):  # noqa: N802 - Qt's API name
+    def setRange(self, low, high):  # Qt's API name
         self.range = (low, high)
 
-    def setStyleSheet(self, sheet):  # noqa: N802 - Qt's API name
+    def setStyleSheet(self, sheet):  # Qt's API name
         self.sheet = sheet
 
 
@@ -445,7 +445,7 @@ class _Slicer58Node:
         self._parameterGUIs = {}
         self.record = record
 
-    def connectGui(self, ui):  # noqa: N802 - Slicer's API name
+    def connectGui(self, ui):  # Slicer's API name
         if self.record:
             self._parameterGUIs[len(self._parameterGUIs)] = {"steps": ui}
         return None

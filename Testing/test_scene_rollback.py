@@ -1,5 +1,6 @@
-"""SceneLogic's promise when adding results fails halfway: the scene is as it was before (no new node left behind,
-an overwritten output volume back to its voxels, geometry and attributes), and the job fails with the reason."""
+"""The result placement's promise when adding results fails halfway: the scene is as it was before (no new node left
+behind, an overwritten output volume back to its voxels, geometry and attributes), and the job fails with the
+reason."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import vtk
 from slicer_scene import CoreApp
 
 from DiffuX2CTLib.anatomy.phantom import generate_phantom
-from DiffuX2CTLib.app.scene import SceneLogic
+from DiffuX2CTLib.app.result_placement import ResultPlacement
 from DiffuX2CTLib.imaging.geometry import VolumeGrid
 from DiffuX2CTLib.imaging.image_io import grid_image, write_image
 
@@ -18,12 +19,11 @@ GRID = VolumeGrid(32, 10.0)
 
 
 @pytest.fixture()
-def logic():
+def placement():
     app = CoreApp()
-    logic = SceneLogic(app.scene, app.app_logic)
-    logic.node_ids = app.node_ids
-    yield logic
-    logic.shutdown()
+    placement = ResultPlacement(app.scene, app.app_logic)
+    placement.node_ids = app.node_ids
+    return placement
 
 
 def _event(tmp_path, offset_hu: float, samples: int = 2) -> dict:
@@ -41,13 +41,13 @@ def _event(tmp_path, offset_hu: float, samples: int = 2) -> dict:
     }
 
 
-def _fail_at_volume_rendering(logic, monkeypatch) -> None:
+def _fail_at_volume_rendering(placement, monkeypatch) -> None:
     """The last scene change but one (volume rendering) fails, after the CT and its segmentation were added."""
 
     def broken(*args, **kwargs):
         raise RuntimeError("volume rendering unavailable")
 
-    monkeypatch.setattr(logic, "_volume_rendering", broken)
+    monkeypatch.setattr(placement, "_volume_rendering", broken)
 
 
 def _state(node) -> tuple:
@@ -61,21 +61,21 @@ def _state(node) -> tuple:
     )
 
 
-def test_a_failure_while_adding_new_results_leaves_no_node_behind(logic, tmp_path, monkeypatch):
-    before = logic.node_ids()
-    _fail_at_volume_rendering(logic, monkeypatch)
+def test_a_failure_while_adding_new_results_leaves_no_node_behind(placement, tmp_path, monkeypatch):
+    before = placement.node_ids()
+    _fail_at_volume_rendering(placement, monkeypatch)
     with pytest.raises(RuntimeError, match="volume rendering unavailable"):
-        logic._add_results(_event(tmp_path, 0.0), None, "Reconstructed CT", 1.0)
-    assert logic.node_ids() == before
+        placement.place(_event(tmp_path, 0.0), 1.0, None, "Reconstructed CT")
+    assert placement.node_ids() == before
 
 
-def test_a_failure_while_overwriting_restores_the_output_volume(logic, tmp_path, monkeypatch):
-    first = logic._add_results(_event(tmp_path, 0.0), None, "Reconstructed CT", 1.0)
-    before, state = logic.node_ids(), _state(first.ct_node)
-    _fail_at_volume_rendering(logic, monkeypatch)
+def test_a_failure_while_overwriting_restores_the_output_volume(placement, tmp_path, monkeypatch):
+    first = placement.place(_event(tmp_path, 0.0), 1.0, None, "Reconstructed CT")
+    before, state = placement.node_ids(), _state(first.ct_node)
+    _fail_at_volume_rendering(placement, monkeypatch)
     with pytest.raises(RuntimeError, match="volume rendering unavailable"):
-        logic._add_results(_event(tmp_path, 300.0), first.ct_node, "Reconstructed CT", 2.0)
-    assert logic.node_ids() == before
+        placement.place(_event(tmp_path, 300.0), 2.0, first.ct_node, "Reconstructed CT")
+    assert placement.node_ids() == before
     voxels, matrix, attributes = _state(first.ct_node)
     assert np.array_equal(voxels, state[0]) and matrix == state[1] and attributes == state[2]
     assert attributes["DiffuX2CT.seed"] == "0"

@@ -63,7 +63,8 @@ def _fake_worker(tmp_path: Path, after_run: str) -> Path:
         print(json.dumps({{"event": "ready", "pid": os.getpid()}}), flush=True)
         job = json.loads(sys.stdin.readline())["id"]
         memory = {{"rss_gib": 7.5, "available_gib": 0.1, "total_gib": 8.0, "low": True}}
-        print(json.dumps({{"event": "progress", "id": job, "step": 1, "total": 20, "eta_s": 9, "memory": memory}}), flush=True)
+        progress = {{"event": "progress", "id": job, "step": 1, "total": 20, "eta_s": 9, "memory": memory}}
+        print(json.dumps(progress), flush=True)
         {after_run}
     """)
     )
@@ -315,9 +316,9 @@ def test_a_probe_that_does_not_answer_in_time_is_a_clear_error(app, logics, tmp_
 BARE_SCRIPT = """
 import sys
 import slicer
-from DiffuX2CTLib.app import scene as scene_module
+from DiffuX2CTLib.app import result_placement, scene as scene_module
 if sys.argv[1] == "unregistered":
-    scene_module.register_segmentation_converters = lambda: None
+    result_placement.register_segmentation_converters = lambda: None
 scene = slicer.vtkMRMLScene()
 nodes = []
 for view in ("ap", "lateral"):
@@ -348,15 +349,15 @@ def test_a_bare_scene_logic_delivers_the_ct_and_says_what_is_missing(converters)
         timeout=300,
         check=True,
     ).stdout
-    state, in_scene, segments, message = eval(out.strip().splitlines()[-1])  # noqa: S307 - our own repr
+    state, in_scene, segments, message = eval(out.strip().splitlines()[-1])  # our own repr
     assert state == "done" and in_scene
     if converters == "registered":
         assert segments == 1 and "segmentation" not in message
     else:
         assert segments is None
         assert (
-            "the bone segmentation was not made: the bone mask could not be stored in the segmentation (no segmentation converter rules are registered"
-            in message
+            "the bone segmentation was not made: the bone mask could not be stored in the segmentation "
+            "(no segmentation converter rules are registered" in message
         )
 
 

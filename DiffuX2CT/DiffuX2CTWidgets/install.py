@@ -80,7 +80,7 @@ class InstallLogic:
             arguments = pip_arguments(missing)
             if arguments:
                 self.pip_install(arguments)
-        except Exception as error:  # noqa: BLE001 - pip and light-the-torch fail in many ways; say which step
+        except Exception as error:  # pip and light-the-torch fail in many ways; say which step
             raise InputError(f"installation failed ({error}); see the Python console for pip's output") from None
         finally:
             self.installing = False

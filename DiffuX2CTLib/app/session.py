@@ -41,8 +41,9 @@ def crash_message(code: int, stderr_tail: str, memory: dict | None) -> str:
         message += " (Slicer's launcher reports that the Python process it started crashed or was killed)"
     if memory and memory.get("low"):
         message += (
-            f"; it was running low on memory ({memory.get('available_gib')} GiB of {memory.get('total_gib')} GiB free at its "
-            f"last report, using {memory.get('rss_gib')} GiB): try the CPU, fewer samples or closing other programs"
+            f"; it was running low on memory ({memory.get('available_gib')} GiB of {memory.get('total_gib')} GiB "
+            f"free at its last report, using {memory.get('rss_gib')} GiB): try the CPU, fewer samples or closing "
+            "other programs"
         )
     elif killed:
         message += " (it may have run out of memory)"
@@ -156,8 +157,8 @@ class WorkerSession:
 
     # -- jobs --------------------------------------------------------------------------------------------------
     def submit(self, job: dict, key: tuple) -> tuple[int, str]:
-        """Send ``job`` (a :class:`~DiffuX2CTLib.app.protocol.JobSpec` as a dict) to a worker for ``key``; returns the job's
-        id and a note (see :meth:`ensure`)."""
+        """Send ``job`` (a :class:`~DiffuX2CTLib.app.protocol.JobSpec` as a dict) to a worker for ``key``; returns
+        the job's id and a note (see :meth:`ensure`)."""
         note = self.ensure(key)
         self._next_id += 1
         self.process.send_line(

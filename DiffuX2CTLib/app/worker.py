@@ -180,7 +180,7 @@ def run_spec(
     except JobCancelled:
         emit("cancelled")
         return False
-    except Exception as error:  # noqa: BLE001 - every failure must become one protocol event
+    except Exception as error:  # every failure must become one protocol event
         _fail(emit, error)
         return False
     emit(
@@ -213,7 +213,7 @@ def _preload(model: str | None, device: str) -> bool:
 
         started = time.monotonic()
         cached_model(model, resolve_device(device))
-    except Exception as error:  # noqa: BLE001 - the next job reports the same problem as an event
+    except Exception as error:  # the next job reports the same problem as an event
         print(f"preloading the model failed: {error}", file=sys.stderr, flush=True)
         return False
     _emit("preloaded", model=model, device=device, seconds=round(time.monotonic() - started, 2))
