@@ -7,6 +7,7 @@ process (``DiffuX2CTLib.app.worker --serve``), so Slicer's own process never imp
 
 import importlib
 import sys
+import unittest
 
 import slicer
 import vtk
@@ -19,11 +20,9 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from DiffuX2CTLib.app.scene import JobState
-from DiffuX2CTLib.model.card import BUNDLED_MODEL_DIR
-from DiffuX2CTWidgets import dicom
 from DiffuX2CTWidgets.i18n import _, translate
 from DiffuX2CTWidgets.panel import ReconstructionPanel
-from DiffuX2CTWidgets.parameters import DiffuX2CTParameterNode, connectGui, modelArgument
+from DiffuX2CTWidgets.parameters import DiffuX2CTParameterNode, connectGui, jobOptions, modelArgument
 from DiffuX2CTWidgets.sampledata import loadSamplePair, registerSampleData
 from DiffuX2CTWidgets.shared import endSharedSceneLogic, sharedSceneLogic
 
@@ -70,8 +69,8 @@ class DiffuX2CTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.panel = ReconstructionPanel(self.ui, self.logic)
         self.ui.reconstructButton.connect("clicked(bool)", lambda checked: self.panel.onReconstruct())
         self.ui.cancelButton.connect("clicked(bool)", lambda checked: self.panel.onCancel())
-        self.ui.swapViewsButton.connect("clicked(bool)", self.onSwapViews)
-        self.ui.bundledModelButton.connect("clicked(bool)", self.onUseBundledModel)
+        self.ui.swapViewsButton.connect("clicked(bool)", lambda checked: self.panel.onSwapViews())
+        self.ui.bundledModelButton.connect("clicked(bool)", lambda checked: self.panel.onUseBundledModel())
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.initializeParameterNode()
@@ -126,13 +125,6 @@ class DiffuX2CTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onParameterChanged(self, caller=None, event=None):
         self.panel.refresh()
 
-    def onSwapViews(self):
-        p = self._parameterNode
-        p.apVolume, p.lateralVolume = p.lateralVolume, p.apVolume
-
-    def onUseBundledModel(self):
-        self._parameterNode.modelFolder = BUNDLED_MODEL_DIR
-
 
 class DiffuX2CTLogic(ScriptedLoadableModuleLogic):
     """What the panel and the console call; the MRML work is in DiffuX2CTLib.app.scene.SceneLogic."""
@@ -146,10 +138,7 @@ class DiffuX2CTLogic(ScriptedLoadableModuleLogic):
 
     def start(self, p):
         """Start a background reconstruction with the panel's parameters ``p``; returns the job to poll."""
-        options = {"steps": p.steps, "seed": p.seed, "samples": p.samples, "device": p.device, "guidance": p.guidance}
-        options.update(check_inputs=p.checkInputs, output_node=p.outputVolume, model=modelArgument(p))
-        options.update(acquisition=dicom.acquisition(p), source_files=dicom.sourceFiles(p))
-        return self.sceneLogic.start(p.apVolume, p.lateralVolume, **options)
+        return self.sceneLogic.start(p.apVolume, p.lateralVolume, **jobOptions(p))
 
     def preload(self, p):
         """Start the background process and load the panel's model on its device, before the first job."""
@@ -161,22 +150,28 @@ class DiffuX2CTLogic(ScriptedLoadableModuleLogic):
 
 
 class DiffuX2CTTest(ScriptedLoadableModuleTest):
-    """Self-test (CTest): the sample pair through a fast reconstruction, then a cancel; says so instead of
-    failing when the background process's Python lacks torch or MONAI."""
+    """Self-test (CTest runs each test_* method): the sample pair through a fast reconstruction, then a cancel.
+    Each test is skipped, with the reason, where the background process's Python lacks what it needs."""
+
+    lacking = None  # what the background process's Python lacks, asked once
 
     def setUp(self):
+        if DiffuX2CTTest.lacking is None:
+            report = sharedSceneLogic().probe()
+            DiffuX2CTTest.lacking = report["missing"] + [item["name"] for item in report.get("outdated", [])]
+        if DiffuX2CTTest.lacking:
+            why = _("the background process's Python lacks {names}; install them from the module's panel")
+            self.skipTest(why.format(names=", ".join(DiffuX2CTTest.lacking)))
         slicer.mrmlScene.Clear()
 
-    def runTest(self):
-        missing = sharedSceneLogic().probe()["missing"]
-        if missing:
-            skipped = _("Skipped: the background process's Python lacks {names}; install them from the module's panel.")
-            self.delayDisplay(skipped.format(names=", ".join(missing)))
-            return
-        self.setUp()
-        self.test_reconstruct_sample_pair()
-        self.setUp()
-        self.test_cancel_leaves_scene_unchanged()
+    def runTest(self):  # Slicer's "Reload and Test": the same tests; a skip is shown, not raised
+        for test in (self.test_reconstruct_sample_pair, self.test_cancel_leaves_scene_unchanged):
+            try:
+                self.setUp()
+            except unittest.SkipTest as skipped:
+                self.delayDisplay(_("Skipped: {reason}.").format(reason=skipped))
+                return
+            test()
 
     def test_reconstruct_sample_pair(self):
         ap, lateral = loadSamplePair()
@@ -195,6 +190,9 @@ class DiffuX2CTTest(ScriptedLoadableModuleTest):
         while job.poll().step < 1 and job.status.state == JobState.RUNNING:
             slicer.app.processEvents()
         job.cancel()
+        while not job.finished:
+            slicer.app.processEvents()
+            job.poll()
         self.assertEqual(job.status.state, JobState.CANCELLED)
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), before)
         self.delayDisplay("Cancel passed")

@@ -1,5 +1,6 @@
-"""A Slicer scene without the Slicer application: what the app wires at start-up, done with ``slicer-core``, and
-off-screen pictures of its 3D view and slice views.
+"""A Slicer scene without the Slicer application: what the app wires at start-up, done with ``slicer-core``,
+off-screen pictures of its 3D view and slice views, and stand-ins for the Qt-based parts of Slicer so the module
+file (DiffuX2CT/DiffuX2CT.py) and its DiffuX2CTWidgets load on that scene.
 
 Run as a script to make the extension's screenshot from the bundled sample pair:
 ``PYTHONPATH=. python Testing/slicer_scene.py Resources/Screenshots/DiffuX2CT.png [--steps N]``
@@ -7,13 +8,18 @@ Run as a script to make the extension's screenshot from the bundled sample pair:
 
 from __future__ import annotations
 
+import importlib.util
 import sys
+import types
+import unittest
 from pathlib import Path
 
 import slicer
 import vtk
 
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "Resources" / "SampleData"
+MODULE_DIR = Path(__file__).resolve().parent.parent / "DiffuX2CT"
+MODULE_FILE = MODULE_DIR / "DiffuX2CT.py"
 SLICE_VIEWS = (("Red", "Axial"), ("Green", "Coronal"), ("Yellow", "Sagittal"))
 THREE_D_MANAGERS = (
     "vtkMRMLCameraDisplayableManager",
@@ -40,6 +46,7 @@ class CoreApp:
             "VolumeRendering": slicer.vtkSlicerVolumeRenderingLogic(),
             "Segmentations": slicer.vtkSlicerSegmentationsModuleLogic(),
             "Volumes": slicer.vtkSlicerVolumesLogic(),
+            "SubjectHierarchy": slicer.vtkSlicerSubjectHierarchyModuleLogic(),  # gives every data node its item
         }
         for name, logic in self.logics.items():
             logic.SetMRMLScene(self.scene)
@@ -138,6 +145,95 @@ class CoreApp:
         writer.SetInputConnection(row.GetOutputPort())
         writer.Write()
         return path
+
+
+# -- the module file outside the Slicer application ----------------------------------------------------------------
+class StandIn:
+    """Accepts any arguments and does nothing (ScriptedLoadableModule and friends, parameter validators)."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+
+class Timer:
+    """qt.QTimer stand-in: records whether it runs; ticks only when a test calls the connected slot."""
+
+    def __init__(self) -> None:
+        self.running = False
+        self.slot = None
+
+    def setInterval(self, ms):  # Qt's API name
+        pass
+
+    def connect(self, signal, slot):
+        self.slot = slot
+
+    def start(self):
+        self.running = True
+
+    def stop(self):
+        self.running = False
+
+
+class ModuleTestStandIn(unittest.TestCase):
+    """Slicer's ScriptedLoadableModuleTest is a unittest.TestCase whose ``delayDisplay`` shows a message; here the
+    messages are collected in ``shown``."""
+
+    shown: list[str] = []
+
+    def delayDisplay(self, message, *args, **kwargs):  # Slicer's API name
+        self.shown.append(message)
+
+
+def _ours(name: str) -> bool:
+    return name.split(".")[0] in ("DiffuX2CTWidgets", "DiffuX2CT")
+
+
+def install_module_stand_ins(monkeypatch, app: CoreApp) -> None:
+    """Put stand-ins for qt, slicer.ScriptedLoadableModule and slicer.parameterNodeWrapper in place, point
+    ``slicer.mrmlScene`` and ``slicer.app`` at ``app``, and make ``import DiffuX2CT`` load the module file fresh
+    (as ``slicer.testing.runUnitTest`` imports it). ``monkeypatch`` (pytest's) undoes all of it."""
+    qt = types.ModuleType("qt")
+    qt.QTimer = Timer
+    scripted = types.ModuleType("slicer.ScriptedLoadableModule")
+    for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleLogic", "ScriptedLoadableModuleWidget"):
+        setattr(scripted, name, type(name, (StandIn,), {}))
+    scripted.ScriptedLoadableModuleTest = type("ScriptedLoadableModuleTest", (ModuleTestStandIn,), {"shown": []})
+    wrapper = types.ModuleType("slicer.parameterNodeWrapper")
+    wrapper.parameterNodeWrapper = lambda cls: cls
+    wrapper.Choice = wrapper.WithinRange = StandIn
+    monkeypatch.setitem(sys.modules, "qt", qt)
+    monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule", scripted)
+    monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", wrapper)
+    monkeypatch.setattr(slicer, "app", types.SimpleNamespace(applicationLogic=lambda: app.app_logic), raising=False)
+    monkeypatch.setattr(slicer, "mrmlScene", app.scene, raising=False)
+    monkeypatch.syspath_prepend(str(MODULE_DIR))
+    forget_module()
+
+
+def forget_module() -> None:
+    """Drop the module file and DiffuX2CTWidgets from ``sys.modules`` (the next import loads them fresh)."""
+    for name in [n for n in sys.modules if _ours(n)]:
+        del sys.modules[name]
+
+
+def load_module(monkeypatch, app: CoreApp) -> types.ModuleType:
+    """The module file loaded with :func:`install_module_stand_ins`; ``.app`` is ``app`` and ``.widgets`` holds the
+    DiffuX2CTWidgets modules it imported (``module.widgets.panel``, ...). Call :func:`unload_module` after."""
+    install_module_stand_ins(monkeypatch, app)
+    spec = importlib.util.spec_from_file_location("DiffuX2CT_module_under_test", MODULE_FILE)
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    loaded.app = app
+    names = [n for n in sys.modules if n.startswith("DiffuX2CTWidgets.")]
+    loaded.widgets = types.SimpleNamespace(**{n.split(".")[-1]: sys.modules[n] for n in names})
+    return loaded
+
+
+def unload_module(loaded: types.ModuleType) -> None:
+    """End the module's shared worker and forget the module's files."""
+    loaded.endSharedSceneLogic()
+    forget_module()
 
 
 def main(argv: list[str]) -> None:

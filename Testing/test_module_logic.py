@@ -8,7 +8,6 @@ load, while the scene, the application logic and the background worker it drives
 from __future__ import annotations
 
 import ast
-import importlib.util
 import re
 import sys
 import types
@@ -17,38 +16,11 @@ from pathlib import Path
 
 import pytest
 import slicer
-from slicer_scene import SAMPLE_DATA, CoreApp
+from slicer_scene import MODULE_DIR, MODULE_FILE, SAMPLE_DATA, CoreApp, load_module, unload_module
+from slicer_scene import Timer as _Timer
 
 from DiffuX2CTLib.core.errors import InputError
 from DiffuX2CTLib.model.card import BUNDLED_MODEL_DIR
-
-MODULE_DIR = Path(__file__).resolve().parent.parent / "DiffuX2CT"
-MODULE_FILE = MODULE_DIR / "DiffuX2CT.py"
-
-
-class _StandIn:
-    def __init__(self, *args, **kwargs):
-        pass
-
-
-class _Timer:
-    """qt.QTimer stand-in: records whether it runs; ticks only when a test calls the connected slot."""
-
-    def __init__(self) -> None:
-        self.running = False
-        self.slot = None
-
-    def setInterval(self, ms):  # Qt's API name
-        pass
-
-    def connect(self, signal, slot):
-        self.slot = slot
-
-    def start(self):
-        self.running = True
-
-    def stop(self):
-        self.running = False
 
 
 class _FakeDicomDatabase:
@@ -65,44 +37,12 @@ class _FakeDicomDatabase:
         return self.tags.get(tag, "")
 
 
-def _ours(name: str) -> bool:
-    return name.split(".")[0] == "DiffuX2CTWidgets"
-
-
 @pytest.fixture()
 def module(monkeypatch):
     """Load DiffuX2CT.py with stand-ins for the Qt-based parts of Slicer, on a real slicer-core scene."""
-    app = CoreApp()
-    qt = types.ModuleType("qt")
-    qt.QTimer = _Timer
-    scripted = types.ModuleType("slicer.ScriptedLoadableModule")
-    for name in (
-        "ScriptedLoadableModule",
-        "ScriptedLoadableModuleLogic",
-        "ScriptedLoadableModuleTest",
-        "ScriptedLoadableModuleWidget",
-    ):
-        setattr(scripted, name, type(name, (_StandIn,), {}))
-    wrapper = types.ModuleType("slicer.parameterNodeWrapper")
-    wrapper.parameterNodeWrapper = lambda cls: cls
-    wrapper.Choice = wrapper.WithinRange = _StandIn
-    monkeypatch.setitem(sys.modules, "qt", qt)
-    monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule", scripted)
-    monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", wrapper)
-    monkeypatch.setattr(slicer, "app", types.SimpleNamespace(applicationLogic=lambda: app.app_logic), raising=False)
-    monkeypatch.setattr(slicer, "mrmlScene", app.scene, raising=False)
-    monkeypatch.syspath_prepend(str(MODULE_DIR))
-    for name in [n for n in sys.modules if _ours(n)]:
-        del sys.modules[name]
-    spec = importlib.util.spec_from_file_location("DiffuX2CT_module_under_test", MODULE_FILE)
-    loaded = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loaded)
-    loaded.app = app
-    loaded.widgets = types.SimpleNamespace(**{n.split(".")[-1]: m for n, m in sys.modules.items() if _ours(n)})
+    loaded = load_module(monkeypatch, CoreApp())
     yield loaded
-    loaded.endSharedSceneLogic()
-    for name in [n for n in sys.modules if _ours(n)]:
-        del sys.modules[name]
+    unload_module(loaded)
 
 
 @dataclass

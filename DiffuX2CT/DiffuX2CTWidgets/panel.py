@@ -10,7 +10,7 @@ import qt
 
 from DiffuX2CTLib.app.scene import JobState
 from DiffuX2CTLib.core.errors import InputError
-from DiffuX2CTLib.model.card import read_model_card, summarize_model_card
+from DiffuX2CTLib.model.card import BUNDLED_MODEL_DIR, read_model_card, summarize_model_card
 
 from .dicom import fillGeometryFromDicom
 from .i18n import _
@@ -116,6 +116,13 @@ class ReconstructionPanel:
             self.logic.preload(self.parameterNode)
         except InputError as error:
             self.setStatus(str(error), error=True)
+
+    def onSwapViews(self) -> None:
+        p = self.parameterNode
+        p.apVolume, p.lateralVolume = p.lateralVolume, p.apVolume
+
+    def onUseBundledModel(self) -> None:
+        self.parameterNode.modelFolder = BUNDLED_MODEL_DIR
 
     def onCancel(self) -> None:
         if self.job is not None:

@@ -10,6 +10,8 @@ from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrappe
 from DiffuX2CTLib.inference.options import DEFAULT_GUIDANCE
 from DiffuX2CTLib.model.card import BUNDLED_MODEL_DIR
 
+from . import dicom
+
 
 @parameterNodeWrapper
 class DiffuX2CTParameterNode:
@@ -50,3 +52,12 @@ def modelArgument(parameterNode):
     """The model folder to send to the worker: None for the bundled model."""
     folder = Path(parameterNode.modelFolder)
     return None if folder == BUNDLED_MODEL_DIR else str(folder)
+
+
+def jobOptions(parameterNode) -> dict:
+    """The keyword arguments of ``SceneLogic.start`` for the panel's parameters (besides the two radiographs)."""
+    p = parameterNode
+    options = {"steps": p.steps, "seed": p.seed, "samples": p.samples, "device": p.device, "guidance": p.guidance}
+    options.update(check_inputs=p.checkInputs, output_node=p.outputVolume, model=modelArgument(p))
+    options.update(acquisition=dicom.acquisition(p), source_files=dicom.sourceFiles(p))
+    return options
