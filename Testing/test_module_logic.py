@@ -450,3 +450,15 @@ def test_module_metadata_follows_slicer_conventions(module):
     source = MODULE_FILE.read_text(encoding="utf-8")
     assert "self.parent.helpText = _(" in source and "self.parent.title = _(" in source
     assert len(source.splitlines()) <= 200
+
+
+def test_the_panel_refuses_an_output_volume_that_is_one_of_the_radiographs(module):
+    """Issue 32 point 2: the Output selector offers the radiographs too; choosing one must not overwrite it."""
+    panel, logic = _panel(module, [{"missing": [], "cuda": False}], _Recorder())
+    panel.parameterNode.outputVolume = panel.parameterNode.lateralVolume
+    panel.refresh()
+    assert not panel.ui.reconstructButton.enabled
+    assert "output volume is one of the input radiographs" in panel.ui.reconstructButton.toolTip
+    panel.onReconstruct()
+    assert logic.started == 0 and panel.phase == module.widgets.panel.Phase.IDLE
+    assert "output volume is one of the input radiographs" in panel.ui.statusLabel.text

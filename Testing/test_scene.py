@@ -233,6 +233,20 @@ def test_wrong_nodes_are_refused_before_anything_starts(app, make_nodes, message
     assert logic.job is None
 
 
+@pytest.mark.parametrize("view", ["ap", "lateral"])
+def test_an_output_volume_that_is_one_of_the_radiographs_is_refused_and_left_as_it_was(app, view):
+    """Issue 32 point 2: the radiograph would be overwritten with the CT and keep its DICOM.instanceUIDs."""
+    radiograph = getattr(app, view)
+    radiograph.SetAttribute("DICOM.instanceUIDs", "1.2.840.99.1")
+    before, voxels = app.node_ids(), slicer.util.arrayFromVolume(radiograph).copy()
+    logic = SceneLogic(app.scene, app.app_logic)
+    with pytest.raises(InputError, match=f"{radiograph.GetName()}: the output volume is one of the input radiographs"):
+        logic.start(app.ap, app.lateral, output_node=radiograph, **FAST)
+    assert logic.job is None and logic.session.process is None and app.node_ids() == before
+    assert np.array_equal(slicer.util.arrayFromVolume(radiograph), voxels)
+    assert radiograph.GetAttribute("DICOM.instanceUIDs") == "1.2.840.99.1"
+
+
 def test_invalid_options_and_missing_model_are_refused(app):
     logic = SceneLogic(app.scene, app.app_logic)
     with pytest.raises(InputError, match=r"steps.* must be at least 1"):

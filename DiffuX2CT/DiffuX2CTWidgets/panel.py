@@ -36,6 +36,17 @@ def modelSummary(folder) -> str:
         return _("Not a usable model: {error}").format(error=error)
 
 
+def inputProblem(p) -> str:
+    """Why the panel's radiographs and output cannot be reconstructed as they are, or "" when they can."""
+    if not (p.apVolume and p.lateralVolume) or p.apVolume is p.lateralVolume:
+        return _("Select two different radiographs: a frontal and a lateral view.")
+    if p.outputVolume is not None and (p.outputVolume is p.apVolume or p.outputVolume is p.lateralVolume):
+        return _(
+            "The output volume is one of the input radiographs; choose another output volume or 'Create new Volume'."
+        )
+    return ""
+
+
 class ReconstructionPanel:
     """The panel's behaviour on top of its widgets (``ui``, from the .ui file) and the module's logic."""
 
@@ -75,8 +86,8 @@ class ReconstructionPanel:
             self.ui.geometrySourceLabel.text = fillGeometryFromDicom(p)
         self.logic.sceneLogic.session.set_idle_timeout(p.idleMinutes * 60.0 if p.idleMinutes > 0 else None)
         busy = self.phase != Phase.IDLE
-        ready = bool(p.apVolume and p.lateralVolume and p.apVolume != p.lateralVolume)
-        self.ui.reconstructButton.enabled = ready and not busy
+        problem = inputProblem(p)
+        self.ui.reconstructButton.enabled = not problem and not busy
         labels = {
             Phase.IDLE: _("Reconstruct"),
             Phase.CHECKING: _("Checking..."),
@@ -84,9 +95,7 @@ class ReconstructionPanel:
             Phase.RUNNING: _("Running..."),
         }
         self.ui.reconstructButton.text = labels[self.phase]
-        self.ui.reconstructButton.toolTip = (
-            "" if ready else _("Select two different radiographs: a frontal and a lateral view.")
-        )
+        self.ui.reconstructButton.toolTip = problem
         self.ui.cancelButton.enabled = self.phase in (Phase.CHECKING, Phase.RUNNING)
 
     # -- actions ---------------------------------------------------------------------------------------------
@@ -94,6 +103,10 @@ class ReconstructionPanel:
         """Check the worker's Python when it is not known to be complete, else start the reconstruction."""
         if self.phase != Phase.IDLE:
             return  # a click while something is under way (e.g. from the events pip processes) does nothing
+        problem = inputProblem(self.parameterNode)
+        if problem:
+            self.setStatus(problem, error=True)
+            return
         if self.environment is None or self.environment["missing"]:
             self._runAfterCheck = True
             self._startProbe()
@@ -203,7 +216,8 @@ class ReconstructionPanel:
         self._timer.stop()  # pip processes GUI events: no poll may run in between
         self._begin(Phase.INSTALLING, _("Installing {names}...").format(names=", ".join(missing)))
         question = _(
-            "DiffuX2CT needs Python packages that are not installed yet. Installing them needs a network connection and may take several minutes. Install now?"
+            "DiffuX2CT needs Python packages that are not installed yet. Installing them needs a network connection"
+            " and may take several minutes. Install now?"
         )
         try:
             installed = self.installer.install(missing, question)
@@ -215,7 +229,7 @@ class ReconstructionPanel:
             return
         self._installed = True
         self.phase = Phase.IDLE
-        self._startProbe()  # _runAfterCheck is still True: the job starts when the check passes  # check again, in the background, that everything is there now
+        self._startProbe()  # check again in the background; _runAfterCheck is still True: the job starts if it passes
 
     def _startJob(self) -> None:
         self._begin(Phase.RUNNING, _("Starting the reconstruction..."))

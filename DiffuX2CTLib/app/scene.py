@@ -125,6 +125,11 @@ class SceneLogic:
         check_radiograph_node(lateral_node, "lateral")
         if ap_node is lateral_node:
             raise InputError(f"{ap_node.GetName()}: the same image was given as both the frontal and the lateral view")
+        if output_node is ap_node or output_node is lateral_node:
+            raise InputError(
+                f"{output_node.GetName()}: the output volume is one of the input radiographs; choose another output "
+                "volume or let a new one be created"
+            )
         if model is not None and not Path(model).is_dir():
             raise InputError(f"{Path(model).name}: model folder not found")
         sources = dict(source_files or {})
