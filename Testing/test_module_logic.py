@@ -50,7 +50,7 @@ class _Parameters:
     apVolume: object = None
     lateralVolume: object = None
     outputVolume: object = None
-    modelFolder: Path = BUNDLED_MODEL_DIR
+    modelFolder: Path = Path("bundled")
     device: str = "auto"
     steps: int = 3
     seed: int = 0
@@ -462,3 +462,28 @@ def test_the_panel_refuses_an_output_volume_that_is_one_of_the_radiographs(modul
     panel.onReconstruct()
     assert logic.started == 0 and panel.phase == module.widgets.panel.Phase.IDLE
     assert "output volume is one of the input radiographs" in panel.ui.statusLabel.text
+
+
+def test_the_bundled_model_is_stored_as_a_marker_and_old_absolute_paths_read_as_bundled(module, tmp_path):
+    """Issue 32 point 3: a saved scene held the bundled model's absolute path, which an extension update or another
+    computer does not have ("model folder not found")."""
+    parameters = module.widgets.parameters
+    marker = parameters.BUNDLED_MODEL
+    assert parameters.DiffuX2CTParameterNode.modelFolder == marker and marker.parts == ("bundled",)
+    old_installs = [
+        "/opt/Slicer-5.6.2/lib/Slicer-5.6/qt-scripted-modules/Resources/Models/diffux2ct-64",
+        r"C:\Users\me\AppData\Local\slicer.org\Slicer 5.8.1\slicer.org\Extensions-33216\DiffuX2CT"
+        r"\lib\Slicer-5.8\qt-scripted-modules\Resources\Models\diffux2ct-64",
+    ]
+    panel, _ = _panel(module, [], _Recorder())
+    for old in old_installs:
+        p = panel.parameterNode
+        p.modelFolder = Path(old)
+        assert parameters.modelArgument(p) is None and parameters.jobOptions(p)["model"] is None
+        panel.setParameterNode(p)  # an old scene is opened: the next save stores the marker
+        assert p.modelFolder == marker and "PSNR" in panel.ui.modelCardLabel.text
+    custom = tmp_path / "my model"
+    panel.parameterNode.modelFolder = custom
+    assert parameters.modelArgument(panel.parameterNode) == str(custom)
+    panel.onUseBundledModel()
+    assert panel.parameterNode.modelFolder == marker

@@ -10,11 +10,12 @@ import qt
 
 from DiffuX2CTLib.app.scene import JobState
 from DiffuX2CTLib.core.errors import InputError
-from DiffuX2CTLib.model.card import BUNDLED_MODEL_DIR, read_model_card, summarize_model_card
+from DiffuX2CTLib.model.card import read_model_card, summarize_model_card
 
 from .dicom import fillGeometryFromDicom
 from .i18n import _
 from .install import InstallLogic
+from .parameters import BUNDLED_MODEL, isBundledModel, modelFolderPath
 
 POLL_INTERVAL_MS = 200
 
@@ -71,6 +72,9 @@ class ReconstructionPanel:
     # -- parameters ------------------------------------------------------------------------------------------
     def setParameterNode(self, parameterNode) -> None:
         self.parameterNode = parameterNode
+        if parameterNode is not None and isBundledModel(parameterNode.modelFolder):
+            if parameterNode.modelFolder != BUNDLED_MODEL:  # an older scene's absolute path: store the marker
+                parameterNode.modelFolder = BUNDLED_MODEL
         self.refresh()
 
     def refresh(self) -> None:
@@ -80,7 +84,7 @@ class ReconstructionPanel:
             return
         if p.modelFolder != self._summarisedModel:  # read the model card only when the folder changes
             self._summarisedModel = p.modelFolder
-            self.ui.modelCardLabel.text = modelSummary(p.modelFolder)
+            self.ui.modelCardLabel.text = modelSummary(modelFolderPath(p.modelFolder))
         if (p.apVolume, p.lateralVolume) != self._geometryNodes:  # filling the geometry modifies p: do it once
             self._geometryNodes = (p.apVolume, p.lateralVolume)
             self.ui.geometrySourceLabel.text = fillGeometryFromDicom(p)
@@ -135,7 +139,7 @@ class ReconstructionPanel:
         p.apVolume, p.lateralVolume = p.lateralVolume, p.apVolume
 
     def onUseBundledModel(self) -> None:
-        self.parameterNode.modelFolder = BUNDLED_MODEL_DIR
+        self.parameterNode.modelFolder = BUNDLED_MODEL
 
     def onCancel(self) -> None:
         if self.job is not None:

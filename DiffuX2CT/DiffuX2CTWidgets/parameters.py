@@ -1,6 +1,7 @@
 """The panel's state, saved with the scene (Slicer's parameter node wrapper). No ``from __future__ import
 annotations`` here: the wrapper reads the annotations as types."""
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +13,10 @@ from DiffuX2CTLib.model.card import BUNDLED_MODEL_DIR
 
 from . import dicom
 
+BUNDLED_MODEL = Path("bundled")
+"""What the parameter node stores for the model that comes with the extension: its folder differs between
+installations and versions, so a saved scene must not hold that path."""
+
 
 @parameterNodeWrapper
 class DiffuX2CTParameterNode:
@@ -21,7 +26,7 @@ class DiffuX2CTParameterNode:
     apVolume: vtkMRMLScalarVolumeNode
     lateralVolume: vtkMRMLScalarVolumeNode
     outputVolume: vtkMRMLScalarVolumeNode
-    modelFolder: Path = BUNDLED_MODEL_DIR
+    modelFolder: Path = BUNDLED_MODEL
     device: Annotated[str, Choice(["auto", "cuda", "cpu"])] = "auto"
     steps: Annotated[int, WithinRange(1, 1000)] = 20
     seed: Annotated[int, WithinRange(0, 2147483647)] = 0
@@ -48,10 +53,24 @@ def connectGui(parameterNode, ui) -> object:
     return tag
 
 
+def isBundledModel(folder) -> bool:
+    """Whether a stored model folder means the bundled model: the marker (or an empty field), or the absolute
+    path an older version stored, from any installation (``.../Resources/Models/diffux2ct-64``, any OS)."""
+    text = str(folder or "").strip()
+    if text in ("", ".", str(BUNDLED_MODEL)):
+        return True
+    parts = re.split(r"[\\/]+", text.rstrip("\\/"))
+    return parts[-3:] == ["Resources", "Models", BUNDLED_MODEL_DIR.name]
+
+
+def modelFolderPath(folder) -> Path:
+    """The folder a stored model folder stands for on this computer."""
+    return BUNDLED_MODEL_DIR if isBundledModel(folder) else Path(folder)
+
+
 def modelArgument(parameterNode):
     """The model folder to send to the worker: None for the bundled model."""
-    folder = Path(parameterNode.modelFolder)
-    return None if folder == BUNDLED_MODEL_DIR else str(folder)
+    return None if isBundledModel(parameterNode.modelFolder) else str(parameterNode.modelFolder)
 
 
 def jobOptions(parameterNode) -> dict:
