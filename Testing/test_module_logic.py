@@ -62,6 +62,7 @@ class _Parameters:
     apPixelSpacingMm: float = 0.0
     lateralPixelSpacingMm: float = 0.0
     idleMinutes: int = 10
+    torchBackend: str = ""
 
 
 def test_logic_runs_the_real_reconstruction_into_the_scene(module):
@@ -172,19 +173,72 @@ def test_panel_and_console_share_one_run_at_a_time(module):
 
 
 # -- installation ------------------------------------------------------------------------------------------------
+class _PyTorchUtilsLogic:
+    """The PyTorch extension's PyTorchUtilsLogic as far as DiffuX2CT may use it: its light-the-torch arguments and
+    light-the-torch install; the methods that import torch into Slicer's process must not be called."""
+
+    installed_light_the_torch = 0
+
+    @staticmethod
+    def _getPipInstallArguments(
+        forceComputationBackend=None, torchVersionRequirement=None, torchvisionVersionRequirement=None
+    ):  # PyTorchUtils' signature
+        args = [
+            "install",
+            "torch" + (torchVersionRequirement or ""),
+            "torchvision" + (torchvisionVersionRequirement or ""),
+        ]
+        if forceComputationBackend is not None:
+            args.append(f"--pytorch-computation-backend={forceComputationBackend}")
+        return args
+
+    @classmethod
+    def _installLightTheTorch(cls):
+        cls.installed_light_the_torch += 1
+
+    def installTorch(self, *args, **kwargs):
+        raise AssertionError("PyTorchUtilsLogic.installTorch imports torch into Slicer's process")
+
+    @staticmethod
+    def torchInstalled():
+        raise AssertionError("PyTorchUtilsLogic.torchInstalled imports torch into Slicer's process")
+
+
+class _ExtensionsManager:
+    def __init__(self, installed=False):
+        self.installed, self.requests = installed, []
+
+    def isExtensionInstalled(self, name):  # Slicer's API name
+        return self.installed
+
+    def installExtensionFromServer(self, name, restart=True):  # Slicer's API name
+        self.requests.append((name, restart))
+        self.installed = True
+        return True
+
+
 class _Recorder:
     def __init__(self) -> None:
         self.pip: list[list[str]] = []
         self.modules: list[tuple[str, list[str]]] = []
+        self.questions: list[tuple[str, str]] = []
 
-    def install_logic(self, install_module, confirm=True, on_pip=None):
+    def install_logic(self, install_module, confirm=True, on_pip=None, torch_logic=_PyTorchUtilsLogic, manager=None):
         def pip(arguments):
             self.pip.append(list(arguments))
             if on_pip:
                 on_pip()
 
+        def ask(text, details):
+            self.questions.append((text, details))
+            return confirm
+
         return install_module.InstallLogic(
-            pip, lambda name, args: self.modules.append((name, list(args))), lambda text, details: confirm
+            pip,
+            lambda name, args: self.modules.append((name, list(args))),
+            ask,
+            torch_logic=lambda: torch_logic() if torch_logic else None,
+            extensions_manager=lambda: manager,
         )
 
 
@@ -192,7 +246,7 @@ def _names_torch(argument: str) -> bool:
     return re.match(r"torch(\W|$)", argument) is not None
 
 
-def test_the_install_never_names_torch_for_pip_and_installs_without_dependencies(module):
+def test_torch_comes_through_pytorch_utils_with_the_version_requirement_never_through_pip(module):
     install = module.widgets.install
     recorder = _Recorder()
     assert recorder.install_logic(install).install(["monai", "safetensors"], "Install?")
@@ -200,8 +254,62 @@ def test_the_install_never_names_torch_for_pip_and_installs_without_dependencies
     recorder = _Recorder()
     assert recorder.install_logic(install).install(["torch", "monai"], "Install?")
     assert not any(_names_torch(argument) for command in recorder.pip for argument in command)
-    assert recorder.pip == [["light-the-torch>=0.5"], ["--no-deps", "monai>=1.4"]]
-    assert recorder.modules == [("light_the_torch", ["install", "torch"])]  # in a child process, never imported here
+    assert recorder.pip == [["--no-deps", "monai>=1.4"]]
+    # PyTorchUtils' own arguments, with DiffuX2CT's requirement, in a child process (torch is never imported here)
+    assert recorder.modules == [("light_the_torch", ["install", "torch>=2.2", "torchvision"])]
+    recorder = _Recorder()
+    recorder.install_logic(install).install(["torch"], "Install?", backend="cu121")
+    assert recorder.modules == [
+        ("light_the_torch", ["install", "torch>=2.2", "torchvision", "--pytorch-computation-backend=cu121"])
+    ]
+
+
+def test_outdated_packages_are_upgraded_in_place_and_slicers_own_are_not(module):
+    """Issue 32 point 4: versions are checked; an upgrade needs no Slicer restart (Slicer never imports them)."""
+    install = module.widgets.install
+    recorder = _Recorder()
+    outdated = [
+        {"name": "monai", "installed": "1.3.2", "required": ">=1.4"},
+        {"name": "torch", "installed": "2.1.0", "required": ">=2.2"},
+    ]
+    assert recorder.install_logic(install).install([], "Upgrade?", outdated)
+    assert recorder.pip == [["--upgrade", "--no-deps", "monai>=1.4"]]
+    assert recorder.modules == [("light_the_torch", ["install", "torch>=2.2", "torchvision"])]
+    assert "Too old: monai 1.3.2 (DiffuX2CT needs monai>=1.4)" in recorder.questions[0][1]
+    numpy = [{"name": "numpy", "installed": "1.21.0", "required": ">=1.24"}]
+    with pytest.raises(InputError, match=r"Slicer's own numpy 1.21.0 is older than DiffuX2CT needs \(>=1.24\)"):
+        recorder.install_logic(install).install([], "Upgrade?", numpy)
+    assert len(recorder.pip) == 1
+
+
+def test_the_pytorch_extension_is_offered_when_it_is_missing(module):
+    """Issue 32 point 5: torch is installed through the PyTorch extension; without it, installing it is offered."""
+    install = module.widgets.install
+    recorder, manager = _Recorder(), _ExtensionsManager()
+    logic = recorder.install_logic(install, torch_logic=None, manager=manager)
+    with pytest.raises(install.RestartRequired, match="restart Slicer"):
+        logic.install(["torch", "monai"], "Install?")
+    assert manager.requests == [("PyTorch", False)] and "PyTorch extension" in recorder.questions[0][0]
+    assert recorder.pip == [] and recorder.modules == []  # nothing else before the restart
+    declined = _Recorder().install_logic(install, confirm=False, torch_logic=None, manager=_ExtensionsManager())
+    assert declined.install(["torch"], "Install?") is False
+    with pytest.raises(install.RestartRequired):  # installed, but Slicer was not restarted yet
+        _Recorder().install_logic(install, torch_logic=None, manager=_ExtensionsManager(installed=True)).install(
+            ["torch"], "Install?"
+        )
+
+
+def test_the_panel_upgrades_what_the_probe_reports_too_old_and_restarts_only_the_worker(module):
+    recorder = _Recorder()
+    outdated = {"missing": [], "outdated": [{"name": "monai", "installed": "1.3.2", "required": ">=1.4"}]}
+    panel, logic = _panel(module, [outdated, {"missing": [], "outdated": []}], recorder)
+    panel.onReconstruct()
+    panel.onPoll()  # the probe: monai too old -> asked, upgraded, the worker restarted, checked again
+    question = recorder.questions[0][0]
+    assert "missing or too old: monai" in question and "Slicer does not need to restart" in question
+    assert recorder.pip == [["--upgrade", "--no-deps", "monai>=1.4"]] and logic.sceneLogic.session.shutdowns == 1
+    panel.onPoll()
+    assert logic.started == 1
 
 
 def test_declined_failed_and_slicer_bundled_installs(module):
@@ -274,8 +382,13 @@ class _Probe:
 
 
 class _FakeSession:
+    shutdowns = 0
+
     def set_idle_timeout(self, seconds):
         self.idle = seconds
+
+    def shutdown(self):
+        self.shutdowns += 1
 
 
 class _FakeLogic:
@@ -356,7 +469,10 @@ def test_opening_the_panel_checks_in_the_background_and_preloads_without_install
     panel.warmUp()
     panel.onPoll()
     assert panel.phase == module.widgets.panel.Phase.IDLE and recorder.pip == [] and logic.preloads == 0
-    assert "Reconstruct will offer to install what the background process lacks: monai" in panel.ui.statusLabel.text
+    assert (
+        "Reconstruct will offer to install or upgrade what the background process lacks: monai"
+        in panel.ui.statusLabel.text
+    )
     panel.onReconstruct()  # now the check runs again and the install is offered; then the job starts
     panel.onPoll()
     panel.onPoll()
@@ -372,7 +488,7 @@ def test_still_missing_after_installing_is_an_error_not_a_loop(module):
     panel.onPoll()
     assert (
         panel.phase == module.widgets.panel.Phase.IDLE
-        and "Still missing after installation: monai" in panel.ui.statusLabel.text
+        and "Still missing or too old after installation: monai" in panel.ui.statusLabel.text
     )
     assert len(recorder.pip) == 1 and logic.started == 0 and panel.ui.reconstructButton.enabled
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +99,7 @@ def test_probe_reports_this_python_and_its_packages(capsys, monkeypatch):
     assert report == {
         "event": "probe",
         "missing": [],
+        "outdated": [],
         "torch": torch.__version__,
         "cuda": torch.cuda.is_available(),
         "gpu_name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -109,6 +111,53 @@ def test_probe_reports_this_python_and_its_packages(capsys, monkeypatch):
     )
     assert worker.main(["--probe"]) == 0
     assert json.loads(capsys.readouterr().out)["missing"] == ["monai", "safetensors"]
+
+
+def _installed_versions(monkeypatch, **versions: str) -> None:
+    """Pretend these distributions are installed in these versions (their metadata; nothing is imported)."""
+    import importlib.metadata
+
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: versions.get(name) or real(name))
+
+
+def test_the_probe_reports_packages_older_than_required(capsys, monkeypatch):
+    """Issue 32 point 4: presence is not enough; MONAI 1.3 or torch 2.1 break later with a confusing error."""
+    _installed_versions(monkeypatch, monai="1.3.2", torch="2.1.0+cu121")
+    assert worker.main(["--probe"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["missing"] == []
+    assert report["outdated"] == [
+        {"name": "torch", "installed": "2.1.0+cu121", "required": ">=2.2"},
+        {"name": "monai", "installed": "1.3.2", "required": ">=1.4"},
+    ]
+
+
+def test_a_job_on_an_outdated_package_is_a_missing_dependency_error(tmp_path, capsys, monkeypatch):
+    _installed_versions(monkeypatch, monai="1.3.2")
+    assert worker.main([str(_job(tmp_path, None))]) == worker.EXIT_FAILED
+    event = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert event["kind"] == "missing_dependency" and event["missing"] == ["monai"]
+    assert "monai 1.3.2" in event["message"] and "monai>=1.4" in event["message"]
+
+
+def test_version_checks_read_local_builds_and_pre_releases():
+    from DiffuX2CTLib.app.requirements import satisfies
+
+    assert satisfies("2.3.0+cu121", ">=2.2") and satisfies("2.6.0.dev20250101", ">=2.2") and satisfies("1.4.0", ">=1.4")
+    assert not satisfies("2.1.2", ">=2.2") and not satisfies("1.3.2", ">=1.4")
+
+
+def test_the_worker_requirements_are_those_of_pyproject():
+    import tomllib
+
+    from DiffuX2CTLib.app.requirements import WORKER_REQUIREMENTS
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+    by_name = {re.match(r"[A-Za-z0-9_.-]+", requirement).group(0): requirement for requirement in declared}
+    for name, requirement in WORKER_REQUIREMENTS.items():
+        assert by_name[name] == requirement, name
+    assert set(by_name) - set(WORKER_REQUIREMENTS) == {"tqdm", "matplotlib"}  # the worker never imports those
 
 
 def test_wrong_arguments_print_usage_and_exit_2(capsys):

@@ -14,7 +14,7 @@ from DiffuX2CTLib.model.card import read_model_card, summarize_model_card
 
 from .dicom import fillGeometryFromDicom
 from .i18n import _
-from .install import InstallLogic
+from .install import InstallLogic, RestartRequired
 from .parameters import BUNDLED_MODEL, isBundledModel, modelFolderPath
 
 POLL_INTERVAL_MS = 200
@@ -37,13 +37,18 @@ def modelSummary(folder) -> str:
         return _("Not a usable model: {error}").format(error=error)
 
 
+def lackingNames(report: dict) -> list[str]:
+    """The packages a probe report says are missing or older than required."""
+    return report["missing"] + [item["name"] for item in report.get("outdated", [])]
+
+
 def inputProblem(p) -> str:
     """Why the panel's radiographs and output cannot be reconstructed as they are, or "" when they can."""
     if not (p.apVolume and p.lateralVolume) or p.apVolume is p.lateralVolume:
         return _("Select two different radiographs: a frontal and a lateral view.")
     if p.outputVolume is not None and (p.outputVolume is p.apVolume or p.outputVolume is p.lateralVolume):
         return _(
-            "The output volume is one of the input radiographs; choose another output volume or 'Create new Volume'."
+            "The output volume is one of the input radiographs; choose another output volume or 'Create new volume'."
         )
     return ""
 
@@ -111,7 +116,7 @@ class ReconstructionPanel:
         if problem:
             self.setStatus(problem, error=True)
             return
-        if self.environment is None or self.environment["missing"]:
+        if self.environment is None or lackingNames(self.environment):
             self._runAfterCheck = True
             self._startProbe()
         else:
@@ -125,7 +130,7 @@ class ReconstructionPanel:
         if self.environment is None:
             self._runAfterCheck = False
             self._startProbe()
-        elif not self.environment["missing"]:
+        elif not lackingNames(self.environment):
             self._preload()
 
     def _preload(self) -> None:
@@ -198,33 +203,41 @@ class ReconstructionPanel:
             if report.get("cuda")
             else _("No CUDA GPU found: the CPU will be used.")
         )
-        if not report["missing"] and not self._runAfterCheck:
+        lacking = lackingNames(report)
+        if not lacking and not self._runAfterCheck:
             self._finish(_("Ready; the model is being loaded in the background."))
             self._preload()
-        elif not report["missing"]:
+        elif not lacking:
             self._startJob()
         elif not self._runAfterCheck:
             self._finish(
-                _("Reconstruct will offer to install what the background process lacks: {names}").format(
-                    names=", ".join(report["missing"])
+                _("Reconstruct will offer to install or upgrade what the background process lacks: {names}").format(
+                    names=", ".join(lacking)
                 )
             )
         elif self._installed:
             self._finish(
-                _("Still missing after installation: {names}").format(names=", ".join(report["missing"])), error=True
+                _("Still missing or too old after installation: {names}").format(names=", ".join(lacking)), error=True
             )
         else:
-            self._install(report["missing"])
+            self._install(report)
 
-    def _install(self, missing: list[str]) -> None:
+    def _install(self, report: dict) -> None:
         self._timer.stop()  # pip processes GUI events: no poll may run in between
-        self._begin(Phase.INSTALLING, _("Installing {names}...").format(names=", ".join(missing)))
+        names = ", ".join(lackingNames(report))
+        self._begin(Phase.INSTALLING, _("Installing {names}...").format(names=names))
         question = _(
-            "DiffuX2CT needs Python packages that are not installed yet. Installing them needs a network connection"
-            " and may take several minutes. Install now?"
-        )
+            "DiffuX2CT's background process needs Python packages that are missing or too old: {names}. Install or"
+            " upgrade them now? This needs a network connection and may take several minutes. Slicer does not need"
+            " to restart: only DiffuX2CT's background process uses torch and MONAI, and it starts again with the new"
+            " versions."
+        ).format(names=names)
+        outdated, backend = report.get("outdated", []), self.parameterNode.torchBackend.strip()
         try:
-            installed = self.installer.install(missing, question)
+            installed = self.installer.install(report["missing"], question, outdated, backend)
+        except RestartRequired as restart:
+            self._finish(str(restart))
+            return
         except InputError as error:
             self._finish(str(error), error=True)
             return
@@ -232,6 +245,7 @@ class ReconstructionPanel:
             self._finish(_("Reconstruction needs torch and MONAI; installation was declined."))
             return
         self._installed = True
+        self.logic.sceneLogic.session.shutdown()  # a worker started before runs the old versions
         self.phase = Phase.IDLE
         self._startProbe()  # check again in the background; _runAfterCheck is still True: the job starts if it passes
 

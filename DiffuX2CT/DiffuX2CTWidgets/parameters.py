@@ -38,6 +38,7 @@ class DiffuX2CTParameterNode:
     apPixelSpacingMm: Annotated[float, WithinRange(0.0, 10.0)] = 0.0  # 0: the volume's own spacing
     lateralPixelSpacingMm: Annotated[float, WithinRange(0.0, 10.0)] = 0.0
     idleMinutes: Annotated[int, WithinRange(0, 1440)] = 10
+    torchBackend: str = ""  # PyTorch build to install (cpu, cu121, ...); empty: light-the-torch picks
 
 
 def connectGui(parameterNode, ui) -> object:

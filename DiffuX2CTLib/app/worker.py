@@ -19,7 +19,6 @@ reconstruction outlives the application. The GUI process never imports torch.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import os
 import queue
@@ -33,9 +32,9 @@ from pathlib import Path
 from ..core.errors import InputError
 from ..model.card import ModelError
 from .protocol import JobSpec, event_line
+from .requirements import missing_modules, outdated_modules
 from .runner import PARENT_PID_VARIABLE, process_alive
 
-REQUIRED_MODULES = ("torch", "monai", "SimpleITK", "numpy", "safetensors")  # import names, also their pip names
 EXIT_FAILED = 1
 EXIT_PARENT_GONE = 3
 PARENT_CHECK_INTERVAL_S = 0.5
@@ -48,14 +47,21 @@ def _emit(event: str, **fields) -> None:
     print(event_line(event, **fields), flush=True)
 
 
-def missing_modules() -> list[str]:
-    """Package names (pip spelling) of required modules this Python cannot import."""
-    return [module for module in REQUIRED_MODULES if importlib.util.find_spec(module) is None]
+def lacking_dependencies() -> tuple[list[str], str]:
+    """The required packages this Python lacks or has in a version that is too old, and a sentence saying so
+    (empty when nothing is lacking); see :mod:`.requirements`."""
+    missing, outdated = missing_modules(), outdated_modules()
+    parts = [f"lacks {', '.join(missing)}"] if missing else []
+    parts += [f"has {o['name']} {o['installed']} where DiffuX2CT needs {o['name']}{o['required']}" for o in outdated]
+    sentence = f"this Python {' and '.join(parts)}; install or upgrade them to run DiffuX2CT" if parts else ""
+    return missing + [o["name"] for o in outdated], sentence
 
 
 def probe() -> int:
-    """Report dependencies and compute devices as one ``probe`` event."""
+    """Report dependencies (missing ones, and those older than required) and compute devices as one ``probe``
+    event."""
     missing = missing_modules()
+    outdated = outdated_modules()
     gpu = None
     torch_version = None
     if "torch" not in missing:
@@ -64,7 +70,15 @@ def probe() -> int:
         torch_version = torch.__version__
         if torch.cuda.is_available():
             gpu = torch.cuda.get_device_name(0)
-    _emit("probe", missing=missing, torch=torch_version, cuda=gpu is not None, gpu_name=gpu, python=sys.executable)
+    _emit(
+        "probe",
+        missing=missing,
+        outdated=outdated,
+        torch=torch_version,
+        cuda=gpu is not None,
+        gpu_name=gpu,
+        python=sys.executable,
+    )
     return 0
 
 
@@ -151,14 +165,9 @@ def run_spec(
     """Run one job, reporting through ``emit``; every failure ends in one ``error`` event (a cancelled job, in a
     ``cancelled`` event). ``stop()`` true cancels at the next step; ``model_loaded`` skips the "loading model"
     stage; ``on_model_ready`` is called once the model is loaded. True when ``done`` was sent."""
-    missing = missing_modules()
-    if missing:
-        emit(
-            "error",
-            kind="missing_dependency",
-            message=f"this Python lacks {', '.join(missing)}; install them to run DiffuX2CT",
-            missing=missing,
-        )
+    lacking, sentence = lacking_dependencies()
+    if lacking:
+        emit("error", kind="missing_dependency", message=sentence, missing=lacking)
         return False
     try:
         from ..inference.reconstruct import low_agreement_views, reconstruct_pair, write_reconstruction
@@ -205,7 +214,7 @@ def run(job_path: str) -> int:
 def _preload(model: str | None, device: str) -> bool:
     """Import the engine and load the model before the first job (the panel was opened); reports ``preloaded``.
     A failure is only logged: the job that follows reports it properly."""
-    if missing_modules():
+    if lacking_dependencies()[0]:
         return False
     try:
         from ..core.device import resolve_device
