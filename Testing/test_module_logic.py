@@ -603,3 +603,37 @@ def test_the_bundled_model_is_stored_as_a_marker_and_old_absolute_paths_read_as_
     assert parameters.modelArgument(panel.parameterNode) == str(custom)
     panel.onUseBundledModel()
     assert panel.parameterNode.modelFolder == marker
+
+
+class _CancellableJob:
+    """A job the way the panel sees it: cancel() only asks; the state says when it really ended."""
+
+    def __init__(self):
+        self.state, self.cancels = "running", 0
+
+    def cancel(self):
+        self.cancels += 1
+        self.state = "cancelling"
+
+    def poll(self):
+        return types.SimpleNamespace(state=self.state, total=0, step=0, eta_s=None, message="")
+
+
+def test_cancel_does_not_wait_the_timer_polls_until_the_job_stopped(module):
+    """Issue 32 point 6: Cancel (also on scene close) returns at once; the panel shows it and keeps polling."""
+    panel, logic = _panel(module, [{"missing": [], "cuda": False}], _Recorder())
+    job = _CancellableJob()
+    logic.start = lambda parameters: job
+    panel.onReconstruct()
+    panel.onPoll()  # the probe passes: the job starts
+    assert panel.phase == module.widgets.panel.Phase.RUNNING
+    panel.onCancel()
+    assert job.cancels == 1 and panel.phase == module.widgets.panel.Phase.CANCELLING and panel._timer.running
+    assert not panel.ui.cancelButton.enabled and not panel.ui.reconstructButton.enabled
+    assert "Cancelling" in panel.ui.statusLabel.text
+    panel.onPoll()  # still stopping
+    assert panel.phase == module.widgets.panel.Phase.CANCELLING
+    job.state = "cancelled"
+    panel.onPoll()
+    assert panel.phase == module.widgets.panel.Phase.IDLE and not panel._timer.running
+    assert panel.ui.statusLabel.text == "Cancelled." and panel.ui.reconstructButton.enabled

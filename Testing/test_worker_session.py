@@ -149,21 +149,51 @@ def test_the_worker_keeps_serving_after_a_job_fails_on_bad_input(app, logics):
     assert done.worker_pid == failed.worker_pid and logic.session.starts == 1
 
 
+def _cancel_and_poll(job, timeout_s: float = 120.0) -> tuple[float, float]:
+    """Cancel as the panel does: the call returns at once, then polls until the job ended. Returns the seconds
+    the cancel call took and the seconds until the job ended."""
+    started = time.monotonic()
+    job.cancel()
+    returned = time.monotonic() - started
+    while job.poll().state == JobState.CANCELLING:
+        assert time.monotonic() - started < timeout_s, job.status
+        time.sleep(0.05)
+    return returned, time.monotonic() - started
+
+
 def test_cancel_stops_the_job_and_the_worker_stays_warm(app, logics, monkeypatch):
     monkeypatch.setattr(session_module, "CANCEL_GRACE_S", 60.0)  # one step may take seconds on a busy machine
     logic = logics(app)
     before = app.node_ids()
     job = logic.start(app.ap, app.lateral, steps=200)
     _wait_for_step(job)
-    started = time.monotonic()
-    job.cancel()
-    assert time.monotonic() - started < session_module.CANCEL_GRACE_S
+    returned, ended = _cancel_and_poll(job)
+    assert returned < 0.5 and ended < session_module.CANCEL_GRACE_S
     assert job.status.state == JobState.CANCELLED and job.status.message == "cancelled"
     assert app.node_ids() == before and not job._workdir.exists()
     assert process_alive(job.worker_pid)
     again = logic.start(app.ap, app.lateral, **QUICK)
     again.wait(interval_s=0.05)
     assert again.worker_pid == job.worker_pid and again.stages == []
+
+
+def test_a_cancel_while_the_model_loads_returns_at_once_and_keeps_the_worker(app, logics, tmp_path):
+    """Issue 32 point 6: the cancel waited on the GUI thread until the worker answered (up to 5 s); now it is sent
+    and the panel's timer polls until the worker says the job stopped (here after 2 s of "loading")."""
+    script = _fake_worker(
+        tmp_path,
+        """command = json.loads(sys.stdin.readline())
+        time.sleep(2.0)  # loading the model: the cancel is only seen afterwards
+        print(json.dumps({"event": "cancelled", "id": command["id"]}), flush=True)
+        time.sleep(600)""",
+    )
+    logic = logics(app, runner=ScriptRunner(script))
+    job = logic.start(app.ap, app.lateral, **QUICK)
+    _wait_for_step(job)
+    returned, ended = _cancel_and_poll(job)
+    assert returned < 0.5 and 1.5 < ended < session_module.CANCEL_GRACE_S
+    assert job.status.state == JobState.CANCELLED and job.status.message == "cancelled"
+    assert logic.session.alive() and logic.job is None
 
 
 def test_a_model_or_device_change_restarts_the_worker(app, logics):
@@ -214,17 +244,23 @@ def test_a_crashed_worker_is_restarted_with_the_next_job_and_the_status_says_so(
     assert "previous one had ended unexpectedly (exit code -9)" in again.status.message
 
 
-def test_a_job_that_does_not_stop_in_time_is_ended_with_its_worker(app, logics, tmp_path, monkeypatch):
-    monkeypatch.setattr(session_module, "CANCEL_GRACE_S", 0.5)
+def test_a_job_that_does_not_stop_in_time_is_ended_with_its_worker_at_the_deadline(app, logics, tmp_path, monkeypatch):
+    monkeypatch.setattr(session_module, "CANCEL_GRACE_S", 1.0)
     script = _fake_worker(tmp_path, "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)")
     logic = logics(app, runner=ScriptRunner(script, launcher=True))
     job = logic.start(app.ap, app.lateral, **QUICK)
     _wait_for_step(job)
     pid, launcher = job.worker_pid, logic.session.process.pid
+    started = time.monotonic()
     job.cancel()
+    assert time.monotonic() - started < 0.5 and job.status.state == JobState.CANCELLING and not job.finished
+    with pytest.raises(InputError, match="still stopping"):
+        logic.start(app.ap, app.lateral, **QUICK)
+    returned, ended = _cancel_and_poll(job, timeout_s=10.0)  # a second cancel changes nothing
+    assert returned < 0.5 and ended >= 1.0
     assert job.status.state == JobState.CANCELLED and "did not stop in time and was ended" in job.status.message
     assert wait_until_gone(pid, 5.0) and wait_until_gone(launcher, 5.0)  # SIGKILL was sent; the kernel ends them
-    assert logic.session.process is None  # the next job starts a new worker
+    assert logic.session.process is None and logic.job is None  # the next job starts a new worker
 
 
 # -- behind Slicer's launcher ------------------------------------------------------------------------------------

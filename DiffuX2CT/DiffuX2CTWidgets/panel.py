@@ -8,7 +8,7 @@ import enum
 
 import qt
 
-from DiffuX2CTLib.app.scene import JobState
+from DiffuX2CTLib.app.reconstruction_job import CANCELLED_FORCED, JobState
 from DiffuX2CTLib.core.errors import InputError
 from DiffuX2CTLib.model.card import read_model_card, summarize_model_card
 
@@ -27,6 +27,7 @@ class Phase(str, enum.Enum):
     CHECKING = "checking"  # the probe runs: which packages and GPU the worker's Python has
     INSTALLING = "installing"
     RUNNING = "running"
+    CANCELLING = "cancelling"  # cancel was sent; the timer polls until the job says it ended
 
 
 def modelSummary(folder) -> str:
@@ -102,6 +103,7 @@ class ReconstructionPanel:
             Phase.CHECKING: _("Checking..."),
             Phase.INSTALLING: _("Installing..."),
             Phase.RUNNING: _("Running..."),
+            Phase.CANCELLING: _("Cancelling..."),
         }
         self.ui.reconstructButton.text = labels[self.phase]
         self.ui.reconstructButton.toolTip = problem
@@ -147,9 +149,14 @@ class ReconstructionPanel:
         self.parameterNode.modelFolder = BUNDLED_MODEL
 
     def onCancel(self) -> None:
-        if self.job is not None:
+        """Ask the job to stop and return at once (the timer polls until it ended; nothing it sends after this
+        reaches the scene), or stop the check."""
+        if self.job is not None and self.phase == Phase.RUNNING:
             self.job.cancel()
-            self._finish(self.job.status.message)
+            self.phase = Phase.CANCELLING
+            self.setStatus(_("Cancelling..."))
+            self.refresh()
+            self._pollJob()  # it may have ended already
         elif self.probeJob is not None:
             self.probeJob.cancel()
             self._finish(_("Cancelled."))
@@ -162,7 +169,7 @@ class ReconstructionPanel:
         """Timer tick: advance the check or the job without waiting on either."""
         if self.phase == Phase.CHECKING:
             self._pollProbe()
-        elif self.phase == Phase.RUNNING:
+        elif self.phase in (Phase.RUNNING, Phase.CANCELLING):
             self._pollJob()
 
     # -- steps -----------------------------------------------------------------------------------------------
@@ -260,12 +267,22 @@ class ReconstructionPanel:
 
     def _pollJob(self) -> None:
         status = self.job.poll()
+        if status.state == JobState.CANCELLING:
+            return
         if status.state == JobState.RUNNING:
             if status.total:
                 self.ui.progressBar.setRange(0, status.total)
                 self.ui.progressBar.value = status.step
             left = _(", about {seconds:.0f} s left").format(seconds=status.eta_s) if status.eta_s else ""
             self.setStatus(_("Reconstructing: {message}{left}").format(message=status.message, left=left))
+            return
+        if status.state == JobState.CANCELLED:
+            forced = status.message == CANCELLED_FORCED
+            self._finish(
+                _("Cancelled; the background process did not stop in time and was ended.")
+                if forced
+                else _("Cancelled.")
+            )
             return
         failed = status.state == JobState.FAILED
         self._finish(_("Failed: {message}").format(message=status.message) if failed else status.message, error=failed)

@@ -16,14 +16,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.errors import InputError
+from . import session as session_module
 from .protocol import parse_event
 from .runner import RunningProcess
-from .session import WorkerSession
+from .session import TERMINAL_EVENTS, WorkerSession
 
 if TYPE_CHECKING:
     from .result_placement import ReconstructionResult
 
 POLL_INTERVAL_S = 0.2
+CANCELLED = "cancelled"
+CANCELLED_FORCED = "cancelled; the background process did not stop in time and was ended"
 
 PlaceResults = Callable[[dict, float], "ReconstructionResult"]
 """``place(done_event, wall_seconds)``: put a finished job's outputs into the scene (all or nothing)."""
@@ -33,6 +36,7 @@ class JobState(str, enum.Enum):
     """Where a reconstruction job stands."""
 
     RUNNING = "running"
+    CANCELLING = "cancelling"  # asked to stop; the worker has not said it stopped yet (the scene stays as it is)
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -76,13 +80,17 @@ class ReconstructionJob:
         self.status = JobStatus(message=f"starting ({note})" if note else "starting")
         self.stages: list[str] = []  # the worker's stages, e.g. "loading model" (absent when the worker was warm)
         self.result: ReconstructionResult | None = None
+        self._cancel_deadline: float | None = None
 
     @property
     def finished(self) -> bool:
-        return self.status.state != JobState.RUNNING
+        return self.status.state not in (JobState.RUNNING, JobState.CANCELLING)
 
     def poll(self) -> JobStatus:
         """Read what the worker reported since the last call; finish the job when it ended."""
+        if self.status.state == JobState.CANCELLING:
+            self._poll_cancel()
+            return self.status
         if not self.finished:
             self._handle(self._session.events(self._id))
         if not self.finished and self._session.exit_code() is not None:
@@ -139,19 +147,41 @@ class ReconstructionJob:
         self._end()
 
     def cancel(self, grace_s: float | None = None) -> None:
-        """Stop the job (the worker stays warm when it stops within ``grace_s``, by default a few seconds, else
-        it is ended with all it started) and remove its files; the scene stays as it was."""
+        """Ask the worker to stop the job and return at once: the job is CANCELLING until a poll sees the worker
+        say it stopped (it stays warm), or until ``grace_s`` (by default :data:`~.session.CANCEL_GRACE_S`) has
+        passed, when the poll ends the worker with all it started (0: now). Whatever the worker sends after the
+        cancel, a finished result included, never reaches the scene; the job's files are removed when it ends."""
         if self.finished:
             return
-        stopped = self._session.cancel(self._id, grace_s)
-        message = "cancelled" if stopped else "cancelled; the background process did not stop in time and was ended"
+        grace = session_module.CANCEL_GRACE_S if grace_s is None else grace_s
+        deadline = time.monotonic() + grace
+        if self.status.state == JobState.CANCELLING:
+            self._cancel_deadline = min(self._cancel_deadline, deadline)
+        else:
+            self._cancel_deadline = deadline
+            self.status = JobStatus(JobState.CANCELLING, self.status.step, self.status.total, None, "cancelling")
+            if not self._session.cancel(self._id):  # no worker left to ask: nothing runs any more
+                self._cancelled(CANCELLED)
+                return
+        self._poll_cancel()
+
+    def _poll_cancel(self) -> None:
+        if any(event["event"] in TERMINAL_EVENTS for event in self._session.events(self._id)):
+            self._cancelled(CANCELLED)
+        elif self._session.exit_code() is not None:
+            self._cancelled(CANCELLED)  # the worker is gone anyway; the next job starts a new one
+        elif time.monotonic() >= self._cancel_deadline:
+            self._session.shutdown(grace_s=0.0)  # it had its time to stop: end it and all it started now
+            self._cancelled(CANCELLED_FORCED)
+
+    def _cancelled(self, message: str) -> None:
         self.status = JobStatus(JobState.CANCELLED, self.status.step, self.status.total, None, message)
         self._end()
 
     def wait(self, progress=None, interval_s: float = POLL_INTERVAL_S) -> ReconstructionResult:
         """Block until the job ends (for scripts and the console); ``progress(status)`` is called on each poll.
         Raises :class:`InputError` with the worker's message when the job failed or was cancelled."""
-        while self.poll().state == JobState.RUNNING:
+        while self.poll().state in (JobState.RUNNING, JobState.CANCELLING):
             if progress:
                 progress(self.status)
             time.sleep(interval_s)

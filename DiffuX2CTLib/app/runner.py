@@ -49,8 +49,9 @@ class RunningProcess(Protocol):
     def stderr_tail(self) -> str:
         """The last lines the process wrote to stderr (for a crash message)."""
 
-    def terminate(self) -> None:
-        """Stop the process and every process it started (and wait for the one we started to go)."""
+    def terminate(self, grace_s: float = TERMINATE_GRACE_S) -> None:
+        """Stop the process and every process it started: ask, force after ``grace_s`` (0: at once), and wait for
+        the one we started to go."""
 
 
 class ProcessRunner(Protocol):
@@ -132,14 +133,14 @@ class _SubprocessHandle:
     def stderr_tail(self) -> str:
         return "\n".join(self._stderr)
 
-    def terminate(self) -> None:
+    def terminate(self, grace_s: float = TERMINATE_GRACE_S) -> None:
         with self._stdin_lock:
             try:
                 self._process.stdin.close()
             except (OSError, ValueError):
                 pass
         if self._process.poll() is None or sys.platform != "win32":
-            _kill_tree(self._process, TERMINATE_GRACE_S)  # POSIX: also when our child ended, its group may live on
+            _kill_tree(self._process, grace_s)  # POSIX: also when our child ended, its group may live on
 
 
 class SubprocessRunner:

@@ -119,6 +119,10 @@ class SceneLogic:
         then reads instead of the node's pixels so that every acquisition tag (view position, patient
         orientation, intensity relationship) is used; ``output_node`` is overwritten on success, else a new
         volume named ``name`` is added."""
+        if self.job is not None:
+            self.job.poll()  # a cancelled job may be due to end (its worker ended at the deadline)
+        if self.job is not None and self.job.status.state == JobState.CANCELLING:
+            raise InputError("the previous reconstruction is still stopping; try again in a moment")
         if self.job is not None and not self.job.finished:
             raise InputError("a reconstruction is already running; wait for it or cancel it first")
         check_radiograph_node(ap_node, "frontal (AP/PA)")
@@ -191,9 +195,9 @@ class SceneLogic:
         return self.start_probe(timeout_s).wait()
 
     def shutdown(self) -> None:
-        """Cancel a running job and end the worker (module cleanup, Slicer exiting)."""
+        """Cancel a running job and end the worker (module reload, Slicer exiting)."""
         if self.job is not None:
-            self.job.cancel(grace_s=0.0)  # the worker is ended anyway: no need to wait for it to stop the job
+            self.job.cancel(grace_s=0.0)  # the worker is ended at once: nobody waits for it to stop the job
         self.session.shutdown()
 
     def _job_ended(self, job: ReconstructionJob) -> None:

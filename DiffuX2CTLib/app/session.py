@@ -8,17 +8,16 @@ through a :class:`~DiffuX2CTLib.app.runner.ProcessRunner`, so the module inside 
 from __future__ import annotations
 
 import json
-import time
 import weakref
-from collections.abc import Callable
 from pathlib import Path
 
 from ..core.errors import InputError
 from .protocol import parse_event
-from .runner import ProcessRunner, RunningProcess, worker_environment
+from .runner import TERMINATE_GRACE_S, ProcessRunner, RunningProcess, worker_environment
 
 CANCEL_GRACE_S = 5.0  # a job that has not stopped this long after a cancel is ended with its process (one
-# sampling step takes about 0.4 s on 2 CPU cores, so only a stuck worker waits that long)
+# sampling step takes about 0.4 s on 2 CPU cores, so only a stuck worker or a slow model load takes that long);
+# nobody waits for it: the job's poll ends the worker once the time is up
 DEFAULT_IDLE_TIMEOUT_S = 600.0  # an idle worker exits after this long and frees its (GPU) memory
 TERMINAL_EVENTS = ("done", "error", "cancelled")
 
@@ -147,11 +146,12 @@ class WorkerSession:
         if self.process is not None and self.process.exit_code() is None:
             self.process.send_line(command_line("idle_timeout", seconds=seconds))
 
-    def shutdown(self) -> None:
-        """End the worker and everything it started (module closed, Slicer exiting, model changed)."""
+    def shutdown(self, grace_s: float = TERMINATE_GRACE_S) -> None:
+        """End the worker and everything it started (module closed, Slicer exiting, model changed); a worker that
+        does not go within ``grace_s`` is killed (0: at once, for one that already ignored a cancel)."""
         if self.process is not None:
             self.process.send_line(command_line("exit"))
-            self.process.terminate()
+            self.process.terminate(grace_s)
             self._finalizer.detach()
         self.process, self.key, self.pid = None, None, None
 
@@ -198,20 +198,9 @@ class WorkerSession:
         """Why the worker ended (see :func:`crash_message`); the next job starts a new one."""
         return crash_message(self.process.exit_code(), self.process.stderr_tail(), self.last_memory)
 
-    def cancel(self, job_id: int, grace_s: float | None = None, on_event: Callable[[dict], None] | None = None) -> bool:
-        """Ask the worker to stop job ``job_id`` and wait up to ``grace_s`` for it to say it stopped; a worker
-        that does not is ended with everything it started (the next job starts a new one). True when the
-        worker stopped the job and stays warm (``grace_s`` None: :data:`CANCEL_GRACE_S`)."""
+    def cancel(self, job_id: int) -> bool:
+        """Ask the worker to stop job ``job_id`` and return at once (the job's poll sees it stop, or ends the worker
+        at its deadline). False when there is no worker left to ask."""
         if self.process is None or not self.alive():
             return False
-        self.process.send_line(command_line("cancel", id=job_id))
-        deadline = time.monotonic() + (CANCEL_GRACE_S if grace_s is None else grace_s)
-        while time.monotonic() < deadline and self.process.exit_code() is None:
-            for event in self.events(job_id):
-                if on_event:
-                    on_event(event)
-                if event["event"] in TERMINAL_EVENTS:
-                    return True
-            time.sleep(0.02)
-        self.shutdown()
-        return False
+        return self.process.send_line(command_line("cancel", id=job_id))
