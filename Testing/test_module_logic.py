@@ -62,6 +62,7 @@ class _Parameters:
     apPixelSpacingMm: float = 0.0
     lateralPixelSpacingMm: float = 0.0
     idleMinutes: int = 10
+    preloadModel: bool = False
     torchBackend: str = ""
 
 
@@ -449,10 +450,24 @@ def test_reconstruct_cannot_be_clicked_again_while_dependencies_install(module):
     assert logic.started == 1
 
 
+def test_opening_the_panel_starts_nothing_unless_preloading_is_asked_for(module):
+    """Issue 32 point 7: opening the module started the worker, imported torch and loaded the model (holding a
+    CUDA context for 10 minutes) before the user asked for anything."""
+    assert module.widgets.parameters.DiffuX2CTParameterNode.preloadModel is False
+    panel, logic = _panel(module, [{"missing": [], "cuda": False}], _Recorder())
+    panel.warmUp()  # enter(): nothing is checked, started or loaded
+    assert panel.phase == module.widgets.panel.Phase.IDLE and panel.probeJob is None and logic.reports
+    assert logic.preloads == 0 and not panel._timer.running
+    panel.onReconstruct()  # the first Reconstruct checks, then runs
+    panel.onPoll()
+    assert logic.started == 1
+
+
 def test_opening_the_panel_checks_in_the_background_and_preloads_without_installing(module):
     recorder = _Recorder()
     complete = {"missing": [], "cuda": False}
     panel, logic = _panel(module, [complete], recorder)
+    panel.parameterNode.preloadModel = True  # the setting "Load the model when the module opens"
     assert logic.sceneLogic.session.idle == 600.0  # the panel's "Keep model loaded" (10 min) reaches the session
     panel.warmUp()
     assert panel.phase == module.widgets.panel.Phase.CHECKING and not panel.ui.reconstructButton.enabled
@@ -466,6 +481,7 @@ def test_opening_the_panel_checks_in_the_background_and_preloads_without_install
 
     missing = {"missing": ["monai"], "cuda": False}
     panel, logic = _panel(module, [missing, missing, complete], recorder)
+    panel.parameterNode.preloadModel = True
     panel.warmUp()
     panel.onPoll()
     assert panel.phase == module.widgets.panel.Phase.IDLE and recorder.pip == [] and logic.preloads == 0

@@ -126,7 +126,7 @@ def test_two_reconstructions_in_a_row_reuse_one_worker_and_the_second_skips_star
 
 
 def test_a_preloaded_worker_skips_start_up_on_the_first_job(app, logics):
-    """The panel preloads when it opens: the worker starts and loads the model before any job."""
+    """With "Load the model when the module opens" the panel preloads: the worker loads the model before any job."""
     logic = logics(app)
     logic.preload(device="cpu")
     deadline = time.monotonic() + 120

@@ -125,9 +125,10 @@ class ReconstructionPanel:
             self._startJob()
 
     def warmUp(self) -> None:
-        """When the panel opens: check the worker's Python in the background and, when it is complete, start the
-        worker and load the model, so the first reconstruction skips start-up. Installs only on Reconstruct."""
-        if self.phase != Phase.IDLE or self.parameterNode is None:
+        """When the panel opens and the user asked for it (``preloadModel``, off by default): check the worker's
+        Python in the background and, when it is complete, start the worker and load the model, so the first
+        reconstruction skips start-up. Otherwise nothing starts before Reconstruct. Installs only on Reconstruct."""
+        if self.phase != Phase.IDLE or self.parameterNode is None or not self.parameterNode.preloadModel:
             return
         if self.environment is None:
             self._runAfterCheck = False

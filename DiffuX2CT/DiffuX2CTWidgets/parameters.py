@@ -20,8 +20,9 @@ installations and versions, so a saved scene must not hold that path."""
 
 @parameterNodeWrapper
 class DiffuX2CTParameterNode:
-    """Inputs, geometry, model and options of a reconstruction, and how long the background process keeps the
-    model loaded when idle (minutes; 0: until Slicer closes)."""
+    """Inputs, geometry, model and options of a reconstruction, how long the background process keeps the model
+    loaded when idle (minutes; 0: until Slicer closes), whether it loads the model as soon as the module opens,
+    and which PyTorch build an installation asks for."""
 
     apVolume: vtkMRMLScalarVolumeNode
     lateralVolume: vtkMRMLScalarVolumeNode
@@ -38,6 +39,7 @@ class DiffuX2CTParameterNode:
     apPixelSpacingMm: Annotated[float, WithinRange(0.0, 10.0)] = 0.0  # 0: the volume's own spacing
     lateralPixelSpacingMm: Annotated[float, WithinRange(0.0, 10.0)] = 0.0
     idleMinutes: Annotated[int, WithinRange(0, 1440)] = 10
+    preloadModel: bool = False  # start the worker and load the model when the module opens
     torchBackend: str = ""  # PyTorch build to install (cpu, cu121, ...); empty: light-the-torch picks
 
 
