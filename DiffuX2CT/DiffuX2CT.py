@@ -69,6 +69,7 @@ class DiffuX2CTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.panel = ReconstructionPanel(self.ui, self.logic)
         self.ui.reconstructButton.connect("clicked(bool)", lambda checked: self.panel.onReconstruct())
         self.ui.cancelButton.connect("clicked(bool)", lambda checked: self.panel.onCancel())
+        self.ui.exportDicomButton.connect("clicked(bool)", lambda checked: self.panel.onExportDicom())
         self.ui.swapViewsButton.connect("clicked(bool)", lambda checked: self.panel.onSwapViews())
         self.ui.bundledModelButton.connect("clicked(bool)", lambda checked: self.panel.onUseBundledModel())
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)

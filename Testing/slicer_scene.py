@@ -46,7 +46,6 @@ class CoreApp:
             "VolumeRendering": slicer.vtkSlicerVolumeRenderingLogic(),
             "Segmentations": slicer.vtkSlicerSegmentationsModuleLogic(),
             "Volumes": slicer.vtkSlicerVolumesLogic(),
-            "SubjectHierarchy": slicer.vtkSlicerSubjectHierarchyModuleLogic(),  # gives every data node its item
         }
         for name, logic in self.logics.items():
             logic.SetMRMLScene(self.scene)
@@ -77,6 +76,8 @@ class CoreApp:
         assert storage.ReadData(node), path
         self.scene.AddNode(node)
         node.CreateDefaultDisplayNodes()
+        hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(self.scene)
+        hierarchy.CreateItem(hierarchy.GetSceneItemID(), node)  # in Slicer, its subject hierarchy plugins do this
         return node
 
     def node_ids(self) -> list[str]:

@@ -367,6 +367,7 @@ def _ui():
         "deviceInfoLabel",
         "modelCardLabel",
         "geometrySourceLabel",
+        "exportDicomButton",
     )
     return types.SimpleNamespace(**{name: _Widget(enabled=False, text="", toolTip="", value=0) for name in names})
 
@@ -418,6 +419,7 @@ def _panel(module, reports, recorder, on_pip=None):
         apVolume=module.app.load_volume(SAMPLE_DATA / "ap.nrrd", "AP"),
         lateralVolume=module.app.load_volume(SAMPLE_DATA / "lateral.nrrd", "Lateral"),
     )
+    logic.sceneLogic.scene = module.app.scene
     panel = module.widgets.panel.ReconstructionPanel(
         _ui(), logic, recorder.install_logic(module.widgets.install, on_pip=on_pip), _Timer()
     )

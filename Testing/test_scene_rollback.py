@@ -41,13 +41,27 @@ def _event(tmp_path, offset_hu: float, samples: int = 2) -> dict:
     }
 
 
-def _fail_at_volume_rendering(placement, monkeypatch) -> None:
-    """The last scene change but one (volume rendering) fails, after the CT and its segmentation were added."""
+def _fail_at(step: str, placement, monkeypatch) -> None:
+    """A scene change fails: volume rendering (after the CT and its segmentation were added), or the last one,
+    filing the new nodes in the subject hierarchy (after it did its work)."""
+    real = getattr(placement, step)
 
     def broken(*args, **kwargs):
-        raise RuntimeError("volume rendering unavailable")
+        if step == "_file_in_hierarchy":
+            real(*args, **kwargs)
+        raise RuntimeError(f"{step} unavailable")
 
-    monkeypatch.setattr(placement, "_volume_rendering", broken)
+    monkeypatch.setattr(placement, step, broken)
+
+
+def _hierarchy_items(placement) -> int:
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(placement.scene)
+    items = vtk.vtkIdList()
+    sh.GetItemChildren(sh.GetSceneItemID(), items, True)
+    return items.GetNumberOfIds()
+
+
+STEPS = ["_volume_rendering", "_file_in_hierarchy"]
 
 
 def _state(node) -> tuple:
@@ -61,19 +75,21 @@ def _state(node) -> tuple:
     )
 
 
-def test_a_failure_while_adding_new_results_leaves_no_node_behind(placement, tmp_path, monkeypatch):
-    before = placement.node_ids()
-    _fail_at_volume_rendering(placement, monkeypatch)
-    with pytest.raises(RuntimeError, match="volume rendering unavailable"):
+@pytest.mark.parametrize("step", STEPS)
+def test_a_failure_while_adding_new_results_leaves_no_node_behind(placement, tmp_path, monkeypatch, step):
+    before, items = placement.node_ids(), _hierarchy_items(placement)
+    _fail_at(step, placement, monkeypatch)
+    with pytest.raises(RuntimeError, match=f"{step} unavailable"):
         placement.place(_event(tmp_path, 0.0), 1.0, None, "Reconstructed CT")
-    assert placement.node_ids() == before
+    assert placement.node_ids() == before and _hierarchy_items(placement) == items
 
 
-def test_a_failure_while_overwriting_restores_the_output_volume(placement, tmp_path, monkeypatch):
+@pytest.mark.parametrize("step", STEPS)
+def test_a_failure_while_overwriting_restores_the_output_volume(placement, tmp_path, monkeypatch, step):
     first = placement.place(_event(tmp_path, 0.0), 1.0, None, "Reconstructed CT")
     before, state = placement.node_ids(), _state(first.ct_node)
-    _fail_at_volume_rendering(placement, monkeypatch)
-    with pytest.raises(RuntimeError, match="volume rendering unavailable"):
+    _fail_at(step, placement, monkeypatch)
+    with pytest.raises(RuntimeError, match=f"{step} unavailable"):
         placement.place(_event(tmp_path, 300.0), 2.0, first.ct_node, "Reconstructed CT")
     assert placement.node_ids() == before
     voxels, matrix, attributes = _state(first.ct_node)

@@ -9,15 +9,18 @@ import enum
 import qt
 
 from DiffuX2CTLib.app.reconstruction_job import CANCELLED_FORCED, JobState
+from DiffuX2CTLib.app.result_placement import ATTRIBUTE_PREFIX
 from DiffuX2CTLib.core.errors import InputError
 from DiffuX2CTLib.model.card import read_model_card, summarize_model_card
 
 from .dicom import fillGeometryFromDicom
+from .export import exportAsDicom
 from .i18n import _
 from .install import InstallLogic, RestartRequired
 from .parameters import BUNDLED_MODEL, isBundledModel, modelFolderPath
 
 POLL_INTERVAL_MS = 200
+MODEL_ATTRIBUTE = ATTRIBUTE_PREFIX + "model"  # every reconstruction records its model
 
 
 class Phase(str, enum.Enum):
@@ -57,10 +60,13 @@ def inputProblem(p) -> str:
 class ReconstructionPanel:
     """The panel's behaviour on top of its widgets (``ui``, from the .ui file) and the module's logic."""
 
-    def __init__(self, ui, logic, installer: InstallLogic | None = None, timer=None) -> None:
+    def __init__(self, ui, logic, installer: InstallLogic | None = None, timer=None, chooseFolder=None) -> None:
         self.ui = ui
         self.logic = logic
         self.installer = installer or InstallLogic()
+        self.chooseFolder = chooseFolder or (
+            lambda: qt.QFileDialog.getExistingDirectory(None, _("Export the reconstruction as DICOM into"))
+        )
         self.phase = Phase.IDLE
         self.job = None
         self.probeJob = None
@@ -108,6 +114,7 @@ class ReconstructionPanel:
         self.ui.reconstructButton.text = labels[self.phase]
         self.ui.reconstructButton.toolTip = problem
         self.ui.cancelButton.enabled = self.phase in (Phase.CHECKING, Phase.RUNNING)
+        self.ui.exportDicomButton.enabled = not busy and self.reconstruction() is not None
 
     # -- actions ---------------------------------------------------------------------------------------------
     def onReconstruct(self) -> None:
@@ -148,6 +155,33 @@ class ReconstructionPanel:
 
     def onUseBundledModel(self) -> None:
         self.parameterNode.modelFolder = BUNDLED_MODEL
+
+    def reconstruction(self):
+        """The reconstruction Export as DICOM writes: the output volume when it holds one, else the newest one."""
+        p = self.parameterNode
+        if p is not None and p.outputVolume is not None and p.outputVolume.GetAttribute(MODEL_ATTRIBUTE):
+            return p.outputVolume
+        scene = self.logic.sceneLogic.scene
+        nodes = scene.GetNodesByClass("vtkMRMLScalarVolumeNode") if scene is not None else None
+        found = [nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems())] if nodes is not None else []
+        return next((node for node in reversed(found) if node.GetAttribute(MODEL_ATTRIBUTE)), None)
+
+    def onExportDicom(self) -> None:
+        """Write the reconstruction as a DICOM series (marked derived, not for diagnosis) into a chosen folder."""
+        node = self.reconstruction()
+        folder = self.chooseFolder() if node is not None else ""
+        if not folder:
+            return
+        try:
+            files = exportAsDicom(node, folder)
+        except (InputError, OSError) as error:
+            self.setStatus(str(error), error=True)
+            return
+        self.setStatus(
+            _("{name}: {count} DICOM files written into {folder}, marked as derived and not for diagnosis.").format(
+                name=node.GetName(), count=len(files), folder=folder
+            )
+        )
 
     def onCancel(self) -> None:
         """Ask the job to stop and return at once (the timer polls until it ended; nothing it sends after this

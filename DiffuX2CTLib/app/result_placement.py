@@ -2,6 +2,11 @@
 shown with a CT window, its bone segmentation and volume rendering, all at once; on any failure the scene is put
 back exactly as it was (new nodes removed, an overwritten output volume restored).
 
+Where Slicer users expect results: new nodes under the radiographs' patient and study (or folder) in the subject
+hierarchy, a name of their own for every run, the "Bone" segment with Slicer's bone terminology (Tissue / Bone,
+SCT 272673000), and a DICOM series description on the CT's hierarchy item that says it was reconstructed from
+radiographs (Slicer's DICOM export uses it; the panel's export also marks the files DERIVED).
+
 Works in the Slicer application and with ``slicer-core`` (no Qt). Files are LPS; the scene is RAS: the storage
 nodes convert, here and in :mod:`.scene`, nowhere else.
 """
@@ -22,6 +27,20 @@ UNCERTAINTY_REFERENCE_ROLE = "DiffuX2CT.uncertainty"
 BONE_THRESHOLD_HU = 250.0  # the same threshold as the bone Dice of DiffuX2CTLib.evaluation.metrics
 MIN_BONE_ISLAND_VOXELS = 10  # smaller bright islands are sampling noise, not bone
 CT_WINDOW_LEVEL = (1500.0, 300.0)  # a wide bone/soft-tissue window that suits a coarse reconstruction
+DEFAULT_NAME = "DiffuX2CT reconstruction"
+SOURCE_UIDS_ATTRIBUTE = ATTRIBUTE_PREFIX + "source_instance_uids"  # the radiographs' DICOM SOP instance UIDs
+DICOM_INSTANCE_UIDS = "DICOM.instanceUIDs"  # what Slicer's DICOM loader sets on a node read from DICOM
+DERIVED_SERIES_DESCRIPTION = "DiffuX2CT: reconstructed from radiographs, not for diagnosis"  # DICOM LO: <= 64
+DERIVED_SERIES_TAGS = {  # series tags for Slicer's DICOM export, as DICOM.<tag> attributes of the CT's item
+    "SeriesDescription": DERIVED_SERIES_DESCRIPTION,
+    "Modality": "CT",
+    "Manufacturer": "DiffuX2CT (research software)",
+}
+BONE_TERMINOLOGY = (  # Slicer's serialised terminology entry: General Anatomy list, Tissue / Bone
+    "Segmentation category and type - 3D Slicer General Anatomy list~SCT^85756007^Tissue~SCT^272673000^Bone"
+    "~^^~Anatomic codes - DICOM master list~^^~^^"
+)
+BONE_COLOR = (241 / 255.0, 214 / 255.0, 145 / 255.0)  # the terminology's recommended colour for bone
 SEGMENTATION_CONVERTER_RULES = (
     "vtkBinaryLabelmapToClosedSurfaceConversionRule",
     "vtkClosedSurfaceToBinaryLabelmapConversionRule",
@@ -123,16 +142,15 @@ class ResultPlacement:
         self.app_logic = app_logic
 
     def place(
-        self, event: dict, wall_s: float, output_node=None, name: str = "DiffuX2CT reconstruction"
+        self, event: dict, wall_s: float, output_node=None, name: str = DEFAULT_NAME, inputs: tuple = ()
     ) -> ReconstructionResult:
         """Read the worker's outputs (the ``done`` event), then change the scene in one go: the CT into
-        ``output_node`` (overwritten) or a new volume named ``name``, its bone segmentation, volume rendering and
-        uncertainty volume. On any error everything added is removed and an overwritten node is restored."""
+        ``output_node`` (overwritten) or a new volume named ``name`` (made unique in the scene), its bone
+        segmentation, volume rendering and uncertainty volume, new nodes beside the radiographs ``inputs`` in the
+        subject hierarchy. On any error everything added is removed and an overwritten node is restored."""
         outputs = event.get("outputs", {})
-        ct = read_volume(Path(outputs["ct"]), name)
-        uncertainty = (
-            read_volume(Path(outputs["uncertainty"]), f"{name} uncertainty") if "uncertainty" in outputs else None
-        )
+        ct = read_volume(Path(outputs["ct"]), self.scene.GenerateUniqueName(name) if output_node is None else name)
+        uncertainty = read_volume(Path(outputs["uncertainty"]), "uncertainty") if "uncertainty" in outputs else None
         bone = bone_labelmap(ct)
         metrics = event.get("metrics", {})
         provenance = {str(k): str(v) for k, v in event.get("provenance", {}).items()}
@@ -147,17 +165,22 @@ class ResultPlacement:
             ct_node.SetAttribute(
                 ATTRIBUTE_PREFIX + "low_agreement_views", ",".join(metrics.get("low_agreement_views", []))
             )
+            ct_node.RemoveAttribute(DICOM_INSTANCE_UIDS)  # an overwritten volume no longer shows those instances
+            source_uids = [node.GetAttribute(DICOM_INSTANCE_UIDS) for node in inputs if node is not None]
+            ct_node.SetAttribute(SOURCE_UIDS_ATTRIBUTE, " ".join(uid for uid in source_uids if uid))
             self._show_ct(ct_node)
             segmentation, warning = self._bone_segmentation_or_why(ct_node, bone, added)
             rendering = self._volume_rendering(ct_node, added)
             uncertainty_node = None
             if uncertainty is not None:
+                uncertainty.SetName(f"{ct_node.GetName()} uncertainty")
                 uncertainty_node = self._place_volume(
                     uncertainty, self._referenced(ct_node, UNCERTAINTY_REFERENCE_ROLE), added
                 )
                 uncertainty_node.CreateDefaultDisplayNodes()
                 uncertainty_node.GetDisplayNode().SetAndObserveColorNodeID("vtkMRMLColorTableNodeRainbow")
                 ct_node.SetNodeReferenceID(UNCERTAINTY_REFERENCE_ROLE, uncertainty_node.GetID())
+            self._file_in_hierarchy(ct_node, [node for node in added if node.IsA("vtkMRMLDisplayableNode")], inputs)
         except BaseException:
             for node in reversed(added):
                 self._remove_with_display_nodes(node)
@@ -176,6 +199,23 @@ class ResultPlacement:
             warning,
         )
 
+    def _file_in_hierarchy(self, ct_node, new_nodes: list, inputs: tuple) -> None:
+        """New nodes go where the radiographs are (the patient's study when they came through the DICOM module,
+        else their folder or the top level); the CT's item gets the series tags Slicer's DICOM export uses."""
+        sh = self.scene.GetFirstNodeByClass("vtkMRMLSubjectHierarchyNode")
+        if sh is None:  # a bare scene without a hierarchy: nothing to file
+            return
+        top = sh.GetSceneItemID()
+        items = [sh.GetItemByDataNode(node) for node in inputs if node is not None]
+        parents = [sh.GetItemParent(item) for item in items if item]
+        parent = next((item for item in parents if item and item != top), top)
+        for node in new_nodes:
+            item = sh.GetItemByDataNode(node) or sh.CreateItem(parent, node)
+            sh.SetItemParent(item, parent)
+        ct_item = sh.GetItemByDataNode(ct_node) or sh.CreateItem(parent, ct_node)
+        for tag, value in DERIVED_SERIES_TAGS.items():
+            sh.SetItemAttribute(ct_item, "DICOM." + tag, value)
+
     def _remove_with_display_nodes(self, node) -> None:
         """Remove a node the failed run added, and the display nodes made for it (the scene keeps those otherwise)."""
         display_nodes = (
@@ -183,6 +223,10 @@ class ResultPlacement:
             if node.IsA("vtkMRMLDisplayableNode")
             else []
         )
+        sh = self.scene.GetFirstNodeByClass("vtkMRMLSubjectHierarchyNode")
+        item = sh.GetItemByDataNode(node) if sh is not None else 0
+        if item:  # its hierarchy item too (in Slicer its plugins would; without the application nobody does)
+            sh.RemoveItem(item, False, False)
         self.scene.RemoveNode(node)
         for display in display_nodes:
             if display is not None and self.scene.IsNodePresent(display):
@@ -261,7 +305,12 @@ class ResultPlacement:
         segmentation = segmentation_node.GetSegmentation()
         segmentation.RemoveAllSegments()
         segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(ct_node)
-        segment_id = segmentation.AddEmptySegment("bone", "Bone", [0.95, 0.9, 0.75])
+        segment_id = segmentation.AddEmptySegment("bone", "Bone", list(BONE_COLOR))
+        segment = segmentation.GetSegment(segment_id) if segment_id else None
+        if segment is not None and hasattr(segment, "SetTerminology"):
+            segment.SetTerminology(BONE_TERMINOLOGY)
+        elif segment is not None:  # Slicer before 5.8 keeps the entry as a tag
+            segment.SetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), BONE_TERMINOLOGY)
         if not segment_id or not slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
             labelmap, segmentation_node, segment_id
         ):

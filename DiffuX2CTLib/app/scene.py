@@ -24,6 +24,7 @@ from .protocol import JobSpec
 from .reconstruction_job import JobState, JobStatus, ProbeJob, ReconstructionJob
 from .result_placement import (
     ATTRIBUTE_PREFIX,
+    DEFAULT_NAME,
     SEGMENTATION_REFERENCE_ROLE,
     UNCERTAINTY_REFERENCE_ROLE,
     ReconstructionResult,
@@ -109,7 +110,7 @@ class SceneLogic:
         acquisition: dict[str, Acquisition] | None = None,
         source_files: dict[str, str] | None = None,
         output_node=None,
-        name: str = "DiffuX2CT reconstruction",
+        name: str = DEFAULT_NAME,
         **options,
     ) -> ReconstructionJob:
         """Start a background reconstruction of the two radiograph nodes and return its job. ``options`` are
@@ -117,8 +118,8 @@ class SceneLogic:
         method, sampler, guidance, precision, check_inputs);
         ``source_files`` (by view) names the file a node was loaded from, e.g. its DICOM file, which the worker
         then reads instead of the node's pixels so that every acquisition tag (view position, patient
-        orientation, intensity relationship) is used; ``output_node`` is overwritten on success, else a new
-        volume named ``name`` is added."""
+        orientation, intensity relationship) is used; ``output_node`` (never one of the radiographs) is
+        overwritten on success, else a new volume named ``name`` (made unique) is added beside the radiographs."""
         if self.job is not None:
             self.job.poll()  # a cancelled job may be due to end (its worker ended at the deadline)
         if self.job is not None and self.job.status.state == JobState.CANCELLING:
@@ -161,7 +162,9 @@ class SceneLogic:
                 acquisition=dict(acquisition or {}),
             )
             key = (str(Path(model).resolve()) if model else None, reconstruction_options.device)
-            place = functools.partial(self.placement.place, output_node=output_node, name=name)
+            place = functools.partial(
+                self.placement.place, output_node=output_node, name=name, inputs=(ap_node, lateral_node)
+            )
             self.job = ReconstructionJob(self.session, (spec.to_dict(), key), workdir, place, self._job_ended)
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
