@@ -420,9 +420,15 @@ def _panel(module, reports, recorder, on_pip=None):
         lateralVolume=module.app.load_volume(SAMPLE_DATA / "lateral.nrrd", "Lateral"),
     )
     logic.sceneLogic.scene = module.app.scene
+    errors = []
     panel = module.widgets.panel.ReconstructionPanel(
-        _ui(), logic, recorder.install_logic(module.widgets.install, on_pip=on_pip), _Timer()
+        _ui(),
+        logic,
+        recorder.install_logic(module.widgets.install, on_pip=on_pip),
+        _Timer(),
+        errorDisplay=lambda text, details: errors.append((text, details)),
     )
+    panel.errors = errors
     panel.setParameterNode(parameters)
     return panel, logic
 
@@ -655,3 +661,77 @@ def test_cancel_does_not_wait_the_timer_polls_until_the_job_stopped(module):
     panel.onPoll()
     assert panel.phase == module.widgets.panel.Phase.IDLE and not panel._timer.running
     assert panel.ui.statusLabel.text == "Cancelled." and panel.ui.reconstructButton.enabled
+
+
+# -- messages ----------------------------------------------------------------------------------------------------
+class _ScriptedJob:
+    """A job that reports the given statuses one poll after another (the last one stays)."""
+
+    def __init__(self, statuses, result=None, note=""):
+        self.statuses, self.result, self.note = list(statuses), result, note
+        self.elapsed_s = 12.34
+
+    def poll(self):
+        return self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+
+    def cancel(self):
+        pass
+
+
+def _status(state, message="", step=0, total=0, eta_s=None, error_kind=None, details=""):
+    return types.SimpleNamespace(
+        state=state, message=message, step=step, total=total, eta_s=eta_s, error_kind=error_kind, details=details
+    )
+
+
+def _run(module, job, errors=None):
+    panel, logic = _panel(module, [{"missing": [], "cuda": False}], _Recorder())
+    logic.start = lambda parameters: job
+    if errors is not None:
+        panel.errorDisplay = lambda text, details: errors.append((text, details))
+    panel.onReconstruct()
+    panel.onPoll()  # the check passes: the job starts
+    return panel
+
+
+def test_a_failure_is_shown_in_an_error_dialog_with_its_details(module):
+    """Issue 32 point 9: a failure was only a red status line."""
+    errors = []
+    failed = _status("failed", "the reconstruction process ended unexpectedly", error_kind="internal", details="tail")
+    panel = _run(module, _ScriptedJob([_status("running", "starting"), failed]), errors)
+    panel.onPoll()
+    panel.onPoll()
+    assert errors == [("Reconstruction failed: the reconstruction process ended unexpectedly", "tail")]
+    assert panel.ui.statusLabel.text == errors[0][0] and panel.ui.statusLabel.sheet
+    assert panel.phase == module.widgets.panel.Phase.IDLE
+
+
+def test_the_research_use_notice_stays_visible():
+    """The status line held the notice, and the first status message replaced it."""
+    import xml.etree.ElementTree as ET
+
+    tree = ET.parse(MODULE_DIR / "Resources" / "UI" / "DiffuX2CT.ui")
+    texts = {
+        w.get("name"): (w.findtext("property[@name='text']/string") or "") for w in tree.iter("widget") if w.get("name")
+    }
+    assert "Research use only, not for diagnosis" in texts["noticeLabel"] and texts["statusLabel"] == ""
+    for path in (MODULE_DIR / "DiffuX2CTWidgets").glob("*.py"):
+        assert "noticeLabel" not in path.read_text(encoding="utf-8"), path  # nothing writes over it
+
+
+def test_status_messages_go_through_slicers_translation(module, monkeypatch):
+    """What the panel says about a run is translatable, not the engine's English passed through."""
+    monkeypatch.setattr(module.widgets.panel, "_", lambda text: "«" + text + "»")
+    result = types.SimpleNamespace(agreement={"ap": 0.91, "lateral": 0.88}, low_agreement_views=["lateral"], warning="")
+    statuses = [
+        _status("running", "loading model"),
+        _status("running", "step 3 of 20", step=3, total=20, eta_s=5.0),
+        _status("done", "done in 12.3 s; re-projection NCC ap 0.91, lateral 0.88"),
+    ]
+    panel = _run(module, _ScriptedJob(statuses, result))
+    seen = []
+    for _ in statuses:
+        panel.onPoll()
+        seen.append(panel.ui.statusLabel.text)
+    assert all(text.startswith("«") for text in seen), seen
+    assert "12.3" in seen[-1] and "0.91" in seen[-1] and "lateral" in seen[-1]

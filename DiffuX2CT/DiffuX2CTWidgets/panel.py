@@ -7,6 +7,7 @@ from __future__ import annotations
 import enum
 
 import qt
+import slicer
 
 from DiffuX2CTLib.app.reconstruction_job import CANCELLED_FORCED, JobState
 from DiffuX2CTLib.app.result_placement import ATTRIBUTE_PREFIX
@@ -41,6 +42,33 @@ def modelSummary(folder) -> str:
         return _("Not a usable model: {error}").format(error=error)
 
 
+def progressText(status) -> str:
+    """The running job's stage or step, in the user's language."""
+    if status.message == "loading model":
+        return _("loading the model")
+    if status.total:
+        return _("step {step} of {total}").format(step=status.step, total=status.total)
+    return _("starting")
+
+
+def doneText(job) -> str:
+    """What a finished job says: time, agreement of the re-projections with the radiographs, and warnings."""
+    result = job.result
+    agreement = ", ".join(f"{view} {value:.2f}" for view, value in result.agreement.items())
+    text = _("Done in {seconds:.1f} s; re-projection agreement (NCC): {agreement}.").format(
+        seconds=job.elapsed_s, agreement=agreement
+    )
+    if result.low_agreement_views:
+        text += " " + _("Warning: the {views} re-projection agrees poorly with the radiograph.").format(
+            views=" and ".join(result.low_agreement_views)
+        )
+    if job.note:
+        text += " " + _("Note: {note}.").format(note=job.note)
+    if result.warning:
+        text += " " + _("Note: {note}.").format(note=result.warning.lstrip("; "))
+    return text
+
+
 def lackingNames(report: dict) -> list[str]:
     """The packages a probe report says are missing or older than required."""
     return report["missing"] + [item["name"] for item in report.get("outdated", [])]
@@ -60,10 +88,15 @@ def inputProblem(p) -> str:
 class ReconstructionPanel:
     """The panel's behaviour on top of its widgets (``ui``, from the .ui file) and the module's logic."""
 
-    def __init__(self, ui, logic, installer: InstallLogic | None = None, timer=None, chooseFolder=None) -> None:
+    def __init__(
+        self, ui, logic, installer: InstallLogic | None = None, timer=None, chooseFolder=None, errorDisplay=None
+    ) -> None:
         self.ui = ui
         self.logic = logic
         self.installer = installer or InstallLogic()
+        self.errorDisplay = errorDisplay or (
+            lambda text, details: slicer.util.errorDisplay(text, windowTitle="DiffuX2CT", detailedText=details)
+        )
         self.chooseFolder = chooseFolder or (
             lambda: qt.QFileDialog.getExistingDirectory(None, _("Export the reconstruction as DICOM into"))
         )
@@ -176,6 +209,7 @@ class ReconstructionPanel:
             files = exportAsDicom(node, folder)
         except (InputError, OSError) as error:
             self.setStatus(str(error), error=True)
+            self.errorDisplay(_("Export as DICOM failed: {error}").format(error=error), "")
             return
         self.setStatus(
             _("{name}: {count} DICOM files written into {folder}, marked as derived and not for diagnosis.").format(
@@ -215,12 +249,15 @@ class ReconstructionPanel:
         self.ui.progressBar.setRange(0, 0)
         self.refresh()
 
-    def _finish(self, message: str, error: bool = False) -> None:
+    def _finish(self, message: str, error: bool = False, details: str = "") -> None:
+        """Back to idle with a status line; a failure is also shown in Slicer's error dialog, with details."""
         self._timer.stop()
         self.phase, self.job, self.probeJob = Phase.IDLE, None, None
         self.ui.progressBar.hide()
         self.setStatus(message, error)
         self.refresh()
+        if error:
+            self.errorDisplay(message, details)
 
     def _startProbe(self) -> None:
         self._begin(Phase.CHECKING, _("Checking the Python packages and GPU of the background process..."))
@@ -309,7 +346,7 @@ class ReconstructionPanel:
                 self.ui.progressBar.setRange(0, status.total)
                 self.ui.progressBar.value = status.step
             left = _(", about {seconds:.0f} s left").format(seconds=status.eta_s) if status.eta_s else ""
-            self.setStatus(_("Reconstructing: {message}{left}").format(message=status.message, left=left))
+            self.setStatus(_("Reconstructing: {message}{left}").format(message=progressText(status), left=left))
             return
         if status.state == JobState.CANCELLED:
             forced = status.message == CANCELLED_FORCED
@@ -319,8 +356,11 @@ class ReconstructionPanel:
                 else _("Cancelled.")
             )
             return
-        failed = status.state == JobState.FAILED
-        self._finish(_("Failed: {message}").format(message=status.message) if failed else status.message, error=failed)
+        if status.state == JobState.FAILED:
+            failure = _("Reconstruction failed: {message}").format(message=status.message)
+            self._finish(failure, error=True, details=getattr(status, "details", ""))
+            return
+        self._finish(doneText(self.job))
 
     def setStatus(self, text: str, error: bool = False) -> None:
         self.ui.statusLabel.text = text

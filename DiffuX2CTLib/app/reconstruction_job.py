@@ -52,6 +52,7 @@ class JobStatus:
     eta_s: float | None = None
     message: str = "starting"
     error_kind: str | None = None
+    details: str = ""  # for a failure: what the worker wrote to stderr last (its traceback, a crash's last words)
 
 
 class ReconstructionJob:
@@ -76,6 +77,7 @@ class ReconstructionJob:
         self._place_results = place_results
         self._on_end = on_end
         self._started = time.monotonic()
+        self.elapsed_s: float | None = None  # wall time from submission to the end, once it ended
         self.note = note  # what happened to the worker before this job (e.g. restarted after a crash)
         self.status = JobStatus(message=f"starting ({note})" if note else "starting")
         self.stages: list[str] = []  # the worker's stages, e.g. "loading model" (absent when the worker was warm)
@@ -143,7 +145,11 @@ class ReconstructionJob:
         self._end()
 
     def _fail(self, kind: str, message: str) -> None:
-        self.status = JobStatus(JobState.FAILED, self.status.step, self.status.total, None, message, kind)
+        details = f"{kind}: {message}"
+        tail = self._session.stderr_tail()
+        if tail:
+            details += f"\n\nThe background process's last messages:\n{tail}"
+        self.status = JobStatus(JobState.FAILED, self.status.step, self.status.total, None, message, kind, details)
         self._end()
 
     def cancel(self, grace_s: float | None = None) -> None:
@@ -190,6 +196,7 @@ class ReconstructionJob:
         return self.result
 
     def _end(self) -> None:
+        self.elapsed_s = time.monotonic() - self._started
         shutil.rmtree(self._workdir, ignore_errors=True)
         self._on_end(self)
 

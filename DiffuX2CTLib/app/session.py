@@ -194,6 +194,10 @@ class WorkerSession:
         """The worker's exit code once it ended (None while it runs or when none was started)."""
         return None if self.process is None else self.process.exit_code()
 
+    def stderr_tail(self) -> str:
+        """The last lines the worker wrote to stderr (logs, a traceback), for a failure's details."""
+        return self.process.stderr_tail() if self.process is not None else ""
+
     def crash_message(self) -> str:
         """Why the worker ended (see :func:`crash_message`); the next job starts a new one."""
         return crash_message(self.process.exit_code(), self.process.stderr_tail(), self.last_memory)
