@@ -27,6 +27,7 @@ from DiffuX2CTWidgets.sampledata import loadSamplePair, registerSampleData
 from DiffuX2CTWidgets.shared import endSharedSceneLogic, sharedSceneLogic
 
 RELOADED_PACKAGES = ("DiffuX2CTLib", "DiffuX2CTWidgets")
+DOCUMENTATION_URL = "https://github.com/diffux2ct/SlicerDiffuX2CT/blob/main/docs/slicer.md"  # in EXTENSION_HOMEPAGE
 
 
 class DiffuX2CT(ScriptedLoadableModule):
@@ -37,12 +38,13 @@ class DiffuX2CT(ScriptedLoadableModule):
         self.parent.title = _("DiffuX2CT")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Reconstruction")]
         self.parent.dependencies = []
-        self.parent.contributors = ["DiffuX2CT maintainers (DiffuX2CT project)"]
+        self.parent.contributors = ["DiffuX2CT contributors (open source, Apache-2.0)"]
         self.parent.helpText = _(
             "Reconstructs a 3D CT volume from a frontal and a lateral radiograph with a 3D conditional diffusion "
             "model (DiffuX2CT, Liu et al. 2024). Research use only: the output is a plausible volume consistent "
-            "with the two views, not a measurement, and must not be used for diagnosis."
-        )
+            "with the two views, not a measurement, and must not be used for diagnosis. "
+            'See the <a href="{url}">module documentation</a>.'
+        ).format(url=DOCUMENTATION_URL)
         self.parent.acknowledgementText = _(
             "Method: Liu et al., DiffuX2CT: Diffusion Learning to Reconstruct CT Images from Biplanar X-Rays, 2024."
         )
@@ -67,11 +69,7 @@ class DiffuX2CTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         widget.setMRMLScene(slicer.mrmlScene)
         self.logic = DiffuX2CTLogic()
         self.panel = ReconstructionPanel(self.ui, self.logic)
-        self.ui.reconstructButton.connect("clicked(bool)", lambda checked: self.panel.onReconstruct())
-        self.ui.cancelButton.connect("clicked(bool)", lambda checked: self.panel.onCancel())
-        self.ui.exportDicomButton.connect("clicked(bool)", lambda checked: self.panel.onExportDicom())
-        self.ui.swapViewsButton.connect("clicked(bool)", lambda checked: self.panel.onSwapViews())
-        self.ui.bundledModelButton.connect("clicked(bool)", lambda checked: self.panel.onUseBundledModel())
+        self.panel.connectButtons()
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.initializeParameterNode()

@@ -735,3 +735,45 @@ def test_status_messages_go_through_slicers_translation(module, monkeypatch):
         seen.append(panel.ui.statusLabel.text)
     assert all(text.startswith("«") for text in seen), seen
     assert "12.3" in seen[-1] and "0.91" in seen[-1] and "lateral" in seen[-1]
+
+
+# -- metadata ----------------------------------------------------------------------------------------------------
+class _App(types.SimpleNamespace):
+    """slicer.app's signal connections, counted."""
+
+    def connect(self, signal, slot):
+        self.connections.setdefault(signal, []).append(slot)
+
+    def disconnect(self, signal, slot):
+        self.connections[signal].remove(slot)
+
+
+def _module_metadata(module, monkeypatch):
+    app = _App(applicationLogic=slicer.app.applicationLogic, connections={})
+    monkeypatch.setattr(slicer, "app", app)
+    parent = types.SimpleNamespace()
+    instance = module.DiffuX2CT.__new__(module.DiffuX2CT)
+    instance.parent = parent
+    module.DiffuX2CT.__init__(instance, parent)
+    return parent, app
+
+
+def test_module_metadata_names_the_contributors_and_links_the_documentation(module, monkeypatch):
+    """Issue 32 point 10: a placeholder contributor line and no link to the documentation."""
+    parent, _ = _module_metadata(module, monkeypatch)
+    cmake = (MODULE_DIR.parent / "CMakeLists.txt").read_text(encoding="utf-8")
+    contributors = re.search(r'set\(EXTENSION_CONTRIBUTORS "([^"]+)"\)', cmake).group(1)
+    assert parent.contributors == [contributors] == ["DiffuX2CT contributors (open source, Apache-2.0)"]
+    homepage = re.search(r'set\(EXTENSION_HOMEPAGE "([^"#]+)', cmake).group(1)
+    assert f'href="{homepage}/blob/main/docs/slicer.md"' in parent.helpText
+
+
+def test_quitting_ends_the_worker_once_however_often_the_module_reloads(module, monkeypatch):
+    """Each reload connected another aboutToQuit slot (to a logic that was already shut down)."""
+    _, app = _module_metadata(module, monkeypatch)
+    shared = module.widgets.shared
+    for _reload in range(3):
+        shared.sharedSceneLogic()
+        shared.endSharedSceneLogic()  # what a reload does
+    shared.sharedSceneLogic()
+    assert len(app.connections["aboutToQuit()"]) == 1

@@ -114,6 +114,17 @@ class ReconstructionPanel:
         self._timer.connect("timeout()", self.onPoll)
         self.ui.progressBar.hide()
 
+    def connectButtons(self) -> None:
+        """Connect the panel's buttons (Qt's clicked(bool) carries a flag the actions do not take)."""
+        for button, action in (
+            (self.ui.reconstructButton, self.onReconstruct),
+            (self.ui.cancelButton, self.onCancel),
+            (self.ui.exportDicomButton, self.onExportDicom),
+            (self.ui.swapViewsButton, self.onSwapViews),
+            (self.ui.bundledModelButton, self.onUseBundledModel),
+        ):
+            button.connect("clicked(bool)", lambda checked, action=action: action())
+
     # -- parameters ------------------------------------------------------------------------------------------
     def setParameterNode(self, parameterNode) -> None:
         self.parameterNode = parameterNode
