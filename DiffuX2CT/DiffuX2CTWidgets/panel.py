@@ -1,6 +1,8 @@
-"""What the panel does: Reconstruct checks the background process's Python (in the background), installs what
-it lacks after asking, then runs the job; a timer polls whichever of those is under way, so Slicer never waits
-on the worker. While anything is under way Reconstruct is disabled and a second click does nothing."""
+"""What the panel does: Reconstruct checks the background process's Python (in the background), installs or
+upgrades what it lacks after asking, then runs the job; Cancel asks the job to stop; a timer polls whichever of
+those is under way, so Slicer never waits on the worker. While anything is under way Reconstruct is disabled and
+a second click does nothing. Failures open Slicer's error dialog; texts go through Slicer's translation.
+Export as DICOM writes the newest reconstruction (see ``export``)."""
 
 from __future__ import annotations
 

@@ -203,7 +203,8 @@ class ReconstructionJob:
 
 class ProbeJob:
     """The dependency and GPU check, run in the background like a job: :meth:`poll` returns None while it runs,
-    then the report ``{"missing": [...], "torch": ..., "cuda": bool, "gpu_name": ...}``; a worker that cannot
+    then the report ``{"missing": [...], "outdated": [{"name", "installed", "required"}], "torch": ..., "cuda":
+    bool, "gpu_name": ...}``; a worker that cannot
     start or answer in time raises :class:`InputError`."""
 
     def __init__(self, process: RunningProcess, python_executable: str, timeout_s: float) -> None:
