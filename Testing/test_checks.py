@@ -87,7 +87,8 @@ def test_inverted_polarity_is_caught_in_either_view_even_when_cropped(tmp_path):
         read_radiograph(tmp_path / "ap.nrrd", "ap"), read_radiograph(tmp_path / "lateral.nrrd", "lateral")
     )
     assert inverted == [
-        f"{view}.nrrd: the {role} image looks inverted (air bright, bone dark): its darkest pixels lie in the middle of the body, "
+        f"{view}.nrrd: the {role} image looks inverted (air bright, bone dark): "
+        "its darkest pixels lie in the middle of the body, "
         "where a radiograph is brightest; invert it (for DICOM, check PhotometricInterpretation)"
         for view, role in (("ap", "frontal"), ("lateral", "lateral"))
     ]
@@ -117,7 +118,8 @@ def test_swapped_views_without_view_information_are_caught(tmp_path):
     assert _problems(tmp_path / "ap.png", tmp_path / "lateral.png") == []
     problems = _problems(tmp_path / "lateral.png", tmp_path / "ap.png")
     assert len(problems) == 1 and re.fullmatch(
-        r"lateral.png and ap.png: the views look swapped: the body spans \d+ % of the frontal image's width but \d+ % of the "
+        r"lateral.png and ap.png: the views look swapped: the body spans \d+ % of the frontal image's width "
+        r"but \d+ % of the "
         r"lateral one's, and a frontal view shows the torso's width, wider than its depth",
         problems[0],
     )

@@ -230,8 +230,8 @@ def test_a_truncated_jpeg_is_unreadable_not_filled_with_grey(tmp_path, capfd, ke
     with pytest.raises(InputError) as error:
         read_radiograph(cut, View.AP)
     assert (
-        str(error.value)
-        == "cut.jpg: is incomplete or damaged; the decoder reported 'Premature end of JPEG file' and filled in what was missing"
+        str(error.value) == "cut.jpg: is incomplete or damaged; the decoder reported 'Premature end of JPEG file' "
+        "and filled in what was missing"
     )
     assert read_radiograph(whole, View.AP).pixels.shape == (120, 160)
     captured = capfd.readouterr()

@@ -254,7 +254,10 @@ def test_scene_logic_imports_no_qt_and_loads_no_torch():
     import subprocess
     import sys
 
-    probe = "import sys, DiffuX2CTLib.app.scene, DiffuX2CTLib.model.card; print(sorted({'torch', 'monai', 'qt'} & set(sys.modules)))"
+    probe = (
+        "import sys, DiffuX2CTLib.app.scene, DiffuX2CTLib.model.card; "
+        "print(sorted({'torch', 'monai', 'qt'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -93,6 +93,7 @@ def test_config_round_trip_and_validation():
         ModelConfig.from_dict({**TINY.to_dict(), "colour": "blue"})
     with pytest.raises(
         ValueError,
-        match=r"grid_size 20 must be a multiple of 8 \(halved at each of the 1 U-Net downsamplings, with attention windows of 4 voxels\)",
+        match=r"grid_size 20 must be a multiple of 8 "
+        r"\(halved at each of the 1 U-Net downsamplings, with attention windows of 4 voxels\)",
     ):
         ModelConfig(grid_size=20, unet_channels=(8, 16), attention_levels=(False, True))

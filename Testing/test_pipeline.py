@@ -181,7 +181,8 @@ def test_the_phantom_training_path_runs_without_simpleitk(tmp_path):
     script = (
         "import sys; sys.modules['SimpleITK'] = None\n"
         "from DiffuX2CTLib.cli import main\n"
-        f"assert main(['train', '--out', {str(tmp_path / 'run')!r}, '--steps', '1', '--grid', '16', '--workers', '0', '--quiet']) == 0\n"
+        f"assert main(['train', '--out', {str(tmp_path / 'run')!r}, "
+        "'--steps', '1', '--grid', '16', '--workers', '0', '--quiet']) == 0\n"
         "assert 'SimpleITK' not in {m.split('.')[0] for m, v in sys.modules.items() if v is not None}\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -467,7 +467,8 @@ def test_member_checksum_mismatch_names_member_and_digests_and_writes_no_volume(
     cache = tmp_path / "cache"
     with pytest.raises(
         InputError,
-        match=rf"tiny-data_1.0_all.deb!data.tar.xz!usr/share/tiny/tiny.mhd: SHA-256 is {trunk.members[0].sha256}, expected f{{64}}",
+        match=rf"tiny-data_1.0_all.deb!data.tar.xz!usr/share/tiny/tiny.mhd: "
+        rf"SHA-256 is {trunk.members[0].sha256}, expected f{{64}}",
     ):
         fetch_real_cts(cache, log=lambda _: None)
     assert not list((cache / "real-ct").glob("*"))

@@ -4,8 +4,9 @@ fat; the left higher), colon with gas and stool, small-bowel loops, bladder, and
 
 Volumes aimed for (adult reference values, ICRP Publication 89, 2002; Geraghty EM et al., "Normal organ volume
 assessment from abdominal CT", Abdom Imaging 2004: mean liver 1.41 L in women and 1.71 L in men, spleen 0.18 and
-0.24 L, kidney 0.16 and 0.19 L): liver about 1.2-1.8 L, spleen 0.15-0.25 L, each kidney 0.12-0.19 L (length 10-12 cm, Emamian SA et al., "Kidney dimensions at sonography", AJR 1993). Supine, gas rises
-to the anterior (non-dependent, -y) side of the stomach and colon.
+0.24 L, kidney 0.16 and 0.19 L): liver about 1.2-1.8 L, spleen 0.15-0.25 L, each kidney 0.12-0.19 L (length
+10-12 cm, Emamian SA et al., "Kidney dimensions at sonography", AJR 1993). Supine, gas rises to the anterior
+(non-dependent, -y) side of the stomach and colon.
 """
 
 from __future__ import annotations

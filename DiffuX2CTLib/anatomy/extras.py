@@ -35,7 +35,7 @@ def _screws_and_rods(canvas: Canvas, spine: Spine, patient: Patient) -> None:
             head = entry + lv.axes @ np.array([side * 2.0, 6.0, 0.0])
             ellipsoid(canvas, head, (6.5, 6.5, 6.5), METAL_HU, LABELS["metal"])
             heads[side].append(head)
-    for side, points in heads.items():
+    for _side, points in heads.items():
         rod = np.array(points) + np.array([0.0, 3.0, 0.0])
         rod = np.vstack([rod[0] + (rod[0] - rod[1]) * 0.25, rod, rod[-1] + (rod[-1] - rod[-2]) * 0.25])
         tube(canvas, rod, 3.0, METAL_HU, LABELS["metal"])
@@ -86,7 +86,7 @@ def paint_extras(canvas: Canvas, spine: Spine, patient: Patient, outline: Outlin
             return torch.maximum(diaphragm.lung_distance(x, y, z, side), torch.maximum(level - y, z - top))
 
         canvas.paint(low, high, effusion, t.fluid, LABELS["effusion"], below=300.0)
-    for k in range(patient.nodules):
+    for _ in range(patient.nodules):
         side = 1.0 if rng.random() < 0.5 else -1.0
         center = diaphragm.sample_points(side, 1, rng)[0]
         r = rng.uniform(3.0, 12.0)

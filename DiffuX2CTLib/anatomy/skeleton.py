@@ -138,7 +138,8 @@ def build_spine(patient: Patient) -> Spine:
 
 
 def _vertebra(canvas: Canvas, level: Level, patient: Patient, label: int, compressed: bool, trabecular: Value) -> None:
-    """Body (cortical shell, trabecular core), disc below, canal, pedicles, laminae, spinous and transverse processes."""
+    """Body (cortical shell, trabecular core), disc below, canal, pedicles, laminae, spinous and transverse
+    processes."""
     t = patient.tissue
     c, m = level.center, level.axes
     rx, ry = level.radii

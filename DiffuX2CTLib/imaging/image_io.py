@@ -260,7 +260,8 @@ def _undo_field_of_view_rotation(
     if rotation in (90, 270) and spacing:
         spacing = (spacing[1], spacing[0])
     notes.append(
-        f"{path.name}: field of view rotation {rotation} degrees{' and horizontal flip' if flip else ''} undone; assumed the detector's own frame is the standard orientation"
+        f"{path.name}: field of view rotation {rotation} degrees{' and horizontal flip' if flip else ''} undone; "
+        "assumed the detector's own frame is the standard orientation"
     )
     return pixels, spacing
 
@@ -278,7 +279,8 @@ def _dicom_intensity(image: sitk.Image, pixels: np.ndarray, path: Path, notes: l
     stored_rise = (_dicom_tag(image, "intensity_sign") or "1").strip() not in ("-1", "-1.0")
     rises = stored_rise != ((_dicom_tag(image, "photometric") or "").upper() == "MONOCHROME1")
     notes.append(
-        f"{path.name}: pixels linear in X-ray intensity (PixelIntensityRelationship LIN) turned into line integrals, -ln(I/I0)"
+        f"{path.name}: pixels linear in X-ray intensity (PixelIntensityRelationship LIN) turned into line integrals, "
+        "-ln(I/I0)"
     )
     return linear_to_line_integral(pixels, intensity_increases_with_value=rises)
 
@@ -322,14 +324,19 @@ def _orient_dicom(
     if not orientation:
         pixels, spacing = _undo_field_of_view_rotation(image, pixels, spacing, path, notes)
         notes.append(
-            f"{path.name}: no PatientOrientation tag; assumed columns run towards {expected[0]} and rows towards {expected[1]}"
+            f"{path.name}: no PatientOrientation tag; assumed columns run towards {expected[0]} "
+            f"and rows towards {expected[1]}"
         )
         return pixels, spacing
     parts = [part[:1] for part in orientation.upper().split("\\")]
     if len(parts) != 2 or not all(part in _OPPOSITE for part in parts):
         raise _fail(path, f"unreadable DICOM PatientOrientation '{orientation}'")
     columns, rows = parts
-    axis = lambda letter: {letter, _OPPOSITE[letter]}  # noqa: E731 - a direction and its opposite
+
+    def axis(letter: str) -> set[str]:
+        """A direction and its opposite."""
+        return {letter, _OPPOSITE[letter]}
+
     if axis(columns) == axis(expected[1]):
         pixels, columns, rows = pixels.T, rows, columns
         spacing = (spacing[1], spacing[0]) if spacing else None
@@ -456,7 +463,8 @@ def detector_image(pixels: np.ndarray, geometry: ProjectionGeometry) -> sitk.Ima
 
 
 def image_writer(image: sitk.Image, compress: bool = True) -> WriteFile:
-    """A writer of ``image`` for :func:`DiffuX2CTLib.core.atomic_write.write_together` (format chosen by the extension)."""
+    """A writer of ``image`` for :func:`DiffuX2CTLib.core.atomic_write.write_together` (format chosen by the
+    extension)."""
 
     def write(path: Path) -> None:
         sitk.WriteImage(image, str(path), compress)

@@ -3,7 +3,8 @@ model can use? Each problem is one sentence for the user; the caller refuses the
 overrides the checks, keeps the sentences as notes with the result.
 
 Thresholds were set on DRR pairs of held-out phantoms (frontal-lateral correlation 0.62-0.90, head-feet profile
-correlation 0.98-0.99, under 1 % saturated pixels, neighbouring pixels correlated at about 0.99) and are deliberately loose: they catch mistakes, not quality.
+correlation 0.98-0.99, under 1 % saturated pixels, neighbouring pixels correlated at about 0.99) and are
+deliberately loose: they catch mistakes, not quality.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def polarity_problems(ap: Radiograph, lateral: Radiograph) -> list[str]:
     which would take bright air at the borders for collimation."""
     return [
         f"{radiograph.path.name}: the {role} image looks inverted (air bright, bone dark): its darkest pixels lie in "
-        "the middle of the body, where a radiograph is brightest; invert it (for DICOM, check PhotometricInterpretation)"
+        "the middle of the body, where a radiograph is brightest; invert it "
+        "(for DICOM, check PhotometricInterpretation)"
         for radiograph, role in ((ap, "frontal"), (lateral, "lateral"))
         if _looks_inverted(radiograph.pixels)
     ]
@@ -107,7 +109,8 @@ def pair_problems(ap: Radiograph, lateral: Radiograph, images: np.ndarray) -> li
     similarity = normalised_cross_correlation(images[0], images[1])
     if similarity > SAME_IMAGE_CORRELATION:
         problems.append(
-            f"{lateral.path.name}: the lateral image looks like the frontal one (correlation {similarity:.2f}); is it a second frontal view?"
+            f"{lateral.path.name}: the lateral image looks like the frontal one (correlation {similarity:.2f}); "
+            "is it a second frontal view?"
         )
     profiles = normalised_cross_correlation(images[0].mean(axis=1), images[1].mean(axis=1))
     if profiles < SAME_REGION_PROFILE_CORRELATION:

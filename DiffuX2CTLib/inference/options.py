@@ -25,8 +25,8 @@ weight lowered SSIM, so it is off there."""
 class ReconstructionOptions:
     """How to reconstruct: sampler, steps (None: the model's default), seed, device, samples, method, whether to
     check the input pair first, the weight of projection guidance (0: off; None: the method's default,
-    :data:`DEFAULT_GUIDANCE`; :mod:`DiffuX2CTLib.diffusion.guidance`) and the arithmetic of the denoiser's sampling steps
-    (:data:`PRECISIONS`; the conditioning network and guidance always run in float32)."""
+    :data:`DEFAULT_GUIDANCE`; :mod:`DiffuX2CTLib.diffusion.guidance`) and the arithmetic of the denoiser's sampling
+    steps (:data:`PRECISIONS`; the conditioning network and guidance always run in float32)."""
 
     steps: int | None = None
     seed: int = 0

@@ -10,12 +10,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import SimpleITK as sitk  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import SimpleITK as sitk
 
-from ..core.atomic_write import WriteFile, write_file  # noqa: E402
-from ..imaging.hounsfield import HUWindow  # noqa: E402
+from ..core.atomic_write import WriteFile, write_file
+from ..imaging.hounsfield import HUWindow
 
 
 def orthogonal_slices(ct: sitk.Image) -> list[tuple[str, np.ndarray, float]]:

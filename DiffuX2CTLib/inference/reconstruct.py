@@ -65,7 +65,8 @@ def check_options(options: ReconstructionOptions, config: ModelConfig) -> None:
     seed the random generator cannot take."""
     if options.steps is not None and options.steps > config.timesteps:
         raise InputError(
-            f"{options.steps} sampling steps requested, but the model has only {config.timesteps} diffusion steps (use at most {config.timesteps})"
+            f"{options.steps} sampling steps requested, but the model has only {config.timesteps} diffusion steps "
+            f"(use at most {config.timesteps})"
         )
     if not 0 <= options.seed <= MAX_SEED:
         raise InputError(f"seed {options.seed} is out of range (use a whole number from 0 to {MAX_SEED})")
@@ -202,7 +203,10 @@ def _written_by_us(path: Path) -> bool:
 def caption(result: Reconstruction) -> str:
     """One line for the preview: how the result was made and how well it agrees with the inputs."""
     p = result.provenance
-    return f"{p['method']} ({p['sampler']}, {p['steps']} steps, seed {p['seed']}) in {p['seconds']} s; re-projection NCC AP {p['agreement_ap']}, lateral {p['agreement_lateral']}"
+    return (
+        f"{p['method']} ({p['sampler']}, {p['steps']} steps, seed {p['seed']}) in {p['seconds']} s; "
+        f"re-projection NCC AP {p['agreement_ap']}, lateral {p['agreement_lateral']}"
+    )
 
 
 def low_agreement_views(result: Reconstruction) -> list[str]:

@@ -40,7 +40,8 @@ def summarize_model_card(card: dict) -> str:
     """A few lines for the panel: name, grid, training, measured quality on held-out data, intended use."""
     model = card["model"]
     lines = [
-        f"{card.get('name', 'unnamed model')}: {model.get('grid_size')}^3 voxels over {model.get('field_of_view_mm')} mm, "
+        f"{card.get('name', 'unnamed model')}: {model.get('grid_size')}^3 voxels "
+        f"over {model.get('field_of_view_mm')} mm, "
         f"default {model.get('default_steps')} sampling steps",
     ]
     stages = card.get("training", {}).get("stages", [])

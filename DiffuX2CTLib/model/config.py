@@ -109,14 +109,16 @@ class ModelConfig:
             raise ConfigError(f"hu_low ({self.hu_low:g}) must be below hu_high ({self.hu_high:g})")
         if not self.source_to_detector_mm > self.source_to_isocenter_mm:
             raise ConfigError(
-                f"source_to_detector_mm ({self.source_to_detector_mm:g}) must exceed source_to_isocenter_mm ({self.source_to_isocenter_mm:g})"
+                f"source_to_detector_mm ({self.source_to_detector_mm:g}) must exceed "
+                f"source_to_isocenter_mm ({self.source_to_isocenter_mm:g})"
             )
         if self.default_steps > self.timesteps:
             raise ConfigError(f"default_steps ({self.default_steps}) must not exceed timesteps ({self.timesteps})")
         levels = len(self.unet_channels)
         if len(self.attention_levels) != levels:
             raise ConfigError(
-                f"attention_levels has {len(self.attention_levels)} entries but unet_channels {levels}: one per U-Net level"
+                f"attention_levels has {len(self.attention_levels)} entries but unet_channels {levels}: "
+                "one per U-Net level"
             )
         factor = max(
             2**level * (self.window_size if attention else 1) for level, attention in enumerate(self.attention_levels)
@@ -124,7 +126,8 @@ class ModelConfig:
         if self.grid_size % factor:
             windows = f", with attention windows of {self.window_size} voxels" if any(self.attention_levels) else ""
             raise ConfigError(
-                f"grid_size {self.grid_size} must be a multiple of {factor} (halved at each of the {levels - 1} U-Net downsamplings{windows})"
+                f"grid_size {self.grid_size} must be a multiple of {factor} "
+                f"(halved at each of the {levels - 1} U-Net downsamplings{windows})"
             )
 
     @property
@@ -187,6 +190,6 @@ PRESETS: dict[str, ModelConfig] = {
 }
 """Named architectures for ``train --preset``. ``cpu-64``: the bundled model's, 64^3 voxels of 5 mm, trainable on a
 CPU. ``paper-128``: the paper's output size, 128^3 voxels of 2.5 mm over the same 320 mm cube, 32 tri-plane and
-condition channels, a four-level denoiser with shifted-window attention at the lowest level (11.6 M parameters); measured on an H200 with bf16 autocast at
-0.16 s per training step of batch 1 (8.2 GiB) and 0.64 s at batch 8 (63.7 GiB), so batch 4 fits an 80 GB GPU
-without activation checkpointing."""
+condition channels, a four-level denoiser with shifted-window attention at the lowest level (11.6 M parameters);
+measured on an H200 with bf16 autocast at 0.16 s per training step of batch 1 (8.2 GiB) and 0.64 s at batch 8
+(63.7 GiB), so batch 4 fits an 80 GB GPU without activation checkpointing."""

@@ -32,7 +32,10 @@ HELD_OUT = 900_000
 def _panels(hu: np.ndarray, grid: VolumeGrid) -> list[np.ndarray]:
     """Coronal, axial, sagittal mid-slices (radiological display) and the AP and lateral DRRs, each in [0, 1]."""
     n = hu.shape[0]
-    window = lambda a: np.clip((a + 1000.0) / 2000.0, 0.0, 1.0)
+
+    def window(a: np.ndarray) -> np.ndarray:
+        return np.clip((a + 1000.0) / 2000.0, 0.0, 1.0)
+
     slices = [window(hu[::-1, n // 2, :]), window(hu[n // 2]), window(hu[::-1, :, n // 2])]
     image = grid_image(hu, grid)
     template = tuple(g.with_detector(160) for g in default_pair())

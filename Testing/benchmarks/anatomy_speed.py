@@ -52,7 +52,8 @@ def main() -> None:
         for region in REGIONS:
             wall, cpu = seconds_per_phantom(region, grid, device, args.repeats)
             print(
-                f"{label:>24}  {region:<8} {args.size}^3 at {args.spacing} mm: {wall:.3f} s wall, {cpu:.3f} s process CPU"
+                f"{label:>24}  {region:<8} {args.size}^3 at {args.spacing} mm: {wall:.3f} s wall, "
+                f"{cpu:.3f} s process CPU"
             )
 
 

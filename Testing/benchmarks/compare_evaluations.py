@@ -1,8 +1,8 @@
 """Compare two ``diffux2ct evaluate --set`` runs of the same cases, case by case: for every method both ran, the
 mean of each metric in A and in B, the mean per-case difference B - A with its range, and, where both wrote the
 same reconstruction file, how far apart the two volumes are voxel by voxel (mean, 99th percentile and largest
-absolute difference in HU, per reconstruction). Used to check that an option (e.g. ``--precision bfloat16``) or new weights change
-what they should and nothing else.
+absolute difference in HU, per reconstruction). Used to check that an option (e.g. ``--precision bfloat16``) or
+new weights change what they should and nothing else.
 
     PYTHONPATH=. .venv/bin/python Testing/benchmarks/compare_evaluations.py A_FOLDER B_FOLDER [--out FILE.md]
 
@@ -23,8 +23,8 @@ import SimpleITK as sitk
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from DiffuX2CTLib.core.atomic_write import write_text  # noqa: E402
-from DiffuX2CTLib.evaluation.evaluate import METRICS  # noqa: E402
+from DiffuX2CTLib.core.atomic_write import write_text
+from DiffuX2CTLib.evaluation.evaluate import METRICS
 
 
 def case_metrics(folder: Path) -> dict[str, dict]:

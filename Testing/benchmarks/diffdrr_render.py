@@ -4,7 +4,8 @@
     .venv-bench/bin/python Testing/benchmarks/diffdrr_render.py CT.nrrd OUT.npz --repeats 5 --threads 2
 
 Geometry as DiffuX2CT's default pair: source-to-detector 1200 mm, source-to-isocentre 1000 mm, 256 x 256 pixels
-of 1.6 mm, isocentre at the volume centre; the AP source in front of the patient, the lateral source at the patient's right (a -90 degree turn).
+of 1.6 mm, isocentre at the volume centre; the AP source in front of the patient, the lateral source at the
+patient's right (a -90 degree turn).
 Prints one JSON line: seconds per pair (each repeat) and the renderer used; the images go to OUT.npz.
 """
 

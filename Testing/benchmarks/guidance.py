@@ -30,17 +30,17 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from DiffuX2CTLib.anatomy.phantom import generate_phantom  # noqa: E402
-from DiffuX2CTLib.core.atomic_write import write_json, write_text  # noqa: E402
-from DiffuX2CTLib.core.device import resolve_precision  # noqa: E402
-from DiffuX2CTLib.evaluation.evaluate import TEST_REGIONS, TEST_SEED_START  # noqa: E402
-from DiffuX2CTLib.evaluation.metrics import compare  # noqa: E402
-from DiffuX2CTLib.imaging.geometry import View  # noqa: E402
+from DiffuX2CTLib.anatomy.phantom import generate_phantom
+from DiffuX2CTLib.core.atomic_write import write_json, write_text
+from DiffuX2CTLib.core.device import resolve_precision
+from DiffuX2CTLib.evaluation.evaluate import TEST_REGIONS, TEST_SEED_START
+from DiffuX2CTLib.evaluation.metrics import compare
+from DiffuX2CTLib.imaging.geometry import View
 from DiffuX2CTLib.imaging.image_io import detector_image, grid_image, resample_to_grid, write_image
-from DiffuX2CTLib.imaging.synthesize import pair_for_ct, render_pair  # noqa: E402
-from DiffuX2CTLib.inference.options import PRECISIONS, ReconstructionOptions  # noqa: E402
-from DiffuX2CTLib.inference.reconstruct import cached_model, reconstruct_pair  # noqa: E402
-from DiffuX2CTLib.training.samples import augment_radiographs, drr_grid  # noqa: E402
+from DiffuX2CTLib.imaging.synthesize import pair_for_ct, render_pair
+from DiffuX2CTLib.inference.options import PRECISIONS, ReconstructionOptions
+from DiffuX2CTLib.inference.reconstruct import cached_model, reconstruct_pair
+from DiffuX2CTLib.training.samples import augment_radiographs, drr_grid
 
 RESULTS = ROOT / "Testing" / "benchmarks" / "results"
 KINDS = ("plain", "implant", "shifted", "rotated", "geometry", "augmented")
@@ -142,7 +142,8 @@ def table(records: list[dict], group: str) -> list[str]:
             m: statistics.mean(r[m] for r in rows) for m in ("ncc", "psnr_db", "ssim", "mae_hu", "bone_dice", "seconds")
         }
         lines.append(
-            f"| {key[0]} ({len(rows)}) | {key[1]} | {key[2]:g} | {mean['ncc']:.4f} | {mean['psnr_db']:.2f} | {mean['ssim']:.3f} | "
+            f"| {key[0]} ({len(rows)}) | {key[1]} | {key[2]:g} | {mean['ncc']:.4f} | {mean['psnr_db']:.2f} | "
+            f"{mean['ssim']:.3f} | "
             f"{mean['mae_hu']:.0f} | {mean['bone_dice']:.3f} | {mean['seconds']:.1f} |"
         )
     return lines

@@ -359,7 +359,9 @@ def markdown(report: dict) -> str:
 
     r = report["reconstruction"]
     lines = [
-        f"Machine: {report['machine']}; device {report['device']}, {report['threads']} threads, sampling in {r['DDIM (default steps)']['precision']}; medians over {report['repeats']} runs after a warm-up (min-max).",
+        f"Machine: {report['machine']}; device {report['device']}, {report['threads']} threads, "
+        f"sampling in {r['DDIM (default steps)']['precision']}; "
+        f"medians over {report['repeats']} runs after a warm-up (min-max).",
         "",
         "| reconstruction (sample pair, 64^3) | seconds | peak memory (GiB) | PSNR (dB) | SSIM |",
         "|---|---|---|---|---|",
@@ -367,21 +369,25 @@ def markdown(report: dict) -> str:
     for label in ("DDIM (default steps)", "DDPM-1000"):
         q = r[label]["quality"]
         lines.append(
-            f"| in-process, {label} ({r[label]['steps']} steps) | {span(r[label]['seconds'])} | {r[label]['peak_gib']:.2f} | {q['psnr_db']:.2f} | {q['ssim']:.3f} |"
+            f"| in-process, {label} ({r[label]['steps']} steps) | {span(r[label]['seconds'])} | "
+            f"{r[label]['peak_gib']:.2f} | {q['psnr_db']:.2f} | {q['ssim']:.3f} |"
         )
     cli = r["command line, DDIM (default steps)"]
     lines.append(f"| whole process from the command line, DDIM | {span(cli['seconds'])} | {cli['peak_gib']:.2f} | | |")
     lines += [
         "",
-        f"DDIM is **{r['speed-up DDIM vs DDPM-1000']:.0f}x** faster than DDPM-1000; PSNR difference (DDIM minus DDPM-1000): {r['PSNR DDIM minus DDPM-1000 (dB)']:+.2f} dB.",
+        f"DDIM is **{r['speed-up DDIM vs DDPM-1000']:.0f}x** faster than DDPM-1000; "
+        f"PSNR difference (DDIM minus DDPM-1000): {r['PSNR DDIM minus DDPM-1000 (dB)']:+.2f} dB.",
         "",
     ]
     lines.append(
-        f"Start-up, process start to the first denoising step (worker: imports, model load, checksum): {span(report['startup']['seconds'])} s."
+        "Start-up, process start to the first denoising step (worker: imports, model load, checksum): "
+        f"{span(report['startup']['seconds'])} s."
     )
     lines += [
         "",
-        "| DRR projector (128^3 CT, 2 x 256 x 256) | pairs/s | peak memory (GiB) | AP corr. / max diff | lateral corr. / max diff |",
+        "| DRR projector (128^3 CT, 2 x 256 x 256) | pairs/s | peak memory (GiB) | AP corr. / max diff "
+        "| lateral corr. / max diff |",
         "|---|---|---|---|---|",
     ]
     for name, value in report["drr"].items():
@@ -389,7 +395,9 @@ def markdown(report: dict) -> str:
             lines.append(f"| {name} | {value} | | | |")
         elif "ap" in value:
             lines.append(
-                f"| {name} | {span(value['pairs_per_s'])} | {value['peak_gib']:.2f} | {value['ap']['correlation']:.4f} / {value['ap']['max_abs_diff']:.3f} | {value['lateral']['correlation']:.4f} / {value['lateral']['max_abs_diff']:.3f} |"
+                f"| {name} | {span(value['pairs_per_s'])} | {value['peak_gib']:.2f} | "
+                f"{value['ap']['correlation']:.4f} / {value['ap']['max_abs_diff']:.3f} | "
+                f"{value['lateral']['correlation']:.4f} / {value['lateral']['max_abs_diff']:.3f} |"
             )
         else:
             lines.append(
@@ -398,7 +406,8 @@ def markdown(report: dict) -> str:
     lines += ["", "| training, 64^3, batch 1 | steps/s | s/step | peak memory (GiB) |", "|---|---|---|---|"]
     for stage, value in report["training"].items():
         lines.append(
-            f"| {stage} | {span(value['steps_per_s'], 3)} | {span(value['seconds_per_step'])} | {value['peak_gib']:.2f} |"
+            f"| {stage} | {span(value['steps_per_s'], 3)} | {span(value['seconds_per_step'])} | "
+            f"{value['peak_gib']:.2f} |"
         )
     lines += [
         "",

@@ -27,12 +27,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from DiffuX2CTLib.core.atomic_write import write_json  # noqa: E402
-from DiffuX2CTLib.core.device import resolve_device, resolve_precision  # noqa: E402
-from DiffuX2CTLib.inference.options import DEFAULT_GUIDANCE, PRECISIONS, ReconstructionOptions  # noqa: E402
-from DiffuX2CTLib.inference.sampling import draw_samples  # noqa: E402
-from DiffuX2CTLib.model.weights import load_model  # noqa: E402
-from DiffuX2CTLib.training.samples import PhantomSource, SampleMaker  # noqa: E402
+from DiffuX2CTLib.core.atomic_write import write_json
+from DiffuX2CTLib.core.device import resolve_device, resolve_precision
+from DiffuX2CTLib.inference.options import DEFAULT_GUIDANCE, PRECISIONS, ReconstructionOptions
+from DiffuX2CTLib.inference.sampling import draw_samples
+from DiffuX2CTLib.model.weights import load_model
+from DiffuX2CTLib.training.samples import PhantomSource, SampleMaker
 
 
 def median_seconds(run: Callable[[], object], device: torch.device, repeats: int) -> float:
@@ -86,10 +86,10 @@ def main() -> None:
     for requested in args.precision:
         precision = resolve_precision(requested, device)
         with torch.inference_mode():
-            one = median_seconds(lambda: draw(1, precision), device, args.repeats)
-            batched = median_seconds(lambda: draw(args.samples, precision), device, args.repeats)
+            one = median_seconds(lambda precision=precision: draw(1, precision), device, args.repeats)
+            batched = median_seconds(lambda precision=precision: draw(args.samples, precision), device, args.repeats)
         guided = median_seconds(
-            lambda: draw(1, precision, DEFAULT_GUIDANCE["diffusion"]), device, args.repeats
+            lambda precision=precision: draw(1, precision, DEFAULT_GUIDANCE["diffusion"]), device, args.repeats
         )  # guidance needs gradients
         rows[requested] = {
             "resolved": precision,

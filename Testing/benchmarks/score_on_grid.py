@@ -19,11 +19,11 @@ import SimpleITK as sitk
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from DiffuX2CTLib.core.atomic_write import write_json  # noqa: E402
-from DiffuX2CTLib.evaluation.evaluate import METRICS, TEST_REGIONS, TEST_SEED_START, phantom_case  # noqa: E402
-from DiffuX2CTLib.evaluation.metrics import compare  # noqa: E402
-from DiffuX2CTLib.imaging.image_io import grid_image, image_center_lps, resample_to_grid  # noqa: E402
-from DiffuX2CTLib.model.config import PRESETS  # noqa: E402
+from DiffuX2CTLib.core.atomic_write import write_json
+from DiffuX2CTLib.evaluation.evaluate import METRICS, TEST_REGIONS, TEST_SEED_START, phantom_case
+from DiffuX2CTLib.evaluation.metrics import compare
+from DiffuX2CTLib.imaging.image_io import grid_image, image_center_lps, resample_to_grid
+from DiffuX2CTLib.model.config import PRESETS
 
 INPUTS = ("ap", "lateral")
 

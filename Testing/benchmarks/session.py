@@ -34,11 +34,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "Testing")]
 
-from slicer_scene import SAMPLE_DATA, CoreApp  # noqa: E402
+from slicer_scene import SAMPLE_DATA, CoreApp
 
-from DiffuX2CTLib.app.protocol import JobSpec  # noqa: E402
-from DiffuX2CTLib.app.runner import worker_environment  # noqa: E402
-from DiffuX2CTLib.app.scene import SceneLogic  # noqa: E402
+from DiffuX2CTLib.app.protocol import JobSpec
+from DiffuX2CTLib.app.runner import worker_environment
+from DiffuX2CTLib.app.scene import SceneLogic
 from DiffuX2CTLib.inference.options import PRECISIONS, ReconstructionOptions
 
 POLL_S = 0.01
@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> None:
         preloaded.shutdown()
     one_shot = [one_shot_process(args.device, args.precision) for _ in range(max(1, args.repeats - 1))]
     results = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end; device {args.device}, sampling in {first['precision']}; {args.repeats} repeats",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end; "
+        f"device {args.device}, sampling in {first['precision']}; {args.repeats} repeats",
         "first": first,
         "following": following,
         "regression": regression,
@@ -146,7 +147,8 @@ def main(argv: list[str] | None = None) -> None:
     lines = [
         f"Machine: {results['machine']}; medians (min-max); one worker served all session jobs: {len(pids) == 1}.",
         "",
-        "| reconstruction through SceneLogic (nodes in, nodes out) | wall s | worker in-process s | session overhead s |",
+        "| reconstruction through SceneLogic (nodes in, nodes out) | wall s | worker in-process s "
+        "| session overhead s |",
         "|---|---|---|---|",
     ]
     for label, wall, inner in rows:

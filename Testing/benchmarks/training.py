@@ -7,9 +7,11 @@ For each model size (64^3 ``cpu-64``, 128^3 ``paper-128``) and stage, on the CPU
   the time the model spent waiting for its batch (the ``data_s`` the run logs for every step), over the whole loop;
 * ``--from-log RUN/log.jsonl``: the same two figures for a finished run.
 
-    PYTHONPATH=. .venv/bin/python Testing/benchmarks/training.py [--quick] [--device cuda --workers 14 --results training-gpu]
+    PYTHONPATH=. .venv/bin/python Testing/benchmarks/training.py [--quick] \\
+        [--device cuda --workers 14 --results training-gpu]
 
-Writes ``Testing/benchmarks/results/training.{json,md}`` (or the ``--results`` name). A benchmark, not a test: numbers depend on the machine.
+Writes ``Testing/benchmarks/results/training.{json,md}`` (or the ``--results`` name). A benchmark, not a test:
+numbers depend on the machine.
 """
 
 from __future__ import annotations
@@ -28,16 +30,16 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from DiffuX2CTLib.core.atomic_write import write_json, write_text  # noqa: E402
-from DiffuX2CTLib.core.device import autocast, resolve_precision  # noqa: E402
+from DiffuX2CTLib.core.atomic_write import write_json, write_text
+from DiffuX2CTLib.core.device import autocast, resolve_precision
 from DiffuX2CTLib.diffusion.losses import diffusion_loss, regression_loss
-from DiffuX2CTLib.diffusion.schedule import training_scheduler  # noqa: E402
-from DiffuX2CTLib.imaging.drr import DRRProjector  # noqa: E402
-from DiffuX2CTLib.inference.options import PRECISIONS  # noqa: E402
-from DiffuX2CTLib.model.config import PRESETS  # noqa: E402
-from DiffuX2CTLib.model.network import DiffuX2CTNet  # noqa: E402
-from DiffuX2CTLib.training.samples import PhantomSource, SampleMaker  # noqa: E402
-from DiffuX2CTLib.training.trainer import TrainSettings, train  # noqa: E402
+from DiffuX2CTLib.diffusion.schedule import training_scheduler
+from DiffuX2CTLib.imaging.drr import DRRProjector
+from DiffuX2CTLib.inference.options import PRECISIONS
+from DiffuX2CTLib.model.config import PRESETS
+from DiffuX2CTLib.model.network import DiffuX2CTNet
+from DiffuX2CTLib.training.samples import PhantomSource, SampleMaker
+from DiffuX2CTLib.training.trainer import TrainSettings, train
 
 RESULTS = ROOT / "Testing" / "benchmarks" / "results"
 
@@ -194,18 +196,21 @@ def table(rows: list[dict], machine: str) -> str:
     lines = [
         f"Machine: {machine}; torch {torch.__version__}.",
         "",
-        "| device | preset | stage | precision | batch | data workers | reuse | data samples/s (in process) | model steps/s | training samples/s | waiting for data |",
+        "| device | preset | stage | precision | batch | data workers | reuse | data samples/s (in process) "
+        "| model steps/s | training samples/s | waiting for data |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         workers = "default" if r["workers"] is None else str(r["workers"])
         if "error" in r:
             lines.append(
-                f"| {r['device']} | {r['preset']} | {r['stage']} | {r.get('precision', '')} | {r['batch']} | {workers} | {r.get('reuse', 1)} | {r['data_samples_per_s']:.2f} | {r['error']} | | |"
+                f"| {r['device']} | {r['preset']} | {r['stage']} | {r.get('precision', '')} | {r['batch']} | "
+                f"{workers} | {r.get('reuse', 1)} | {r['data_samples_per_s']:.2f} | {r['error']} | | |"
             )
             continue
         lines.append(
-            f"| {r['device']} | {r['preset']} | {r['stage']} | {r.get('precision', '')} | {r['batch']} | {workers} | {r.get('reuse', 1)} | {r['data_samples_per_s']:.2f} | "
+            f"| {r['device']} | {r['preset']} | {r['stage']} | {r.get('precision', '')} | {r['batch']} | "
+            f"{workers} | {r.get('reuse', 1)} | {r['data_samples_per_s']:.2f} | "
             f"{r['model_steps_per_s']:.2f} | {r['samples_per_s']:.2f} | {r['waiting_share']:.0%} |"
         )
     return "\n".join(lines) + "\n"
