@@ -36,8 +36,15 @@ class ProjectionGuidance:
 
     def mismatch(self, volume_unit: torch.Tensor, radiographs: torch.Tensor) -> torch.Tensor:
         """Per item Huber mismatch between the DRRs of ``(B, 1, N, N, N)`` volumes in [-1, 1] and ``(B, 2, P, P)``
-        normalised radiographs: ``(B,)``."""
-        rendered = render_model_radiographs(volume_unit, self.projector, self.config.grid(), self.config.hu_window)
+        normalised radiographs: ``(B,)``.
+
+        The DRRs' percentile scaling is held constant for the gradient (recomputed at every step): through the
+        percentiles, the gradient would gather on the one or two pixels each percentile is read from, and every
+        step would paint their rays into the volume as thin lines (the stray line across the sample pair's
+        mid-sagittal plane)."""
+        rendered = render_model_radiographs(
+            volume_unit, self.projector, self.config.grid(), self.config.hu_window, scale_gradient=False
+        )
         return F.huber_loss(rendered, radiographs, delta=HUBER_DELTA, reduction="none").flatten(1).mean(dim=1)
 
     def step(self, volume_unit: torch.Tensor, radiographs: torch.Tensor) -> torch.Tensor:

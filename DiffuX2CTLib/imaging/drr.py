@@ -152,22 +152,35 @@ class DRRProjector(torch.nn.Module):
 
 
 def normalize_radiograph(
-    image: torch.Tensor, low_percentile: float = 0.5, high_percentile: float = 99.5
+    image: torch.Tensor, low_percentile: float = 0.5, high_percentile: float = 99.5, scale_gradient: bool = True
 ) -> torch.Tensor:
     """Robust per-image scaling of log-domain radiographs to [0, 1] (``(..., R, C)`` -> same shape).
 
     Real radiographs have an unknown detector gain and post-processing, so the absolute scale of the log
     image is not trusted: DRRs and real images both pass through this percentile scaling before the model sees
     them, which keeps the two domains comparable.
+
+    ``scale_gradient=False`` holds the two percentiles constant for autograd. A percentile's gradient reaches
+    only the one or two pixels it was read from, so a loss summed over the whole image pours its share of the
+    scale's gradient into those pixels' rays: back-projected, that is a thin line through the volume (the
+    brightest AP pixel lies on the spine, so its ray runs along the mid-sagittal plane).
     """
     flat = image.reshape(*image.shape[:-2], -1)
     low = torch.quantile(flat, low_percentile / 100.0, dim=-1, keepdim=True)[..., None]
     high = torch.quantile(flat, high_percentile / 100.0, dim=-1, keepdim=True)[..., None]
+    if not scale_gradient:
+        low, high = low.detach(), high.detach()
     return torch.clamp((image - low) / torch.clamp(high - low, min=1e-6), 0.0, 1.0)
 
 
 def render_model_radiographs(
-    volume_unit: torch.Tensor, projector: DRRProjector, grid: VolumeGrid, window: HUWindow
+    volume_unit: torch.Tensor,
+    projector: DRRProjector,
+    grid: VolumeGrid,
+    window: HUWindow,
+    scale_gradient: bool = True,
 ) -> torch.Tensor:
-    """Normalised DRR pair ``(B, 2, P, P)`` of a ``(B, 1, N, N, N)`` volume in [-1, 1]."""
-    return normalize_radiograph(projector(hu_to_attenuation(unit_to_hu(volume_unit, window)), grid))
+    """Normalised DRR pair ``(B, 2, P, P)`` of a ``(B, 1, N, N, N)`` volume in [-1, 1]; ``scale_gradient`` as in
+    :func:`normalize_radiograph`."""
+    attenuation = hu_to_attenuation(unit_to_hu(volume_unit, window))
+    return normalize_radiograph(projector(attenuation, grid), scale_gradient=scale_gradient)
