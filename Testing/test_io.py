@@ -238,3 +238,97 @@ def test_a_truncated_jpeg_is_unreadable_not_filled_with_grey(tmp_path, capfd, ke
     assert (
         captured.out == "" and captured.err == ""
     )  # the decoder's own line neither pollutes stdout nor repeats the error
+
+
+def _stored_reversed(image: sitk.Image, axis: int) -> sitk.Image:
+    """The same image in physical space, its pixels stored in reverse order along ``axis`` (0: columns, 1: rows)
+    and the header's direction and origin saying so: what a tool that stores the x axis the other way writes."""
+    array = sitk.GetArrayFromImage(image)
+    reversed_array = np.flip(array, axis=array.ndim - 1 - axis).copy()
+    out = sitk.GetImageFromArray(reversed_array)
+    out.SetSpacing(image.GetSpacing())
+    last = [0] * image.GetDimension()
+    last[axis] = image.GetSize()[axis] - 1
+    out.SetOrigin(image.TransformIndexToPhysicalPoint(last))
+    direction = np.asarray(image.GetDirection()).reshape(image.GetDimension(), -1).copy()
+    direction[:, axis] *= -1
+    out.SetDirection(tuple(direction.ravel()))
+    for key in image.GetMetaDataKeys():
+        out.SetMetaData(key, image.GetMetaData(key))
+    return out
+
+
+@pytest.mark.parametrize("suffix", [".nrrd", ".mha", ".nii.gz"])
+@pytest.mark.parametrize("view", [View.AP, View.LATERAL])
+def test_a_radiograph_stored_with_a_reversed_axis_reads_as_the_plain_one(tmp_path, suffix, view):
+    """The same radiograph, physically, stored with its columns (or rows) the other way and a header that says so,
+    gives the same pixels and the same detector image for the model as the plain file."""
+    from DiffuX2CTLib.inference.preprocess import fit_to_detector
+    from DiffuX2CTLib.model.config import ModelConfig
+
+    geometry = ProjectionGeometry(view).with_detector(48)
+    pixels = np.random.default_rng(1).random((48, 48)).astype(np.float32)
+    pixels[5:20, 30:44] += 3.0  # one bright corner: a mirror would move it
+    plain = read_radiograph(write_image(detector_image(pixels, geometry), tmp_path / f"plain{suffix}"), view)
+    target = ModelConfig().detector(view)
+    for axis in (0, 1):
+        stored = write_image(_stored_reversed(detector_image(pixels, geometry), axis), tmp_path / f"rev{axis}{suffix}")
+        assert not np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(stored)))[0], pixels)  # stored reversed
+        radiograph = read_radiograph(stored, view)
+        assert np.array_equal(radiograph.pixels, plain.pixels)
+        assert radiograph.geometry == plain.geometry == (None if suffix == ".nii.gz" else geometry)  # no metadata
+        assert radiograph.orientation_from_file is True
+        assert np.array_equal(fit_to_detector(radiograph, target), fit_to_detector(plain, target))
+        assert any("as its header's direction says" in note for note in radiograph.notes)
+
+
+@pytest.mark.parametrize("suffix", [".nrrd", ".mha"])
+def test_a_2d_radiograph_with_a_reversed_axis_or_a_negative_spacing_is_read_in_physical_space(tmp_path, suffix):
+    """A 2D image has no patient orientation, but its direction still says which way its axes run: it is read as an
+    image viewer shows it; ITK turns a negative spacing (here in the MetaImage header) into a reversed direction."""
+    pixels = np.random.default_rng(2).random((40, 50)).astype(np.float32)
+    pixels[2:10, 35:48] += 3.0
+    image = sitk.GetImageFromArray(pixels)
+    image.SetSpacing((0.5, 0.5))
+    plain = read_radiograph(write_image(image, tmp_path / f"plain{suffix}"), View.AP)
+    assert np.array_equal(plain.pixels, pixels) and plain.pixel_spacing_mm == (0.5, 0.5)
+    assert not plain.orientation_from_file
+    assert any("no patient orientation in the file; assumed columns run towards L" in n for n in plain.notes)
+    for axis in (0, 1):
+        stored = read_radiograph(write_image(_stored_reversed(image, axis), tmp_path / f"rev{axis}{suffix}"), "ap")
+        assert np.array_equal(stored.pixels, pixels) and stored.pixel_spacing_mm == (0.5, 0.5)
+    transposed = sitk.GetImageFromArray(pixels.T.copy())
+    transposed.SetSpacing((0.5, 0.25))
+    transposed.SetDirection((0.0, 1.0, 1.0, 0.0))  # columns along y, rows along x
+    radiograph = read_radiograph(write_image(transposed, tmp_path / f"transposed{suffix}"), View.AP)
+    assert np.array_equal(radiograph.pixels, pixels) and radiograph.pixel_spacing_mm == (0.5, 0.25)
+    if suffix == ".mha":
+        negative = tmp_path / "negative.mha"
+        header, data = (tmp_path / "plain.mha").read_bytes().split(b"ElementDataFile", 1)
+        header = header.replace(b"ElementSpacing = 0.5 0.5", b"ElementSpacing = -0.5 0.5")
+        header = header.replace(b"Offset = 0 0", b"Offset = 24.5 0")  # the last column's centre, x = 49 * 0.5
+        negative.write_bytes(header + b"ElementDataFile" + data)
+        stored = sitk.GetArrayFromImage(sitk.ReadImage(str(negative)))
+        assert np.array_equal(stored, pixels)  # the pixels as stored, first column at the largest x
+        assert np.array_equal(read_radiograph(negative, View.AP).pixels, pixels[:, ::-1])
+
+
+def test_a_radiograph_whose_direction_cannot_be_honoured_is_refused(tmp_path):
+    lateral = detector_image(
+        np.random.default_rng(3).random((32, 32)).astype(np.float32), ProjectionGeometry("lateral")
+    )
+    for key in lateral.GetMetaDataKeys():
+        lateral.EraseMetaData(key)  # no geometry header: only the direction says it lies in a sagittal plane
+    path = write_image(lateral, tmp_path / "sagittal.nrrd")
+    with pytest.raises(
+        InputError,
+        match=r"sagittal.nrrd: the header's direction runs the image's columns towards P and rows towards F, which "
+        r"does not fit a ap view \(columns towards L and rows towards F\)",
+    ):
+        read_radiograph(path, View.AP)
+    assert read_radiograph(path, View.LATERAL).orientation_from_file
+    rotated = sitk.GetImageFromArray(np.random.default_rng(4).random((32, 32)).astype(np.float32))
+    angle = np.radians(30.0)
+    rotated.SetDirection((np.cos(angle), -np.sin(angle), np.sin(angle), np.cos(angle)))
+    with pytest.raises(InputError, match=r"rotated.mha: the header's direction rotates the image by 30.0 degrees"):
+        read_radiograph(write_image(rotated, tmp_path / "rotated.mha"), View.AP)

@@ -66,6 +66,9 @@ _DICOM_TAGS = {
 # the patient's left to the right of the image, lateral with posterior to the right, both head up (see geometry.py).
 _MODEL_ORIENTATION = {View.AP: ("L", "F"), View.LATERAL: ("P", "F")}
 _OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "H": "F", "F": "H"}
+# LPS letters of the patient axes, for messages: +x towards L, +y towards P, +z towards the head.
+_LPS_LETTERS = (("R", "L"), ("A", "P"), ("F", "H"))
+_AXIS_TOLERANCE = 1e-3  # a direction cosine this close to 1 counts as along the axis
 _LATERAL_POSITIONS = {"LL", "RL", "LAT", "LATERAL", "LLD", "RLD"}
 _FRONTAL_POSITIONS = {"AP", "PA"}
 
@@ -81,6 +84,7 @@ class Radiograph:
     notes: list[str] = field(default_factory=list)
     colourfulness: float = 0.0  # mean chroma of a colour file relative to its range; 0 for grayscale
     view_from_file: bool = False  # the file says which view it is (our NRRD header, DICOM ViewPosition)
+    orientation_from_file: bool = False  # the file places the image in patient space (direction, PatientOrientation)
 
 
 def _fail(path: Path, problem: str) -> InputError:
@@ -215,13 +219,14 @@ def _to_grayscale(image: sitk.Image, path: Path, notes: list[str]) -> tuple[np.n
     raise _fail(path, f"image has {components} components per pixel; expected a grayscale radiograph")
 
 
-def _geometry_from_header(image: sitk.Image, view: View, path: Path) -> ProjectionGeometry | None:
-    """Cone-beam geometry written by `synthesize` into a single-slice volume's header, if present."""
+def _geometry_from_header(
+    image: sitk.Image, view: View, path: Path, shape: tuple[int, int], spacing: tuple[float, float]
+) -> ProjectionGeometry | None:
+    """Cone-beam geometry written by `synthesize` into a single-slice volume's header, if present, for the image
+    as oriented to the detector frame: ``shape`` (rows, cols) and ``spacing`` (row, column) in mm."""
     key = _META_PREFIX + "source_to_detector_mm"
     if not image.HasMetaDataKey(key):
         return None
-    spacing = image.GetSpacing()
-    size = image.GetSize()
     try:
         isocenter = tuple(float(v) for v in image.GetMetaData(_META_PREFIX + "isocenter_lps").split())
         if len(isocenter) != 3:
@@ -232,8 +237,8 @@ def _geometry_from_header(image: sitk.Image, view: View, path: Path) -> Projecti
             else view,
             source_to_detector_mm=float(image.GetMetaData(key)),
             source_to_isocenter_mm=float(image.GetMetaData(_META_PREFIX + "source_to_isocenter_mm")),
-            detector_pixels=(int(size[1]), int(size[0])),
-            pixel_spacing_mm=(float(spacing[1]), float(spacing[0])),
+            detector_pixels=(int(shape[0]), int(shape[1])),
+            pixel_spacing_mm=(float(spacing[0]), float(spacing[1])),
             isocenter_lps=isocenter,
         )
     except (ValueError, RuntimeError) as error:  # RuntimeError: a geometry key SimpleITK cannot return
@@ -352,11 +357,98 @@ def _orient_dicom(
     return np.ascontiguousarray(pixels), spacing
 
 
+def _direction_letter(vector: np.ndarray) -> str:
+    """The patient direction (R/L, A/P, F/H) a unit LPS vector runs towards, or a vector for an oblique one."""
+    axis = int(np.argmax(np.abs(vector)))
+    if abs(vector[axis]) > 1.0 - _AXIS_TOLERANCE:
+        return _LPS_LETTERS[axis][int(vector[axis] > 0)]
+    return "(" + ", ".join(f"{v:.2f}" for v in vector) + ")"
+
+
+def _signed_axes(columns: np.ndarray, rows: np.ndarray, want_columns: np.ndarray, want_rows: np.ndarray):
+    """How the image's column and row directions map onto the wanted ones: ``(transpose, flip_columns,
+    flip_rows)`` (flips applied after the transpose), or None when they are not the wanted axes in some order and
+    sign."""
+    for transpose, (c, r) in ((False, (columns, rows)), (True, (rows, columns))):
+        dc, dr = float(np.dot(c, want_columns)), float(np.dot(r, want_rows))
+        if abs(abs(dc) - 1.0) < _AXIS_TOLERANCE and abs(abs(dr) - 1.0) < _AXIS_TOLERANCE:
+            return transpose, dc < 0, dr < 0
+    return None
+
+
+def _orient_by_direction(
+    image: sitk.Image, pixels: np.ndarray, view: View, path: Path, notes: list[str]
+) -> tuple[np.ndarray, tuple[float, float], bool]:
+    """The pixels of an NRRD/MHA/NIfTI radiograph in the detector frame the geometry expects, read in physical
+    space through the file's direction matrix (ITK turns a negative spacing into a reversed direction, so both are
+    honoured here): ``(pixels, (row, column) spacing in mm, whether the file placed the image in patient space)``.
+
+    A single-slice volume whose direction puts the image in a plane a radiograph can lie in (its normal is not the
+    head-feet axis) is in patient space: its column and row directions must be the view's (AP: columns towards the
+    patient's left, rows towards the feet; lateral: columns towards posterior, rows towards the feet), in any order
+    and sign, and are turned into them. A 2D image, or a slice lying in the axial plane, says nothing of the patient:
+    its direction is honoured relative to the identity (the frame every tool writes by default; an image viewer
+    shows it with columns left to right and rows top to bottom), and its orientation is assumed. A direction that is
+    neither (an oblique or rotated image) is refused: resampling it would invent pixels the detector did not see."""
+    dimension = image.GetDimension()
+    direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(dimension, dimension)
+    spacing_xy = np.asarray(image.GetSpacing()[:2], dtype=np.float64)
+    if not np.all(spacing_xy > 0):  # ITK folds negative spacing into the direction; anything else is damage
+        raise _fail(path, f"invalid pixel spacing {tuple(float(s) for s in spacing_xy)} in the header")
+    columns, rows = direction[:, 0], direction[:, 1]
+    in_patient_space = bool(dimension == 3 and abs(abs(direction[2, 2]) - 1.0) > _AXIS_TOLERANCE)
+    if in_patient_space:
+        geometry = ProjectionGeometry(view)
+        want_columns, want_rows = geometry.column_axis, geometry.row_axis
+        frame = f"towards {_direction_letter(columns)} and rows towards {_direction_letter(rows)}"
+        expected = f"towards {_direction_letter(want_columns)} and rows towards {_direction_letter(want_rows)}"
+    else:
+        columns, rows = columns[:2], rows[:2]
+        want_columns, want_rows = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    mapping = _signed_axes(columns, rows, want_columns, want_rows)
+    if mapping is None and in_patient_space:
+        raise _fail(
+            path,
+            f"the header's direction runs the image's columns {frame}, which does not fit a {view.value} view "
+            f"(columns {expected}); give the other view, or a file without a direction",
+        )
+    if mapping is None:
+        raise _fail(
+            path,
+            "the header's direction rotates the image by "
+            f"{math.degrees(math.atan2(columns[1], columns[0])):.1f} degrees; only the image axes and their "
+            "reversals can be honoured without resampling, so rotate the image before use",
+        )
+    transpose, flip_columns, flip_rows = mapping
+    spacing = (float(spacing_xy[1]), float(spacing_xy[0]))
+    changes = []
+    if transpose:
+        pixels, spacing = pixels.T, (spacing[1], spacing[0])
+        changes.append("transposed")
+    if flip_columns:
+        pixels = pixels[:, ::-1]
+        changes.append("mirrored left-right")
+    if flip_rows:
+        pixels = pixels[::-1]
+        changes.append("flipped top-bottom")
+    if changes:
+        notes.append(f"{path.name}: image {' and '.join(changes)} as its header's direction says")
+    if not in_patient_space:
+        expected = _MODEL_ORIENTATION[view]
+        notes.append(
+            f"{path.name}: no patient orientation in the file; assumed columns run towards {expected[0]} "
+            f"and rows towards {expected[1]}"
+        )
+    return np.ascontiguousarray(pixels), spacing, in_patient_space
+
+
 def read_radiograph(path: str | os.PathLike, view: View | str) -> Radiograph:
     """Read one radiograph (DICOM DX/CR, PNG/JPEG/TIFF, or a single-slice NRRD/MHA/NIfTI), validated.
 
     DICOM rescale slope/intercept are applied and MONOCHROME1 is presented bone-bright by SimpleITK's GDCM
-    reader; colour images become luminance. ``view`` says which slot the image was given for.
+    reader; colour images become luminance. DICOM is oriented by PatientOrientation, NRRD/MHA/NIfTI by their
+    direction matrix (read in physical space, :func:`_orient_by_direction`); where the file says nothing of the
+    patient, the model's orientation is assumed and a note says so. ``view`` says which slot the image was given for.
     """
     path, view = Path(path), View(view)
     if path.is_dir():
@@ -383,15 +475,22 @@ def read_radiograph(path: str | os.PathLike, view: View | str) -> Radiograph:
         )
     _check_values(pixels, path)
 
-    geometry = _geometry_from_header(image, view, path)
     spacing: tuple[float, float] | None = None
+    orientation_from_file = False
+    is_dicom = image.HasMetaDataKey(_DICOM_TAGS["photometric"]) or _suffix(path) in (".dcm", ".dicom")
+    is_volume_format = _suffix(path) in (".nrrd", ".nhdr", ".mha", ".mhd", ".nii", ".nii.gz")
+    header_view = image.GetMetaData(_META_PREFIX + "view") if image.HasMetaDataKey(_META_PREFIX + "view") else None
+    if header_view in {v.value for v in View} and header_view != view.value:
+        raise _fail(path, f"header says this is the {header_view} view but it was given as the {view.value} view")
+    if is_volume_format and not is_dicom:
+        pixels, spacing, orientation_from_file = _orient_by_direction(image, pixels, view, path, notes)
+    geometry = _geometry_from_header(image, view, path, pixels.shape, spacing) if spacing else None
     if geometry is not None:
-        spacing = geometry.pixel_spacing_mm
         if geometry.view != view:
             raise _fail(
                 path, f"header says this is the {geometry.view.value} view but it was given as the {view.value} view"
             )
-    elif image.HasMetaDataKey(_DICOM_TAGS["photometric"]) or _suffix(path) in (".dcm", ".dicom"):
+    elif is_dicom:
         spacing_tag = _dicom_tag(image, "imager_pixel_spacing") or _dicom_tag(image, "pixel_spacing")
         if spacing_tag:
             try:
@@ -404,11 +503,15 @@ def read_radiograph(path: str | os.PathLike, view: View | str) -> Radiograph:
             notes.append(f"{path.name}: no pixel spacing tag; assumed the image spans the default detector")
         pixels = _dicom_intensity(image, pixels, path, notes)
         pixels, spacing = _orient_dicom(image, pixels, spacing, view, path, notes)
+        orientation_from_file = _dicom_tag(image, "patient_orientation") is not None
         geometry = _dicom_distances(image, pixels.shape, spacing, view, path, notes)
-    elif _suffix(path) in (".nrrd", ".nhdr", ".mha", ".mhd", ".nii", ".nii.gz"):
-        spacing = (float(image.GetSpacing()[1]), float(image.GetSpacing()[0]))
-    else:
+    elif not is_volume_format:
+        expected = _MODEL_ORIENTATION[view]
         notes.append(f"{path.name}: plain image without pixel spacing; assumed it spans the default detector")
+        notes.append(
+            f"{path.name}: a plain image carries no orientation; assumed columns run towards {expected[0]} "
+            f"and rows towards {expected[1]}"
+        )
     view_from_file = (
         image.HasMetaDataKey(_META_PREFIX + "view")
         or (_dicom_tag(image, "view_position") or "").upper() in _LATERAL_POSITIONS | _FRONTAL_POSITIONS
@@ -421,6 +524,7 @@ def read_radiograph(path: str | os.PathLike, view: View | str) -> Radiograph:
         notes=notes,
         colourfulness=colourfulness,
         view_from_file=view_from_file,
+        orientation_from_file=orientation_from_file,
     )
 
 
