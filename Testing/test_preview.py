@@ -4,16 +4,18 @@ on the left), whatever the direction matrix the CT was stored with."""
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from PIL import Image
 
 from DiffuX2CTLib.diffusion.guidance import ProjectionGuidance
 from DiffuX2CTLib.imaging.drr import render_model_radiographs
 from DiffuX2CTLib.imaging.geometry import VolumeGrid
 from DiffuX2CTLib.imaging.image_io import grid_image
-from DiffuX2CTLib.inference.preview import save_preview
+from DiffuX2CTLib.inference.preview import NOT_FOR_DIAGNOSIS, preview_figure, save_preview
 from DiffuX2CTLib.model.config import ModelConfig
 
 N = 32
@@ -117,3 +119,36 @@ def test_a_guided_volume_of_smooth_anatomy_shows_no_stray_line_across_a_slice_pa
         assert 0.9 < panel.shape[0] / panel.shape[1] < 1.1 and panel.shape[0] > 200, name  # the whole panel
         spikes = _row_spikes(panel)  # the old guidance: 1.2 to 1.9 in the sagittal panel; now under 0.05
         assert spikes.max() < 0.5, (name, int(spikes.argmax()), float(spikes.max()))
+
+
+def test_the_preview_is_marked_not_for_diagnosis_in_its_pixels_and_its_text(tmp_path):
+    radiograph = np.random.default_rng(0).random((40, 40)).astype(np.float32)
+    path = save_preview(_asymmetric_ct(), [radiograph, radiograph], tmp_path / "preview.png", caption="a caption")
+    with Image.open(path) as png:
+        assert png.text["Description"] == f"{NOT_FOR_DIAGNOSIS}. a caption" and png.text["Software"] == "DiffuX2CT"
+        rgb = np.asarray(png.convert("RGB")).astype(int)
+    red = (rgb[..., 0] > 120) & (rgb[..., 1] < 60) & (rgb[..., 2] < 60)  # the mark's colour; nothing else is red
+    rows = np.flatnonzero(red.sum(axis=1))
+    assert red.sum() > 100 and rows.min() > 0.85 * rgb.shape[0]  # a line of red text under the panels
+
+
+@pytest.mark.parametrize("assumed", [(False, False), (True, False), (True, True)])
+def test_every_panel_names_the_patient_direction_at_each_edge(assumed):
+    radiograph = np.zeros((40, 40), np.float32)
+    figure = preview_figure(_asymmetric_ct(), [radiograph, radiograph], orientation_assumed=assumed)
+    try:
+        axes = figure.get_axes()
+        assert len(axes) == 5
+        expected = [("R", "L", "S", "I"), ("A", "P", "S", "I"), ("R", "L", "A", "P"), ("R", "L", "S", "I")]
+        expected.append(("A", "P", "S", "I"))
+        for axis, edges, guessed in zip(axes, expected, [*assumed, False, False, False]):
+            labels = {text.get_text(): text.get_position() for text in axis.texts}
+            left, right, top, bottom = (labels[letter] for letter in edges)
+            assert left[0] < 0 < 1 < right[0] and abs(left[1] - 0.5) < 0.01 and abs(right[1] - 0.5) < 0.01
+            assert top[1] > 1 and bottom[1] < 0 and abs(top[0] - 0.5) < 0.01 and abs(bottom[0] - 0.5) < 0.01
+            assert ("orientation assumed" in axis.get_title()) == guessed
+        mark = [text.get_text() for text in figure.texts]
+        assert mark[-1].startswith(NOT_FOR_DIAGNOSIS)
+        assert ("assumed orientation of the inputs" in mark[-1]) == any(assumed)
+    finally:
+        plt.close(figure)

@@ -207,3 +207,44 @@ def test_cli_reports_a_corrupted_model_in_one_line(tiny_model, tmp_path):
         "broken/model.safetensors: checksum mismatch, the file is corrupted or was modified"
     )
     assert not (tmp_path / "o.nrrd").exists()
+
+
+def test_nifti_outputs_carry_the_not_for_diagnosis_mark_and_provenance(tiny_model, tmp_path):
+    """NIfTI keeps no free metadata; its 80-byte ``descrip`` field carries the mark, the weights' checksum and
+    how the volume was made, for the CT and its std-dev volume; a stale NIfTI std-dev volume of ours is removed."""
+    several = reconstruct_pair(
+        SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", tiny_model, ReconstructionOptions(steps=2, samples=2, seed=4)
+    )
+    outputs = write_reconstruction(several, tmp_path / "ct.nii.gz")
+    sha = several.provenance["model_sha256"][:8]
+    for kind, what in (("ct", "CT"), ("uncertainty", "std-dev")):
+        description = sitk.ReadImage(outputs[kind]).GetMetaData("descrip")
+        assert description == f"DiffuX2CT {what}, NOT FOR DIAGNOSIS; model {sha}; diffusion ddim-2 seed 4"
+        assert len(description) <= 79  # the field's 80 bytes end with a NUL
+    one = reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", tiny_model, ReconstructionOptions(steps=2))
+    write_reconstruction(one, tmp_path / "ct.nii.gz")
+    assert not Path(outputs["uncertainty"]).exists()  # recognised as ours by its mark, so removed
+    assert one.provenance["orientation_ap"] == one.provenance["orientation_lateral"] == "from the file"
+
+
+def test_an_assumed_orientation_is_said_in_the_notes_the_provenance_and_the_preview(tiny_model, tmp_path, monkeypatch):
+    """Plain images carry no orientation: the model's is assumed, and the result says so wherever it is read."""
+    import DiffuX2CTLib.inference.preview as preview
+
+    for view in ("ap", "lateral"):
+        pixels = sitk.GetArrayFromImage(sitk.ReadImage(str(SAMPLE / f"{view}.nrrd")))[0]
+        scaled = np.rint((pixels - pixels.min()) / np.ptp(pixels) * 255).astype(np.uint8)
+        sitk.WriteImage(sitk.GetImageFromArray(scaled), str(tmp_path / f"{view}.png"))
+    result = reconstruct_pair(tmp_path / "ap.png", tmp_path / "lateral.png", tiny_model, ReconstructionOptions(steps=1))
+    assert result.provenance["orientation_ap"] == result.provenance["orientation_lateral"] == "assumed"
+    notes = result.provenance["notes"]
+    assert "ap.png: a plain image carries no orientation; assumed columns run towards L and rows towards F" in notes
+    assert result.ct.GetMetaData("DiffuX2CT_orientation_ap") == "assumed"
+    seen = {}
+    writer = preview.preview_writer
+    monkeypatch.setattr(preview, "preview_writer", lambda *a, **k: seen.update(k) or writer(*a, **k))
+    write_reconstruction(result, tmp_path / "ct.nrrd", tmp_path / "preview.png")
+    assert seen["orientation_assumed"] == [True, True] and (tmp_path / "preview.png").is_file()
+    sample = reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", tiny_model, ReconstructionOptions(steps=1))
+    assert sample.provenance["orientation_ap"] == sample.provenance["orientation_lateral"] == "from the file"
+    assert sample.provenance["notes"] == ""  # a file that gives its orientation needs no note

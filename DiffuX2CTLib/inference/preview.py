@@ -17,6 +17,18 @@ import SimpleITK as sitk
 from ..core.atomic_write import WriteFile, write_file
 from ..imaging.hounsfield import HUWindow
 
+NOT_FOR_DIAGNOSIS = "Research use only - not for diagnosis"
+"""The mark every preview carries: drawn under the panels and written into the PNG's Description text."""
+PANEL_EDGES = {
+    "axial": ("R", "L", "A", "P"),
+    "coronal": ("R", "L", "S", "I"),
+    "sagittal": ("A", "P", "S", "I"),
+}
+"""The patient direction at the (left, right, top, bottom) edge of each slice panel (radiological display)."""
+RADIOGRAPH_EDGES = (("R", "L", "S", "I"), ("A", "P", "S", "I"))
+"""The same for the AP and the lateral input as the model takes them (see :mod:`DiffuX2CTLib.imaging.geometry`)."""
+_MARK_COLOUR = (0.7, 0.0, 0.0)
+
 
 def orthogonal_slices(ct: sitk.Image) -> list[tuple[str, np.ndarray, float]]:
     """Central axial, coronal and sagittal slices (radiological display: patient right on the left, head up)
@@ -44,9 +56,10 @@ def save_preview(
     titles: Sequence[str] = ("AP input", "lateral input"),
     window: HUWindow | None = None,
     caption: str = "",
+    orientation_assumed: Sequence[bool] = (),
 ) -> Path:
     """Write the montage PNG atomically and return its path."""
-    return write_file(path, preview_writer(ct, radiographs, titles, window, caption))
+    return write_file(path, preview_writer(ct, radiographs, titles, window, caption, orientation_assumed))
 
 
 def preview_writer(
@@ -55,14 +68,35 @@ def preview_writer(
     titles: Sequence[str] = ("AP input", "lateral input"),
     window: HUWindow | None = None,
     caption: str = "",
+    orientation_assumed: Sequence[bool] = (),
 ) -> WriteFile:
     """A writer of the montage (the radiographs, then axial, coronal and sagittal slices of ``ct``) as a PNG, for
     writing it in one unit with the CT (:func:`DiffuX2CTLib.core.atomic_write.write_together`)."""
+    figure = preview_figure(ct, radiographs, titles, window, caption, orientation_assumed)
+    return _figure_writer(figure, description=f"{NOT_FOR_DIAGNOSIS}. {caption}".strip())
+
+
+def preview_figure(
+    ct: sitk.Image,
+    radiographs: Sequence[np.ndarray],
+    titles: Sequence[str] = ("AP input", "lateral input"),
+    window: HUWindow | None = None,
+    caption: str = "",
+    orientation_assumed: Sequence[bool] = (),
+):
+    """The montage as a matplotlib figure: every panel labelled with the patient direction at each of its edges
+    (R/L, A/P, S/I), and :data:`NOT_FOR_DIAGNOSIS` under the panels. ``orientation_assumed`` (per radiograph)
+    says which inputs carried no patient orientation: their labels are the model's convention, assumed, and their
+    titles say so."""
     window = window or HUWindow()
-    panels = [(title, image, 1.0, "radiograph") for title, image in zip(titles, radiographs)]
-    panels += [(name, array, aspect, "ct") for name, array, aspect in orthogonal_slices(ct)]
-    figure, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), dpi=100)
-    for axis, (title, image, aspect, kind) in zip(np.atleast_1d(axes), panels):
+    assumed = list(orientation_assumed) + [False] * len(radiographs)
+    panels = [
+        (f"{title}\n(orientation assumed)" if assumed[i] else title, image, 1.0, "radiograph", edges, assumed[i])
+        for i, (title, image, edges) in enumerate(zip(titles, radiographs, RADIOGRAPH_EDGES))
+    ]
+    panels += [(name, array, aspect, "ct", PANEL_EDGES[name], False) for name, array, aspect in orthogonal_slices(ct)]
+    figure, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.9), dpi=100)
+    for axis, (title, image, aspect, kind, edges, guessed) in zip(np.atleast_1d(axes), panels):
         if kind == "ct":
             axis.imshow(
                 image,
@@ -74,12 +108,26 @@ def preview_writer(
             )
         else:
             axis.imshow(image, cmap="gray", interpolation="bilinear")
-        axis.set_title(title)
+        axis.set_title(title, fontsize=10 if guessed else 12, pad=14)
+        _label_edges(axis, edges, assumed=guessed)
         axis.axis("off")
     if caption:
         figure.suptitle(caption, fontsize=9)
-    figure.tight_layout()
-    return _figure_writer(figure)
+    mark = NOT_FOR_DIAGNOSIS + ("; R/L and A/P rest on the assumed orientation of the inputs" if any(assumed) else "")
+    figure.text(0.5, 0.012, mark, ha="center", va="bottom", fontsize=9, color=_MARK_COLOUR)
+    figure.tight_layout(rect=(0.0, 0.06, 1.0, 0.94 if caption else 1.0))
+    return figure
+
+
+def _label_edges(axis, edges: Sequence[str], assumed: bool) -> None:
+    """Write the patient directions (left, right, top, bottom) just outside the panel's image, where they cover no
+    pixel of it; italic grey when the orientation was assumed."""
+    style = {"fontsize": 9, "color": "0.45" if assumed else "0.0", "style": "italic" if assumed else "normal"}
+    left, right, top, bottom = edges
+    axis.text(-0.015, 0.5, left, transform=axis.transAxes, ha="right", va="center", **style)
+    axis.text(1.015, 0.5, right, transform=axis.transAxes, ha="left", va="center", **style)
+    axis.text(0.5, 1.005, top, transform=axis.transAxes, ha="center", va="bottom", **style)
+    axis.text(0.5, -0.01, bottom, transform=axis.transAxes, ha="center", va="top", **style)
 
 
 def save_comparison_montage(
@@ -132,12 +180,14 @@ def save_comparison_montage(
     return write_file(path, _figure_writer(figure))
 
 
-def _figure_writer(figure) -> WriteFile:
-    """A writer of ``figure`` as a PNG; the figure is closed once it is written (or fails to be)."""
+def _figure_writer(figure, description: str | None = None) -> WriteFile:
+    """A writer of ``figure`` as a PNG (``description`` in its Description text); the figure is closed once it is
+    written (or fails to be)."""
+    metadata = {"Software": "DiffuX2CT"} | ({"Description": description} if description else {})
 
     def write(path: Path) -> None:
         try:
-            figure.savefig(path, format="png")
+            figure.savefig(path, format="png", metadata=metadata)
         finally:
             plt.close(figure)
 

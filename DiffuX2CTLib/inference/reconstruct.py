@@ -18,6 +18,7 @@ import torch
 from ..core.atomic_write import write_together
 from ..core.device import resolve_device, resolve_precision
 from ..core.errors import InputError
+from ..core.seeds import MAX_SEED
 from ..diffusion.guidance import ProjectionGuidance
 from ..imaging.acquisition import Acquisition
 from ..imaging.drr import DRRProjector, render_model_radiographs
@@ -31,6 +32,11 @@ from .preprocess import cleaned, prepare_pair
 from .sampling import draw_samples
 
 AGREEMENT_WARNING_THRESHOLD = 0.9
+NIFTI_DESCRIPTION_CHARS = 79
+"""Text a NIfTI header's 80-byte ``descrip`` field holds (with its terminating NUL): the one text of provenance
+SimpleITK writes into a NIfTI file (from the ``ITK_FileNotes`` metadata; NRRD and MHA files take every
+``DiffuX2CT_`` key instead)."""
+_NIFTI_MARK = "DiffuX2CT {what}, NOT FOR DIAGNOSIS"
 Progress = Callable[[int, int], None]
 
 
@@ -55,9 +61,6 @@ def cached_model(folder: str | os.PathLike | None, device: torch.device) -> tupl
     if key not in _MODELS:
         _MODELS[key] = load_model(folder, device)
     return _MODELS[key]
-
-
-MAX_SEED = 2**63 - 1  # torch's generator takes no more
 
 
 def check_options(options: ReconstructionOptions, config: ModelConfig) -> None:
@@ -148,12 +151,15 @@ def reconstruct_pair(
         "agreement_ap": f"{agreement['ap']:.4f}",
         "agreement_lateral": f"{agreement['lateral']:.4f}",
         "notes": "; ".join(ap.notes + lateral.notes + [f"input check overridden: {p}" for p in problems]),
+        "orientation_ap": "from the file" if pair["ap"].orientation_from_file else "assumed",
+        "orientation_lateral": "from the file" if pair["lateral"].orientation_from_file else "assumed",
         "intended_use": "research use only, not for diagnosis",
     }
-    for image in (ct, uncertainty):
+    for image, what in ((ct, "CT"), (uncertainty, "std-dev")):
         if image is not None:
             for key, value in provenance.items():
                 image.SetMetaData(f"DiffuX2CT_{key}", value)
+            image.SetMetaData("ITK_FileNotes", nifti_description(provenance, what))
     return Reconstruction(ct, uncertainty, images, agreement, provenance)
 
 
@@ -180,7 +186,11 @@ def write_reconstruction(
     if preview is not None:
         from .preview import preview_writer
 
-        files["preview"] = (Path(preview), preview_writer(result.ct, result.inputs, caption=caption(result)))
+        assumed = [result.provenance.get(f"orientation_{view}") == "assumed" for view in ("ap", "lateral")]
+        files["preview"] = (
+            Path(preview),
+            preview_writer(result.ct, result.inputs, caption=caption(result), orientation_assumed=assumed),
+        )
     write_together(dict(files.values()))
     if result.uncertainty is None and _written_by_us(uncertainty_path(out)):
         uncertainty_path(out).unlink()
@@ -197,7 +207,23 @@ def _written_by_us(path: Path) -> bool:
         reader.ReadImageInformation()
     except RuntimeError:
         return False
+    if reader.HasMetaDataKey("descrip") and reader.GetMetaData("descrip").startswith("DiffuX2CT "):  # NIfTI
+        return True
     return reader.HasMetaDataKey("DiffuX2CT_model_sha256")
+
+
+def nifti_description(provenance: dict[str, str], what: str = "CT") -> str:
+    """The NIfTI ``descrip`` text (:data:`NIFTI_DESCRIPTION_CHARS` characters at most, ASCII): the
+    not-for-diagnosis mark first, so it is never cut, then the weights' checksum prefix and how the volume was
+    made, e.g. ``DiffuX2CT CT, NOT FOR DIAGNOSIS; model 753141a8; diffusion ddim-20 seed 0`` (method, sampler and
+    steps; the full provenance goes into NRRD and MHA headers)."""
+    p = provenance
+    method = p.get("method", "")
+    if method == "diffusion":
+        method += f" {p.get('sampler', '')}-{p.get('steps', '')}"
+    made = f"{method} seed {p.get('seed', '')}"
+    text = f"{_NIFTI_MARK.format(what=what)}; model {p.get('model_sha256', '')[:8]}; {made}"
+    return text.encode("ascii", "replace").decode("ascii")[:NIFTI_DESCRIPTION_CHARS]
 
 
 def caption(result: Reconstruction) -> str:
