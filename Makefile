@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH_VERSION := 2.13.0
 
-.PHONY: demo test bench bench-env bench-train evaluate install install-test real-data clean
+.PHONY: demo test lint bench bench-env bench-train evaluate install install-test real-data clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,13 @@ install-test: $(VENV)/.installed-test
 demo: install
 	$(BIN)/diffux2ct demo --out demo-output
 
-test: install-test
+test: install-test lint
 	$(BIN)/python -m pytest
+
+# Format and lint (ruff, configured in pyproject.toml); part of `make test`, so CI runs it.
+lint: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # Benchmarks (not part of the test suite). diffdrr, the projector we compare with, lives in its own environment.
 BENCH_VENV := .venv-bench

@@ -18,12 +18,12 @@ from pathlib import Path
 from .core.atomic_write import write_together
 from .core.errors import InputError
 from .core.output_checks import CT_OUTPUT_SUFFIXES, JSON_SUFFIXES, PNG_SUFFIXES, check_output_folder, check_outputs
+from .core.seeds import MAX_SEED
 from .imaging.geometry import ProjectionGeometry, VolumeGrid, default_pair
 from .inference.options import DEFAULT_GUIDANCE, MAX_GUIDANCE, PRECISIONS
 from .model.config import PREDICTION_TYPES, PRESETS
 
 EXIT_BAD_INPUT = 2
-MAX_SEED = 2**63 - 1  # reconstruct.MAX_SEED, not imported so that --help stays free of torch
 
 
 def _whole(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -73,12 +73,15 @@ def _guidance_weight(text: str) -> float:
 
 AT_LEAST_ONE = _whole(1)
 AUTO_PRECISION = "default auto: bfloat16 on GPUs from Ampere on and on CPUs with AVX512-BF16 or AMX; float32 elsewhere"
-TRAINING_DATA_FORMS = "'phantoms', 'phantom:SEED' (one phantom, SEED a whole number from 0) or a folder of CT volumes"
+TRAINING_DATA_FORMS = (
+    "'phantoms', 'phantom:SEED' (one phantom, SEED a whole number from 0), 'real', 'phantoms+real' "
+    "or a folder of CT volumes"
+)
 
 
 def _training_data(text: str) -> str:
     """An option type for ``train --data``: one of the three forms, the folder existing."""
-    if text == "phantoms" or Path(text).is_dir():
+    if text in ("phantoms", "real", "phantoms+real") or Path(text).is_dir():
         return text
     if text.startswith("phantom:"):
         try:
@@ -95,7 +98,8 @@ def _geometry_template(args: argparse.Namespace) -> tuple[ProjectionGeometry, Pr
 
     if not args.sdd > args.sid:
         raise InputError(
-            f"--sdd {args.sdd:g} must exceed --sid {args.sid:g}: the detector lies beyond the patient, seen from the source"
+            f"--sdd {args.sdd:g} must exceed --sid {args.sid:g}: the detector lies beyond the patient, seen from the "
+            "source"
         )
     return tuple(
         dataclasses.replace(
@@ -198,7 +202,8 @@ LOW_BODY_COVERAGE = 0.9
 
 
 def _score_one(prediction: str, ground_truth: str) -> int:
-    """``evaluate --pred --gt``: the metrics, refused when the prediction covers too little of the ground truth's body."""
+    """``evaluate --pred --gt``: the metrics, refused when the prediction covers too little of the ground truth's
+    body."""
     from .evaluation.metrics import compare
     from .imaging.image_io import read_ct
 
@@ -207,7 +212,8 @@ def _score_one(prediction: str, ground_truth: str) -> int:
     names = f"{Path(prediction).name} covers {100 * covered:.0f} % of the body in {Path(ground_truth).name}"
     if covered < MIN_BODY_COVERAGE:
         raise InputError(
-            f"{names}; scores of so small an overlap do not describe the reconstruction (at least {100 * MIN_BODY_COVERAGE:.0f} % needed)"
+            f"{names}; scores of so small an overlap do not describe the reconstruction (at least "
+            f"{100 * MIN_BODY_COVERAGE:.0f} % needed)"
         )
     if covered < LOW_BODY_COVERAGE:
         print(f"warning: {names}; the metrics describe only that part", file=sys.stderr)
@@ -224,9 +230,14 @@ def _inside(path: Path, folder: Path) -> bool:
 def _refuse_output_in_ct_folder(out: str, folders: dict[str, str]) -> None:
     """An output folder inside a folder of input CTs would be read back as CTs by the next run: refused."""
     for label, folder in folders.items():
-        if folder != "phantoms" and not folder.startswith("phantom:") and _inside(Path(out), Path(folder)):
+        if (
+            folder not in ("phantoms", "real", "phantoms+real")
+            and not folder.startswith("phantom:")
+            and _inside(Path(out), Path(folder))
+        ):
             raise InputError(
-                f"--out {out}: is inside {label} {folder}; what the run writes would be read as CTs next time (choose another folder)"
+                f"--out {out}: is inside {label} {folder}; what the run writes would be read as CTs next time (choose "
+                "another folder)"
             )
 
 
@@ -252,7 +263,8 @@ def _check_reconstruct_options(args: argparse.Namespace) -> None:
             )
     if args.sampler == "ddpm" and args.steps is not None:
         raise InputError(
-            "--steps applies to DDIM only: --sampler ddpm always runs all the model's diffusion steps (leave --steps out, or use --sampler ddim)"
+            "--steps applies to DDIM only: --sampler ddpm always runs all the model's diffusion steps (leave --steps "
+            "out, or use --sampler ddim)"
         )
     outputs = {"--out": (args.out, CT_OUTPUT_SUFFIXES)}
     if args.samples > 1:
@@ -297,7 +309,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     outputs = write_reconstruction(result, args.out, args.preview)
     for view in low_agreement_views(result):
         print(
-            f"warning: the {view} re-projection of the result agrees poorly with the input (NCC {result.agreement[view]:.2f})",
+            f"warning: the {view} re-projection of the result agrees poorly with the input (NCC "
+            f"{result.agreement[view]:.2f})",
             file=sys.stderr,
         )
     print(json.dumps({"outputs": outputs, "agreement": result.agreement, "provenance": result.provenance}, indent=2))
@@ -331,6 +344,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         time_limit_minutes=args.time_limit,
         reuse=args.reuse,
         precision=args.precision,
+        real_share=args.real_share,
     )
     model = train(settings, show_progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one line for the run, not one per process
@@ -359,7 +373,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         sample / "ap.nrrd",
         sample / "lateral.nrrd",
         None,
-        ReconstructionOptions(seed=args.seed, precision=args.precision),
+        ReconstructionOptions(seed=args.seed, precision=args.precision, device=args.device),
     )
     outputs = write_reconstruction(result, out / "ct.nrrd", out / "preview.png")
     metrics = compare(result.ct, read_ct(sample / "ct.nrrd"))
@@ -399,6 +413,41 @@ def _add_geometry_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _shared_options() -> dict[str, argparse.ArgumentParser]:
+    """Flags several commands share, each declared once: ``run`` (seed, device, precision: every command that runs
+    the network), ``model`` (which model) and ``sampling`` (steps, samples, guidance: reconstruct and evaluate)."""
+    run = argparse.ArgumentParser(add_help=False)
+    run.add_argument("--seed", type=SEED, default=0, help="random seed; equal seeds give equal results (default 0)")
+    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto: CUDA if present")
+    run.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help=f"arithmetic of the network's steps: bfloat16 autocast or float32 ({AUTO_PRECISION}); the "
+        "conditioning network and guidance always run in float32 when sampling",
+    )
+    model = argparse.ArgumentParser(add_help=False)
+    model.add_argument("--model", default=None, help="model folder (default: the bundled model)")
+    sampling = argparse.ArgumentParser(add_help=False)
+    sampling.add_argument("--steps", type=AT_LEAST_ONE, default=None, help="DDIM steps (default: the model's)")
+    sampling.add_argument(
+        "--samples",
+        type=_whole(1, 64),
+        default=1,
+        help="K > 1: the mean of K DDIM samples (reconstruct also writes their voxel-wise std-dev volume)",
+    )
+    sampling.add_argument(
+        "--guidance",
+        type=_guidance_weight,
+        default=None,
+        metavar="WEIGHT",
+        help="projection guidance: pull the result towards agreement with the two radiographs at every step "
+        f"(0: off; default {DEFAULT_GUIDANCE['diffusion']:g} for diffusion, off for regression; 1 moves the "
+        "volume about 12 HU per step)",
+    )
+    return {"run": run, "model": model, "sampling": sampling}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-command per job."""
     parser = argparse.ArgumentParser(
@@ -406,12 +455,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reconstruct CT volumes from biplanar radiographs (research use, not for diagnosis).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    shared = _shared_options()
+    run, model, sampling = shared["run"], shared["model"], shared["sampling"]
 
     phantom = commands.add_parser(
         "phantom", help="write a procedural adult CT phantom", description=cmd_phantom.__doc__
     )
     phantom.add_argument("--seed", type=SEED, required=True, help="random seed; equal seeds give equal phantoms")
-    phantom.add_argument("--out", required=True, help="output CT (.nrrd, .nii.gz, .mha)")
+    phantom.add_argument("--out", required=True, help="output CT (.nrrd, .nii.gz, .nii, .mha)")
     phantom.add_argument(
         "--region",
         choices=("chest", "abdomen", "lumbar", "pelvis", "trunk"),
@@ -434,59 +485,45 @@ def build_parser() -> argparse.ArgumentParser:
     synthesize.set_defaults(run=cmd_synthesize)
 
     evaluate = commands.add_parser(
-        "evaluate", help="metrics of a reconstruction against its ground truth", description=cmd_evaluate.__doc__
+        "evaluate",
+        help="metrics of a reconstruction against its ground truth",
+        description=cmd_evaluate.__doc__,
+        parents=[run, model, sampling],
     )
     evaluate.add_argument("--pred", default=None, help="reconstructed CT (with --gt: score one reconstruction)")
     evaluate.add_argument("--gt", default=None, help="ground-truth CT")
     evaluate.add_argument(
         "--set",
         default=None,
-        help="'phantoms' (held-out phantom seeds) or a folder of CTs: synthesise each DRR pair, reconstruct and score",
+        help="'phantoms' (held-out phantom seeds), 'real' (the real validation patients' region cubes, after "
+        "diffux2ct fetch-real) or a folder of CTs: synthesise each DRR pair, reconstruct and score",
     )
     evaluate.add_argument("--out", default="evaluation", help="with --set: output folder (default evaluation)")
-    evaluate.add_argument("--model", default=None, help="model folder (default: the bundled model)")
     evaluate.add_argument(
         "--cases", type=AT_LEAST_ONE, default=None, help="number of cases (phantoms: default 8; folder: default all)"
     )
-    evaluate.add_argument("--steps", type=AT_LEAST_ONE, default=None, help="DDIM steps (default: the model's)")
     evaluate.add_argument(
         "--ddpm", action="store_true", help="also run DDPM over all T steps (slow on CPU: minutes per case)"
     )
-    evaluate.add_argument(
-        "--samples", type=_whole(1, 64), default=1, help="K > 1 also scores the mean of K DDIM samples"
-    )
-    evaluate.add_argument("--seed", type=SEED, default=0, help="sampling seed")
     evaluate.add_argument(
         "--mean-from",
         default="phantoms",
         help="mean-volume baseline: 'phantoms' (the bundled model's training data) or a folder of CTs",
     )
-    evaluate.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    evaluate.add_argument(
-        "--guidance",
-        type=_guidance_weight,
-        default=None,
-        metavar="WEIGHT",
-        help=f"projection guidance of the diffusion rows (default {DEFAULT_GUIDANCE['diffusion']:g}, as reconstruct; 0: none)",
-    )
-    evaluate.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default="auto",
-        help=f"arithmetic of the diffusion rows' sampling steps, as reconstruct --precision ({AUTO_PRECISION})",
-    )
     evaluate.add_argument("--quiet", action="store_true", help="no per-case lines")
     evaluate.set_defaults(run=cmd_evaluate)
 
     reconstruct = commands.add_parser(
-        "reconstruct", help="reconstruct a CT from an AP and a lateral radiograph", description=cmd_reconstruct.__doc__
+        "reconstruct",
+        help="reconstruct a CT from an AP and a lateral radiograph",
+        description=cmd_reconstruct.__doc__,
+        parents=[run, model, sampling],
     )
     reconstruct.add_argument(
         "--ap", required=True, help="frontal radiograph (DICOM, PNG/JPEG/TIFF, single-slice NRRD/MHA)"
     )
     reconstruct.add_argument("--lateral", required=True, help="lateral radiograph")
-    reconstruct.add_argument("--out", required=True, help="output CT (.nrrd, .nii.gz, .mha)")
-    reconstruct.add_argument("--model", default=None, help="model folder (default: the bundled model)")
+    reconstruct.add_argument("--out", required=True, help="output CT (.nrrd, .nii.gz, .nii, .mha)")
     reconstruct.add_argument(
         "--method",
         choices=("diffusion", "regression"),
@@ -499,35 +536,17 @@ def build_parser() -> argparse.ArgumentParser:
         default="ddim",
         help="ddim (few steps, default) or ddpm (all T steps, as in the paper)",
     )
-    reconstruct.add_argument("--steps", type=AT_LEAST_ONE, default=None, help="DDIM steps (default: the model's)")
-    reconstruct.add_argument("--seed", type=SEED, default=0, help="sampling seed; equal seeds give equal output")
-    reconstruct.add_argument(
-        "--samples", type=_whole(1, 64), default=1, help="K > 1 draws K samples: mean + std-dev (uncertainty) volume"
-    )
-    reconstruct.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    reconstruct.add_argument(
-        "--guidance",
-        type=_guidance_weight,
-        default=None,
-        metavar="WEIGHT",
-        help=f"projection guidance: pull the result towards agreement with the two radiographs at every step (0: off; default {DEFAULT_GUIDANCE['diffusion']:g} for diffusion, off for regression; 1 moves the volume about 12 HU per step)",
-    )
-    reconstruct.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default="auto",
-        help=f"arithmetic of the denoiser's sampling steps: bfloat16 autocast or float32 ({AUTO_PRECISION}); the conditioning network and guidance run in float32",
-    )
     reconstruct.add_argument("--preview", default=None, help="also write a PNG montage here")
     reconstruct.add_argument(
         "--skip-input-checks",
         action="store_true",
-        help="run even if the pair looks wrong (blank, saturated, colour photo, two frontal views, different regions); the problems are kept in the output's notes",
+        help="run even if the pair looks wrong (blank, saturated, colour photo, two frontal views, different "
+        "regions); the problems are kept in the output's notes",
     )
     reconstruct.add_argument("--quiet", action="store_true", help="no progress bar")
     reconstruct.set_defaults(run=cmd_reconstruct)
 
-    train = commands.add_parser("train", help="train or resume a model", description=cmd_train.__doc__)
+    train = commands.add_parser("train", help="train or resume a model", description=cmd_train.__doc__, parents=[run])
     train.add_argument("--out", required=True, help="run folder (checkpoint.pt, log.jsonl, loss.png, model/)")
     train.add_argument(
         "--stage",
@@ -539,7 +558,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--data",
         type=_training_data,
         default="phantoms",
-        help="'phantoms', 'phantom:SEED' (one phantom) or a folder of CT volumes",
+        help="'phantoms', 'phantom:SEED' (one phantom), 'real' (the fetched real CTs of the training patients: "
+        "diffux2ct fetch-real), 'phantoms+real' (both, see --real-share) or a folder of CT volumes",
+    )
+    train.add_argument(
+        "--real-share",
+        type=_positive(1.0),
+        default=0.5,
+        metavar="SHARE",
+        help="with --data phantoms+real: the share of real CTs among training volumes (default 0.5)",
     )
     train.add_argument(
         "--steps", type=AT_LEAST_ONE, default=1000, help="total steps (a resumed run continues to this count)"
@@ -550,7 +577,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         choices=tuple(PRESETS),
         default=None,
-        help="architecture of a new model: cpu-64 (default, the bundled model's) or paper-128 (128^3 voxels of 2.5 mm, for a GPU)",
+        help="architecture of a new model: cpu-64 (default, the bundled model's) or paper-128 (128^3 voxels of 2.5 "
+        "mm, for a GPU)",
     )
     train.add_argument(
         "--grid",
@@ -559,7 +587,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="grid size of a new model, if not the preset's (16 or 32 for quick tests)",
     )
     train.add_argument("--checkpoint-every", type=AT_LEAST_ONE, default=50)
-    train.add_argument("--seed", type=SEED, default=0)
     train.add_argument(
         "--init", default=None, help="start from a model folder or checkpoint (e.g. the regression stage)"
     )
@@ -578,7 +605,6 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--finetune-conditioner", action="store_true", help="diffusion stage: also train the conditioning network"
     )
-    train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     train.add_argument(
         "--workers",
         type=_whole(0, 64),
@@ -595,33 +621,24 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive(),
         default=None,
         metavar="MINUTES",
-        help="stop after this many minutes of training, with a checkpoint and the model exported (resume later with a higher --steps or the same one)",
+        help="stop after this many minutes of training, with a checkpoint and the model exported (resume later with a "
+        "higher --steps or the same one)",
     )
     train.add_argument(
         "--reuse",
         type=_whole(1, 1000),
         default=1,
         metavar="N",
-        help="samples made from each volume, each under its own random pose (default 1: a new volume per sample); more when making volumes holds training back",
-    )
-    train.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default="auto",
-        help=f"arithmetic of the training step: bfloat16 autocast or float32 ({AUTO_PRECISION})",
+        help="samples made from each volume, each under its own random pose (default 1: a new volume per sample); "
+        "more when making volumes holds training back",
     )
     train.add_argument("--quiet", action="store_true")
     train.set_defaults(run=cmd_train)
 
-    demo = commands.add_parser("demo", help="run the main job on the bundled sample", description=cmd_demo.__doc__)
-    demo.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
-    demo.add_argument("--seed", type=SEED, default=0, help="sampling seed")
-    demo.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default="auto",
-        help=f"arithmetic of the denoiser's sampling steps ({AUTO_PRECISION})",
+    demo = commands.add_parser(
+        "demo", help="run the main job on the bundled sample", description=cmd_demo.__doc__, parents=[run]
     )
+    demo.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
     demo.set_defaults(run=cmd_demo)
 
     fetch_real = commands.add_parser(

@@ -202,7 +202,8 @@ def test_an_output_over_an_input_or_another_output_is_refused(tmp_path, pair, ca
     (tmp_path / "x-uncertainty.nrrd").symlink_to(ap)
     assert (
         _refused(samples_over_input, capsys)
-        == f"the uncertainty volume {tmp_path / 'x-uncertainty.nrrd'}: is the input --ap; it would be overwritten (choose another output)"
+        == f"the uncertainty volume {tmp_path / 'x-uncertainty.nrrd'}: is the input --ap; it would be overwritten "
+        "(choose another output)"
     )
     assert (ap.read_bytes(), lateral.read_bytes()) == before
     synthesized = ["synthesize", "--ct", str(tmp_path / "ap.nrrd"), "--out", str(tmp_path)]
@@ -240,7 +241,8 @@ def test_an_output_over_an_input_or_another_output_is_refused(tmp_path, pair, ca
         ),
         (
             ["--out", "{tmp}/ct.nrrd", "--sampler", "ddpm", "--steps", "3"],
-            "--steps applies to DDIM only: --sampler ddpm always runs all the model's diffusion steps (leave --steps out, or use --sampler ddim)",
+            "--steps applies to DDIM only: --sampler ddpm always runs all the model's diffusion steps (leave --steps "
+            "out, or use --sampler ddim)",
         ),
         (
             ["--out", "{tmp}/ct.nrrd", "--method", "regression", "--samples", "4"],
@@ -248,7 +250,8 @@ def test_an_output_over_an_input_or_another_output_is_refused(tmp_path, pair, ca
         ),
         (
             ["--out", "{tmp}/ct.nrrd", "--method", "regression", "--steps", "4", "--sampler", "ddpm"],
-            "--steps, --sampler ddpm: regression is one direct estimate; these options apply to --method diffusion only",
+            "--steps, --sampler ddpm: regression is one direct estimate; these options apply to --method diffusion "
+            "only",
         ),
         (
             ["--out", "{tmp}/ct.nrrd", "--method", "regression", "--precision", "bfloat16"],
@@ -359,11 +362,14 @@ def test_precision_reaches_the_reconstruction_options(tmp_path, pair, capsys, mo
         ),
         (
             ["train", "--out", "o", "--data", "phantom:abc"],
-            "argument --data: 'phantom:abc': the seed 'abc' is not a whole number; use 'phantoms', 'phantom:SEED' (one phantom, SEED a whole number from 0) or a folder of CT volumes",
+            "argument --data: 'phantom:abc': the seed 'abc' is not a whole number; use 'phantoms', 'phantom:SEED' "
+            "(one phantom, SEED a whole number from 0), 'real', 'phantoms+real' or a folder of CT volumes",
         ),
         (
             ["train", "--out", "o", "--data", "no/such/folder"],
-            "argument --data: 'no/such/folder' is neither a folder nor a phantom source; use 'phantoms', 'phantom:SEED' (one phantom, SEED a whole number from 0) or a folder of CT volumes",
+            "argument --data: 'no/such/folder' is neither a folder nor a phantom source; use 'phantoms', "
+            "'phantom:SEED' (one phantom, SEED a whole number from 0), 'real', 'phantoms+real' or a folder of CT "
+            "volumes",
         ),
         (["train", "--out", "o", "--grid", "4"], "argument --grid: 4 is out of range (use from 8 to 512)"),
     ],
@@ -393,7 +399,8 @@ def test_synthesize_and_output_folders_are_checked_before_any_work(tmp_path, cap
     assert _refused(
         ["evaluate", "--set", str(tmp_path / "cts"), "--out", str(tmp_path / "cts" / "results")], capsys
     ) == (
-        f"--out {tmp_path / 'cts' / 'results'}: is inside the test set {tmp_path / 'cts'}; what the run writes would be read as CTs next time (choose another folder)"
+        f"--out {tmp_path / 'cts' / 'results'}: is inside the test set {tmp_path / 'cts'}; what the run writes would "
+        "be read as CTs next time (choose another folder)"
     )
     assert _refused(
         ["evaluate", "--set", "phantoms", "--mean-from", str(tmp_path / "cts"), "--out", str(tmp_path / "cts")], capsys
@@ -487,3 +494,53 @@ def test_a_filesystem_failure_while_writing_is_one_line_naming_the_output(tmp_pa
         "ct.nrrd",
         "lateral.nrrd",
     ]
+
+
+def test_help_and_argument_errors_load_neither_torch_nor_monai():
+    """``diffux2ct --help`` and a typo are answered without importing the network's libraries (seconds of CPU)."""
+    probe = (
+        "import sys\n"
+        "from DiffuX2CTLib import cli\n"
+        "for argv in (['--help'], ['reconstruct', '--help'], ['reconstruct', '--seed', 'x']):\n"
+        "    try:\n"
+        "        cli.main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(sorted({'torch', 'monai', 'SimpleITK'} & set(sys.modules)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_shared_flags_are_declared_once_and_mean_the_same_everywhere():
+    """--seed, --device and --precision come from one declaration (the commands that run the network share it),
+    --model/--steps/--samples/--guidance from one more; MAX_SEED is defined once in the engine."""
+    import ast
+    import inspect
+
+    from DiffuX2CTLib import cli
+
+    declared = [
+        node.args[0].value
+        for node in ast.walk(ast.parse(inspect.getsource(cli)))
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument" and node.args
+        and isinstance(node.args[0], ast.Constant)
+    ]  # fmt: skip
+    for flag in ("--device", "--precision", "--model", "--samples", "--guidance"):
+        assert declared.count(flag) == 1, flag
+    assert declared.count("--seed") == 2  # the shared one, and the phantom's (required: it names the patient)
+    parser = cli.build_parser()
+    for command in ("reconstruct", "evaluate", "train", "demo"):
+        args = parser.parse_args(
+            [command, "--seed", "7", "--device", "cpu", "--precision", "float32", *_required(command)]
+        )
+        assert (args.seed, args.device, args.precision) == (7, "cpu", "float32")
+    engine = Path(__file__).resolve().parents[1] / "DiffuX2CTLib"
+    definitions = [p for p in engine.rglob("*.py") if re.search(r"^MAX_SEED\s*=", p.read_text(), re.MULTILINE)]
+    assert [p.relative_to(engine).as_posix() for p in definitions] == ["core/seeds.py"]
+
+
+def _required(command: str) -> list[str]:
+    return {"reconstruct": ["--ap", "a", "--lateral", "b", "--out", "c.nrrd"], "train": ["--out", "run"]}.get(
+        command, []
+    )

@@ -429,3 +429,24 @@ def test_the_command_line_passes_the_precision_and_refuses_an_unknown_one(tmp_pa
     with pytest.raises(SystemExit):
         main(["train", "--out", str(tmp_path / "other"), "--precision", "half"])
     assert "--precision" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"learning_rate": 0.5}, r"the run trains at learning rate 0.0005; --lr 0.5 cannot continue it"),
+        ({"batch": 2}, r"the run trains with batches of 1; --batch 2 cannot continue it"),
+        ({"seed": 3}, r"the run draws its data and noise from seed 0; --seed 3 cannot continue it"),
+        ({"data": "phantom:5"}, r"the run draws its samples from phantoms; --data phantom:5 cannot continue it"),
+        ({"reuse": 2}, r"--reuse 2 cannot continue it"),
+    ],
+)
+def test_a_resume_that_would_change_the_data_noise_or_optimiser_is_refused(tmp_path, change, message):
+    """The recorded settings stay true: a resumed run with another --lr, --batch, --seed or --data would train
+    differently from what its checkpoint and model card say, so it is refused with what to do instead."""
+    run = tmp_path / "run"
+    train(TrainSettings(out=str(run), steps=1, grid_size=16, workers=0), show_progress=False)
+    before = (run / "checkpoint.pt").read_bytes()
+    with pytest.raises(InputError, match=message + r".*--init run/model"):
+        train(TrainSettings(out=str(run), steps=2, grid_size=16, workers=0, **change), show_progress=False)
+    assert (run / "checkpoint.pt").read_bytes() == before

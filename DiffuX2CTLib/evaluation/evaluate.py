@@ -39,7 +39,10 @@ from ..inference.preview import save_comparison_montage
 from ..inference.reconstruct import cached_model, reconstruct_pair
 from ..model.config import ModelConfig
 from ..training.samples import HELD_OUT_SEED_START, PhantomSource, drr_grid, model_target
+from .figures import save_error_figure
 from .metrics import compare
+from .real_set import REAL_SET, real_cases
+from .structures import structure_diagnostics, structure_table, summarise_structures
 
 PHANTOM_SET = "phantoms"
 TEST_SEED_START = HELD_OUT_SEED_START + 100
@@ -114,6 +117,10 @@ def evaluation_cases(
 ) -> Iterator[EvaluationCase]:
     """The cases of the test set, made or read one at a time; a CT that cannot be read is skipped with a warning
     naming it and added to ``skipped``."""
+    if settings.test_set == REAL_SET:
+        for case in list(real_cases(config))[: settings.cases]:
+            yield EvaluationCase(case.name, case.ct, case.region)
+        return
     if settings.test_set == PHANTOM_SET:
         for k in range(settings.cases or 8):
             region = TEST_REGIONS[k % len(TEST_REGIONS)]
@@ -194,6 +201,7 @@ def evaluate_case(
     window = config.hu_window
     mean_image = grid_image(mean_hu, config.grid(image_center_lps(truth)))
     scores = {"mean volume": {**compare(mean_image, truth, window), "seconds": 0.0}}
+    structures = {"mean volume": _structures(mean_image, truth, window)}
     volumes = {}
     # The synthesised pairs are DRRs by construction; the input checks (photographs, blank images) do not apply.
     diffusion = diffusion_methods(settings, config)
@@ -209,8 +217,10 @@ def evaluate_case(
         volumes[name] = result.ct
         write_image(result.ct, folder / f"{name.replace(', ', '-').replace(' ', '-')}.nrrd")
         scores[name] = {**compare(result.ct, truth, window), "seconds": seconds}
+        structures[name] = _structures(result.ct, truth, window)
         log(
-            f"{case.name} {name}: PSNR {scores[name]['psnr_db']:.2f} dB, SSIM {scores[name]['ssim']:.3f}, bone Dice {scores[name]['bone_dice']:.3f} ({seconds:.1f} s)"
+            f"{case.name} {name}: PSNR {scores[name]['psnr_db']:.2f} dB, SSIM {scores[name]['ssim']:.3f}, bone Dice "
+            f"{scores[name]['bone_dice']:.3f} ({seconds:.1f} s)"
         )
     save_comparison_montage(
         truth,
@@ -220,9 +230,24 @@ def evaluate_case(
         window,
         caption=f"{case.name}: diffusion = {default}",
     )
-    record = {"case": case.name, "region": case.region, "methods": scores}
+    save_error_figure(truth, volumes, folder / "errors.png", window, title=case.name)
+    record = {"case": case.name, "region": case.region, "methods": scores, "structures": structures}
     write_json(record, folder / "metrics.json")
     return record
+
+
+def _structures(prediction: sitk.Image, truth: sitk.Image, window) -> dict:
+    """:func:`~.structures.structure_diagnostics` of a reconstruction on the truth's grid (values clipped to the
+    model's HU window, as the metrics are)."""
+    resampled = sitk.Resample(prediction, truth, sitk.Transform(), sitk.sitkLinear, window.low, sitk.sitkFloat32)
+    predicted = np.clip(sitk.GetArrayFromImage(resampled), window.low, window.high)
+    true = np.clip(sitk.GetArrayFromImage(sitk.Cast(truth, sitk.sitkFloat32)), window.low, window.high)
+    return structure_diagnostics(predicted, true, truth.GetSpacing()[0])
+
+
+def _structure_summary(records: list[dict]) -> dict:
+    """:func:`~.structures.summarise_structures` of every method over ``records``."""
+    return {m: summarise_structures([r["structures"][m] for r in records]) for m in records[0]["structures"]}
 
 
 def _mean_std(values: list[float]) -> list[float]:
@@ -251,7 +276,8 @@ def _table(summary: dict) -> list[str]:
     for name, s in summary.items():
         lines.append(
             f"| {name} | {s['psnr_db'][0]:.2f} ± {s['psnr_db'][1]:.2f} | {s['ssim'][0]:.3f} ± {s['ssim'][1]:.3f} | "
-            f"{s['mae_hu'][0]:.0f} ± {s['mae_hu'][1]:.0f} | {s['bone_dice'][0]:.3f} ± {s['bone_dice'][1]:.3f} | {s['seconds'][0]:.1f} |"
+            f"{s['mae_hu'][0]:.0f} ± {s['mae_hu'][1]:.0f} | {s['bone_dice'][0]:.3f} ± {s['bone_dice'][1]:.3f} | "
+            f"{s['seconds'][0]:.1f} |"
         )
     return lines
 
@@ -260,13 +286,20 @@ def report_markdown(report: dict) -> str:
     """The summary table (mean ± std), one per region when the test set has several, and the comparison lines,
     for the README's model card."""
     lines = [
-        f"Test set: {report['test_set']} ({len(report['cases'])} cases); model {report['model']} (sha256 {report['weights_sha256'][:12]}); "
+        f"Test set: {report['test_set']} ({len(report['cases'])} cases); model {report['model']} (sha256 "
+        f"{report['weights_sha256'][:12]}); "
         f"sampling in {report['sampling_precision']}",
         "",
     ]
     lines += _table(report["summary"])
     for region, summary in report.get("regions", {}).items():
         lines += ["", f"**{region}** ({summary['cases']} cases)", ""] + _table(summary["summary"])
+    if report.get("structures"):
+        lines += ["", "Structures (mean over the cases; volume ratio = reconstruction / truth):", ""]
+        lines += structure_table(report["structures"])
+        for region, summary in report.get("regions", {}).items():
+            lines += ["", f"**{region}** structures ({summary['cases']} cases)", ""]
+            lines += structure_table(summary["structures"])
     lines.append("")
     for title, rows in report["comparisons"].items():
         parts = [
@@ -294,9 +327,13 @@ def _write_report(
         "weights_sha256": card.get("weights_sha256", ""),
         "settings": asdict(settings),
         "sampling_precision": resolve_precision(settings.precision, resolve_device(settings.device)),
-        "metrics_grid": f"{config.grid_size}^3 voxels of {config.field_of_view_mm / config.grid_size:g} mm, HU window [{config.hu_low:g}, {config.hu_high:g}]",
+        "metrics_grid": f"{config.grid_size}^3 voxels of {config.field_of_view_mm / config.grid_size:g} mm, HU window "
+        f"[{config.hu_low:g}, {config.hu_high:g}]",
         "cases": [r["case"] for r in records],
         **summarise(records),
+        "structures": {
+            m: summarise_structures([r["structures"][m] for r in records]) for m in records[0]["structures"]
+        },
         "not_computed": NOT_COMPUTED,
         "skipped": skipped,
     }
@@ -304,7 +341,11 @@ def _write_report(
         report["regions"] = {}
         for region in regions:
             subset = [r for r in records if r["region"] == region]
-            report["regions"][region] = {"cases": len(subset), "summary": summarise(subset)["summary"]}
+            report["regions"][region] = {
+                "cases": len(subset),
+                "summary": summarise(subset)["summary"],
+                "structures": _structure_summary(subset),
+            }
     out = Path(settings.out)
     write_json(report, out / "summary.json")
     write_text(report_markdown(report), out / "summary.md")
@@ -315,15 +356,17 @@ def evaluate_set(settings: EvaluationSettings, log: Log | None = None) -> dict:
     """Run the evaluation; writes ``cases/<name>/`` (DRRs, reconstructions, metrics.json, montage.png),
     ``summary.json`` and ``summary.md`` under ``settings.out`` and returns the report."""
     log = log or (lambda message: None)
-    if settings.test_set != PHANTOM_SET and not Path(settings.test_set).is_dir():
+    if settings.test_set not in (PHANTOM_SET, REAL_SET) and not Path(settings.test_set).is_dir():
         raise InputError(
-            f"{Path(settings.test_set).name}: the test set must be '{PHANTOM_SET}' or a folder of CT volumes"
+            f"{Path(settings.test_set).name}: the test set must be '{PHANTOM_SET}', '{REAL_SET}' or a folder of CT "
+            "volumes"
         )
     net, card = cached_model(settings.model, resolve_device(settings.device))
     config = net.config
     mean_hu, averaged = mean_training_volume(config, settings.mean_from)
     log(
-        f"mean-volume baseline: average of {averaged} training volume{'s' if averaged != 1 else ''} ({settings.mean_from})"
+        f"mean-volume baseline: average of {averaged} training volume{'s' if averaged != 1 else ''} "
+        f"({settings.mean_from})"
     )
     records, skipped, report = [], [], None
     for case in evaluation_cases(settings, config, skipped, log):

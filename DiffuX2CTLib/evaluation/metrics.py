@@ -38,7 +38,8 @@ def _field_of_view_box(covered: np.ndarray) -> tuple[slice, slice, slice]:
     shape = tuple(b.stop - b.start for b in box)
     if min(shape) < SSIM_WINDOW:
         raise InputError(
-            f"prediction and ground truth overlap in only {shape[2]} x {shape[1]} x {shape[0]} voxels of the ground truth; "
+            f"prediction and ground truth overlap in only {shape[2]} x {shape[1]} x {shape[0]} voxels of the ground "
+            "truth; "
             f"scoring needs at least {SSIM_WINDOW} along every axis (check origin and spacing)"
         )
     return box

@@ -164,7 +164,8 @@ VOLUMES: tuple[Volume, ...] = (
         _AMOS_CITATION,
         "AMOS case 0336 (training set): shoulders to upper thighs, 256x256x157, 1.59x1.59x4.0 mm",
         notes=(
-            "The package's readme names AMOS and the paper; its copyright file has no entry for the test data, so Debian "
+            "The package's readme names AMOS and the paper; its copyright file has no entry for the test data, so "
+            "Debian "
             "lists them under 'Files: *' (CamiTK, LGPL-3+). The CC BY 4.0 licence is AMOS's own and is not stated in "
             "the package; the AMOS paper's OpenReview record shows a CC BY-NC licence field: confirm before "
             "redistributing or using commercially."
@@ -184,7 +185,8 @@ VOLUMES: tuple[Volume, ...] = (
         ),
         _PLASTIMATCH_LICENCE,
         _PLASTIMATCH_CITATION,
-        "Lung-cancer patient, 4D CT breathing phase t0: lower neck to upper abdomen with the couch, 256x256x128, 1.95x1.95x2.5 mm",
+        "Lung-cancer patient, 4D CT breathing phase t0: lower neck to upper abdomen with the couch, 256x256x128, "
+        "1.95x1.95x2.5 mm",
         phase="t0",
         notes=_PLASTIMATCH_NOTES,
     ),
@@ -202,7 +204,8 @@ VOLUMES: tuple[Volume, ...] = (
         ),
         _PLASTIMATCH_LICENCE,
         _PLASTIMATCH_CITATION,
-        "Lung-cancer patient, 4D CT breathing phase t5: lower neck to upper abdomen with the couch, 256x256x128, 1.95x1.95x2.5 mm",
+        "Lung-cancer patient, 4D CT breathing phase t5: lower neck to upper abdomen with the couch, 256x256x128, "
+        "1.95x1.95x2.5 mm",
         phase="t5",
         notes=_PLASTIMATCH_NOTES,
     ),
@@ -219,7 +222,8 @@ VOLUMES: tuple[Volume, ...] = (
             ),
         ),
         "Apache-2.0 (LICENSE of the TotalSegmentator sdist)",
-        "Wasserthal J, Breit H-C, Meyer MT, et al. TotalSegmentator: Robust Segmentation of 104 Anatomic Structures in CT Images. Radiology: Artificial Intelligence 2023;5(5):e230024",
+        "Wasserthal J, Breit H-C, Meyer MT, et al. TotalSegmentator: Robust Segmentation of 104 Anatomic Structures "
+        "in CT Images. Radiology: Artificial Intelligence 2023;5(5):e230024",
         "TotalSegmentator's example CT: abdomen and pelvis, 122x101x112, 3 mm isotropic",
         notes="Stored RAS (NIfTI) as int32, resampled to 3 mm: the minimum (about -1207) is interpolation undershoot.",
     ),
@@ -304,7 +308,8 @@ def source_of(volume: Volume) -> Source:
 def catalogue_lines() -> list[str]:
     """The catalogue as text, one volume a line, then the sources (no network)."""
     lines = [
-        f"{v.id:26} patient {v.patient:26} {v.region:15} {v.phase or '-':10} {v.licence.split(' (')[0]:14} {v.description}"
+        f"{v.id:26} patient {v.patient:26} {v.region:15} {v.phase or '-':10} {v.licence.split(' (')[0]:14} "
+        f"{v.description}"
         for v in VOLUMES
     ]
     lines += [f"source {s.id}: {s.package}, {s.size / 1e6:.1f} MB, {s.url}" for s in SOURCES]

@@ -65,7 +65,8 @@ def to_hounsfield(values: np.ndarray, label: str) -> tuple[np.ndarray, int, HuEv
                 return values - offset, offset, shifted
     raise InputError(
         f"{label}: values do not look like Hounsfield units (air peak {evidence.air_peak}, soft-tissue peak "
-        f"{evidence.tissue_peak}, minimum {evidence.minimum}; expected air in {AIR_RANGE} and tissue in {TISSUE_RANGE}); refused rather than guessed"
+        f"{evidence.tissue_peak}, minimum {evidence.minimum}; expected air in {AIR_RANGE} and tissue in "
+        f"{TISSUE_RANGE}); refused rather than guessed"
     )
 
 
@@ -85,7 +86,8 @@ def to_lps(image: sitk.Image, label: str) -> sitk.Image:
     oriented = sitk.DICOMOrient(image, "LPS")
     if not np.allclose(oriented.GetDirection(), np.eye(3).ravel(), atol=1e-4):
         raise InputError(
-            f"{label}: its axes are oblique (direction {np.round(image.GetDirection(), 4).tolist()}); reorienting would need resampling"
+            f"{label}: its axes are oblique (direction {np.round(image.GetDirection(), 4).tolist()}); reorienting "
+            "would need resampling"
         )
     return oriented
 

@@ -33,5 +33,6 @@ def copy_hashed(source: BinaryIO, target: BinaryIO) -> tuple[str, int]:
 def mismatch(label: str, expected: str, actual: str) -> InputError:
     """The error for a file whose SHA-256 is not the pinned one."""
     return InputError(
-        f"{label}: SHA-256 is {actual}, expected {expected}; the file differs from the pinned version (nothing was kept)"
+        f"{label}: SHA-256 is {actual}, expected {expected}; the file differs from the pinned version (nothing was "
+        "kept)"
     )

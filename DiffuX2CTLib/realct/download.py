@@ -37,7 +37,8 @@ def _stream_to(source: Source, temporary: Path) -> None:
         response = urllib.request.urlopen(source.url, timeout=TIMEOUT_S)
     except urllib.error.HTTPError as error:
         raise InputError(
-            f"{host_of(source.url)} answered {error.code} {error.reason} for {source.url}: the pinned file is gone from the registry; the catalogue needs a new pin"
+            f"{host_of(source.url)} answered {error.code} {error.reason} for {source.url}: the pinned file is gone "
+            "from the registry; the catalogue needs a new pin"
         ) from None
     except (TimeoutError, urllib.error.URLError, ConnectionError) as error:
         raise _offline(source.url, getattr(error, "reason", error)) from None
@@ -48,17 +49,20 @@ def _stream_to(source: Source, temporary: Path) -> None:
                 size += len(block)
                 if size > source.size:
                     raise InputError(
-                        f"{source.filename}: the download from {host_of(source.url)} is larger than the pinned {source.size} bytes (nothing was kept)"
+                        f"{source.filename}: the download from {host_of(source.url)} is larger than the pinned "
+                        f"{source.size} bytes (nothing was kept)"
                     )
                 digest.update(block)
                 target.write(block)
     except (TimeoutError, urllib.error.URLError, http.client.HTTPException, ConnectionError) as error:
         raise InputError(
-            f"download of {source.filename} from {host_of(source.url)} broke off ({getattr(error, 'reason', error)}); run again (nothing was kept)"
+            f"download of {source.filename} from {host_of(source.url)} broke off ({getattr(error, 'reason', error)}); "
+            "run again (nothing was kept)"
         ) from None
     if size != source.size:
         raise InputError(
-            f"{source.filename}: {size} bytes arrived from {host_of(source.url)}, expected {source.size}; run again (nothing was kept)"
+            f"{source.filename}: {size} bytes arrived from {host_of(source.url)}, expected {source.size}; run again "
+            "(nothing was kept)"
         )
     if digest.hexdigest() != source.sha256:
         raise mismatch(f"{source.filename} from {source.url}", source.sha256, digest.hexdigest())

@@ -77,7 +77,8 @@ def _tar_members(stream: BinaryIO, label: str) -> Iterator[tuple[str, BinaryIO |
     and folders); nothing is decompressed beyond the last member the caller asks for."""
     if stream.peek(4)[:4] == ZSTD_MAGIC:  # type: ignore[attr-defined]
         raise InputError(
-            f"{label}: is zstd-compressed, which Python 3.11's standard library cannot read (pin a package version compressed with xz or gzip)"
+            f"{label}: is zstd-compressed, which Python 3.11's standard library cannot read (pin a package version "
+            "compressed with xz or gzip)"
         )
     try:
         with tarfile.open(fileobj=stream, mode="r|*") as archive:
@@ -145,6 +146,7 @@ def extract_members(archive: Path, wanted: Mapping[Chain, Path]) -> dict[Chain, 
         for target in wanted.values():
             Path(target).unlink(missing_ok=True)
         raise InputError(
-            f"{archive.name}: has no regular file {'!'.join(missing[0])} (the pinned archive's layout differs from the catalogue)"
+            f"{archive.name}: has no regular file {'!'.join(missing[0])} (the pinned archive's layout differs from "
+            "the catalogue)"
         )
     return found

@@ -27,6 +27,7 @@ from ..imaging.geometry import VolumeGrid
 
 MANIFEST_NAME = "manifest.json"
 AIR_HU = -1000
+BODY_HU = -500
 CENTRE_JITTER_MM = 15.0
 Log = Callable[[str], None]
 
@@ -74,21 +75,30 @@ def _resampled(path: Path, spacing_mm: float) -> tuple[np.ndarray, tuple[float, 
 
 @dataclass(frozen=True)
 class CachedCT:
-    """One prepared CT: its array file, shape ``(z, y, x)``, origin (LPS mm of voxel 0) and voxel size."""
+    """One prepared CT: its array file, shape ``(z, y, x)``, origin (LPS mm of voxel 0), voxel size, and the LPS
+    centre of its body (the centroid of voxels above :data:`BODY_HU`)."""
 
     name: str
     array: Path
     shape: tuple[int, int, int]
     origin_lps: tuple[float, float, float]
     spacing_mm: float
+    body_centre_lps: tuple[float, float, float] | None = None
 
     @property
     def centre_lps(self) -> np.ndarray:
         """LPS centre of the CT's voxel grid."""
         return np.asarray(self.origin_lps) + (np.asarray(self.shape[::-1]) - 1) / 2.0 * self.spacing_mm
 
-    def crop(self, grid: VolumeGrid) -> np.ndarray:
-        """``grid`` (same voxel size, any centre) cut from the memory-mapped array, air outside the CT."""
+    @property
+    def z_range_lps(self) -> tuple[float, float]:
+        """LPS z of the first and the last slice."""
+        return self.origin_lps[2], self.origin_lps[2] + (self.shape[0] - 1) * self.spacing_mm
+
+    def crop(self, grid: VolumeGrid, extend_ends: bool = False) -> np.ndarray:
+        """``grid`` (same voxel size, any centre) cut from the memory-mapped array, air outside the CT; with
+        ``extend_ends`` the first and last slices continue beyond the scanned length (a body, not air, above and
+        below a short scan, as a radiograph would show)."""
         data = np.load(self.array, mmap_mode="r")
         start_xyz = np.rint((grid.origin_lps - np.asarray(self.origin_lps)) / self.spacing_mm).astype(int)
         out = np.full((grid.size,) * 3, AIR_HU, dtype=np.int16)
@@ -100,19 +110,43 @@ class CachedCT:
             source.append(slice(low, high))
             target.append(slice(low - start, high - start))
         out[target[2], target[1], target[0]] = data[source[2], source[1], source[0]]
+        if extend_ends:
+            rows = target[2]
+            out[: rows.start, target[1], target[0]] = out[rows.start, target[1], target[0]]
+            out[rows.stop :, target[1], target[0]] = out[rows.stop - 1, target[1], target[0]]
         return out
+
+
+def body_centre(array: np.ndarray, origin_lps: tuple[float, float, float], spacing_mm: float) -> list[float]:
+    """LPS centroid of the voxels above :data:`BODY_HU` of a prepared ``[z, y, x]`` array (the grid's centre when
+    there are none)."""
+    body = np.argwhere(array > BODY_HU)
+    index_zyx = body.mean(axis=0) if len(body) else (np.asarray(array.shape) - 1) / 2.0
+    return [float(v) for v in np.asarray(origin_lps) + index_zyx[::-1] * spacing_mm]
 
 
 def prepare_cache(
     folder: str | os.PathLike, cache_dir: str | os.PathLike, spacing_mm: float, log: Log = _warn
 ) -> list[CachedCT]:
-    """Bring ``cache_dir`` up to date with the CTs in ``folder`` and return the usable ones. Unchanged sources
-    (same checksum and voxel size) are reused; changed and new ones are resampled; unreadable ones are skipped
-    with a warning naming each, and their number is reported. No usable CT is a clear error."""
+    """Bring ``cache_dir`` up to date with the CTs in ``folder`` and return the usable ones (:func:`prepare_volumes`);
+    no usable CT is a clear error."""
     from ..imaging.image_io import find_ct_volumes
 
-    folder, cache_dir = Path(folder), Path(cache_dir)
+    folder = Path(folder)
     sources = find_ct_volumes(folder)
+    usable = prepare_volumes(sources, cache_dir, spacing_mm, log, str(folder.resolve()))
+    if not usable:
+        raise InputError(f"{folder.name}: none of its {len(sources)} CT volumes could be read")
+    return usable
+
+
+def prepare_volumes(
+    sources: list[Path], cache_dir: str | os.PathLike, spacing_mm: float, log: Log = _warn, label: str = ""
+) -> list[CachedCT]:
+    """Bring ``cache_dir`` up to date with the CT files ``sources`` and return the usable ones. Unchanged sources
+    (same checksum and voxel size) are reused; changed and new ones are resampled; unreadable ones are skipped
+    with a warning naming each, and their number is reported."""
+    cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = cache_dir / MANIFEST_NAME
     try:
@@ -121,10 +155,10 @@ def prepare_cache(
         manifest = {}
     entries = manifest.get("entries", {}) if manifest.get("spacing_mm") == spacing_mm else {}
     usable, skipped, kept = [], [], {}
-    for index, source in enumerate(sources):
+    for source in sources:
         checksum = source_checksum(source)
         entry = entries.get(source.name)
-        array_path = cache_dir / f"{index:05d}-{hashlib.sha1(source.name.encode()).hexdigest()[:8]}.npy"
+        array_path = cache_dir / f"{hashlib.sha1(source.name.encode()).hexdigest()[:12]}.npy"
         if entry is None or entry["sha256"] != checksum or not (cache_dir / entry["array"]).is_file():
             try:
                 array, origin = _resampled(source, spacing_mm)
@@ -138,20 +172,27 @@ def prepare_cache(
                 "array": array_path.name,
                 "shape": list(array.shape),
                 "origin_lps": list(origin),
+                "body_centre_lps": body_centre(array, origin, spacing_mm),
             }
+        if "body_centre_lps" not in entry:  # prepared before the body centre was recorded
+            array = np.load(cache_dir / entry["array"], mmap_mode="r")
+            entry = {**entry, "body_centre_lps": body_centre(array, tuple(entry["origin_lps"]), spacing_mm)}
         kept[source.name] = entry
         usable.append(
             CachedCT(
-                source.name, cache_dir / entry["array"], tuple(entry["shape"]), tuple(entry["origin_lps"]), spacing_mm
+                source.name,
+                cache_dir / entry["array"],
+                tuple(entry["shape"]),
+                tuple(entry["origin_lps"]),
+                spacing_mm,
+                tuple(entry["body_centre_lps"]),
             )
         )
     for stale in {e["array"] for e in entries.values()} - {e["array"] for e in kept.values()}:
         (cache_dir / stale).unlink(missing_ok=True)
-    write_json({"source_folder": str(folder.resolve()), "spacing_mm": spacing_mm, "entries": kept}, manifest_path)
+    write_json({"source_folder": label, "spacing_mm": spacing_mm, "entries": kept}, manifest_path)
     if skipped:
-        log(f"{len(skipped)} of {len(sources)} CTs in {folder.name} could not be read and were skipped")
-    if not usable:
-        raise InputError(f"{folder.name}: none of its {len(sources)} CT volumes could be read")
+        log(f"{len(skipped)} of {len(sources)} CTs could not be read and were skipped")
     return usable
 
 

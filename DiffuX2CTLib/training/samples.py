@@ -25,7 +25,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core.errors import InputError
 from ..imaging.drr import hu_to_attenuation, normalize_radiograph, project
 from ..imaging.geometry import ProjectionGeometry, VolumeGrid
 from ..imaging.intensity import add_collimation_and_marker, clean_radiograph
@@ -108,21 +107,6 @@ def _fixed_phantom(seed: int, grid: VolumeGrid, device: str) -> torch.Tensor:
     from ..anatomy.phantom import generate_phantom
 
     return generate_phantom(seed, grid, "trunk", device=device)
-
-
-def parse_source(text: str, seed: int, config: ModelConfig, cache_dir: str) -> CTSource:
-    """``phantoms``, ``phantom:SEED`` or a folder of CT volumes (preprocessed once into ``cache_dir`` at the
-    training voxel size of ``config``, see :mod:`.ctcache`) as a :class:`CTSource`."""
-    if text == "phantoms":
-        return PhantomSource(seed)
-    if text.startswith("phantom:"):
-        value = text.split(":", 1)[1]
-        if not value.isdigit():
-            raise InputError(f"'{text}': use phantoms, phantom:SEED (SEED a whole number) or a folder of CT volumes")
-        return PhantomSource(seed, int(value))
-    from .ct_cache import CachedCTSource
-
-    return CachedCTSource.for_folder(text, cache_dir, fine_spacing(config))
 
 
 def jittered_geometry(nominal: ProjectionGeometry, rng: np.random.Generator) -> ProjectionGeometry:
@@ -293,7 +277,8 @@ def batches(
     if maker.plan is not None:
         if (maker.plan.batch, maker.plan.world) != (batch, world):
             raise ValueError(
-                f"the maker plans batches of {maker.plan.batch} for {maker.plan.world} processes, not {batch} for {world}"
+                f"the maker plans batches of {maker.plan.batch} for {maker.plan.world} processes, not {batch} for "
+                f"{world}"
             )
         yield from _reusing_batches(maker, first_step, last_step, device, workers, rank)
         return

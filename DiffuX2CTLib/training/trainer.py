@@ -31,6 +31,7 @@ from torch.optim.swa_utils import AveragedModel
 from ..core.atomic_write import write_text
 from ..core.device import autocast, resolve_device, resolve_precision
 from ..core.errors import InputError
+from ..core.seeds import MAX_SEED
 from ..diffusion.losses import diffusion_loss, regression_loss
 from ..diffusion.schedule import training_scheduler
 from ..imaging.drr import DRRProjector
@@ -38,7 +39,9 @@ from ..inference.options import PRECISIONS
 from ..model.config import PRESETS, ModelConfig
 from ..model.network import DiffuX2CTNet
 from ..model.weights import load_model, save_model
-from .samples import SampleMaker, batches, parse_source
+from .data_sources import parse_source
+from .real_source import DEFAULT_REAL_SHARE
+from .samples import SampleMaker, batches
 
 CHECKPOINT_NAME = "checkpoint.pt"
 STAGES = ("regression", "diffusion")
@@ -74,6 +77,7 @@ class TrainSettings:
     time_limit_minutes: float | None = None
     reuse: int = 1
     precision: str = "auto"
+    real_share: float = DEFAULT_REAL_SHARE
 
     def __post_init__(self) -> None:
         problems = []
@@ -82,7 +86,7 @@ class TrainSettings:
         for name in ("steps", "batch", "checkpoint_every", "reuse"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 problems.append(f"{name} must be a whole number of at least 1, not {getattr(self, name)!r}")
-        if not (isinstance(self.seed, int) and 0 <= self.seed < 2**63):
+        if not (isinstance(self.seed, int) and 0 <= self.seed <= MAX_SEED):
             problems.append(f"seed must be a whole number from 0, not {self.seed!r}")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             problems.append(f"learning rate must be a positive number, not {self.learning_rate!r}")
@@ -94,6 +98,8 @@ class TrainSettings:
             problems.append(f"time limit must be a positive number of minutes, not {self.time_limit_minutes!r}")
         if self.precision not in PRECISIONS:
             problems.append(f"unknown precision '{self.precision}' (use {', '.join(PRECISIONS)})")
+        if not (isinstance(self.real_share, (int, float)) and 0.0 < self.real_share <= 1.0):
+            problems.append(f"the share of real CTs must lie above 0 and at most 1, not {self.real_share!r}")
         if self.workers is not None and self.workers < 0:
             problems.append(f"workers must be 0 or more, not {self.workers}")
         if self.preset is not None and self.preset not in PRESETS:
@@ -251,7 +257,9 @@ def train(settings: TrainSettings, show_progress: bool = True) -> Path:
     config = net.config
     if distributed and rank != 0:
         dist.barrier()  # rank 0 brings a CT folder's cache up to date first; the others then only read it
-    source = parse_source(settings.data, settings.seed, config, settings.cache or str(out / "ct-cache"))
+    source = parse_source(
+        settings.data, settings.seed, config, settings.cache or str(out / "ct-cache"), settings.real_share
+    )
     if distributed and rank == 0:
         dist.barrier()
     maker = SampleMaker(config, source, settings.seed, settings.reuse, settings.batch, world)
@@ -376,33 +384,50 @@ def _forget_log_after(log_path: Path, step: int) -> None:
         write_text("".join(line + "\n" for line in kept), log_path)
 
 
+RESUME_MUST_MATCH = {
+    "data": ("--data", "draws its samples from"),
+    "batch": ("--batch", "trains with batches of"),
+    "seed": ("--seed", "draws its data and noise from seed"),
+    "learning_rate": ("--lr", "trains at learning rate"),
+    "real_share": ("--real-share", "draws real CTs at share"),
+    "reuse": ("--reuse", "makes this many samples of each volume:"),
+}
+"""Settings a resumed run must keep, else its data, noise or optimiser would not be the run's (or its recorded
+settings would be false): with the flag and how the refusal names the stored value."""
+
+
 def _check_resume(checkpoint: dict, settings: TrainSettings, path: Path) -> None:
     """A clear error when the settings cannot continue the run in ``path``: another stage, fewer steps than it
-    already has, another number of samples per volume, another precision, or another grid."""
+    already has, another precision or grid, or any of :data:`RESUME_MUST_MATCH` changed."""
+    run = path.parent.name
     stored = json.loads(checkpoint.get("settings", "{}"))
     stage = stored.get("stage", settings.stage)
     if stage != settings.stage:
         raise InputError(
-            f"{path.parent.name}: holds a {stage} run; train the {settings.stage} stage into a new --out folder (with --init {path.parent.name}/model)"
+            f"{run}: holds a {stage} run; train the {settings.stage} stage into a new --out folder "
+            f"(with --init {run}/model)"
         )
     if settings.steps < int(checkpoint["step"]):
         raise InputError(
-            f"{path.parent.name}: the run is already at step {checkpoint['step']}; give --steps above that to continue it"
+            f"{run}: the run is already at step {checkpoint['step']}; give --steps above that to continue it"
         )
     precision = stored.get("precision", settings.precision)
     if precision != settings.precision:
         raise InputError(
-            f"{path.parent.name}: the run trains in {precision}; --precision {settings.precision} would change its arithmetic, so resume it with --precision {precision} (or auto)"
+            f"{run}: the run trains in {precision}; --precision {settings.precision} would change its arithmetic, "
+            f"so resume it with --precision {precision} (or auto)"
         )
-    if stored.get("reuse", 1) != settings.reuse:
-        raise InputError(
-            f"{path.parent.name}: the run makes {stored.get('reuse', 1)} samples of each volume; --reuse {settings.reuse} would draw other data, so resume it with --reuse {stored.get('reuse', 1)}"
-        )
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainSettings)}
+    for name, (flag, what) in RESUME_MUST_MATCH.items():
+        before, now = stored.get(name, defaults[name]), getattr(settings, name)
+        if before != now:
+            raise InputError(
+                f"{run}: the run {what} {before}; {flag} {now} cannot continue it "
+                f"(resume with {flag} {before}, or train into a new --out folder with --init {run}/model)"
+            )
     grid = json.loads(checkpoint["config"])["grid_size"]
     if settings.grid_size is not None and settings.grid_size != grid:
-        raise InputError(
-            f"{path.parent.name}: the run's model has a {grid}^3 grid; --grid {settings.grid_size} cannot resume it"
-        )
+        raise InputError(f"{run}: the run's model has a {grid}^3 grid; --grid {settings.grid_size} cannot resume it")
 
 
 class _Replica:
