@@ -55,7 +55,9 @@ def _imported_roots(path: Path) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    "path", sorted(p for p in (ROOT / "DiffuX2CTLib").rglob("*.py") if p.name not in {"scene.py", "result_placement.py"}), ids=lambda p: p.name
+    "path",
+    sorted(p for p in (ROOT / "DiffuX2CTLib").rglob("*.py") if p.name not in {"scene.py", "result_placement.py"}),
+    ids=lambda p: p.name,
 )
 def test_engine_never_imports_slicer_qt_or_vtk(path):
     assert not (_imported_roots(path) & ENGINE_FORBIDDEN)
