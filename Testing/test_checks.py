@@ -125,3 +125,37 @@ def test_swapped_views_without_view_information_are_caught(tmp_path):
     )
     # files that say which view they are are judged by that (a header mismatch is its own error)
     assert _problems(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd") == []
+
+
+def test_a_mirrored_lateral_is_caught_by_where_its_spine_lies(tmp_path):
+    """The spine lies on the posterior side of a lateral view, the right of the image as the model takes it: in a
+    lateral mirrored left-right it lies on the left, anterior side: the pair is refused when the file gave no
+    orientation, and noted with a warning when it did (the frontal view's mirror has no such landmark and is not
+    judged)."""
+    from DiffuX2CTLib.imaging.image_io import detector_image, write_image
+    from DiffuX2CTLib.inference.input_checks import orientation_notes, spine_position, spine_side
+
+    ap, lateral = read_radiograph(SAMPLE / "ap.nrrd", "ap"), read_radiograph(SAMPLE / "lateral.nrrd", "lateral")
+    images, _ = prepare_pair(ap, lateral, default_pair()[0].with_detector(64))
+    assert spine_position(images[1]) > 0.7 and spine_position(images[1][:, ::-1]) < 0.3
+    assert spine_side(images[1])[0] == "posterior" and spine_side(images[1][:, ::-1])[0] == "anterior"
+    pixels = _sample_pixels("lateral")
+    mirrored = _write_variant(tmp_path / "lateral.nrrd", pixels[:, ::-1])
+    problems = _problems(SAMPLE / "ap.nrrd", mirrored)
+    assert len(problems) == 1 and re.fullmatch(
+        r"lateral.nrrd: the lateral image looks mirrored left-right: its densest vertical band, the spine, lies at "
+        r"\d+ % of the body's depth from the image's left, but the model takes laterals with anterior on the left "
+        r"and the spine on the posterior, right side; mirror it \(a pelvic view can mislead this check, and an "
+        r"image that is no lateral view fails it too\)",
+        problems[0],
+    )
+    assert _problems(SAMPLE / "ap.nrrd", _write_variant(tmp_path / "upright.nrrd", pixels)) == []
+    with pytest.raises(InputError, match="lateral.nrrd: the lateral image looks mirrored left-right"):
+        reconstruct_pair(SAMPLE / "ap.nrrd", mirrored, options=ReconstructionOptions(method="regression"))
+    # a file that gives its orientation is trusted: the mirror is a warning in the notes, not a refusal
+    header = read_radiograph(SAMPLE / "lateral.nrrd", "lateral").geometry
+    oriented = write_image(detector_image(pixels[:, ::-1].copy(), header), tmp_path / "oriented.nrrd")
+    assert _problems(SAMPLE / "ap.nrrd", oriented) == []
+    notes = orientation_notes(ap, read_radiograph(oriented, "lateral"), images[:, :, ::-1])
+    assert len(notes) == 1 and notes[0].startswith("oriented.nrrd: the lateral image looks mirrored left-right")
+    assert notes[0].endswith("; its file gives this orientation, so check the file")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -239,6 +240,12 @@ def test_an_assumed_orientation_is_said_in_the_notes_the_provenance_and_the_prev
     assert result.provenance["orientation_ap"] == result.provenance["orientation_lateral"] == "assumed"
     notes = result.provenance["notes"]
     assert "ap.png: a plain image carries no orientation; assumed columns run towards L and rows towards F" in notes
+    assert "ap.png: a frontal view's left-right mirror cannot be detected" in notes
+    assert re.search(
+        r"lateral.png: the spine lies at \d+ % of the body's depth from the image's left, posterior on the right, "
+        r"as assumed",
+        notes,
+    )
     assert result.ct.GetMetaData("DiffuX2CT_orientation_ap") == "assumed"
     seen = {}
     writer = preview.preview_writer

@@ -26,7 +26,7 @@ from ..imaging.image_io import apply_acquisition, grid_image, image_writer, read
 from ..model.config import ModelConfig
 from ..model.network import DiffuX2CTNet
 from ..model.weights import BUNDLED_MODEL_DIR, file_sha256, load_model
-from .input_checks import normalised_cross_correlation, pair_problems, polarity_problems
+from .input_checks import normalised_cross_correlation, orientation_notes, pair_problems, polarity_problems
 from .options import ReconstructionOptions
 from .preprocess import cleaned, prepare_pair
 from .sampling import draw_samples
@@ -150,7 +150,12 @@ def reconstruct_pair(
         "lateral_sha256": file_sha256(Path(lateral_path)),
         "agreement_ap": f"{agreement['ap']:.4f}",
         "agreement_lateral": f"{agreement['lateral']:.4f}",
-        "notes": "; ".join(ap.notes + lateral.notes + [f"input check overridden: {p}" for p in problems]),
+        "notes": "; ".join(
+            ap.notes
+            + lateral.notes
+            + orientation_notes(ap, lateral, images)
+            + [f"input check overridden: {p}" for p in problems]
+        ),
         "orientation_ap": "from the file" if pair["ap"].orientation_from_file else "assumed",
         "orientation_lateral": "from the file" if pair["lateral"].orientation_from_file else "assumed",
         "intended_use": "research use only, not for diagnosis",
