@@ -319,7 +319,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train (or resume) a model on phantoms or a folder of CTs; exports the EMA model to OUT/model."""
-    from .training.trainer import TrainSettings, train
+    from .training.settings import TrainSettings
+    from .training.trainer import train
 
     check_output_folder("--out", args.out)
     _refuse_output_in_ct_folder(args.out, {"the training data": args.data})
@@ -345,6 +346,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         reuse=args.reuse,
         precision=args.precision,
         real_share=args.real_share,
+        **({"phantom_bank": args.phantom_bank} if args.phantom_bank is not None else {}),
     )
     model = train(settings, show_progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one line for the run, not one per process
@@ -627,10 +629,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--reuse",
         type=_whole(1, 1000),
-        default=1,
+        default=None,
         metavar="N",
-        help="samples made from each volume, each under its own random pose (default 1: a new volume per sample); "
-        "more when making volumes holds training back",
+        help="samples made from each volume, each under its own random pose (default: automatic, 4 on a CPU and 8 "
+        "on a GPU; 1 makes a new volume for every sample)",
+    )
+    train.add_argument(
+        "--phantom-bank",
+        type=_whole(0, 1_000_000),
+        default=None,
+        metavar="N",
+        help="phantoms a sample draws from, painted once into the data cache and reused by later runs (default 64; "
+        "0 paints a new phantom for every volume)",
     )
     train.add_argument("--quiet", action="store_true")
     train.set_defaults(run=cmd_train)

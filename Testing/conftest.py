@@ -11,6 +11,22 @@ from DiffuX2CTLib.imaging.geometry import VolumeGrid
 from DiffuX2CTLib.imaging.image_io import grid_image
 
 
+@pytest.fixture(scope="session", autouse=True)
+def data_cache_of_the_tests(tmp_path_factory):
+    """The data cache (phantom bank, prepared real CTs) of the whole test session lives in a temporary folder, never
+    in the user's ``~/.cache``; subprocesses started by tests inherit it."""
+    import os
+
+    folder = tmp_path_factory.mktemp("data-cache")
+    previous = os.environ.get("DIFFUX2CT_CACHE")
+    os.environ["DIFFUX2CT_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("DIFFUX2CT_CACHE", None)
+    else:
+        os.environ["DIFFUX2CT_CACHE"] = previous
+
+
 @pytest.fixture(autouse=True)
 def float32_unless_asked(monkeypatch):
     """``auto`` precision (training and sampling) means float32 in the tests, whatever this machine's CPU computes

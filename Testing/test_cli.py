@@ -536,7 +536,9 @@ def test_shared_flags_are_declared_once_and_mean_the_same_everywhere():
         )
         assert (args.seed, args.device, args.precision) == (7, "cpu", "float32")
     engine = Path(__file__).resolve().parents[1] / "DiffuX2CTLib"
-    definitions = [p for p in engine.rglob("*.py") if re.search(r"^MAX_SEED\s*=", p.read_text(), re.MULTILINE)]
+    definitions = [
+        p for p in engine.rglob("*.py") if re.search(r"^MAX_SEED\s*=", p.read_text(encoding="utf-8"), re.MULTILINE)
+    ]
     assert [p.relative_to(engine).as_posix() for p in definitions] == ["core/seeds.py"]
 
 

@@ -55,7 +55,8 @@ def test_training_never_draws_a_held_out_seed(seed, index):
 def test_a_training_run_only_paints_training_seeds(tmp_path, painted_seeds):
     """Whatever draws the phantoms, a run (here with a seed whose stream wraps around) asks the generator for
     training seeds only."""
-    from DiffuX2CTLib.training.trainer import TrainSettings, train
+    from DiffuX2CTLib.training.settings import TrainSettings
+    from DiffuX2CTLib.training.trainer import train
 
     drawn = painted_seeds
     train(
@@ -164,7 +165,8 @@ def test_a_folder_with_no_readable_ct_is_a_clear_error(tmp_path):
 
 
 def test_training_on_a_ct_folder_uses_its_cache(tmp_path):
-    from DiffuX2CTLib.training.trainer import TrainSettings, train
+    from DiffuX2CTLib.training.settings import TrainSettings
+    from DiffuX2CTLib.training.trainer import train
 
     _phantom_folder(tmp_path / "cts")
     train(

@@ -92,20 +92,28 @@ def test_a_view_is_the_volume_in_a_small_random_pose():
 
 
 def test_a_reusing_run_paints_one_volume_per_reuse_samples(tmp_path, painted_seeds):
-    from DiffuX2CTLib.training.trainer import TrainSettings, train
+    from DiffuX2CTLib.training.settings import TrainSettings
+    from DiffuX2CTLib.training.trainer import train
 
     drawn = painted_seeds
     train(
         TrainSettings(
-            out=str(tmp_path / "run"), steps=16, batch=2, grid_size=16, workers=0, reuse=4, checkpoint_every=100
+            out=str(tmp_path / "run"),
+            steps=16,
+            batch=2,
+            grid_size=16,
+            workers=0,
+            reuse=4,
+            checkpoint_every=100,
+            phantom_bank=0,
         ),
         show_progress=False,
     )
-    assert len(drawn) == 8 and len(set(drawn)) == 8  # 32 samples, one block of 8 volumes
+    assert len(drawn) == 8 and len(set(drawn)) == 8  # 32 samples, one block of 8 volumes (painted: no bank)
 
 
 def test_reuse_must_be_a_whole_number_of_at_least_one(tmp_path):
-    from DiffuX2CTLib.training.trainer import TrainSettings
+    from DiffuX2CTLib.training.settings import TrainSettings
 
     with pytest.raises(InputError, match="reuse"):
         TrainSettings(out=str(tmp_path), reuse=0)
@@ -143,9 +151,10 @@ def test_the_command_line_passes_reuse_to_the_run_and_its_model_card(tmp_path, c
 
 
 def test_a_run_resumes_only_with_the_reuse_it_started_with(tmp_path):
-    from DiffuX2CTLib.training.trainer import TrainSettings, train
+    from DiffuX2CTLib.training.settings import TrainSettings
+    from DiffuX2CTLib.training.trainer import train
 
     run = str(tmp_path / "run")
     train(TrainSettings(out=run, steps=1, grid_size=16, workers=0, reuse=2, checkpoint_every=1), show_progress=False)
-    with pytest.raises(InputError, match="resume it with --reuse 2"):
+    with pytest.raises(InputError, match="resume with --reuse 2"):
         train(TrainSettings(out=run, steps=2, grid_size=16, workers=0, reuse=3), show_progress=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -19,7 +20,14 @@ from DiffuX2CTLib.diffusion.schedule import sampling_scheduler
 from DiffuX2CTLib.model.network import DiffuX2CTNet
 from DiffuX2CTLib.model.weights import load_model, save_model
 from DiffuX2CTLib.training.samples import PhantomSource, SampleMaker
-from DiffuX2CTLib.training.trainer import TrainSettings, train
+from DiffuX2CTLib.training.settings import TrainSettings
+from DiffuX2CTLib.training.trainer import train
+
+
+def _step_records(run) -> list[dict]:
+    """The log's step lines (the run's start lines, which say what was chosen, left out)."""
+    lines = (run / "log.jsonl").read_text().splitlines()
+    return [record for record in map(json.loads, lines) if "loss" in record]
 
 
 def _checkpoint(folder):
@@ -106,7 +114,7 @@ def test_resume_after_a_stop_is_exact(tmp_path, precision):
     assert not torch.equal(
         a["ema"]["conditioner.ct_head.3.weight"], a["model"]["conditioner.ct_head.3.weight"]
     )  # the EMA is its own state
-    log = [json.loads(line) for line in (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()]
+    log = _step_records(tmp_path / "resumed")
     assert [r["step"] for r in log] == [1, 2, 3, 4]
     assert (tmp_path / "resumed" / "loss.png").read_bytes()[:4] == b"\x89PNG"
     assert load_model(tmp_path / "resumed" / "model")[1]["training"]["steps"] == 4
@@ -119,7 +127,7 @@ def test_a_resume_after_a_kill_forgets_the_steps_after_the_last_checkpoint(tmp_p
     with open(run / "log.jsonl", "a", encoding="utf-8") as log:  # what a run killed during step 3 leaves behind
         log.write(json.dumps({"step": 3, "stage": "regression", "loss": 9.0}) + "\n")
     train(TrainSettings(out=str(run), steps=3, grid_size=16, checkpoint_every=2, workers=0), show_progress=False)
-    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    records = _step_records(run)
     assert [r["step"] for r in records] == [1, 2, 3] and records[-1]["loss"] != 9.0
 
 
@@ -141,7 +149,7 @@ def test_resuming_with_settings_that_cannot_continue_the_run_is_a_clear_error(tm
     assert (
         train(TrainSettings(out=str(run), steps=2, grid_size=16), show_progress=False) == run / "model"
     )  # nothing to do
-    assert len((run / "log.jsonl").read_text().splitlines()) == 2
+    assert len(_step_records(run)) == 2
 
 
 def test_a_run_past_its_time_limit_stops_with_a_checkpoint_and_a_model_and_resumes(tmp_path):
@@ -156,7 +164,7 @@ def test_a_run_past_its_time_limit_stops_with_a_checkpoint_and_a_model_and_resum
     assert load_model(run / "model")[1]["training"]["steps"] == 1
     train(TrainSettings(out=str(run), steps=3, grid_size=16, checkpoint_every=100, workers=0), show_progress=False)
     assert _checkpoint(run)["step"] == 3
-    assert [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert [r["step"] for r in _step_records(run)] == [1, 2, 3]
 
 
 @pytest.mark.parametrize(
@@ -203,7 +211,7 @@ def test_the_training_step_runs_in_the_chosen_precision_and_the_card_records_it(
     for precision in ("float32", "bfloat16"):
         out = tmp_path / precision
         train(TrainSettings(out=str(out), steps=2, grid_size=16, workers=0, precision=precision), show_progress=False)
-        losses[precision] = [json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines()]
+        losses[precision] = [r["loss"] for r in _step_records(out)]
         card = json.loads((out / "model" / "config.json").read_text())
         assert card["training"]["settings"]["precision"] == precision
     assert losses["float32"] != losses["bfloat16"]
@@ -287,8 +295,13 @@ def test_a_corrupted_checkpoint_is_a_clear_error(tmp_path):
     train(TrainSettings(out=str(run), steps=1, grid_size=16, checkpoint_every=1), show_progress=False)
     data = (run / "checkpoint.pt").read_bytes()
     (run / "checkpoint.pt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(InputError, match=r"checkpoint.pt: unreadable training checkpoint .* delete it to start over"):
+    with pytest.raises(
+        InputError, match=r"checkpoint.pt: unreadable training checkpoint .* delete it to start the run"
+    ):
         train(TrainSettings(out=str(run), steps=2, grid_size=16, checkpoint_every=1), show_progress=False)
+    (tmp_path / "mine.pt").write_bytes(data[: len(data) // 2])  # the user's own file as --init: never "delete it"
+    with pytest.raises(InputError, match=r"mine.pt: unreadable training checkpoint .*; give a model folder or a run's"):
+        train(TrainSettings(out=str(tmp_path / "new"), steps=1, grid_size=16, init=str(tmp_path / "mine.pt")))
 
 
 def test_two_ddp_processes_hold_identical_weights(tmp_path):
@@ -450,3 +463,49 @@ def test_a_resume_that_would_change_the_data_noise_or_optimiser_is_refused(tmp_p
     with pytest.raises(InputError, match=message + r".*--init run/model"):
         train(TrainSettings(out=str(run), steps=2, grid_size=16, workers=0, **change), show_progress=False)
     assert (run / "checkpoint.pt").read_bytes() == before
+
+
+def test_the_run_log_says_what_was_chosen_and_why(tmp_path):
+    """With no flags a run picks its precision, samples per volume and data workers itself, and says so."""
+    run = tmp_path / "run"
+    train(TrainSettings(out=str(run), steps=1, grid_size=16, workers=0), show_progress=False)
+    start = json.loads((run / "log.jsonl").read_text().splitlines()[0])
+    assert start["event"] == "start" and start["step"] == 0
+    assert (start["precision"], start["reuse"], start["workers"]) == ("float32", 4, 0)  # conftest: no native bf16
+    assert start["reuse_why"].startswith("automatic on cpu") and start["workers_why"] == "asked for"
+    assert "bank of 64" in start["data"]
+    settings = load_model(run / "model")[1]["training"]["settings"]
+    assert settings["reuse"] == 4 and settings["phantom_bank"] == 64  # the card records the resolved choice
+
+
+def test_the_phantom_bank_is_painted_once_and_reused_by_the_next_run(tmp_path, painted_seeds, monkeypatch):
+    monkeypatch.setenv("DIFFUX2CT_CACHE", str(tmp_path / "cache"))
+    first = TrainSettings(out=str(tmp_path / "a"), steps=2, grid_size=16, workers=0, reuse=2, phantom_bank=4)
+    train(first, show_progress=False)
+    painted = len(painted_seeds)
+    assert 1 <= painted <= 4 and len(list((tmp_path / "cache" / "bank").rglob("*.npy"))) == painted
+    train(dataclasses.replace(first, out=str(tmp_path / "b")), show_progress=False)
+    assert len(painted_seeds) == painted  # the second run read the bank
+    assert _checkpoint(tmp_path / "a")["model"].keys() == _checkpoint(tmp_path / "b")["model"].keys()
+    for key, value in _checkpoint(tmp_path / "a")["model"].items():
+        assert torch.allclose(value, _checkpoint(tmp_path / "b")["model"][key], **FLOAT32_TOLERANCE), key
+
+
+def test_sigterm_stops_a_run_with_a_checkpoint_of_the_steps_done(tmp_path):
+    """What ``kill`` and job schedulers send: the run writes its checkpoint and model before it ends."""
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    options = ["--grid", "16", "--steps", "100000", "--checkpoint-every", "100000", "--quiet", "--device", "cpu"]
+    options += ["--workers", "0", "--phantom-bank", "2"]
+    command = [sys.executable, "-m", "DiffuX2CTLib.cli", "train", "--out", str(out), *options]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and len(_step_records(out) if (out / "log.jsonl").exists() else []) < 2:
+        time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    steps = len(_step_records(out))
+    assert steps >= 2 and "interrupted" in stderr
+    assert _checkpoint(out)["step"] >= 2 and load_model(out / "model")[1]["training"]["steps"] >= 2

@@ -24,8 +24,11 @@ from .schedule import RESIDUAL_CLIP, denoiser_target, predicted_clean_volume
 def projection_loss(
     volume_unit: torch.Tensor, radiographs: torch.Tensor, projector: DRRProjector, grid: VolumeGrid, window: HUWindow
 ) -> torch.Tensor:
-    """L_proj: MSE between the DRRs of ``volume_unit`` and the (normalised) input radiographs."""
-    return F.mse_loss(render_model_radiographs(volume_unit, projector, grid, window), radiographs)
+    """L_proj: MSE between the DRRs of ``volume_unit`` and the (normalised) input radiographs. The DRRs' percentile
+    scaling is held fixed for the gradient, which otherwise lands on the one or two rays through the percentile
+    pixels and pulls thin lines into the volume (see :func:`~DiffuX2CTLib.imaging.drr.normalize_radiograph`)."""
+    rendered = render_model_radiographs(volume_unit, projector, grid, window, scale_gradient=False)
+    return F.mse_loss(rendered, radiographs)
 
 
 def diffusion_loss(

@@ -23,7 +23,7 @@ from ..realct.cache import volumes_folder
 from ..realct.split import training_cts
 from .augmentation import augmented
 from .ct_cache import CachedCT, prepare_volumes
-from .samples import CTSource, PhantomSource
+from .samples import CTSource
 
 IN_PLANE_JITTER_MM = 15.0
 """How far the cube's centre moves about the body's centre, left-right and front-back."""
@@ -76,7 +76,7 @@ class RealCTSource:
 class MixedSource:
     """Phantoms and real CTs: each volume is real with probability ``real_share``."""
 
-    phantoms: PhantomSource
+    phantoms: CTSource
     real: RealCTSource
     real_share: float = DEFAULT_REAL_SHARE
 

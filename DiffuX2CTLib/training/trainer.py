@@ -1,124 +1,283 @@
-"""Training: procedural phantoms or a folder of CTs, DRR pairs rendered on the fly, two stages.
+"""Training: procedural phantoms, real CTs or a folder of CTs, DRR pairs rendered on the fly, two stages.
 
 Stage ``regression`` trains the conditioning network (tri-plane generator + implicit decoder) to predict the CT
 directly; stage ``diffusion`` trains the denoiser on ``L_simple + L_proj / T`` conditioned on it (frozen by
-default). Samples come from the data pipeline (:mod:`DiffuX2CTLib.training.samples`), made ahead in DataLoader
-workers on a CPU and on the device on a GPU. Every run is resumable: the data of step ``s`` and its noise come
-from seeds derived from ``s``, and checkpoints (model, EMA, optimiser, step) are written atomically, so a resumed
-run sees the same data and counters as an uninterrupted one; its float32 weights agree to rounding (the last bits
-of a float32 sum depend on the CPU's kernels and thread count) and its exported half-precision weights within one
-float16 step. Phantom
-seeds from ``HELD_OUT_SEED_START`` up are never used for training (they are the sample and the test set).
-This module needs torch, numpy, MONAI and safetensors only; SimpleITK is imported only to read a CT folder.
+default). Samples come from the data pipeline (:mod:`.samples`), made ahead in DataLoader workers on a CPU and on
+the device on a GPU. Every run is resumable: the data of step ``s`` and its noise come from seeds derived from
+``s``, and checkpoints (model, EMA, optimiser, step) are written atomically, so a resumed run sees the same data and
+counters as an uninterrupted one; its float32 weights agree to rounding (the last bits of a float32 sum depend on
+the CPU's kernels and thread count) and its exported half-precision weights within one float16 step. An interrupt
+(SIGINT, or SIGTERM as schedulers and ``kill`` send it) or a failure writes a checkpoint of the steps done first.
+Phantom seeds from ``HELD_OUT_SEED_START`` up are never used for training (they are the sample and the test set).
+This module needs torch, numpy, MONAI and safetensors only; SimpleITK is imported only to read CT files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-import math
 import os
+import signal
+import sys
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 
-from ..core.atomic_write import write_text
 from ..core.device import autocast, resolve_device, resolve_precision
 from ..core.errors import InputError
-from ..core.seeds import MAX_SEED
 from ..diffusion.losses import diffusion_loss, regression_loss
 from ..diffusion.schedule import training_scheduler
 from ..imaging.drr import DRRProjector
-from ..inference.options import PRECISIONS
-from ..model.config import PRESETS, ModelConfig
+from ..model.config import ModelConfig
 from ..model.network import DiffuX2CTNet
-from ..model.weights import load_model, save_model
+from ..model.weights import load_model
 from .data_sources import parse_source
-from .real_source import DEFAULT_REAL_SHARE
+from .run_folder import CHECKPOINT_NAME, LOG_NAME, append_log, export_run, forget_log_after, load_checkpoint
 from .samples import SampleMaker, batches
-
-CHECKPOINT_NAME = "checkpoint.pt"
-STAGES = ("regression", "diffusion")
+from .settings import TrainSettings, automatic_reuse, check_resume
 
 
-@dataclass
-class TrainSettings:
-    """What one training run does; stored in the checkpoint and the model card. ``preset`` names the architecture
-    of a new model (:data:`~DiffuX2CTLib.model.config.PRESETS`; ``grid_size`` alone changes only the grid of the
-    default one); ``workers`` is the number of DataLoader processes making samples (None: 1 on a CPU, 0 on a GPU,
-    where samples are made on the device); ``cache`` is where a CT folder is preprocessed (default: next to the
-    run); ``time_limit_minutes`` stops the run at the first step past that wall-clock time (from its start), with a
-    checkpoint and an exported model, so a rented GPU's minutes can be used to the end; a later run resumes it."""
+class Trainer:
+    """One training run: :meth:`set up <__init__>` (device, model, resumed state, data, optimiser), then :meth:`run`
+    its steps, each a :meth:`step`, a :meth:`log` line and, now and then, a :meth:`checkpoint`."""
 
-    out: str
-    stage: str = "regression"
-    data: str = "phantoms"
-    steps: int = 1000
-    batch: int = 1
-    learning_rate: float = 5e-4
-    grid_size: int | None = None
-    preset: str | None = None
-    checkpoint_every: int = 50
-    seed: int = 0
-    init: str | None = None
-    prediction_type: str | None = None
-    residual_scale: float | None = None
-    freeze_conditioner: bool = True
-    ema_decay: float = 0.995
-    device: str = "auto"
-    workers: int | None = None
-    cache: str | None = None
-    time_limit_minutes: float | None = None
-    reuse: int = 1
-    precision: str = "auto"
-    real_share: float = DEFAULT_REAL_SHARE
+    def __init__(self, settings: TrainSettings, show_progress: bool = True) -> None:
+        self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        self.device = resolve_device(settings.device)
+        if self.distributed:
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if self.distributed else (0, 1)
+        self.out, self.show_progress = Path(settings.out), show_progress
+        torch.manual_seed(settings.seed)  # a new model's initial weights follow the run's seed
+        self.net = _initial_net(settings).to(self.device)
+        path = self.out / CHECKPOINT_NAME
+        self.resumed = load_checkpoint(path, self.device) if path.exists() else None
+        self.settings, self.chosen = self._resolved(settings)
+        if self.resumed is not None:  # a resumed run keeps the parametrisation it started with
+            check_resume(self.resumed, self.settings, path)
+            stored = ModelConfig.from_dict(json.loads(self.resumed["config"]))
+            if stored != self.net.config:
+                self.net = DiffuX2CTNet(stored).to(self.device)
+        self.step_count = int(self.resumed["step"]) if self.resumed is not None else 0
+        self.done = self.step_count == self.settings.steps and (self.out / "model").is_dir()
 
-    def __post_init__(self) -> None:
-        problems = []
-        if self.stage not in STAGES:
-            problems.append(f"unknown training stage '{self.stage}' (use regression or diffusion)")
-        for name in ("steps", "batch", "checkpoint_every", "reuse"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                problems.append(f"{name} must be a whole number of at least 1, not {getattr(self, name)!r}")
-        if not (isinstance(self.seed, int) and 0 <= self.seed <= MAX_SEED):
-            problems.append(f"seed must be a whole number from 0, not {self.seed!r}")
-        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            problems.append(f"learning rate must be a positive number, not {self.learning_rate!r}")
-        if not 0.0 < self.ema_decay < 1.0:
-            problems.append(f"EMA decay must lie between 0 and 1, not {self.ema_decay!r}")
-        if self.time_limit_minutes is not None and not (
-            math.isfinite(self.time_limit_minutes) and self.time_limit_minutes > 0
-        ):
-            problems.append(f"time limit must be a positive number of minutes, not {self.time_limit_minutes!r}")
-        if self.precision not in PRECISIONS:
-            problems.append(f"unknown precision '{self.precision}' (use {', '.join(PRECISIONS)})")
-        if not (isinstance(self.real_share, (int, float)) and 0.0 < self.real_share <= 1.0):
-            problems.append(f"the share of real CTs must lie above 0 and at most 1, not {self.real_share!r}")
-        if self.workers is not None and self.workers < 0:
-            problems.append(f"workers must be 0 or more, not {self.workers}")
-        if self.preset is not None and self.preset not in PRESETS:
-            problems.append(f"unknown preset '{self.preset}' (use {', '.join(PRESETS)})")
-        if self.grid_size is not None:
-            try:
-                dataclasses.replace(
-                    PRESETS[self.preset] if self.preset in PRESETS else ModelConfig(), grid_size=self.grid_size
+    def _resolved(self, settings: TrainSettings) -> tuple[TrainSettings, dict]:
+        """The settings with ``auto`` choices made (precision, samples per volume, data workers) and why each."""
+        stored = json.loads(self.resumed.get("settings", "{}")) if self.resumed is not None else {}
+        precision = _run_precision(settings, self.resumed, self.device, self.distributed)
+        if settings.reuse is not None:
+            reuse, why = settings.reuse, "asked for"
+        elif "reuse" in stored and self.resumed is not None:
+            reuse, why = stored["reuse"], "the resumed run's"
+        else:
+            reuse, why = automatic_reuse(self.device)
+        workers = settings.workers if settings.workers is not None else (0 if self.device.type == "cuda" else 1)
+        chosen = {
+            "precision": precision,
+            "precision_why": "asked for" if settings.precision != "auto" else f"auto on {self.device.type}",
+            "reuse": reuse,
+            "reuse_why": why,
+            "workers": workers,
+            "workers_why": "asked for" if settings.workers is not None else "a GPU makes its samples itself"
+            if self.device.type == "cuda" else "one process makes samples beside the training step",
+        }  # fmt: skip
+        return dataclasses.replace(settings, precision=precision, reuse=reuse), chosen
+
+    def _set_up_training(self) -> None:
+        """Data, optimiser, EMA, schedule and projector; the resumed state loaded into them."""
+        settings, config = self.settings, self.net.config
+        if self.distributed and self.rank != 0:
+            dist.barrier()  # rank 0 prepares a CT folder's cache first; the others then only read it
+        source = parse_source(
+            settings.data, settings.seed, config, settings.cache or str(self.out / "ct-cache"), settings.real_share,
+            phantom_bank=settings.phantom_bank,
+        )  # fmt: skip
+        if self.distributed and self.rank == 0:
+            dist.barrier()
+        self.source_description = source.describe()
+        self.maker = SampleMaker(config, source, settings.seed, settings.reuse, settings.batch, self.world)
+        self.out.mkdir(parents=True, exist_ok=True)
+        if settings.stage == "regression":
+            self.parameters = list(self.net.conditioner.parameters())
+        else:
+            frozen = settings.freeze_conditioner
+            self.parameters = list(self.net.denoiser.parameters()) + (
+                [] if frozen else list(self.net.conditioner.parameters())
+            )
+            self.net.conditioner.requires_grad_(not frozen)
+        self.optimizer = torch.optim.AdamW(self.parameters, lr=settings.learning_rate, weight_decay=1e-4)
+        self.ema = AveragedModel(self.net, avg_fn=_ema_with_warmup(settings.ema_decay), use_buffers=True)
+        if self.resumed is not None:
+            self.net.load_state_dict(self.resumed["model"])
+            self.ema.load_state_dict(self.resumed["ema_averager"])
+            self.optimizer.load_state_dict(self.resumed["optimizer"])
+            if self.rank == 0:
+                forget_log_after(self.out / LOG_NAME, self.step_count)
+        wrapped = DistributedDataParallel(self.net, find_unused_parameters=True) if self.distributed else None
+        self.replica = _Replica(wrapped) if wrapped is not None else self.net
+        self.scheduler = training_scheduler(config)
+        self.projector = DRRProjector(config.detector_pair()).to(self.device)
+
+    def run(self) -> Path:
+        """Train to ``settings.steps`` (or the time limit); returns the exported model folder."""
+        if self.done:
+            return self.out / "model"  # already trained that far: its model was exported at that step
+        self._set_up_training()
+        settings = self.settings
+        if self.rank == 0:
+            append_log(
+                self.out / LOG_NAME,
+                {"event": "start", "step": self.step_count, "data": self.source_description, **self.chosen},
+            )
+            if self.show_progress:
+                print(f"training from step {self.step_count}: {_chosen_line(self.chosen)}", file=sys.stderr)
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=settings.steps,
+            initial=self.step_count,
+            disable=not self.show_progress or self.rank != 0,
+            desc=settings.stage,
+        )
+        self.started, saved = time.time(), self.step_count
+        try:
+            with _sigterm_as_interrupt():
+                for clean, radiographs, data_s in self._timed_batches():
+                    losses, grad_norm = self.step(clean, radiographs)
+                    bar.update(1)
+                    self.log(losses, grad_norm, data_s)
+                    out_of_time = _out_of_time(self.started, settings.time_limit_minutes, self.device, self.distributed)
+                    if (
+                        self.step_count % settings.checkpoint_every == 0
+                        or self.step_count == settings.steps
+                        or out_of_time
+                    ):
+                        self.checkpoint()
+                        saved = self.step_count
+                    if out_of_time:
+                        break
+        except BaseException:
+            if not self.distributed and self.step_count > saved:  # keep what was trained before an interrupt
+                self.checkpoint()
+            raise
+        finally:
+            bar.close()
+        if self.distributed:
+            dist.barrier()
+            dist.destroy_process_group()
+        return self.out / "model"
+
+    def _timed_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
+        """The run's remaining batches, each with how long the step waited for it."""
+        settings, workers = self.settings, self.chosen["workers"]
+        steps = (self.step_count, settings.steps, settings.batch)
+        waiting_since = time.perf_counter()
+        for clean, radiographs in batches(self.maker, *steps, self.device, workers, self.world, self.rank):
+            yield clean, radiographs, time.perf_counter() - waiting_since
+            waiting_since = time.perf_counter()
+
+    def step(self, clean: torch.Tensor, radiographs: torch.Tensor) -> tuple[dict[str, torch.Tensor], float]:
+        """One optimiser step on a batch ``(B, 1, N, N, N)``, ``(B, 2, P, P)``: the losses and the gradient norm."""
+        settings, net = self.settings, self.net
+        noise_seed = settings.seed * 1_000_003 + self.step_count * self.world + self.rank
+        generator = torch.Generator(device="cpu").manual_seed(noise_seed)
+        net.train()
+        with autocast(settings.precision, self.device):
+            if settings.stage == "regression":
+                losses = regression_loss(self.replica, clean, radiographs, self.projector)
+            else:
+                condition = None
+                if settings.freeze_conditioner:
+                    with torch.no_grad():
+                        condition = net.condition(radiographs)
+                losses = diffusion_loss(
+                    self.replica, clean, radiographs, self.scheduler, self.projector, generator, condition
                 )
-            except ValueError as error:
-                problems.append(f"grid {self.grid_size}: {error}")
-        if problems:
-            raise InputError("; ".join(problems))
+        self.optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.parameters, 1.0))
+        self.optimizer.step()
+        self.ema.update_parameters(net)
+        self.step_count += 1
+        return losses, grad_norm
 
-    def new_model_config(self) -> ModelConfig:
-        """The architecture of a model trained from scratch: the preset's (default ``cpu-64``), on ``grid_size``
-        when it is given."""
-        config = PRESETS[self.preset or "cpu-64"]
-        return dataclasses.replace(config, grid_size=self.grid_size) if self.grid_size is not None else config
+    def log(self, losses: dict[str, torch.Tensor], grad_norm: float, data_s: float) -> None:
+        """The step's line in ``log.jsonl`` (rank 0): losses, gradient norm, time, time waited for data."""
+        if self.rank != 0:
+            return
+        record = {
+            "step": self.step_count,
+            "stage": self.settings.stage,
+            "loss": losses["total"].item(),
+            "grad_norm": grad_norm,
+            "seconds": round(time.time() - self.started, 2),
+            "data_s": round(data_s, 4),
+        }
+        record.update({k: v.item() for k, v in losses.items() if k != "total"})
+        if self.device.type == "cuda":
+            record["peak_gib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**30, 2)
+        append_log(self.out / LOG_NAME, record)
+
+    def checkpoint(self) -> None:
+        """Checkpoint and model export on rank 0; with several ranks, first check every replica holds the same
+        weights (a digest of each, logged)."""
+        if self.distributed:
+            digests = [torch.zeros(1, dtype=torch.float64, device=self.device) for _ in range(self.world)]
+            mine = torch.tensor([_weights_digest(self.net)], dtype=torch.float64, device=self.device)
+            dist.all_gather(digests, mine)
+            values = [float(d) for d in digests]
+            if self.rank == 0:
+                check = {
+                    "step": self.step_count,
+                    "event": "replica_check",
+                    "digests": values,
+                    "in_sync": len(set(values)) == 1,
+                }
+                append_log(self.out / LOG_NAME, check)
+            if len(set(values)) != 1:
+                raise RuntimeError(f"replicas diverged at step {self.step_count}: {values}")
+        if self.rank == 0:
+            export_run(self.out, self.step_count, self.net, self.ema, self.optimizer, self.settings)
+
+
+def train(settings: TrainSettings, show_progress: bool = True) -> Path:
+    """Run (or resume) a training run in ``settings.out``; returns the exported model folder."""
+    return Trainer(settings, show_progress).run()
+
+
+def _chosen_line(chosen: dict) -> str:
+    return ", ".join(f"{k} {chosen[k]} ({chosen[k + '_why']})" for k in ("precision", "reuse", "workers"))
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (what ``kill`` and job schedulers send) raises KeyboardInterrupt, as SIGINT does, so a terminated run
+    writes its checkpoint first; only in the main thread, where signal handlers can be set."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum, _frame):
+        raise KeyboardInterrupt("terminated (SIGTERM)")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _weights_digest(net: torch.nn.Module) -> float:
+    return float(sum(p.detach().double().sum() * (i + 1) for i, p in enumerate(net.parameters())))
 
 
 def _ema_with_warmup(decay: float):
@@ -139,16 +298,13 @@ def _initial_net(settings: TrainSettings) -> DiffuX2CTNet:
         if init.is_dir():
             net = load_model(init)[0].train()
         else:
-            checkpoint = _load_checkpoint(init)
+            checkpoint = load_checkpoint(init, "cpu", own=False)
             net = DiffuX2CTNet(ModelConfig.from_dict(json.loads(checkpoint["config"])))
             net.load_state_dict(checkpoint["ema"] if "ema" in checkpoint else checkpoint["model"])
     else:
         net = DiffuX2CTNet(settings.new_model_config())
-    changes = {
-        k: v
-        for k, v in (("prediction_type", settings.prediction_type), ("residual_scale", settings.residual_scale))
-        if v is not None
-    }
+    parametrisation = (("prediction_type", settings.prediction_type), ("residual_scale", settings.residual_scale))
+    changes = {k: v for k, v in parametrisation if v is not None}
     if not changes:
         return net
     try:
@@ -158,192 +314,6 @@ def _initial_net(settings: TrainSettings) -> DiffuX2CTNet:
     reparametrised = DiffuX2CTNet(config)
     reparametrised.load_state_dict(net.state_dict())
     return reparametrised
-
-
-def _load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
-    """A training checkpoint, loaded without unpickling code (``weights_only``); damage is a clear error."""
-    try:
-        checkpoint = torch.load(path, map_location=device, weights_only=True)
-    except Exception as error:  # torch raises many types for damaged archives
-        raise InputError(
-            f"{path.name}: unreadable training checkpoint ({str(error).splitlines()[0][:160]}); delete it to start over"
-        ) from None
-    missing = {"step", "model", "ema", "optimizer", "config"} - set(checkpoint)
-    if missing:
-        raise InputError(f"{path.name}: not a DiffuX2CT training checkpoint (missing {sorted(missing)})")
-    return checkpoint
-
-
-def _save_checkpoint(
-    path: Path,
-    step: int,
-    net: DiffuX2CTNet,
-    ema: AveragedModel,
-    optimizer: torch.optim.Optimizer,
-    settings: TrainSettings,
-) -> None:
-    temporary = path.with_name(f".{path.name}.partial")
-    torch.save(
-        {
-            "step": step,
-            "model": net.state_dict(),
-            "ema": ema.module.state_dict(),
-            "ema_averager": ema.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "config": json.dumps(net.config.to_dict()),
-            "settings": json.dumps(dataclasses.asdict(settings)),
-        },
-        temporary,
-    )
-    os.replace(temporary, path)
-
-
-def plot_loss_curve(log_path: Path, png_path: Path) -> None:
-    """Loss per step (raw and smoothed) from the JSON-lines log."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-    records = [r for r in records if "loss" in r]
-    if not records:
-        return
-    steps = np.array([r["step"] for r in records])
-    losses = np.array([r["loss"] for r in records])
-    window = max(1, len(losses) // 20)
-    smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
-    figure, axis = plt.subplots(figsize=(6, 3.5), dpi=100)
-    axis.plot(steps, losses, alpha=0.3, label="loss")
-    axis.plot(steps[window - 1 :], smooth, label=f"mean of {window}")
-    axis.set_yscale("log")
-    axis.set_xlabel("step")
-    axis.set_title(f"{records[-1].get('stage', '')} training loss")
-    axis.legend()
-    figure.tight_layout()
-    temporary = png_path.with_name(f".{png_path.name}.partial.png")
-    figure.savefig(temporary)
-    plt.close(figure)
-    os.replace(temporary, png_path)
-
-
-def _weights_digest(net: torch.nn.Module) -> float:
-    return float(sum(p.detach().double().sum() * (i + 1) for i, p in enumerate(net.parameters())))
-
-
-def train(settings: TrainSettings, show_progress: bool = True) -> Path:
-    """Run (or resume) a training run in ``settings.out``; returns the exported model folder."""
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    device = resolve_device(settings.device)
-    if distributed:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-    out = Path(settings.out)
-    checkpoint_path, log_path = out / CHECKPOINT_NAME, out / "log.jsonl"
-
-    torch.manual_seed(settings.seed)  # a new model's initial weights follow the run's seed
-    net = _initial_net(settings).to(device)
-    checkpoint = _load_checkpoint(checkpoint_path, device) if checkpoint_path.exists() else None
-    settings = dataclasses.replace(settings, precision=_run_precision(settings, checkpoint, device, distributed))
-    if checkpoint is not None:  # a resumed run keeps the parametrisation it started with
-        _check_resume(checkpoint, settings, checkpoint_path)
-        stored = ModelConfig.from_dict(json.loads(checkpoint["config"]))
-        if stored != net.config:
-            net = DiffuX2CTNet(stored).to(device)
-        if int(checkpoint["step"]) == settings.steps and (out / "model").is_dir():
-            return out / "model"  # already trained that far: its model was exported at that step
-    config = net.config
-    if distributed and rank != 0:
-        dist.barrier()  # rank 0 brings a CT folder's cache up to date first; the others then only read it
-    source = parse_source(
-        settings.data, settings.seed, config, settings.cache or str(out / "ct-cache"), settings.real_share
-    )
-    if distributed and rank == 0:
-        dist.barrier()
-    maker = SampleMaker(config, source, settings.seed, settings.reuse, settings.batch, world)
-    out.mkdir(parents=True, exist_ok=True)
-    if settings.stage == "regression":
-        parameters = list(net.conditioner.parameters())
-    else:
-        parameters = list(net.denoiser.parameters()) + (
-            [] if settings.freeze_conditioner else list(net.conditioner.parameters())
-        )
-        net.conditioner.requires_grad_(not settings.freeze_conditioner)
-    optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=1e-4)
-    ema = AveragedModel(net, avg_fn=_ema_with_warmup(settings.ema_decay), use_buffers=True)
-    step = 0
-    if checkpoint is not None:
-        net.load_state_dict(checkpoint["model"])
-        ema.load_state_dict(checkpoint["ema_averager"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        step = int(checkpoint["step"])
-        if rank == 0:
-            _forget_log_after(log_path, step)
-    replica = _Replica(DistributedDataParallel(net, find_unused_parameters=True)) if distributed else net
-    scheduler = training_scheduler(config)
-    projector = DRRProjector(config.detector_pair()).to(device)
-    workers = settings.workers if settings.workers is not None else (0 if device.type == "cuda" else 1)
-
-    from tqdm import tqdm
-
-    bar = tqdm(total=settings.steps, initial=step, disable=not show_progress or rank != 0, desc=settings.stage)
-    started = time.time()
-    saved = step
-    waiting_since = time.perf_counter()
-    try:
-        for clean, radiographs in batches(maker, step, settings.steps, settings.batch, device, workers, world, rank):
-            data_s = time.perf_counter() - waiting_since  # how long the model waited for this batch
-            generator = torch.Generator(device="cpu").manual_seed(settings.seed * 1_000_003 + step * world + rank)
-            net.train()
-            with autocast(settings.precision, device):
-                if settings.stage == "regression":
-                    losses = regression_loss(replica, clean, radiographs, projector)
-                else:
-                    condition = None
-                    if settings.freeze_conditioner:
-                        with torch.no_grad():
-                            condition = net.condition(radiographs)
-                    losses = diffusion_loss(replica, clean, radiographs, scheduler, projector, generator, condition)
-            optimizer.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-            optimizer.step()
-            ema.update_parameters(net)
-            step += 1
-            bar.update(1)
-            if rank == 0:
-                record = {
-                    "step": step,
-                    "stage": settings.stage,
-                    "loss": losses["total"].item(),
-                    "grad_norm": float(grad_norm),
-                    "seconds": round(time.time() - started, 2),
-                    "data_s": round(data_s, 4),
-                }
-                record.update({k: v.item() for k, v in losses.items() if k != "total"})
-                if device.type == "cuda":
-                    record["peak_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
-                with open(log_path, "a", encoding="utf-8") as handle:
-                    handle.write(json.dumps(record) + "\n")
-            out_of_time = _out_of_time(started, settings.time_limit_minutes, device, distributed)
-            if step % settings.checkpoint_every == 0 or step == settings.steps or out_of_time:
-                _checkpoint_all(step, net, ema, optimizer, settings, out, distributed, rank, world)
-                saved = step
-            if out_of_time:
-                break
-            waiting_since = time.perf_counter()
-    except BaseException:
-        if not distributed and step > saved:  # keep what was trained before an interrupt or a failure
-            _checkpoint_all(step, net, ema, optimizer, settings, out, False, 0, 1)
-        raise
-    finally:
-        bar.close()
-    if distributed:
-        dist.barrier()
-        dist.destroy_process_group()
-    return out / "model"
 
 
 def _run_precision(settings: TrainSettings, checkpoint: dict | None, device: torch.device, distributed: bool) -> str:
@@ -374,62 +344,6 @@ def _out_of_time(started: float, limit_minutes: float | None, device: torch.devi
     return bool(decision.item())
 
 
-def _forget_log_after(log_path: Path, step: int) -> None:
-    """Drop the log lines of steps a killed run did after its last checkpoint: the resumed run does them again."""
-    if not log_path.is_file():
-        return
-    lines = log_path.read_text(encoding="utf-8").splitlines()
-    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
-    if len(kept) != len(lines):
-        write_text("".join(line + "\n" for line in kept), log_path)
-
-
-RESUME_MUST_MATCH = {
-    "data": ("--data", "draws its samples from"),
-    "batch": ("--batch", "trains with batches of"),
-    "seed": ("--seed", "draws its data and noise from seed"),
-    "learning_rate": ("--lr", "trains at learning rate"),
-    "real_share": ("--real-share", "draws real CTs at share"),
-    "reuse": ("--reuse", "makes this many samples of each volume:"),
-}
-"""Settings a resumed run must keep, else its data, noise or optimiser would not be the run's (or its recorded
-settings would be false): with the flag and how the refusal names the stored value."""
-
-
-def _check_resume(checkpoint: dict, settings: TrainSettings, path: Path) -> None:
-    """A clear error when the settings cannot continue the run in ``path``: another stage, fewer steps than it
-    already has, another precision or grid, or any of :data:`RESUME_MUST_MATCH` changed."""
-    run = path.parent.name
-    stored = json.loads(checkpoint.get("settings", "{}"))
-    stage = stored.get("stage", settings.stage)
-    if stage != settings.stage:
-        raise InputError(
-            f"{run}: holds a {stage} run; train the {settings.stage} stage into a new --out folder "
-            f"(with --init {run}/model)"
-        )
-    if settings.steps < int(checkpoint["step"]):
-        raise InputError(
-            f"{run}: the run is already at step {checkpoint['step']}; give --steps above that to continue it"
-        )
-    precision = stored.get("precision", settings.precision)
-    if precision != settings.precision:
-        raise InputError(
-            f"{run}: the run trains in {precision}; --precision {settings.precision} would change its arithmetic, "
-            f"so resume it with --precision {precision} (or auto)"
-        )
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainSettings)}
-    for name, (flag, what) in RESUME_MUST_MATCH.items():
-        before, now = stored.get(name, defaults[name]), getattr(settings, name)
-        if before != now:
-            raise InputError(
-                f"{run}: the run {what} {before}; {flag} {now} cannot continue it "
-                f"(resume with {flag} {before}, or train into a new --out folder with --init {run}/model)"
-            )
-    grid = json.loads(checkpoint["config"])["grid_size"]
-    if settings.grid_size is not None and settings.grid_size != grid:
-        raise InputError(f"{run}: the run's model has a {grid}^3 grid; --grid {settings.grid_size} cannot resume it")
-
-
 class _Replica:
     """The loss functions' view of a ``DistributedDataParallel`` model: calls go through the wrapper so gradients
     are averaged across processes."""
@@ -442,39 +356,3 @@ class _Replica:
 
     def denoise(self, noisy: torch.Tensor, timesteps: torch.Tensor, condition):
         return self.wrapped("denoise", noisy, timesteps, condition)
-
-
-def _checkpoint_all(
-    step: int,
-    net: DiffuX2CTNet,
-    ema: AveragedModel,
-    optimizer: torch.optim.Optimizer,
-    settings: TrainSettings,
-    out: Path,
-    distributed: bool,
-    rank: int,
-    world: int,
-) -> None:
-    """Checkpoint + model export on rank 0; with several ranks, first check every replica holds the same weights."""
-    if distributed:
-        device = next(net.parameters()).device
-        digests = [torch.zeros(1, dtype=torch.float64, device=device) for _ in range(world)]
-        dist.all_gather(digests, torch.tensor([_weights_digest(net)], dtype=torch.float64, device=device))
-        values = [float(d) for d in digests]
-        if rank == 0:
-            with open(out / "log.jsonl", "a", encoding="utf-8") as handle:
-                handle.write(
-                    json.dumps(
-                        {"step": step, "event": "replica_check", "digests": values, "in_sync": len(set(values)) == 1}
-                    )
-                    + "\n"
-                )
-        if len(set(values)) != 1:
-            raise RuntimeError(f"replicas diverged at step {step}: {values}")
-    if rank != 0:
-        return
-    _save_checkpoint(out / CHECKPOINT_NAME, step, net, ema, optimizer, settings)
-    card = {"training": {"stage": settings.stage, "steps": step, "settings": dataclasses.asdict(settings)}}
-    save_model(ema.module, out / "model", card)
-    plot_loss_curve(out / "log.jsonl", out / "loss.png")
-    write_text(json.dumps({"step": step}) + "\n", out / "progress.json")

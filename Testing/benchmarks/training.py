@@ -39,7 +39,8 @@ from DiffuX2CTLib.inference.options import PRECISIONS
 from DiffuX2CTLib.model.config import PRESETS
 from DiffuX2CTLib.model.network import DiffuX2CTNet
 from DiffuX2CTLib.training.samples import PhantomSource, SampleMaker
-from DiffuX2CTLib.training.trainer import TrainSettings, train
+from DiffuX2CTLib.training.settings import TrainSettings
+from DiffuX2CTLib.training.trainer import train
 
 RESULTS = ROOT / "Testing" / "benchmarks" / "results"
 
