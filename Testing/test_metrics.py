@@ -15,6 +15,7 @@ from DiffuX2CTLib.imaging.image_io import grid_image, resample_to_grid
 def test_identical_volumes_score_perfectly(phantom_ct):
     metrics = compare(phantom_ct, phantom_ct)
     assert metrics["psnr_db"] == float("inf")
+    assert metrics["psnr_db_note"] == "the volumes are identical within the HU window: PSNR is infinite"
     assert metrics["ssim"] == pytest.approx(1.0, abs=1e-4)
     assert metrics["mae_hu"] == 0.0 and metrics["bone_dice"] == pytest.approx(1.0)
 
@@ -67,3 +68,7 @@ def test_an_overlap_too_thin_for_ssim_is_a_clear_error(phantom_ct):
         match=r"overlap in only 48 x 48 x 1 voxels of the ground truth; scoring needs at least 7 along every axis",
     ):
         compare(_crop(phantom_ct, (48, 48, 1)), phantom_ct)
+
+
+def test_a_finite_psnr_has_no_note(phantom_ct):
+    assert "psnr_db_note" not in compare(phantom_ct + 10.0, phantom_ct)

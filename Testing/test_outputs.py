@@ -3,6 +3,7 @@ temporaries of killed runs cleaned up, and outputs that would destroy an input o
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from DiffuX2CTLib.core.atomic_write import write_together
+from DiffuX2CTLib.core.atomic_write import write_json, write_together
 from DiffuX2CTLib.core.errors import InputError
 from DiffuX2CTLib.core.output_checks import CT_OUTPUT_SUFFIXES, PNG_SUFFIXES, check_output_folder, check_outputs
 from DiffuX2CTLib.imaging.image_io import write_image
@@ -151,3 +152,40 @@ def test_an_output_that_is_an_input_or_another_output_is_refused(tmp_path):
 def test_unsupported_output_types_are_named(tmp_path, name):
     with pytest.raises(InputError, match=r"--out .*: unsupported output type '.*' \(use .nrrd, .nii.gz, .nii, .mha\)"):
         check_outputs({"--out": (tmp_path / name, CT_OUTPUT_SUFFIXES)})
+
+
+def _strict_json(text: str):
+    def refuse(constant: str):
+        raise AssertionError(f"{constant} is not valid JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_files_and_printed_json_hold_no_infinity_or_nan(tmp_path):
+    """JSON has no Infinity or NaN (Python writes them anyway): they become null, with a note beside the key."""
+    from DiffuX2CTLib.core.json_output import dumps
+
+    data = {"psnr_db": float("inf"), "ssim": 1.0, "nested": {"loss": float("nan")}, "mean": [float("-inf"), 2.0]}
+    for text in (dumps(data), write_json(data, tmp_path / "summary.json").read_text(encoding="utf-8")):
+        parsed = _strict_json(text)
+        assert parsed["psnr_db"] is None and parsed["ssim"] == 1.0 and parsed["mean"] == [None, 2.0]
+        assert parsed["psnr_db_note"] == "infinite, written as null (JSON has no infinity)"
+        assert parsed["nested"] == {"loss": None, "loss_note": "not a number, written as null"}
+    assert _strict_json(dumps({"psnr_db": float("inf"), "psnr_db_note": "identical"})) == {
+        "psnr_db": None,
+        "psnr_db_note": "identical",
+    }  # a note already given is kept, not doubled
+
+
+def test_a_symbolic_link_loop_as_an_output_is_refused(tmp_path):
+    (tmp_path / "loop.nrrd").symlink_to("loop.nrrd")
+    (tmp_path / "loop").symlink_to("loop")
+    with pytest.raises(
+        InputError, match=r"^--out .*loop.nrrd: is a symbolic link that leads back to itself \(a loop\)"
+    ):
+        check_outputs({"--out": (tmp_path / "loop.nrrd", CT_OUTPUT_SUFFIXES)})
+    with pytest.raises(InputError, match=r"^--out .*loop/ct.nrrd: is a symbolic link that leads back to itself"):
+        check_outputs({"--out": (tmp_path / "loop" / "ct.nrrd", CT_OUTPUT_SUFFIXES)})
+    with pytest.raises(InputError, match=r"^--out .*loop: is a symbolic link that leads back to itself"):
+        check_output_folder("--out", tmp_path / "loop")
+    check_outputs({"--out": (tmp_path / "ct.nrrd", CT_OUTPUT_SUFFIXES)}, {"--ap": tmp_path / "loop.nrrd"})

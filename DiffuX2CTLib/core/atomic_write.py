@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
-import json
 import os
 import re
 import signal
@@ -19,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import InputError
+from .json_output import dumps
 from .output_checks import first_existing, suffix_of
 
 WriteFile = Callable[[Path], None]
@@ -134,5 +134,6 @@ def write_text(text: str, path: str | os.PathLike) -> Path:
 
 
 def write_json(data: dict, path: str | os.PathLike) -> Path:
-    """Atomic, indented JSON write."""
-    return write_text(json.dumps(data, indent=2) + "\n", path)
+    """Atomic, indented, strict JSON write (a non-finite number becomes null with a note, see
+    :mod:`.json_output`)."""
+    return write_text(dumps(data) + "\n", path)

@@ -1,5 +1,6 @@
 """Where a command's outputs go, checked before any work starts: each output's extension, that no output is one
-of the inputs or another output (paths resolved, links followed), and that its folder can be written."""
+of the inputs or another output (paths resolved, links followed), that no symbolic link loop stands in its way,
+and that its folder can be written."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .errors import InputError
+from .input_files import LOOP, link_loop
 
 CT_OUTPUT_SUFFIXES = (".nrrd", ".nii.gz", ".nii", ".mha")
 PNG_SUFFIXES = (".png",)
@@ -22,11 +24,11 @@ def suffix_of(path: str | os.PathLike) -> str:
 
 def _same_file(a: Path, b: Path) -> bool:
     """Whether two paths name one file: equal once resolved (symbolic links), or one inode (hard links)."""
-    if a.resolve() == b.resolve():
-        return True
     try:
+        if a.resolve() == b.resolve():
+            return True
         return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist (yet)
+    except (OSError, RuntimeError):  # one of them does not exist (yet), or is a link loop (RuntimeError before 3.13)
         return False
 
 
@@ -64,6 +66,7 @@ def check_outputs(
     seen: list[tuple[str, Path]] = []
     for label, (path, suffixes) in outputs.items():
         path = Path(path)
+        _refuse_loop(label, path)
         if suffix_of(path) not in suffixes:
             shown = suffix_of(path) or "no extension"
             raise InputError(f"{label} {path}: unsupported output type '{shown}' (use {', '.join(suffixes)})")
@@ -84,8 +87,15 @@ def check_outputs(
 def check_output_folder(label: str, folder: str | os.PathLike) -> None:
     """Refuse an output folder that is a file or sits where nothing can be written."""
     folder = Path(folder)
+    _refuse_loop(label, folder)
     existing = first_existing(folder)
     if not existing.is_dir():
         raise InputError(f"{label} {folder}: cannot be used as a folder: {existing} is a file")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise InputError(f"{label} {folder}: cannot be written: no permission to write in {existing}")
+
+
+def _refuse_loop(label: str, path: Path) -> None:
+    """A link loop where an output goes (the path, or a folder on the way to it) would fail every write."""
+    if link_loop(path):
+        raise InputError(f"{label} {path}: {LOOP}; remove it or choose another output")

@@ -18,6 +18,7 @@ from ..imaging.hounsfield import HUWindow
 
 BONE_THRESHOLD_HU = 250.0
 BODY_THRESHOLD_HU = -500.0  # air outside the body is about -1000 HU, soft tissue above -100
+IDENTICAL_NOTE = "the volumes are identical within the HU window: PSNR is infinite"
 SSIM_WINDOW = 7  # voxels along each axis of MONAI's 3D SSIM window: the overlap must hold one
 
 
@@ -45,9 +46,10 @@ def _field_of_view_box(covered: np.ndarray) -> tuple[slice, slice, slice]:
     return box
 
 
-def compare(prediction: sitk.Image, ground_truth: sitk.Image, window: HUWindow | None = None) -> dict[str, float]:
+def compare(prediction: sitk.Image, ground_truth: sitk.Image, window: HUWindow | None = None) -> dict[str, float | str]:
     """PSNR (dB), 3D SSIM, MAE (HU) and bone Dice of ``prediction`` against ``ground_truth`` (both HU images) where
-    the prediction exists, and the fraction of the ground truth's body it covers (``gt_body_covered``)."""
+    the prediction exists, and the fraction of the ground truth's body it covers (``gt_body_covered``). Volumes
+    identical within the window have an infinite PSNR, said in ``psnr_db_note`` (JSON writes it as null)."""
     window = window or HUWindow()
     resampled = sitk.Resample(prediction, ground_truth, sitk.Transform(), sitk.sitkLinear, window.low, sitk.sitkFloat32)
     covered = _covered(prediction, ground_truth)
@@ -70,8 +72,10 @@ def compare(prediction: sitk.Image, ground_truth: sitk.Image, window: HUWindow |
             as_tensor(pred_bone), as_tensor(true_bone)
         ).mean()
     )
+    note = {} if math.isfinite(psnr) else {"psnr_db_note": IDENTICAL_NOTE}
     return {
         "psnr_db": psnr,
+        **note,
         "ssim": ssim,
         "mae_hu": float(np.mean(np.abs(pred_hu - true_hu))),
         "bone_dice": dice,
