@@ -17,10 +17,21 @@ import torch
 
 from .labels import LABELS
 from .patient import Patient
-from .shapes import Canvas, ellipsoid, frame, intersect, smooth_curve, tube, tube_distance
+from .shapes import (
+    Canvas,
+    ellipsoid,
+    frame,
+    intersect,
+    shelled_ellipsoid,
+    shelled_tube,
+    smooth_curve,
+    tube,
+    tube_distance,
+)
 from .skeleton import Spine
 
 _STEP_MM = 1.0
+SEPTUM_DEPTH_MM = 6.0
 
 
 class Outline:
@@ -50,12 +61,14 @@ class Outline:
             top + 60 * h,
         ]
         cage = [spine.cage(z, patient) for z in keys[7:10]]
+        # The chest's entries follow the rib cage, which is already scaled to the patient: only the muscle over it
+        # is scaled here, so every patient keeps about the same muscle over the ribs.
         half = (
             [70, 80, 130, 170, 152, 134, 140]
-            + [c[0] + 22 for c in cage]
+            + [c[0] / w + 22 for c in cage]
             + [182 if not patient.arms_up else 160, 62, 56]
         )
-        front = [70, 80, 100, 108, 122, 122, 126] + [c[1] + 26 for c in cage] + [70, 55, 50]
+        front = [70, 80, 100, 108, 122, 122, 126] + [c[1] / d + 26 for c in cage] + [70, 55, 50]
         back = [70, 80, 105, 108, 95, 88, 86, 88, 90, 92, 90, 70, 66]
         split = np.interp(zs, keys[:4], [82.0 * w, 88.0 * w, 40.0 * w, 0.0])
         forward = np.interp(zs, keys[:4], [45.0, 45.0, 15.0, 0.0])
@@ -65,14 +78,20 @@ class Outline:
         self.half = np.interp(zs, keys, np.array(half) * np.array([w] * 11 + [1, 1]))
         self.front = np.interp(zs, keys, np.array(front) * d)
         self.back = np.interp(zs, keys, np.array(back) * d)
-        fat_scale = np.interp(zs, keys, [1.0, 1.1, 1.2, 1.3, 1.3, 1.4, 1.2, 0.9, 0.7, 0.6, 0.5, 0.25, 0.2]) * (
+        # Subcutaneous fat by height, relative to the flank: thickest over the lower abdomen and hips, about as
+        # thick over the lower chest, thinner towards the shoulders and neck.
+        fat_scale = np.interp(zs, keys, [1.0, 1.1, 1.2, 1.3, 1.3, 1.4, 1.25, 1.1, 1.0, 0.85, 0.6, 0.25, 0.2]) * (
             1.15 if patient.female else 1.0
         )
         self.fat_side = fat * fat_scale
         self.fat_front = (
             fat * fat_scale * np.interp(zs, keys, [1.0, 1.0, 1.0, 1.0, 1.5, 1.5, 1.3, 1.0, 0.8, 0.8, 0.8, 0.6, 0.6])
         )
-        self.fat_back = fat * fat_scale * 0.75
+        self.fat_back = fat * fat_scale * 0.8
+        # Fat between the chest wall's muscle layers (pectoral, serratus, latissimus, trapezius): a sheet
+        # SEPTUM_DEPTH_MM inside the lean outline, thicker with adiposity, only at the chest.
+        self.septum = (1.0 + 0.12 * fat) * np.interp(zs, keys, [0, 0, 0, 0, 0, 0, 0, 0.8, 1.0, 1.0, 0.7, 0, 0])
+        self.septum_z = (keys[6], keys[11])  # where it can be non-zero
         xref, yref = spine.at(np.maximum(zs, 0.0))
         self.xref, self.yref = xref, yref - forward
         self.neck_top = top + 80.0 * h
@@ -87,6 +106,7 @@ class Outline:
                 self.front + self.fat_front,
                 self.back + self.fat_back,
                 split,
+                self.septum,
             ]
         )
         self.table = torch.as_tensor(table, dtype=torch.float32, device=device)
@@ -105,6 +125,11 @@ class Outline:
             "fat_front": self.fat_front[i],
             "fat_back": self.fat_back[i],
         }
+
+    def septum_width(self, z: torch.Tensor) -> torch.Tensor:
+        """Thickness (mm) of the intermuscular fat sheet of the chest wall at heights ``z`` (0 off the chest)."""
+        index = ((z - self.z0) / _STEP_MM).round_().clamp_(0, len(self.zs) - 1).long()
+        return self.table[9][index]
 
     def distances(
         self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, insets: tuple[float, ...]
@@ -162,10 +187,16 @@ def _limbs(
 
 
 def paint_body(
-    canvas: Canvas, spine: Spine, patient: Patient, outline: Outline, glenoids: dict[float, np.ndarray]
+    canvas: Canvas,
+    spine: Spine,
+    patient: Patient,
+    outline: Outline,
+    glenoids: dict[float, np.ndarray],
+    texture: torch.Tensor,
 ) -> None:
     """Skin, fat and muscle of trunk and limbs, the visceral fat of the abdominopelvic cavity, psoas muscles,
-    breasts and the bones of the arms."""
+    breasts and the bones of the arms; ``texture`` (the volume's smooth noise field) breaks the cavity's filling
+    into fat and soft-tissue strands."""
     t = patient.tissue
     limbs = _limbs(spine, patient, outline, glenoids)
     full = ((-400.0, -400.0, -800.0), (400.0, 400.0, 1000.0))
@@ -185,6 +216,8 @@ def paint_body(
         (1, 0.0, t.muscle, muscle, lambda fat: fat),
     )
     whole = tuple(slice(0, n) for n in canvas.hu.shape)
+    spacing = canvas.spacing_mm
+    septum_box = canvas.box((-400.0, -400.0, outline.septum_z[0]), (400.0, 400.0, outline.septum_z[1]))
     for slab in canvas.slabs(whole):  # each voxel still gets the layers in order: trunk then limbs, layer by layer
         trunk = intersect(box, slab) if box is not None else None
         trunk_d = (
@@ -202,6 +235,17 @@ def paint_body(
                 canvas.blend(trunk, trunk_d[which] + shift, value, label)
             for part, d, fat in limb_fields:
                 canvas.blend(part, d + limb_inset(fat), value, label)
+        chest = intersect(septum_box, trunk) if trunk is not None and septum_box is not None else None
+        if chest is not None:
+            # The septum: a sheet of width w (broken up where the smooth field is low) centred w / 2 inside the
+            # inset outline; its coverage is the sheet's share of each voxel (w / spacing for a thin one).
+            # (The lean outline's distance plus the depth stands in for the inset outline's: they agree near it.)
+            within = tuple(slice(c.start - b.start, c.stop - b.start) for c, b in zip(chest, trunk))
+            width = outline.septum_width(canvas.coords[2][chest]).mul_(((texture[chest] + 0.3) * 2.0).clamp_(0.0, 1.0))
+            centre = (trunk_d[1][within] + SEPTUM_DEPTH_MM).add_(0.5 * width).abs_()
+            cover = ((0.5 * (width + spacing) - centre) / spacing).clamp_(min=0.0)
+            cover = torch.minimum(cover, (width / spacing).clamp_(max=1.0))
+            canvas.blend(chest, (0.5 - cover).mul_(spacing), t.fat, 0)
     # Abdominopelvic cavity: the lean outline shrunk by the wall, kept in front of the back muscles and below the domes.
     back_cut = torch.as_tensor(outline.yref, dtype=torch.float32, device=canvas.hu.device)
     wall_mm = 14.0
@@ -215,7 +259,16 @@ def paint_body(
             torch.maximum(z - dome, pelvic_floor - z),
         )
 
-    visceral = t.fat * (0.35 + 0.65 * patient.visceral) + 25.0 * (0.65 - 0.65 * patient.visceral)
+    # What the organs leave of the cavity: fat (mesentery, omentum) with soft-tissue strands (vessels, collapsed
+    # bowel), the fat's share growing with the visceral fat drawn; each voxel is one or the other (a steep ramp of
+    # the smooth field), as on CT, not a grey mixture.
+    share = 0.3 + 0.65 * patient.visceral
+    cut = 0.75 * float(torch.special.ndtri(torch.tensor(share, dtype=torch.float64)))
+
+    def visceral(box, *_):
+        fat = texture[box].sub(cut).mul_(-2.0).add_(0.5).clamp_(0.0, 1.0)  # ramps within +-0.25 of the cut
+        return fat.mul_(t.visceral_fat - 30.0).add_(30.0)
+
     canvas.paint((-250, -300, -140 * patient.height), (250, 200, dome + 10), cavity, visceral, 0)
     _muscle_groups(canvas, spine, patient)
     if patient.female:
@@ -283,11 +336,12 @@ def _arm_bones(canvas: Canvas, patient: Patient, limbs: list) -> None:
     label = LABELS["arm_bone"]
     for arm in (0, 2):
         upper, fore = limbs[arm][0], limbs[arm + 1][0]
-        ellipsoid(canvas, upper[0], (24.0, 24.0, 24.0), t.cortical, label)
-        ellipsoid(canvas, upper[0], (22.0, 22.0, 22.0), t.trabecular, label)
-        tube(canvas, upper, np.linspace(15.0, 11.0, len(upper)), t.cortical, label)
-        tube(canvas, upper[1:], 6.5, t.marrow)
+        # Humerus: head (thin cortex), metaphysis, then the shaft's 3-4 mm cortex round the marrow cavity.
+        shelled_ellipsoid(canvas, upper[0], (23.0, 23.0, 23.0), 1.0, t.cortical, t.trabecular, label)
+        neck = upper[0] + 0.2 * (upper[1] - upper[0])
+        shelled_tube(canvas, [upper[0], neck], [17.0, 12.0], 1.2, t.cortical, t.trabecular, label)
+        shelled_tube(canvas, [neck, upper[1]], [11.5, 10.0], 3.5, t.cortical, t.marrow, label)
         side_offset = np.cross(fore[1] - fore[0], [0.0, 1.0, 0.0])
         side_offset = 7.0 * side_offset / max(np.linalg.norm(side_offset), 1e-6)
-        for offset in (side_offset, -side_offset):
-            tube(canvas, fore + offset, 6.0, t.cortical, label)
+        for offset in (side_offset, -side_offset):  # radius and ulna
+            shelled_tube(canvas, fore + offset, 6.0, 2.2, t.cortical, t.marrow, label)

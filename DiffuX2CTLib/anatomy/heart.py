@@ -70,17 +70,20 @@ def paint_heart(canvas: Canvas, spine: Spine, patient: Patient, diaphragm: Diaph
     # Mediastinal fat between the lungs, from the thoracic inlet down to the heart.
     top = spine.z("T1", 1.0)
     xm, ym = spine.at(spine.z("T4"))
-    mediastinal_fat = t.fat * 0.6 + 0.4 * t.muscle + 30.0 * (1.0 - patient.visceral)
+    # Mediastinal and epicardial fat: fat on CT (about -90 HU), the vessels and nodes inside it painted later; the
+    # epicardial layer thickens with adiposity (about 2-3 mm lean, 10+ mm obese).
+    mediastinal_fat = t.visceral_fat
+    epicardial_mm = float(np.clip(3.0 + 0.2 * patient.fat_mm, 3.0, 12.0))
     cylinder(
         canvas,
         (xm + 2.0, ym - spine.levels["T4"].radii[1] - 28.0, 0.5 * (top + center[2])),
-        (26.0, 30.0),
+        np.array([26.0, 30.0]) * (0.85 + 0.4 * patient.visceral),  # more mediastinal fat with more visceral fat
         0.5 * (top - center[2]),
         mediastinal_fat,
         0,
         power=2.0,
     )
-    ellipsoid(canvas, center, radii + 7.0, mediastinal_fat, 0, axes=axes)
+    ellipsoid(canvas, center, radii + epicardial_mm, mediastinal_fat, 0, axes=axes)
     ellipsoid(canvas, center, radii, t.myocardium, LABELS["heart"], axes=axes)
 
     def local(u, v, w):

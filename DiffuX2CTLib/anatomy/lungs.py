@@ -131,10 +131,10 @@ def paint_lungs(canvas: Canvas, spine: Spine, patient: Patient, diaphragm: Diaph
     fine = smooth_field(
         tuple(canvas.hu.shape), patient.seed, 2, max(2, round(5.0 / canvas.spacing_mm)), canvas.hu.device
     )
-    specks = ((fine - 1.1) * 400.0).clamp_(0.0, 400.0)
+    specks = ((fine - 0.9) * 400.0).clamp_(0.0, 400.0)
 
     def parenchyma(box, x, y, z):
-        return base + 0.35 * (y - diaphragm.y0) + 30.0 * texture[box] + specks[box]
+        return base + 0.35 * (y - diaphragm.y0) + 40.0 * texture[box] + specks[box]
 
     for side in (-1.0, 1.0):
         low, high = diaphragm.box(side)

@@ -13,7 +13,10 @@ enhancement per phase); Jang S et al., "Opportunistic osteoporosis screening at 
 normative L1 trabecular attenuation values in more than 20 000 adults", Radiology 2019 (L1 trabecular HU by
 age); Gevenois PA et al.,
 "Comparison of computed density and microscopic morphometry in pulmonary emphysema", AJRCCM 1996 (lung
-parenchyma about -850 HU at full inspiration).
+parenchyma about -850 HU at full inspiration); Goodpaster BH et al., J Appl Physiol 2000, and Martin L et al.,
+J Clin Oncol 2013 (muscle HU falls with muscle fat, age and BMI); Hales CM et al., NCHS Data Brief 360, 2020 (BMI:
+42 % of US adults obese). The ranges were checked against the real training CTs:
+``Testing/benchmarks/results/anatomy-statistics.md``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ class Tissue:
     """HU of the soft tissues, fluids and bone of one patient (contrast phase already applied)."""
 
     skin: float
-    fat: float
+    fat: float  # subcutaneous
+    visceral_fat: float  # visceral, mediastinal and epicardial fat (a little denser than subcutaneous)
     muscle: float
     lung: float
     blood: float  # venous blood / right heart
@@ -57,6 +61,7 @@ class Patient:
     seed: int
     sex: str  # "F" or "M"
     age: float
+    bmi: float  # body-mass index (kg/m^2): drives fat thickness, visceral fat, body size and muscle density
     height: float  # craniocaudal scale of the skeleton and organs (1 = reference male)
     width: float  # lateral scale of the trunk
     depth: float  # anteroposterior scale of the trunk
@@ -90,7 +95,7 @@ class Patient:
         return self.sex == "F"
 
 
-def _tissue(rng: np.random.Generator, age: float, contrast: str, inspiration: float) -> Tissue:
+def _tissue(rng: np.random.Generator, age: float, bmi: float, contrast: str, inspiration: float) -> Tissue:
     blood = rng.uniform(38, 52)
     liver = rng.uniform(52, 66)
     kidney = rng.uniform(28, 36)
@@ -111,12 +116,22 @@ def _tissue(rng: np.random.Generator, age: float, contrast: str, inspiration: fl
         kidney_medulla = kidney_cortex - rng.uniform(0, 20)
     # Trabecular bone: L1 about 226 +- 44 HU under 30 years, falling 2.5 HU a year (Jang et al. 2019).
     trabecular = float(np.clip(235 - 2.5 * (age - 25) + rng.normal(0, 35), 60, 340))
-    cortical = float(np.clip(1500 - 6.0 * max(age - 40, 0) + rng.normal(0, 120), 950, 1800))
+    # Cortical bone as clinical CT shows it (thin cortices partial-volumed at 0.6-2 mm voxels): about 1100-1400 HU
+    # (the real training CTs' bone reaches a 99th percentile of 1140-1370 HU at their own voxel size), falling
+    # with age as the cortex thins and grows porous.
+    cortical = float(np.clip(1350 - 6.0 * max(age - 40, 0) + rng.normal(0, 100), 900, 1700))
+    fat = rng.uniform(-115, -90)
+    # Skeletal muscle: about 45-55 HU when young and lean, lower with age and adiposity (fat inside the muscle;
+    # Goodpaster et al. 2000, Martin et al. 2013: below 41 HU at BMI < 25 and 33 HU at BMI >= 25 counts as low).
+    muscle = float(np.clip(54 - 0.2 * (age - 20) - 0.6 * max(bmi - 22, 0) + rng.normal(0, 5), 22, 62))
+    # Lung parenchyma: about -870 HU at full inspiration, denser in a shallow breath hold (Gevenois et al. 1996).
+    lung = -870 + 110 * (1 - inspiration) + rng.normal(0, 12)
     return Tissue(
         skin=rng.uniform(20, 60),
-        fat=rng.uniform(-115, -85),
-        muscle=rng.uniform(40, 58),
-        lung=-880 + 60 * (1 - inspiration) + rng.normal(0, 10),
+        fat=fat,
+        visceral_fat=fat + rng.uniform(4, 14),
+        muscle=muscle,
+        lung=lung,
         blood=venous,
         arterial=arterial,
         myocardium=myocardium,
@@ -128,7 +143,7 @@ def _tissue(rng: np.random.Generator, age: float, contrast: str, inspiration: fl
         bowel_wall=rng.uniform(30, 50) + 0.6 * liver_enhancement,
         fluid=rng.uniform(0, 20),
         urine=rng.uniform(0, 15),
-        cartilage=float(np.clip(120 + 3.0 * (age - 20) + rng.normal(0, 30), 90, 400)),
+        cartilage=float(np.clip(110 + 2.0 * (age - 20) + rng.normal(0, 30), 80, 320)),
         disc=rng.uniform(70, 110),
         cortical=cortical,
         trabecular=trabecular,
@@ -142,12 +157,12 @@ def draw_patient(seed: int, implant: bool | None = None) -> Patient:
     rng = np.random.default_rng(seed)
     sex = "F" if rng.random() < 0.5 else "M"
     age = float(rng.uniform(20, 88))
-    bmi = float(np.clip(rng.lognormal(np.log(26.0), 0.18), 17, 45))
+    bmi = float(np.clip(rng.lognormal(np.log(27.0), 0.2), 17, 48))
     female = sex == "F"
     height = float(rng.normal(0.93 if female else 1.0, 0.045))
     width = float(rng.normal(0.93 if female else 1.0, 0.05))
     depth = float(rng.normal(0.95 if female else 1.0, 0.06))
-    fat_mm = float(np.clip((bmi - 18) * (2.4 if female else 1.8) + rng.normal(0, 4), 3, 70))
+    fat_mm = float(np.clip(2.0 + (bmi - 17) * (2.4 if female else 1.8) + rng.normal(0, 3.5), 3, 75))
     visceral = float(np.clip((bmi - 20) / 18 * (0.7 if female else 1.0) + rng.normal(0, 0.12), 0.0, 1.0))
     yaw, pitch, roll = (float(rng.uniform(-lim, lim)) for lim in (5.0, 4.0, 3.0))
     lordosis = float(rng.uniform(6, 22))
@@ -169,11 +184,12 @@ def draw_patient(seed: int, implant: bool | None = None) -> Patient:
     noise_hu = float(rng.uniform(6, 28))
     kernel = float(rng.uniform(-0.12, 0.22))
     deformation = rng.normal(0.0, 4.0, size=(3, 4, 4, 4))
-    tissue = _tissue(rng, age, contrast, inspiration)
+    tissue = _tissue(rng, age, bmi, contrast, inspiration)
     return Patient(
         seed=seed,
         sex=sex,
         age=age,
+        bmi=bmi,
         height=height,
         width=width * (1 + 0.004 * (bmi - 25)),
         depth=depth * (1 + 0.006 * (bmi - 25)),

@@ -105,7 +105,7 @@ def _paint(canvas: Canvas, patient: Patient, spine: Spine, outline: Outline) -> 
     texture = smooth_field(
         tuple(canvas.hu.shape), patient.seed, 1, max(2, round(6.0 / canvas.spacing_mm)), canvas.hu.device
     )
-    paint_body(canvas, spine, patient, outline, glenoids(spine, patient))
+    paint_body(canvas, spine, patient, outline, glenoids(spine, patient), texture)
     diaphragm = Diaphragm(spine, patient)
     paint_abdomen(canvas, spine, patient, outline, diaphragm, texture)
     paint_lungs(canvas, spine, patient, diaphragm, texture)

@@ -44,6 +44,17 @@ _LEVELS = (
     + [("C7", 15.0, 5.0, 11.0, 8.0), ("C6", 14.0, 5.0, 9.5, 7.5), ("C5", 14.0, 5.0, 9.0, 7.5)]
 )
 _DISC_ABOVE_L1 = 8.0  # T12/L1 disc height replaces the thoracic formula for T12's lower disc
+# Cortex thicknesses (mm). Painted at the cortical HU with partial-volume edges, a shell adds about HU x thickness
+# / voxel to its voxels, so these set how bright bone is at 2.5-5 mm. The vertebral body's shell and endplates are
+# porous, 0.25-0.5 mm (Silva MJ et al., Bone 1994: about 0.35 mm; Ritzel H et al., J Bone Miner Res 1997: 0.24-0.29
+# mm). A rib's cortex is about 0.5-1.5 mm, thickest on its pleural side (Holcombe SA et al., J Anat 2019) and
+# thinning with age (Holcombe & Derstine, J Anat 2022); the round rib here stands in for a flat one with two such
+# cortices, so its single shell is thinner (checked against the real training CTs' ribs: 330-440 HU at most at
+# 2.5 mm). Flat bones (scapula, sternum, sacrum) about 1 mm, the ilium a little more.
+_BODY_SHELL, _ENDPLATE = 0.4, 0.5
+_ARCH_SHELL = 0.9  # pedicles, laminae, processes
+_RIB_SHELL = 0.4
+_FLAT_SHELL = 0.9
 
 
 @dataclass(frozen=True)
@@ -163,8 +174,8 @@ def _vertebra(canvas: Canvas, level: Level, patient: Patient, label: int, compre
     cylinder(
         canvas,
         at(0, 0, -0.5 * level.height + half),
-        (rx - 1.6, ry - 1.6),
-        half - 1.3,
+        (rx - _BODY_SHELL, ry - _BODY_SHELL),
+        half - _ENDPLATE,
         trabecular,
         None,
         power=2.4,
@@ -183,33 +194,43 @@ def _vertebra(canvas: Canvas, level: Level, patient: Patient, label: int, compre
     for side in (-1.0, 1.0):
         root = at(side * 0.62 * rx, ry - 2.0, 0.1 * level.height)
         joint = at(side * (canal[0] + 2.0), back - 3.0, 0)
-        shelled_tube(canvas, [root, joint], pedicle_r, 1.2, t.cortical, trabecular, label)
-        tube(canvas, [joint, at(0, back + 2.0, -0.1 * level.height)], pedicle_r * 0.8, t.cortical, label)
+        shelled_tube(canvas, [root, joint], pedicle_r, _ARCH_SHELL, t.cortical, trabecular, label)
+        shelled_tube(
+            canvas,
+            [joint, at(0, back + 2.0, -0.1 * level.height)],
+            pedicle_r * 0.8,
+            _ARCH_SHELL,
+            t.cortical,
+            trabecular,
+            label,
+        )  # lamina
         shelled_tube(
             canvas,
             [joint, at(side * transverse[0], transverse[1], 0.15 * level.height)],
             [transverse[2], transverse[2] * 0.7],
-            1.3,
+            _ARCH_SHELL,
             t.cortical,
             trabecular,
             label,
         )
         # Facet joints: upper and lower articular processes.
-        tube(
+        shelled_tube(
             canvas,
             [
                 at(side * (canal[0] + 3.0), back - 4.0, 0.55 * level.height),
                 at(side * (canal[0] + 3.0), back - 2.0, -0.55 * level.height),
             ],
             pedicle_r * 0.9,
+            _ARCH_SHELL,
             t.cortical,
+            trabecular,
             label,
         )
     shelled_tube(
         canvas,
         [at(0, back + 2.0, 0), at(0, back + spinous[0], spinous[1])],
         [spinous[2], spinous[2] * 0.8],
-        1.3,
+        _ARCH_SHELL,
         t.cortical,
         trabecular,
         label,
@@ -234,7 +255,7 @@ def _sacrum(canvas: Canvas, spine: Spine, patient: Patient, trabecular: Value) -
     pts[:, 2] *= h
     radii = [(25, 17), (20, 14), (16, 11), (12, 9), (9, 7), (6, 5)]
     for p, (rx, ry) in zip(pts, radii):
-        shelled_ellipsoid(canvas, p, (rx * w**0.5, ry, 14 * h), 1.5, t.cortical, trabecular, label)
+        shelled_ellipsoid(canvas, p, (rx * w**0.5, ry, 14 * h), _FLAT_SHELL, t.cortical, trabecular, label)
     # Lateral masses (alae at S1-S2, narrowing to S4) reaching the sacroiliac joints.
     for p, reach, height in zip(pts[:4], (40.0, 34.0, 24.0, 14.0), (22.0, 19.0, 16.0, 12.0)):
         for side in (-1.0, 1.0):
@@ -242,7 +263,7 @@ def _sacrum(canvas: Canvas, spine: Spine, patient: Patient, trabecular: Value) -
                 canvas,
                 p + np.array([side * reach * w, 6.0, 0.0]),
                 (reach * 0.9 * w, 16.0, height * h),
-                2.0,
+                _FLAT_SHELL,
                 t.cortical,
                 trabecular,
                 label,
@@ -294,8 +315,9 @@ def _ribs_and_sternum(canvas: Canvas, spine: Spine, patient: Patient, trabecular
         label = LABELS["rib_left" if side > 0 else "rib_right"]
         for k in range(1, 13):
             rib, cartilage = _rib_path(spine, patient, k, side)
-            radius = np.linspace(4.2 if k == 1 else 4.8, 5.6, len(rib))
-            shelled_tube(canvas, rib, radius, 1.4, t.cortical, trabecular, label)
+            # A round stand-in for the flat rib (about 12 x 6 mm at mid-shaft): the same cross-section area.
+            radius = np.linspace(3.3 if k == 1 else 3.6, 4.2, len(rib))
+            shelled_tube(canvas, rib, radius, _RIB_SHELL, t.cortical, trabecular, label)
             if cartilage is not None:
                 tube(canvas, cartilage, 4.5, t.cartilage, LABELS["costal_cartilage"])
     top = spine.z("T2", -1.0)
@@ -311,7 +333,7 @@ def _ribs_and_sternum(canvas: Canvas, spine: Spine, patient: Patient, trabecular
         canvas,
         manubrium,
         (26 * patient.width, 7.5, 20 * h),
-        1.5,
+        _FLAT_SHELL,
         t.cortical,
         trabecular,
         LABELS["sternum"],
@@ -329,7 +351,15 @@ def _ribs_and_sternum(canvas: Canvas, spine: Spine, patient: Patient, trabecular
             axes=_along(b - a),
         )
         if width > 10:
-            cylinder(canvas, center, (width - 1.5, 5.5), half - 1.5, trabecular, None, axes=_along(b - a))
+            cylinder(
+                canvas,
+                center,
+                (width - _FLAT_SHELL, 7.0 - _FLAT_SHELL),
+                half - _FLAT_SHELL,
+                trabecular,
+                None,
+                axes=_along(b - a),
+            )
 
 
 def _along(direction: np.ndarray) -> np.ndarray:
@@ -371,7 +401,7 @@ def _shoulder_girdle(canvas: Canvas, spine: Spine, patient: Patient, trabecular:
             ),
             12,
         )
-        shelled_tube(canvas, clavicle, np.linspace(8.0, 6.0, 12), 1.8, t.cortical, trabecular, LABELS["clavicle"])
+        shelled_tube(canvas, clavicle, np.linspace(7.0, 5.5, 12), 1.4, t.cortical, trabecular, LABELS["clavicle"])
         blade_center = np.array(
             [x0 + side * (0.55 * half + 28.0), y0 + back + 28.0, spine.z("T4") - 8.0 * h + 0.5 * raise_mm]
         )
@@ -379,20 +409,20 @@ def _shoulder_girdle(canvas: Canvas, spine: Spine, patient: Patient, trabecular:
         shelled_ellipsoid(
             canvas,
             blade_center,
-            (42.0, 4.0, 70.0 * h),
-            1.5,
+            (42.0, 3.0, 70.0 * h),
+            _FLAT_SHELL,
             t.cortical,
             trabecular,
             LABELS["scapula"],
             axes=frame(-side * 35.0, 0.0, tilt),
         )
         spine_of_scapula = [blade_center + np.array([-side * 35.0, 12.0, 50.0 * h]), lateral + np.array([0, 8.0, 0])]
-        tube(canvas, spine_of_scapula, 6.0, t.cortical, LABELS["scapula"])
+        shelled_tube(canvas, spine_of_scapula, 6.0, _FLAT_SHELL, t.cortical, trabecular, LABELS["scapula"])
         shelled_ellipsoid(
             canvas,
             glenoid - np.array([side * 6.0, 0, 0]),
             (9.0, 14.0, 18.0),
-            1.5,
+            1.0,
             t.cortical,
             trabecular,
             LABELS["scapula"],
@@ -443,12 +473,12 @@ def _pelvis(canvas: Canvas, spine: Spine, patient: Patient, trabecular: Value) -
 
         low = (min(side * 140 * w, x0 + side * 10), cy - 130, -90 * h)
         high = (max(side * 140 * w, x0 + side * 10), y0 + 70, 65 * h)
-        canvas.paint(low, high, wing, t.cortical, label, shells=[(2.8, trabecular, None)])
+        canvas.paint(low, high, wing, t.cortical, label, shells=[(1.2, trabecular, None)])
         phis = np.linspace(-0.4, 1.85, 10)
         rim_z = crest(phis) - 4.0 * h
         a, b = semi_axes(rim_z)
         rim = np.stack([cx + side * a * np.sin(phis), cy + b * np.cos(phis), rim_z], axis=1)
-        shelled_tube(canvas, rim, 7.0, 2.0, t.cortical, trabecular, label)
+        shelled_tube(canvas, rim, 7.0, 1.2, t.cortical, trabecular, label)
         head = landmarks["head_left" if side > 0 else "head_right"]
         ellipsoid(
             canvas, head, (31.0, 31.0, 31.0), t.cortical, label, clip=lambda x, y, z, c=head: c[2] - 6.0 - z
@@ -463,7 +493,7 @@ def _pelvis(canvas: Canvas, spine: Spine, patient: Patient, trabecular: Value) -
             canvas,
             [head + np.array([-side * 18.0, -20.0, 4.0]), symphysis + np.array([side * 10.0, 0, 8.0]), symphysis],
             [10.0, 8.5, 9.0],
-            1.6,
+            1.1,
             t.cortical,
             trabecular,
             label,
@@ -472,20 +502,20 @@ def _pelvis(canvas: Canvas, spine: Spine, patient: Patient, trabecular: Value) -
             canvas,
             [symphysis + np.array([0, 4.0, -12.0]), tuberosity, head + np.array([-side * 10.0, 26.0, -8.0])],
             [8.0, 12.0, 11.0],
-            1.6,
+            1.1,
             t.cortical,
             trabecular,
             label,
         )
         femur = LABELS["femur"]
         trochanter = head + np.array([side * 46.0 * w, 12.0, -26.0 * h])
-        shelled_ellipsoid(canvas, head, (24.0, 24.0, 24.0), 1.8, t.cortical, trabecular, femur)
-        shelled_tube(canvas, [head, trochanter], [17.0, 19.0], 2.0, t.cortical, trabecular, femur)
+        shelled_ellipsoid(canvas, head, (24.0, 24.0, 24.0), 1.2, t.cortical, trabecular, femur)
+        shelled_tube(canvas, [head, trochanter], [17.0, 19.0], 1.5, t.cortical, trabecular, femur)
         shelled_ellipsoid(
             canvas,
             trochanter + np.array([side * 4.0, 6.0, 4.0]),
             (16.0, 20.0, 24.0),
-            1.8,
+            1.2,
             t.cortical,
             trabecular,
             femur,
