@@ -7,16 +7,19 @@ Every command turns a bad input into one line on stderr naming the file and the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .core.atomic_write import write_together
 from .core.errors import InputError
+from .core.input_files import LOOP, check_input_path, link_loop
+from .core.json_output import dumps
 from .core.output_checks import CT_OUTPUT_SUFFIXES, JSON_SUFFIXES, PNG_SUFFIXES, check_output_folder, check_outputs
 from .core.seeds import MAX_SEED
 from .imaging.geometry import ProjectionGeometry, VolumeGrid, default_pair
@@ -64,11 +67,12 @@ SEED = _whole(0, MAX_SEED)
 def _guidance_weight(text: str) -> float:
     """An option type: a projection guidance weight, 0 (off) up to ``MAX_GUIDANCE``."""
     try:
-        if float(text) == 0.0:
-            return 0.0
+        value = float(text)
     except ValueError:
-        pass
-    return _positive(MAX_GUIDANCE)(text)
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and 0.0 <= value <= MAX_GUIDANCE):
+        raise argparse.ArgumentTypeError(f"{value:g} is out of range (use a number from 0, off, to {MAX_GUIDANCE:g})")
+    return value
 
 
 AT_LEAST_ONE = _whole(1)
@@ -83,6 +87,8 @@ def _training_data(text: str) -> str:
     """An option type for ``train --data``: one of the three forms, the folder existing."""
     if text in ("phantoms", "real", "phantoms+real") or Path(text).is_dir():
         return text
+    if link_loop(text):
+        raise argparse.ArgumentTypeError(f"{text!r} {LOOP}; give the folder it should point to")
     if text.startswith("phantom:"):
         try:
             SEED(text.split(":", 1)[1])
@@ -113,27 +119,64 @@ def _geometry_template(args: argparse.Namespace) -> tuple[ProjectionGeometry, Pr
     )
 
 
+MIN_PHANTOM_SIZE, MAX_PHANTOM_SIZE = 16, 512
+TRUNK_HEIGHT_MM = 900.0
+"""The most a whole-trunk phantom spans from below the femoral heads to above C5 (the tallest of 300 seeds: 875 mm),
+for its memory estimate."""
+
+
+def _phantom_shape(size: int, spacing: float, region: str) -> tuple[int, int, int]:
+    """(x, y, z) voxels of a phantom: a cube, or for the trunk at most :data:`TRUNK_HEIGHT_MM` tall."""
+    return (size, size, math.ceil(TRUNK_HEIGHT_MM / spacing) if region == "trunk" else size)
+
+
+def _check_phantom_memory(args: argparse.Namespace) -> tuple[int, int, int]:
+    """Refuse a phantom whose painting needs more memory than is available now; returns its (x, y, z) voxels."""
+    from .core import memory
+
+    def needed(size: int) -> int:
+        return memory.phantom_bytes(math.prod(_phantom_shape(size, args.spacing, args.region)))
+
+    shape, available = _phantom_shape(args.size, args.spacing, args.region), memory.available_memory_bytes()
+    if available is not None and needed(args.size) > available:
+        fits = [size for size in range(MIN_PHANTOM_SIZE, args.size) if needed(size) <= available]
+        advice = f"use --size {fits[-1]} or less" if fits else "free some memory"
+        raise InputError(
+            f"--size {args.size}: painting {' x '.join(map(str, shape))} voxels needs about "
+            f"{memory.format_bytes(needed(args.size))} of memory, more than the {memory.format_bytes(available)} "
+            f"available; {advice} (or a larger --spacing for the same field of view)"
+        )
+    return shape
+
+
 def cmd_phantom(args: argparse.Namespace) -> int:
     """Write one procedural adult CT phantom: a cube centred on a region, or the whole trunk from the neck (C5) to
     the proximal femora (partial-volume edges are drawn directly, no supersampling needed)."""
-    import numpy as np
-    import SimpleITK as sitk
-
-    from .anatomy.phantom import generate_phantom, whole_trunk
-    from .imaging.image_io import grid_image, write_image
-
     check_outputs({"--out": (args.out, CT_OUTPUT_SUFFIXES)})
+    shape = _check_phantom_memory(args)
     grid = VolumeGrid(args.size, args.spacing)
-    implant = {"auto": None, "yes": True, "no": False}[args.implant]
-    if args.region == "trunk":
-        volume, origin = whole_trunk(args.seed, grid.spacing_mm, grid.size, implant=implant)
-        image = sitk.GetImageFromArray(np.rint(volume.numpy()).astype(np.int16))
-        image.SetSpacing((grid.spacing_mm,) * 3)
-        image.SetOrigin(origin)
-    else:
-        volume = generate_phantom(args.seed, grid, args.region, implant=implant)
-        image = sitk.Cast(grid_image(np.rint(volume.numpy()), grid), sitk.sitkInt16)
-    write_image(image, args.out)
+    from .core.progress import StageBar
+
+    painting = f"painting {'up to ' if args.region == 'trunk' else ''}{' x '.join(map(str, shape))} voxels"
+    with StageBar("phantom", [painting, f"writing {Path(args.out).name}"], quiet=args.quiet) as stages:
+        import numpy as np
+        import SimpleITK as sitk
+
+        from .anatomy.phantom import generate_phantom, whole_trunk
+        from .imaging.image_io import grid_image, write_image
+
+        implant = {"auto": None, "yes": True, "no": False}[args.implant]
+        if args.region == "trunk":
+            volume, origin = whole_trunk(args.seed, grid.spacing_mm, grid.size, implant=implant)
+            image = sitk.GetImageFromArray(np.rint(volume.numpy()).astype(np.int16))
+            image.SetSpacing((grid.spacing_mm,) * 3)
+            image.SetOrigin(origin)
+        else:
+            volume = generate_phantom(args.seed, grid, args.region, implant=implant)
+            image = sitk.Cast(grid_image(np.rint(volume.numpy()), grid), sitk.sitkInt16)
+        del volume
+        stages.advance()
+        write_image(image, args.out)
     size = "x".join(str(n) for n in image.GetSize())
     print(f"phantom seed {args.seed} ({args.region}): {size} voxels of {args.spacing} mm -> {args.out}")
     return 0
@@ -142,24 +185,70 @@ def cmd_phantom(args: argparse.Namespace) -> int:
 _PAIR_FILES = {"ap.nrrd": CT_OUTPUT_SUFFIXES, "lateral.nrrd": CT_OUTPUT_SUFFIXES, "geometry.json": JSON_SUFFIXES}
 
 
+def _read_volume(label: str, path: str, purpose: str):
+    """A CT read for ``label``; a single-slice image is called the radiograph it is (the reader would call a
+    256 x 256 x 1 file a 3D image of the wrong size), with ``purpose`` saying what the command needs instead."""
+    from .imaging import image_io
+
+    try:
+        return image_io.read_ct(path)
+    except InputError:
+        pixels = _single_slice_pixels(Path(path))
+        if pixels is None:
+            raise
+        raise InputError(
+            f"{label} {Path(path).name}: is a 2D radiograph ({pixels[0]} x {pixels[1]} pixels), not a CT volume; "
+            f"{purpose}"
+        ) from None
+
+
+def _single_slice_pixels(path: Path) -> tuple[int, int] | None:
+    """(columns, rows) of an image file holding one 2D slice (a 2D image, or a 3D one a single slice thick)."""
+    import SimpleITK as sitk
+
+    if path.is_dir():
+        return None
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return None
+    extents = [n for n in reader.GetSize() if n > 1]
+    return (extents[0], extents[1]) if len(extents) == 2 and reader.GetDimension() in (2, 3) else None
+
+
 def cmd_synthesize(args: argparse.Namespace) -> int:
     """Render the AP + lateral DRR pair of a CT, placed in the CT's frame."""
-    from .imaging.image_io import detector_image, image_writer, read_ct
-    from .imaging.synthesize import pair_for_ct, render_pair
-
     out = Path(args.out)
     template = _geometry_template(args)
     check_output_folder("--out", out)
     check_outputs(
         {f"--out {name}": (out / name, suffixes) for name, suffixes in _PAIR_FILES.items()}, {"--ct": args.ct}
     )
-    ct = read_ct(args.ct)
-    geometries = pair_for_ct(ct, template)
-    drrs = render_pair(ct, geometries)
-    files = {out / f"{g.view.value}.nrrd": image_writer(detector_image(drr, g)) for drr, g in zip(drrs, geometries)}
-    record = json.dumps({"ct": str(Path(args.ct).name), "views": [g.to_dict() for g in geometries]}, indent=2) + "\n"
-    files[out / "geometry.json"] = lambda path: path.write_text(record, encoding="utf-8")
-    write_together(files)  # the pair and its geometry as one unit
+    from .core.progress import StageBar
+
+    stages = ["reading the CT", "rendering the DRRs", "writing the pair"]
+    with StageBar("synthesize", stages, quiet=args.quiet) as bar:
+        from .imaging.image_io import detector_image, image_writer
+        from .imaging.synthesize import centred_on, deepest_source, pair_for_ct, render_pair
+
+        ct = _read_volume("--ct", args.ct, "synthesize renders the radiograph pair of a CT")
+        deepest = deepest_source(ct, centred_on(ct, template))
+        if deepest is not None:
+            raise InputError(
+                f"--sid {args.sid:g} puts the X-ray source inside the CT: {Path(args.ct).name} reaches "
+                f"{deepest[1]:.0f} mm from its centre towards the {deepest[0].view.value} source; use --sid above "
+                f"{deepest[1]:.0f} (mm from the source to the CT's centre; a clinical radiograph's is about 1000)"
+            )
+        geometries = pair_for_ct(ct, template)
+        bar.advance()
+        drrs = render_pair(ct, geometries)
+        bar.advance()
+        files = {out / f"{g.view.value}.nrrd": image_writer(detector_image(drr, g)) for drr, g in zip(drrs, geometries)}
+        record = dumps({"ct": str(Path(args.ct).name), "views": [g.to_dict() for g in geometries]}) + "\n"
+        files[out / "geometry.json"] = lambda path: path.write_text(record, encoding="utf-8")
+        write_together(files)  # the pair and its geometry as one unit
     print(f"wrote {out / 'ap.nrrd'}, {out / 'lateral.nrrd'} and {out / 'geometry.json'}")
     return 0
 
@@ -170,7 +259,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.set is None:
         if not (args.pred and args.gt):
             raise InputError("give --pred and --gt to score one reconstruction, or --set to evaluate a test set")
-        return _score_one(args.pred, args.gt)
+        return _score_one(args.pred, args.gt, args.quiet)
     if args.pred or args.gt:
         raise InputError("--set evaluates a whole test set; it does not take --pred or --gt")
     check_output_folder("--out", args.out)
@@ -191,7 +280,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         guidance=args.guidance,
         precision=args.precision,
     )
-    report = evaluate_set(settings, log=None if args.quiet else print)
+    from tqdm import tqdm
+
+    log = None if args.quiet else lambda line: tqdm.write(line, file=sys.stdout)  # lines above the progress bar
+    report = evaluate_set(settings, log=log, show_progress=not args.quiet)
     print(report_markdown(report))
     print(f"per-case metrics and montages in {Path(args.out) / 'cases'}, summary in {Path(args.out) / 'summary.json'}")
     return 0
@@ -201,13 +293,18 @@ MIN_BODY_COVERAGE = 0.5  # below this, the metrics would describe a fragment of 
 LOW_BODY_COVERAGE = 0.9
 
 
-def _score_one(prediction: str, ground_truth: str) -> int:
+def _score_one(prediction: str, ground_truth: str, quiet: bool = False) -> int:
     """``evaluate --pred --gt``: the metrics, refused when the prediction covers too little of the ground truth's
     body."""
-    from .evaluation.metrics import compare
-    from .imaging.image_io import read_ct
+    from .core.progress import StageBar
 
-    metrics = compare(read_ct(prediction), read_ct(ground_truth))
+    purpose = "evaluate scores a reconstructed CT against its ground-truth CT"
+    with StageBar("evaluate", ["reading the CTs", "scoring"], quiet=quiet) as stages:
+        from .evaluation.metrics import compare
+
+        pair = _read_volume("--pred", prediction, purpose), _read_volume("--gt", ground_truth, purpose)
+        stages.advance()
+        metrics = compare(*pair)
     covered = metrics["gt_body_covered"]
     names = f"{Path(prediction).name} covers {100 * covered:.0f} % of the body in {Path(ground_truth).name}"
     if covered < MIN_BODY_COVERAGE:
@@ -217,7 +314,7 @@ def _score_one(prediction: str, ground_truth: str) -> int:
         )
     if covered < LOW_BODY_COVERAGE:
         print(f"warning: {names}; the metrics describe only that part", file=sys.stderr)
-    print(json.dumps(metrics, indent=2))
+    print(dumps(metrics))
     return 0
 
 
@@ -274,10 +371,29 @@ def _check_reconstruct_options(args: argparse.Namespace) -> None:
     check_outputs(outputs, {"--ap": args.ap, "--lateral": args.lateral})
 
 
+@contextlib.contextmanager
+def _step_progress(desc: str, quiet: bool) -> Iterator[Callable[[int, int], None]]:
+    """A reconstruction's progress callback drawing a bar of its sampling steps on stderr; the bar is made at the
+    first step, so an error before sampling is not preceded by an empty bar."""
+    bars = []
+
+    def progress(step: int, total: int) -> None:
+        if not bars:
+            from tqdm import tqdm
+
+            bars.append(tqdm(total=total, desc=desc, unit="step", disable=quiet))
+        bars[0].total, bars[0].n = total, step
+        bars[0].refresh()
+
+    try:
+        yield progress
+    finally:
+        for bar in bars:
+            bar.close()
+
+
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     """Reconstruct a CT from an AP and a lateral radiograph."""
-    from tqdm import tqdm
-
     from .inference.options import ReconstructionOptions
     from .inference.reconstruct import low_agreement_views, reconstruct_pair, write_reconstruction
 
@@ -293,19 +409,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         guidance=args.guidance,
         precision=args.precision,
     )
-    bars: list[tqdm] = []  # made at the first step, so an error before sampling is not preceded by an empty bar
-
-    def progress(step: int, total: int) -> None:
-        if not bars:
-            bars.append(tqdm(total=total, desc="reconstruct", unit="step", disable=args.quiet))
-        bars[0].total, bars[0].n = total, step
-        bars[0].refresh()
-
-    try:
+    with _step_progress("reconstruct", args.quiet) as progress:
         result = reconstruct_pair(args.ap, args.lateral, args.model, options, progress)
-    finally:
-        for bar in bars:
-            bar.close()
     outputs = write_reconstruction(result, args.out, args.preview)
     for view in low_agreement_views(result):
         print(
@@ -313,7 +418,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
             f"{result.agreement[view]:.2f})",
             file=sys.stderr,
         )
-    print(json.dumps({"outputs": outputs, "agreement": result.agreement, "provenance": result.provenance}, indent=2))
+    print(dumps({"outputs": outputs, "agreement": result.agreement, "provenance": result.provenance}))
     return 0
 
 
@@ -348,10 +453,83 @@ def cmd_train(args: argparse.Namespace) -> int:
         real_share=args.real_share,
         **({"phantom_bank": args.phantom_bank} if args.phantom_bank is not None else {}),
     )
+    _check_training_memory(args, settings)
     model = train(settings, show_progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one line for the run, not one per process
-        print(f"model exported to {model}")
+        print(_training_outcome(args, model))
     return 0
+
+
+def _training_config(args: argparse.Namespace, settings):
+    """The model configuration a new run trains (its ``--init`` model's, or the preset's on ``--grid``), or None
+    when it is not known without loading weights: a resumed run (its batch was accepted when it began, and
+    resuming keeps it) or an ``--init`` checkpoint file."""
+    if (Path(args.out) / "checkpoint.pt").exists():
+        return None
+    if args.init is None:
+        return settings.new_model_config()
+    if not Path(args.init).is_dir():
+        return None
+    from .model.card import read_model_card
+    from .model.config import ModelConfig
+
+    try:
+        return ModelConfig.from_dict(read_model_card(args.init)["model"])
+    except (InputError, ValueError, TypeError):  # a damaged --init is named by the training's own check
+        return None
+
+
+def _check_training_memory(args: argparse.Namespace, settings) -> None:
+    """Refuse a batch whose samples cannot fit in the training device's memory (a lower bound: the model grid's
+    activations and the DRR volume of every sample, :func:`~DiffuX2CTLib.core.memory.training_sample_bytes`),
+    before the run makes any sample: an impossible batch would otherwise hang before step 1."""
+    from .core import memory
+    from .core.device import resolve_device
+    from .training.samples import drr_grid
+
+    config = _training_config(args, settings)
+    if config is None:
+        return
+    have, where = memory.device_memory_bytes(resolve_device(args.device))
+    if have is None:
+        return
+    grid, volume = config.grid_size, drr_grid(config).size
+    per_sample = memory.training_sample_bytes(grid, volume)
+    what = f"the {grid}^3 model grid's activations and the {volume}^3 volume its DRRs are rendered from"
+    if per_sample > have:
+        model = next(
+            (
+                f"{flag} {value}"
+                for flag, value in (("--grid", args.grid), ("--preset", args.preset), ("--init", args.init))
+                if value is not None
+            ),
+            "the model",
+        )
+        raise InputError(
+            f"{model}: one sample would need about {memory.format_bytes(per_sample)} of memory ({what}), more than "
+            f"the {memory.format_bytes(have)} of {where}; use a smaller --grid"
+        )
+    if args.batch * per_sample > have:
+        raise InputError(
+            f"--batch {args.batch}: the batch would need about {memory.format_bytes(args.batch * per_sample)} of "
+            f"memory ({memory.format_bytes(per_sample)} per sample: {what}), more than the "
+            f"{memory.format_bytes(have)} of {where}; use --batch {have // per_sample} or less"
+        )
+
+
+def _training_outcome(args: argparse.Namespace, model: Path) -> str:
+    """The line a finished ``train`` prints: where the model is and at which step, and for a run its time limit
+    stopped early, that it did and how to go on (the run's ``progress.json`` holds the step it exported)."""
+    try:
+        step = int(json.loads((Path(args.out) / "progress.json").read_text(encoding="utf-8"))["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"model exported to {model}"
+    if step >= args.steps or args.time_limit is None:
+        return f"model exported to {model} (step {step} of {args.steps})"
+    return (
+        f"stopped at the time limit ({args.time_limit:g} minutes) at step {step} of {args.steps}; the model of step "
+        f"{step} is exported to {model}; to continue, run the same command again (it resumes from step {step})"
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -371,15 +549,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
         },
         {f"the sample's {name}": sample / name for name in ("ap.nrrd", "lateral.nrrd", "ct.nrrd")},
     )
-    result = reconstruct_pair(
-        sample / "ap.nrrd",
-        sample / "lateral.nrrd",
-        None,
-        ReconstructionOptions(seed=args.seed, precision=args.precision, device=args.device),
-    )
-    outputs = write_reconstruction(result, out / "ct.nrrd", out / "preview.png")
-    metrics = compare(result.ct, read_ct(sample / "ct.nrrd"))
-    print(json.dumps({"outputs": outputs, "metrics_vs_ground_truth": metrics, "agreement": result.agreement}, indent=2))
+    with _step_progress("demo", args.quiet) as progress:
+        result = reconstruct_pair(
+            sample / "ap.nrrd",
+            sample / "lateral.nrrd",
+            None,
+            ReconstructionOptions(seed=args.seed, precision=args.precision, device=args.device),
+            progress,
+        )
+    from .core.progress import StageBar
+
+    with StageBar("demo", ["writing the CT and preview", "scoring against the ground truth"], args.quiet) as stages:
+        outputs = write_reconstruction(result, out / "ct.nrrd", out / "preview.png")
+        stages.advance()
+        metrics = compare(result.ct, read_ct(sample / "ct.nrrd"))
+    print(dumps({"outputs": outputs, "metrics_vs_ground_truth": metrics, "agreement": result.agreement}))
     return 0
 
 
@@ -394,7 +578,8 @@ def cmd_fetch_real(args: argparse.Namespace) -> int:
         return 0
     from .realct.fetch import fetch_real_cts
 
-    manifest = fetch_real_cts(Path(args.cache) if args.cache else None, args.only)
+    log = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    manifest = fetch_real_cts(Path(args.cache) if args.cache else None, args.only, log=log)
     print(f"manifest: {manifest}")
     return 0
 
@@ -472,10 +657,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a cube centred on that region, or (trunk, the default) the whole trunk, neck to hips",
     )
     phantom.add_argument(
-        "--size", type=_whole(16, 512), default=128, help="voxels per edge; for trunk, per in-plane edge (default 128)"
+        "--size",
+        type=_whole(MIN_PHANTOM_SIZE, MAX_PHANTOM_SIZE),
+        default=128,
+        help="voxels per edge; for trunk, per in-plane edge (default 128)",
     )
     phantom.add_argument("--spacing", type=_positive(20.0), default=2.5, help="voxel size in mm (default 2.5)")
     phantom.add_argument("--implant", choices=("auto", "yes", "no"), default="auto", help="pedicle screws and rods")
+    phantom.add_argument("--quiet", action="store_true", help="no progress bar")
     phantom.set_defaults(run=cmd_phantom)
 
     synthesize = commands.add_parser(
@@ -484,6 +673,7 @@ def build_parser() -> argparse.ArgumentParser:
     synthesize.add_argument("--ct", required=True, help="CT volume (NRRD, NIfTI, MHA, or a DICOM series folder)")
     synthesize.add_argument("--out", required=True, help="output folder for ap.nrrd, lateral.nrrd, geometry.json")
     _add_geometry_options(synthesize)
+    synthesize.add_argument("--quiet", action="store_true", help="no progress bar")
     synthesize.set_defaults(run=cmd_synthesize)
 
     evaluate = commands.add_parser(
@@ -512,7 +702,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="phantoms",
         help="mean-volume baseline: 'phantoms' (the bundled model's training data) or a folder of CTs",
     )
-    evaluate.add_argument("--quiet", action="store_true", help="no per-case lines")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bars and no per-case lines")
     evaluate.set_defaults(run=cmd_evaluate)
 
     reconstruct = commands.add_parser(
@@ -642,13 +832,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="phantoms a sample draws from, painted once into the data cache and reused by later runs (default 64; "
         "0 paints a new phantom for every volume)",
     )
-    train.add_argument("--quiet", action="store_true")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=cmd_train)
 
     demo = commands.add_parser(
         "demo", help="run the main job on the bundled sample", description=cmd_demo.__doc__, parents=[run]
     )
     demo.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
+    demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(run=cmd_demo)
 
     fetch_real = commands.add_parser(
@@ -666,6 +857,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--only", nargs="+", default=None, metavar="ID", help="fetch only these volumes (see --list)"
     )
     fetch_real.add_argument("--list", action="store_true", help="print the catalogue and exit (no network)")
+    fetch_real.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     fetch_real.set_defaults(run=cmd_fetch_real)
     return parser
 
@@ -677,10 +869,37 @@ def _fail(command: str, message: str) -> int:
     return EXIT_BAD_INPUT
 
 
+INPUT_PATHS = {
+    "ap": "--ap",
+    "lateral": "--lateral",
+    "ct": "--ct",
+    "pred": "--pred",
+    "gt": "--gt",
+    "model": "--model",
+    "init": "--init",
+    "set": "--set",
+    "mean_from": "--mean-from",
+    "data": "--data",
+}
+"""The options that name a file or folder to read (by their argparse destination)."""
+DATA_SOURCES = ("phantoms", "real", "phantoms+real")
+
+
+def _check_input_paths(args: argparse.Namespace) -> None:
+    """Refuse, before any command runs, an input path that is a symbolic link loop or exists without read
+    permission (see :mod:`DiffuX2CTLib.core.input_files`); named data sources are not paths."""
+    for name, flag in INPUT_PATHS.items():
+        value = getattr(args, name, None)
+        if value is None or value in DATA_SOURCES or str(value).startswith("phantom:"):
+            continue
+        check_input_path(value, flag)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``diffux2ct`` console script."""
     args = build_parser().parse_args(argv)
     try:
+        _check_input_paths(args)
         return args.run(args)
     except InputError as error:
         return _fail(args.command, str(error))

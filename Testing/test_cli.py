@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -65,7 +66,8 @@ def test_bad_input_is_one_clear_line_and_exit_code_2(tmp_path):
     assert result.returncode == 2
     assert (
         result.stderr.strip()
-        == "diffux2ct synthesize: error: flat.png: image is 2D with size (40, 40); expected a 3D CT volume"
+        == "diffux2ct synthesize: error: --ct flat.png: is a 2D radiograph (40 x 40 pixels), not a CT volume; "
+        "synthesize renders the radiograph pair of a CT"
     )
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "o").exists()
@@ -372,6 +374,14 @@ def test_precision_reaches_the_reconstruction_options(tmp_path, pair, capsys, mo
             "volumes",
         ),
         (["train", "--out", "o", "--grid", "4"], "argument --grid: 4 is out of range (use from 8 to 512)"),
+        (
+            ["reconstruct", "--ap", "a", "--lateral", "b", "--out", "c.nrrd", "--guidance", "-1"],
+            "argument --guidance: -1 is out of range (use a number from 0, off, to 100)",
+        ),
+        (
+            ["evaluate", "--set", "phantoms", "--guidance", "1e9"],
+            "argument --guidance: 1e+09 is out of range (use a number from 0, off, to 100)",
+        ),
     ],
 )
 def test_option_values_are_checked_when_parsed(argv, message, capsys, no_work):
@@ -546,3 +556,252 @@ def _required(command: str) -> list[str]:
     return {"reconstruct": ["--ap", "a", "--lateral", "b", "--out", "c.nrrd"], "train": ["--out", "run"]}.get(
         command, []
     )
+
+
+def _strict_json(text: str):
+    """``json.loads`` that refuses what JSON does not have: Infinity, -Infinity and NaN."""
+
+    def refuse(constant: str):
+        raise AssertionError(f"{constant} is not valid JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def _body_ct(path: Path, size: int = 20, spacing: float = 16.0) -> Path:
+    """A cube CT of ``size`` voxels of ``spacing`` mm: air with a water block in the middle."""
+    from DiffuX2CTLib.imaging.geometry import VolumeGrid
+    from DiffuX2CTLib.imaging.image_io import grid_image
+
+    array = np.full((size,) * 3, -1000.0, np.float32)
+    array[size // 4 : -size // 4, size // 4 : -size // 4, size // 4 : -size // 4] = 0.0
+    return write_image(grid_image(array, VolumeGrid(size, spacing)), path)
+
+
+# Reliability round 3, point 7: inputs accepted that cannot work
+
+
+def test_a_source_inside_the_ct_is_refused_with_the_distance_it_needs(tmp_path, capsys):
+    ct = _body_ct(tmp_path / "ct.nrrd")  # a 320 mm cube: it reaches 160 mm from its centre towards each source
+    base = ["synthesize", "--ct", str(ct), "--out", str(tmp_path / "pair"), "--pixels", "32", "--pixel-spacing", "12"]
+    assert _refused([*base, "--sid", "10", "--sdd", "20"], capsys) == (
+        "--sid 10 puts the X-ray source inside the CT: ct.nrrd reaches 160 mm from its centre towards the ap source; "
+        "use --sid above 160 (mm from the source to the CT's centre; a clinical radiograph's is about 1000)"
+    )
+    assert _refused([*base, "--sid", "150", "--sdd", "400"], capsys).startswith("--sid 150 puts the X-ray source")
+    assert not (tmp_path / "pair").exists()
+    assert main([*base, "--sid", "170", "--sdd", "400", "--quiet"]) == 0  # just outside: a cone beam that works
+    assert (tmp_path / "pair" / "ap.nrrd").is_file()
+
+
+def test_a_batch_that_cannot_fit_in_memory_is_refused_saying_what_it_needs(tmp_path, capsys, monkeypatch, no_work):
+    import DiffuX2CTLib.core.memory as memory
+
+    monkeypatch.setattr("DiffuX2CTLib.training.trainer.train", lambda *a, **k: pytest.fail("training started"))
+    monkeypatch.setattr(memory, "total_memory_bytes", lambda: 16 * 2**30)
+    run = tmp_path / "run"
+    message = _refused(["train", "--out", str(run), "--device", "cpu", "--batch", "100000"], capsys)
+    assert re.fullmatch(
+        r"--batch 100000: the batch would need about [\d.]+ TiB of memory \([\d.]+ MiB per sample: the 64\^3 model "
+        r"grid's activations and the 160\^3 volume its DRRs are rendered from\), more than the 16.0 GiB of this "
+        r"machine; use --batch \d+ or less",
+        message,
+    ), message
+    assert int(message.rsplit("--batch ", 1)[1].split()[0]) >= 8  # a batch that fits is still allowed
+    message = _refused(["train", "--out", str(run), "--device", "cpu", "--grid", "512"], capsys)
+    assert re.fullmatch(
+        r"--grid 512: one sample would need about [\d.]+ GiB of memory \(the 512\^3 model grid's activations and the "
+        r"1280\^3 volume its DRRs are rendered from\), more than the 16.0 GiB of this machine; use a smaller --grid",
+        message,
+    ), message
+    assert not run.exists()
+
+
+def test_a_phantom_too_large_for_the_memory_is_refused_saying_what_it_needs(tmp_path, capsys, monkeypatch, no_work):
+    import DiffuX2CTLib.core.memory as memory
+
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda: 2**30)
+    message = _refused(
+        ["phantom", "--seed", "1", "--region", "chest", "--size", "512", "--out", str(tmp_path / "p.nrrd")], capsys
+    )
+    assert re.fullmatch(
+        r"--size 512: painting 512 x 512 x 512 voxels needs about [\d.]+ GiB of memory, more than the 1.0 GiB "
+        r"available; use --size \d+ or less \(or a larger --spacing for the same field of view\)",
+        message,
+    ), message
+    assert _refused(["phantom", "--seed", "1", "--size", "512", "--out", str(tmp_path / "p.nrrd")], capsys).startswith(
+        "--size 512: painting 512 x 512 x "
+    )  # the whole trunk: its height in slices follows from --spacing
+    assert not list(tmp_path.iterdir())
+
+
+# Point 8: tracebacks and misleading messages
+
+
+LOOP_IN = ": is a symbolic link that leads back to itself (a loop); give the file or folder it should point to"
+LOOP_OUT = ": is a symbolic link that leads back to itself (a loop); remove it or choose another output"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["reconstruct", "--ap", "{loop}", "--lateral", "{lateral}", "--out", "{tmp}/ct.nrrd"],
+            "--ap {loop}{IN}",
+        ),
+        (
+            ["reconstruct", "--ap", "{ap}", "--lateral", "{lateral}", "--out", "{loop}"],
+            "--out {loop}{OUT}",
+        ),
+        (
+            ["reconstruct", "--ap", "{ap}", "--lateral", "{lateral}", "--out", "{tmp}/ct.nrrd", "--preview", "{png}"],
+            "--preview {png}: is a symbolic link that leads back to itself (a loop); remove it or choose another "
+            "output",
+        ),
+        (
+            ["reconstruct", "--ap", "{ap}", "--lateral", "{lateral}", "--out", "{tmp}/ct.nrrd", "--model", "{dir}"],
+            "--model {dir}{IN}",
+        ),
+        (
+            ["synthesize", "--ct", "{loop}", "--out", "{tmp}/pair"],
+            "--ct {loop}{IN}",
+        ),
+        (
+            ["synthesize", "--ct", "{ap}", "--out", "{dir}"],
+            "--out {dir}{OUT}",
+        ),
+        (
+            ["evaluate", "--pred", "{loop}", "--gt", "{ap}"],
+            "--pred {loop}{IN}",
+        ),
+        (
+            ["evaluate", "--set", "{dir}", "--out", "{tmp}/evaluation"],
+            "--set {dir}{IN}",
+        ),
+        (
+            ["train", "--out", "{dir}"],
+            "--out {dir}{OUT}",
+        ),
+        (
+            ["train", "--out", "{tmp}/run", "--init", "{loop}"],
+            "--init {loop}{IN}",
+        ),
+        (
+            ["phantom", "--seed", "1", "--out", "{loop}"],
+            "--out {loop}{OUT}",
+        ),
+        (
+            ["demo", "--out", "{dir}/inside"],
+            "--out {dir}/inside: is a symbolic link that leads back to itself (a loop); remove it or choose another "
+            "output",
+        ),
+    ],
+)
+def test_a_symbolic_link_loop_is_one_clear_line(tmp_path, pair, capsys, no_work, argv, message):
+    ap, lateral = pair
+    names = {"loop": tmp_path / "loop.nrrd", "png": tmp_path / "loop.png", "dir": tmp_path / "loop"}
+    for link in names.values():
+        link.symlink_to(link.name)  # ln -s loop loop
+    values = {"tmp": tmp_path, "ap": ap, "lateral": lateral, **names, "IN": LOOP_IN, "OUT": LOOP_OUT}
+    argv = [a.format(**values) for a in argv]
+    assert _refused(argv, capsys) == message.format(**values)
+
+
+@pytest.fixture()
+def unreadable(tmp_path, monkeypatch):
+    """A file that exists but its owner may not read (chmod 000; as root, os.access says what a user would get)."""
+    locked = tmp_path / "locked.nrrd"
+    locked.write_bytes((SAMPLE / "ap.nrrd").read_bytes())
+    locked.chmod(0)
+    if os.access(locked, os.R_OK):  # root reads anything: answer as for everyone else
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda path, mode, **kw: real(path, mode, **kw) and Path(path) != locked)
+    yield locked
+    locked.chmod(0o644)
+
+
+def test_an_unreadable_input_is_called_unreadable_not_missing(tmp_path, pair, capsys, no_work, unreadable):
+    ap, lateral = pair
+    expected = f"{unreadable}: cannot be read: no permission (the file exists; check its permissions)"
+    argv = ["reconstruct", "--ap", str(unreadable), "--lateral", str(lateral), "--out", str(tmp_path / "ct.nrrd")]
+    assert _refused(argv, capsys) == f"--ap {expected}"
+    assert _refused(["evaluate", "--pred", str(ap), "--gt", str(unreadable)], capsys) == f"--gt {expected}"
+    assert _refused(["synthesize", "--ct", str(unreadable), "--out", str(tmp_path / "o")], capsys) == f"--ct {expected}"
+
+
+def test_a_radiograph_given_as_a_ct_to_score_is_called_a_radiograph(tmp_path, capsys):
+    message = _refused(["evaluate", "--pred", str(SAMPLE / "ap.nrrd"), "--gt", str(SAMPLE / "ct.nrrd")], capsys)
+    assert message == (
+        "--pred ap.nrrd: is a 2D radiograph (256 x 256 pixels), not a CT volume; evaluate scores a reconstructed CT "
+        "against its ground-truth CT"
+    )
+
+
+def test_a_ct_scored_against_itself_prints_valid_json(tmp_path, capsys):
+    ct = _body_ct(tmp_path / "ct.nrrd")
+    assert main(["evaluate", "--pred", str(ct), "--gt", str(ct)]) == 0
+    metrics = _strict_json(capsys.readouterr().out)
+    assert metrics["psnr_db"] is None
+    assert metrics["psnr_db_note"] == "the volumes are identical within the HU window: PSNR is infinite"
+    assert metrics["ssim"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_a_training_run_stopped_by_its_time_limit_says_so_and_how_to_continue(tmp_path, capsys, monkeypatch):
+    run = tmp_path / "run"
+
+    def stopped_early(settings, show_progress=True):
+        """What the trainer leaves after a time limit: the checkpoint and model of step 3, progress.json saying so."""
+        (run / "model").mkdir(parents=True)
+        (run / "progress.json").write_text('{"step": 3}\n', encoding="utf-8")
+        return run / "model"
+
+    monkeypatch.setattr("DiffuX2CTLib.training.trainer.train", stopped_early)
+    argv = ["train", "--out", str(run), "--device", "cpu", "--steps", "1000", "--time-limit", "0.01", "--quiet"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out == (
+        "stopped at the time limit (0.01 minutes) at step 3 of 1000; the model of step 3 is exported to "
+        f"{run / 'model'}; to continue, run the same command again (it resumes from step 3)\n"
+    )
+    (run / "progress.json").write_text('{"step": 1000}\n', encoding="utf-8")
+    monkeypatch.setattr("DiffuX2CTLib.training.trainer.train", lambda settings, show_progress=True: run / "model")
+    assert main(argv) == 0
+    assert capsys.readouterr().out == f"model exported to {run / 'model'} (step 1000 of 1000)\n"
+
+
+# Point 9: progress on stderr for every command that can take long, off with --quiet
+
+QUIET_REQUIRED = {
+    "phantom": ["--seed", "1", "--out", "x.nrrd"],
+    "synthesize": ["--ct", "x.nrrd", "--out", "o"],
+    "reconstruct": ["--ap", "a", "--lateral", "b", "--out", "c.nrrd"],
+    "evaluate": ["--set", "phantoms"],
+    "train": ["--out", "run"],
+    "demo": [],
+    "fetch-real": [],
+}
+
+
+@pytest.mark.parametrize("command", sorted(QUIET_REQUIRED))
+def test_every_command_takes_quiet(command):
+    assert build_parser().parse_args([command, *QUIET_REQUIRED[command], "--quiet"]).quiet is True
+
+
+@pytest.fixture()
+def progress_at_once(monkeypatch):
+    """Progress bars show from the first moment (they wait a couple of seconds otherwise, so quick runs stay quiet)."""
+    import DiffuX2CTLib.core.progress as progress
+
+    monkeypatch.setattr(progress, "PROGRESS_DELAY_S", 0.0)
+
+
+def test_phantom_and_synthesize_show_progress_on_stderr_unless_quiet(tmp_path, capsys, progress_at_once):
+    phantom = ["phantom", "--seed", "2", "--region", "chest", "--size", "24", "--spacing", "12"]
+    assert main([*phantom, "--out", str(tmp_path / "a.nrrd")]) == 0
+    captured = capsys.readouterr()
+    assert "phantom" in captured.err and "paint" in captured.err and captured.out.startswith("phantom seed 2")
+    assert main([*phantom, "--out", str(tmp_path / "b.nrrd"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+    synthesize = ["synthesize", "--ct", str(tmp_path / "a.nrrd"), "--pixels", "32", "--pixel-spacing", "12"]
+    assert main([*synthesize, "--out", str(tmp_path / "pair")]) == 0
+    assert "synthesize" in capsys.readouterr().err
+    assert main([*synthesize, "--out", str(tmp_path / "pair2"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""

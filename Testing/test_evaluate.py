@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -185,3 +186,68 @@ def test_bad_evaluation_requests_are_clear_errors(tmp_path, capsys):
     assert "--pred and --gt" in capsys.readouterr().err
     assert main(["evaluate", "--set", "phantoms", "--pred", "x.nrrd"]) == 2
     assert not (tmp_path / "o").exists()
+
+
+def test_files_skipped_after_the_last_case_are_in_the_summary_too(tmp_path, tiny_model, ct_folder, capsys):
+    """summary.md lists every skipped file, also those after the last case that was scored (stdout lists them)."""
+    import DiffuX2CTLib.core.progress as progress
+
+    folder = tmp_path / "cts"
+    folder.mkdir()
+    (folder / "a.nrrd").write_bytes((ct_folder / "case3.nrrd").read_bytes())
+    (folder / "z-broken.nrrd").write_bytes(b"NRRD0004\nnot an image\n")
+    with progress.show_progress_after(0.0):
+        code = main(
+            [
+                "evaluate",
+                "--set",
+                str(folder),
+                "--out",
+                str(tmp_path / "out"),
+                "--model",
+                str(tiny_model),
+                "--steps",
+                "1",
+                "--mean-from",
+                str(ct_folder),
+            ]
+        )
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "z-broken.nrrd" in captured.out
+    assert "evaluate: 100%" in captured.err and "| 2/2 " in captured.err  # progress on stderr: the one readable case
+    summary = (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
+    assert "Skipped (unreadable): z-broken.nrrd" in summary
+    assert "z-broken.nrrd" in json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))["skipped"][0]
+
+
+def test_the_mean_volume_is_made_once_per_model_config_and_source_and_kept_in_the_cache(
+    tmp_path, painted_seeds, data_cache_of_the_tests, capsys
+):
+    from DiffuX2CTLib.core.progress import show_progress_after
+    from DiffuX2CTLib.evaluation.evaluate import mean_training_volume
+
+    def cached() -> set[Path]:
+        return set((data_cache_of_the_tests / "mean-volumes").glob("*.npy"))
+
+    before = cached()
+    with show_progress_after(0.0):
+        first, count = mean_training_volume(TINY, "phantoms", count=2, show_progress=True)
+    assert count == 2 and len(painted_seeds) == 2
+    assert "mean volume" in capsys.readouterr().err  # its progress, while it is made
+    assert len(cached() - before) == 1
+    again, count = mean_training_volume(TINY, "phantoms", count=2, show_progress=True)
+    assert count == 2 and len(painted_seeds) == 2 and np.array_equal(first, again)  # read back, nothing painted
+    other = TINY.__class__.from_dict({**TINY.to_dict(), "hu_low": TINY.hu_low + 10.0})
+    mean_training_volume(other, "phantoms", count=2)
+    assert len(painted_seeds) == 4  # another config, another mean
+    folder = tmp_path / "cts"
+    grid = VolumeGrid(16, 20.0)
+    write_image(
+        grid_image(np.linspace(-1000, 500, 16**3, dtype=np.float32).reshape(16, 16, 16), grid), folder / "a.nrrd"
+    )
+    from_folder, _ = mean_training_volume(TINY, str(folder))
+    write_image(grid_image(np.full((16, 16, 16), 100.0, np.float32) + np.eye(16)[None], grid), folder / "a.nrrd")
+    changed, _ = mean_training_volume(TINY, str(folder))  # a changed file: made again
+    assert not np.array_equal(from_folder, changed)
+    assert len(cached() - before) == 4

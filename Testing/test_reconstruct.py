@@ -16,7 +16,13 @@ import torch
 from DiffuX2CTLib.cli import main
 from DiffuX2CTLib.core.errors import InputError
 from DiffuX2CTLib.inference.options import ReconstructionOptions
-from DiffuX2CTLib.inference.reconstruct import reconstruct_pair, uncertainty_path, write_reconstruction
+from DiffuX2CTLib.inference.reconstruct import (
+    Reconstruction,
+    caption,
+    reconstruct_pair,
+    uncertainty_path,
+    write_reconstruction,
+)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "Resources" / "SampleData"
 
@@ -255,3 +261,37 @@ def test_an_assumed_orientation_is_said_in_the_notes_the_provenance_and_the_prev
     sample = reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", tiny_model, ReconstructionOptions(steps=1))
     assert sample.provenance["orientation_ap"] == sample.provenance["orientation_lateral"] == "from the file"
     assert sample.provenance["notes"] == ""  # a file that gives its orientation needs no note
+
+
+def _result(**provenance) -> Reconstruction:
+    """A reconstruction as far as its caption reads it."""
+    base = {"method": "diffusion", "sampler": "ddim", "steps": "20", "seed": "0", "samples": "1", "seconds": "3.21"}
+    base |= {"agreement_ap": "0.9900", "agreement_lateral": "0.9800"}
+    return Reconstruction(sitk.Image(4, 4, 4, sitk.sitkFloat32), None, np.zeros((2, 4, 4)), {}, base | provenance)
+
+
+def test_the_preview_caption_says_how_the_volume_was_made():
+    assert caption(_result()) == (
+        "diffusion (ddim, 20 steps, seed 0) in 3.21 s; re-projection NCC AP 0.9900, lateral 0.9800"
+    )
+    assert caption(_result(method="regression", sampler="none", steps="1")) == (
+        "regression (one direct estimate) in 3.21 s; re-projection NCC AP 0.9900, lateral 0.9800"
+    )
+    assert caption(_result(samples="4", seed="7")) == (
+        "diffusion (ddim, 20 steps, seed 7): the mean of 4 samples in 3.21 s; re-projection NCC AP 0.9900, lateral "
+        "0.9800"
+    )
+
+
+def test_an_unreadable_or_looping_radiograph_is_named_so_by_the_api(tiny_model, tmp_path, monkeypatch):
+    (tmp_path / "loop.nrrd").symlink_to("loop.nrrd")
+    with pytest.raises(InputError, match=r"^loop.nrrd: is a symbolic link that leads back to itself \(a loop\)"):
+        reconstruct_pair(tmp_path / "loop.nrrd", SAMPLE / "lateral.nrrd", tiny_model)
+    locked = tmp_path / "locked.nrrd"
+    locked.write_bytes((SAMPLE / "lateral.nrrd").read_bytes())
+    import os
+
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: real(path, mode, **kw) and Path(path) != locked)
+    with pytest.raises(InputError, match=r"^locked.nrrd: cannot be read: no permission \(the file exists"):
+        reconstruct_pair(SAMPLE / "ap.nrrd", locked, tiny_model)

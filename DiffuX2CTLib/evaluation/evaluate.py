@@ -10,6 +10,8 @@ pretrained network weights, which no installed package ships for offline use.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -20,9 +22,12 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from ..core.atomic_write import write_json, write_text
+from ..core.atomic_write import write_file, write_json, write_text
+from ..core.cache import cache_root
 from ..core.device import resolve_device, resolve_precision
 from ..core.errors import InputError
+from ..core.input_files import check_input_path
+from ..core.progress import progress_bar
 from ..imaging.geometry import View
 from ..imaging.image_io import (
     detector_image,
@@ -51,6 +56,11 @@ TEST_REGIONS = ("chest", "abdomen", "lumbar", "pelvis")
 """Test case ``k`` is seed ``TEST_SEED_START + k`` seen in region ``TEST_REGIONS[k % 4]``, so every region is
 measured."""
 MEAN_VOLUME_COUNT = 16
+MEAN_VOLUME_VERSION = 1
+"""Bump when :func:`mean_training_volume` changes what it computes: cached means of older versions are not read."""
+MEAN_VOLUME_CODE = ("anatomy", "training/samples.py", "imaging/hounsfield.py")
+"""The engine's code a phantom mean volume depends on (generator, training views, HU scaling), by path under the
+package: a change to it makes a new mean."""
 METRICS = ("psnr_db", "ssim", "mae_hu", "bone_dice")
 HIGHER_IS_BETTER = {"psnr_db": True, "ssim": True, "mae_hu": False, "bone_dice": True}
 NOT_COMPUTED = {
@@ -131,6 +141,7 @@ def evaluation_cases(
     for path in find_ct_volumes(settings.test_set)[: settings.cases]:
         name = path.name.split(".")[0] or path.name
         try:
+            check_input_path(path)
             ct = read_ct(path)
         except InputError as error:
             skipped.append(str(error))
@@ -139,24 +150,71 @@ def evaluation_cases(
         yield EvaluationCase(name, ct)
 
 
+def _code_fingerprint() -> str:
+    """SHA-256 of the engine code in :data:`MEAN_VOLUME_CODE`."""
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for entry in MEAN_VOLUME_CODE:
+        for path in sorted((package / entry).glob("*.py")) if (package / entry).is_dir() else [package / entry]:
+            digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _file_stamps(path: Path) -> list:
+    """Name, size and modification time of a CT file, or of every file of a DICOM series folder."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return [[f.relative_to(path.parent).as_posix(), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+
+
+def mean_volume_key(config: ModelConfig, source: str, count: int) -> tuple[str, list[Path]]:
+    """The cache key of a mean volume (SHA-256 of the model config, the source and how many volumes; for phantoms
+    the generator's code, for a folder the path, size and time of every file averaged) and the files it averages
+    (none for phantoms)."""
+    paths = [] if source == PHANTOM_SET else find_ct_volumes(source)[:count]
+    what = {"version": MEAN_VOLUME_VERSION, "config": config.to_dict(), "count": count}
+    if source == PHANTOM_SET:
+        what["source"] = {"phantoms": _code_fingerprint()}
+    else:
+        what["source"] = {"folder": str(Path(source).resolve()), "files": [_file_stamps(p) for p in paths]}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:24], paths
+
+
 def mean_training_volume(
-    config: ModelConfig, source: str = PHANTOM_SET, count: int = MEAN_VOLUME_COUNT
+    config: ModelConfig, source: str = PHANTOM_SET, count: int = MEAN_VOLUME_COUNT, show_progress: bool = False
 ) -> tuple[np.ndarray, int]:
     """The average of up to ``count`` training volumes on the model's grid (HU, ``[z, y, x]``), each centred as
-    the model sees it, and how many were averaged: the baseline that ignores the radiographs."""
-    total, n = np.zeros((config.grid_size,) * 3), 0
-    if source == PHANTOM_SET:
-        phantoms = PhantomSource(seed=0)
-        for index in range(count):
-            volume = phantoms.volume(index, np.random.default_rng([0, index]), drr_grid(config), torch.device("cpu"))
-            total += config.hu_window.to_hu(model_target(volume, config)[0].numpy())
-            n += 1
-    else:
-        for path in find_ct_volumes(source)[:count]:
-            volume = read_ct(path)
-            total += resample_to_grid(volume, config.grid(image_center_lps(volume)))
-            n += 1
-    return (total / n).astype(np.float32), n
+    the model sees it, and how many were averaged: the baseline that ignores the radiographs.
+
+    It is fixed for a model config and a source, so it is made once (with a progress bar on stderr when
+    ``show_progress``) and kept in the data cache, ``<cache>/mean-volumes/<key>.npy`` (:func:`mean_volume_key`)."""
+    key, paths = mean_volume_key(config, source, count)
+    n = count if source == PHANTOM_SET else len(paths)
+    cached = cache_root() / "mean-volumes" / f"{key}.npy"
+    if cached.is_file():
+        try:
+            mean = np.load(cached)
+            if mean.shape == (config.grid_size,) * 3:
+                return mean, n
+        except (OSError, ValueError):  # a damaged cache file is made again
+            pass
+    total = np.zeros((config.grid_size,) * 3)
+    with progress_bar(n, "mean volume", unit="volume", quiet=not show_progress) as bar:
+        if source == PHANTOM_SET:
+            phantoms = PhantomSource(seed=0)
+            for index in range(count):
+                rng = np.random.default_rng([0, index])
+                volume = phantoms.volume(index, rng, drr_grid(config), torch.device("cpu"))
+                total += config.hu_window.to_hu(model_target(volume, config)[0].numpy())
+                bar.update(1)
+        else:
+            for path in paths:
+                check_input_path(path)
+                volume = read_ct(path)
+                total += resample_to_grid(volume, config.grid(image_center_lps(volume)))
+                bar.update(1)
+    mean = (total / n).astype(np.float32)
+    write_file(cached, lambda temporary: np.save(temporary, mean))
+    return mean, n
 
 
 def synthesise_case(case: EvaluationCase, config: ModelConfig, folder: Path) -> tuple[Path, Path, sitk.Image]:
@@ -193,9 +251,15 @@ def diffusion_methods(settings: EvaluationSettings, config: ModelConfig) -> dict
 
 
 def evaluate_case(
-    case: EvaluationCase, settings: EvaluationSettings, config: ModelConfig, mean_hu: np.ndarray, log: Log
+    case: EvaluationCase,
+    settings: EvaluationSettings,
+    config: ModelConfig,
+    mean_hu: np.ndarray,
+    log: Log,
+    done: Callable[[], None] | None = None,
 ) -> dict:
-    """Reconstruct one case with every method; write its inputs, reconstructions, metrics JSON and montage."""
+    """Reconstruct one case with every method; write its inputs, reconstructions, metrics JSON and montage.
+    ``done`` is called after each method's reconstruction (progress)."""
     folder = Path(settings.out) / "cases" / case.name
     ap, lateral, truth = synthesise_case(case, config, folder)
     window = config.hu_window
@@ -222,6 +286,8 @@ def evaluate_case(
             f"{case.name} {name}: PSNR {scores[name]['psnr_db']:.2f} dB, SSIM {scores[name]['ssim']:.3f}, bone Dice "
             f"{scores[name]['bone_dice']:.3f} ({seconds:.1f} s)"
         )
+        if done:
+            done()
     save_comparison_montage(
         truth,
         {"diffusion": volumes[default], "regression": volumes["regression"]},
@@ -335,7 +401,7 @@ def _write_report(
             m: summarise_structures([r["structures"][m] for r in records]) for m in records[0]["structures"]
         },
         "not_computed": NOT_COMPUTED,
-        "skipped": skipped,
+        "skipped": list(skipped),
     }
     if len(regions) > 1:
         report["regions"] = {}
@@ -352,9 +418,19 @@ def _write_report(
     return report
 
 
-def evaluate_set(settings: EvaluationSettings, log: Log | None = None) -> dict:
+def _case_count(settings: EvaluationSettings) -> int | None:
+    """How many cases the test set gives at most (None: not known before the real cases are cut)."""
+    if settings.test_set == PHANTOM_SET:
+        return settings.cases or 8
+    if settings.test_set == REAL_SET:
+        return None
+    return len(find_ct_volumes(settings.test_set)[: settings.cases])
+
+
+def evaluate_set(settings: EvaluationSettings, log: Log | None = None, show_progress: bool = False) -> dict:
     """Run the evaluation; writes ``cases/<name>/`` (DRRs, reconstructions, metrics.json, montage.png),
-    ``summary.json`` and ``summary.md`` under ``settings.out`` and returns the report."""
+    ``summary.json`` and ``summary.md`` under ``settings.out`` and returns the report. ``show_progress`` draws
+    bars on stderr: the mean volume while it is made, then the reconstructions (one unit per case and method)."""
     log = log or (lambda message: None)
     if settings.test_set not in (PHANTOM_SET, REAL_SET) and not Path(settings.test_set).is_dir():
         raise InputError(
@@ -363,17 +439,31 @@ def evaluate_set(settings: EvaluationSettings, log: Log | None = None) -> dict:
         )
     net, card = cached_model(settings.model, resolve_device(settings.device))
     config = net.config
-    mean_hu, averaged = mean_training_volume(config, settings.mean_from)
+    mean_hu, averaged = mean_training_volume(config, settings.mean_from, show_progress=show_progress)
     log(
         f"mean-volume baseline: average of {averaged} training volume{'s' if averaged != 1 else ''} "
         f"({settings.mean_from})"
     )
     records, skipped, report = [], [], None
-    for case in evaluation_cases(settings, config, skipped, log):
-        records.append(evaluate_case(case, settings, config, mean_hu, log))
-        report = _write_report(records, skipped, settings, config, card)  # an interrupted run keeps what it did
+    runs = 1 + len(diffusion_methods(settings, config))  # regression and the diffusion rows, per case
+    cases = _case_count(settings)
+    with progress_bar(cases * runs if cases else None, "evaluate", unit="run", quiet=not show_progress) as bar:
+
+        def without_skipped() -> None:
+            """A skipped file has no runs to wait for."""
+            if bar.total is not None:
+                bar.total = cases * runs - len(skipped) * runs
+                bar.refresh()
+
+        for case in evaluation_cases(settings, config, skipped, log):
+            without_skipped()
+            records.append(evaluate_case(case, settings, config, mean_hu, log, lambda: bar.update(1)))
+            report = _write_report(records, skipped, settings, config, card)  # an interrupted run keeps what it did
+        without_skipped()
     if report is None:
         raise InputError(f"{Path(settings.test_set).name}: none of its CT volumes could be read")
+    if skipped != report["skipped"]:  # files skipped after the last case: the summary names them too
+        report = _write_report(records, skipped, settings, config, card)
     if skipped:
         log(f"{len(skipped)} case(s) skipped: " + "; ".join(skipped))
     return report

@@ -18,6 +18,7 @@ import torch
 from ..core.atomic_write import write_together
 from ..core.device import resolve_device, resolve_precision
 from ..core.errors import InputError
+from ..core.input_files import check_input_path
 from ..core.seeds import MAX_SEED
 from ..diffusion.guidance import ProjectionGuidance
 from ..imaging.acquisition import Acquisition
@@ -88,6 +89,8 @@ def reconstruct_pair(
     options = options or ReconstructionOptions()
     started = time.time()
     device = resolve_device(options.device)
+    for path in (ap_path, lateral_path):
+        check_input_path(path)  # a link loop or a file without read permission, named as such
     pair = {"ap": read_radiograph(ap_path, "ap"), "lateral": read_radiograph(lateral_path, "lateral")}
     for view, known in (acquisition or {}).items():
         if view not in pair:
@@ -232,12 +235,17 @@ def nifti_description(provenance: dict[str, str], what: str = "CT") -> str:
 
 
 def caption(result: Reconstruction) -> str:
-    """One line for the preview: how the result was made and how well it agrees with the inputs."""
+    """One line for the preview: how the result was made (regression: one direct estimate, no sampler, steps or
+    seed; diffusion: sampler, steps, seed and, for K samples, that it shows their mean) and how well it agrees with
+    the inputs."""
     p = result.provenance
-    return (
-        f"{p['method']} ({p['sampler']}, {p['steps']} steps, seed {p['seed']}) in {p['seconds']} s; "
-        f"re-projection NCC AP {p['agreement_ap']}, lateral {p['agreement_lateral']}"
-    )
+    if p["method"] == "regression":
+        made = "regression (one direct estimate)"
+    else:
+        made = f"{p['method']} ({p['sampler']}, {p['steps']} steps, seed {p['seed']})"
+        if int(p.get("samples", "1")) > 1:
+            made += f": the mean of {p['samples']} samples"
+    return f"{made} in {p['seconds']} s; re-projection NCC AP {p['agreement_ap']}, lateral {p['agreement_lateral']}"
 
 
 def low_agreement_views(result: Reconstruction) -> list[str]:
