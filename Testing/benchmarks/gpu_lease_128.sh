@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One lease of a GPU machine (the device tool), in under 10 minutes: train the paper-size 128^3 preset, continuing
-# from INIT (default: the first lease's model, committed in results/paper-128-h100/; INIT= starts from scratch),
+# from INIT (a model folder, e.g. a previous lease's; the default, empty, starts from scratch),
 # stage 1 (regression) then stage 2 (diffusion), at batch 8 with bf16 autocast, volumes painted by CPU data workers
 # and each seen REUSE times under a random pose rendered on the GPU (train --reuse); then time DDIM sampling at
 # 128^3. The runs' logs give the share of step time spent waiting for data. What comes back (at most 8 files of
@@ -8,7 +8,7 @@
 # (reassemble with cat). The machine has torch but neither MONAI nor SimpleITK: MONAI's wheel travels in .whl/.
 #
 #   bash Testing/benchmarks/gpu_lease_128.sh        # on the GPU machine, OUT set by the device tool
-#   INIT= DEVICE=cpu PRESET_OPTS="--grid 32" BATCH=2 REGRESSION_MIN=0.2 DIFFUSION_MIN=0.2 PY=.venv/bin/python OUT=/tmp/out \
+#   DEVICE=cpu PRESET_OPTS="--grid 32" BATCH=2 REGRESSION_MIN=0.2 DIFFUSION_MIN=0.2 PY=.venv/bin/python OUT=/tmp/out \
 #     bash Testing/benchmarks/gpu_lease_128.sh     # dry run
 set -u
 OUT=${OUT:?set OUT to the folder that comes back}
@@ -18,7 +18,7 @@ REUSE=${REUSE:-32}
 REGRESSION_MIN=${REGRESSION_MIN:-3.3}
 DIFFUSION_MIN=${DIFFUSION_MIN:-4.2}
 PRESET_OPTS=${PRESET_OPTS:-}
-INIT=${INIT-Testing/benchmarks/results/paper-128-h100/model}
+INIT=${INIT-}
 DEADLINE=${DEADLINE:-540}  # seconds after which nothing new is started
 source "$(dirname "$0")/lease_env.sh"
 SHM_GB=$(df -BG --output=avail /dev/shm 2>/dev/null | tail -1 | tr -dc 0-9)
@@ -31,8 +31,8 @@ $PY -c "import torch, monai; print('torch', torch.__version__, 'monai', monai.__
 # the phantom painter (int32 noise hash, slabs on the CPU) must give the same volume on the GPU
 $PY -c "
 import torch
-from DiffuX2CTLib.anatomy import generate_phantom
-from DiffuX2CTLib.data.geometry import VolumeGrid
+from DiffuX2CTLib.anatomy.phantom import generate_phantom
+from DiffuX2CTLib.imaging.geometry import VolumeGrid
 grid = VolumeGrid(64, 5.0)
 if torch.cuda.is_available():
     gap = (generate_phantom(21, grid, 'chest') - generate_phantom(21, grid, 'chest', device='cuda').cpu()).abs().max()
