@@ -102,7 +102,10 @@ def test_volume_rendering_shows_bone(reconstructed):
 def test_attributes_record_model_settings_timing_and_agreement(reconstructed):
     _, _, result, _, _ = reconstructed
     ct = result.ct_node
-    attribute = lambda key: ct.GetAttribute(ATTRIBUTE_PREFIX + key)  # noqa: E731
+
+    def attribute(key: str) -> str:
+        return ct.GetAttribute(ATTRIBUTE_PREFIX + key)
+
     assert attribute("model") == BUNDLED_MODEL_DIR.name
     assert attribute("model_sha256") == read_model_card()["weights_sha256"]
     assert attribute("steps") == "5" and attribute("seed") == "3" and attribute("sampler") == "ddim"

@@ -60,7 +60,6 @@ def compare(prediction: sitk.Image, ground_truth: sitk.Image, window: HUWindow |
     pred_unit, true_unit = window.to_unit(pred_hu), window.to_unit(true_hu)
     mse = float(np.mean((pred_unit - true_unit) ** 2))
     psnr = 10.0 * math.log10(4.0 / mse) if mse > 0 else float("inf")
-    as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None]  # noqa: E731
     ssim = float(
         SSIMMetric(spatial_dims=3, data_range=2.0, win_size=SSIM_WINDOW)(
             as_tensor(pred_unit), as_tensor(true_unit)
@@ -82,6 +81,11 @@ def compare(prediction: sitk.Image, ground_truth: sitk.Image, window: HUWindow |
         "voxels_compared": int(pred_hu.size),
         "gt_body_covered": _body_covered(truth, covered),
     }
+
+
+def as_tensor(array: np.ndarray) -> torch.Tensor:
+    """A ``[z, y, x]`` array as a float32 ``(1, 1, D, H, W)`` tensor, as MONAI's metrics take it."""
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None]
 
 
 def _body_covered(truth_hu: np.ndarray, covered: np.ndarray) -> float:

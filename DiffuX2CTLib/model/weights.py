@@ -8,7 +8,6 @@ the model card. The bundled model lives in ``Resources/Models/``.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from ..core.atomic_write import write_together
+from ..core.json_output import dumps
 from .card import BUNDLED_MODEL_DIR, CONFIG_NAME, WEIGHTS_NAME, ModelError, read_model_card
 from .config import ModelConfig
 from .network import DiffuX2CTNet
@@ -47,7 +47,7 @@ def save_model(net: DiffuX2CTNet, folder: str | os.PathLike, card: dict | None =
         "weights_sha256": hashlib.sha256(weights).hexdigest(),
     }
     config.update(card or {})
-    text = json.dumps(config, indent=2) + "\n"
+    text = dumps(config) + "\n"
     write_together(
         {
             folder / WEIGHTS_NAME: lambda path: path.write_bytes(weights),

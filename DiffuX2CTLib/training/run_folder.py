@@ -14,6 +14,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from ..core.atomic_write import write_text
 from ..core.errors import InputError
+from ..core.json_output import dumps
 from ..model.network import DiffuX2CTNet
 from ..model.weights import save_model
 from .settings import TrainSettings
@@ -102,9 +103,9 @@ def forget_log_after(log_path: Path, step: int) -> None:
 
 
 def append_log(log_path: Path, record: dict) -> None:
-    """One line of the run's log."""
+    """One line of the run's log (strict JSON: a non-finite loss is written as null with a note)."""
     with open(log_path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
+        handle.write(dumps(record, indent=None) + "\n")
 
 
 def export_run(

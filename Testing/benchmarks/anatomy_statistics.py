@@ -43,8 +43,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CODE = Path(os.environ.get("ANATOMY_STATISTICS_CODE", str(ROOT)))  # a commit's export for --before
 sys.path.insert(0, str(CODE))
 
-from DiffuX2CTLib.anatomy.phantom import generate_phantom  # noqa: E402
-from DiffuX2CTLib.imaging.geometry import VolumeGrid  # noqa: E402
+from DiffuX2CTLib.anatomy.phantom import generate_phantom
+from DiffuX2CTLib.imaging.geometry import VolumeGrid
 
 SPACING_MM = 2.5
 GRID = VolumeGrid(160, SPACING_MM)
