@@ -216,3 +216,21 @@ def test_fuzzed_job_file_bytes_end_in_a_named_input_error(tmp_path_factory, raw)
         JobSpec.read(path)
     except InputError as error:
         assert str(error)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"steps": "20"}, "steps must be a whole number or None, got '20'"),
+        ({"steps": 2.5}, "steps must be a whole number or None, got 2.5"),
+        ({"steps": True}, "steps must be a whole number or None, got True"),
+        ({"seed": 1.0}, "seed must be a whole number, got 1.0"),
+        ({"samples": None}, "samples must be a whole number, got None"),
+        ({"device": 0}, "device must be text, got 0"),
+        ({"check_inputs": "no"}, "check_inputs must be True or False, got 'no'"),
+    ],
+)
+def test_options_of_the_wrong_type_are_named_errors_not_type_errors(options, message):
+    """What a console script may pass: never a bare TypeError, and nothing accepted that fails later."""
+    with pytest.raises(InputError, match=re.escape(message)):
+        ReconstructionOptions(**options)

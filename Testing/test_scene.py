@@ -228,6 +228,7 @@ def test_a_crashing_worker_ends_in_a_clear_failure(app):
             lambda app: (app.load_volume(SAMPLE_DATA / "ct.nrrd", "CT"), app.lateral),
             "is a 3D volume of 128 x 128 x 128",
         ),
+        (lambda app: (str(SAMPLE_DATA / "ap.nrrd"), app.lateral), "must be a volume node of the scene, got the text"),
     ],
 )
 def test_wrong_nodes_are_refused_before_anything_starts(app, make_nodes, message):
@@ -256,6 +257,9 @@ def test_invalid_options_and_missing_model_are_refused(app):
     logic = SceneLogic(app.scene, app.app_logic)
     with pytest.raises(InputError, match=r"steps.* must be at least 1"):
         logic.start(app.ap, app.lateral, steps=0)
+    for steps in ("20", 2.5, True):  # a console script's slips: named, never a bare TypeError or accepted
+        with pytest.raises(InputError, match="steps must be a whole number or None"):
+            logic.start(app.ap, app.lateral, steps=steps)
     with pytest.raises(InputError, match="model folder not found"):
         logic.start(app.ap, app.lateral, model=str(Path("/nonexistent/model")))
 

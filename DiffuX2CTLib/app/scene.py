@@ -56,6 +56,10 @@ def check_radiograph_node(node, role: str) -> None:
     """A clear :class:`InputError` unless ``node`` is a single-slice scalar volume with pixels."""
     if node is None:
         raise InputError(f"no {role} radiograph selected")
+    if not hasattr(node, "IsA"):
+        shown = f"the text {node!r}" if isinstance(node, str) else f"a {type(node).__name__}"
+        raise InputError(f"the {role} radiograph must be a volume node of the scene, got {shown} (load a file with "
+                         "slicer.util.loadVolume first)")  # fmt: skip
     if not node.IsA("vtkMRMLScalarVolumeNode") or node.IsA("vtkMRMLLabelMapVolumeNode"):
         raise InputError(f"{node.GetName()}: is a {node.GetClassName()}, expected a radiograph (scalar volume)")
     image = node.GetImageData()

@@ -34,14 +34,13 @@ class ReconstructionOptions:
     samples: int = 1
     method: str = "diffusion"
     sampler: str = "ddim"
-    check_inputs: bool = (
-        True  # refuse pairs that fail DiffuX2CTLib.inference.input_checks; False keeps the problems as notes
-    )
+    check_inputs: bool = True  # refuse pairs failing inference.input_checks; False keeps the problems as notes
     batch_size: int | None = None  # samples drawn at once; None: as many as memory allows (same result either way)
     guidance: float | None = None  # None: DEFAULT_GUIDANCE of the method
     precision: str = "auto"
 
     def __post_init__(self) -> None:
+        _check_types(self)
         if self.method not in METHODS:
             raise InputError(f"unknown method '{self.method}' (use {' or '.join(METHODS)})")
         if self.guidance is None:
@@ -67,3 +66,23 @@ class ReconstructionOptions:
             and 0 <= self.guidance <= MAX_GUIDANCE
         ):
             raise InputError(f"guidance must be a number from 0 (off) to {MAX_GUIDANCE:g}, got {self.guidance!r}")
+
+
+_WHOLE = ("steps", "seed", "samples", "batch_size")
+_TEXT = ("device", "method", "sampler", "precision")
+
+
+def _check_types(options: ReconstructionOptions) -> None:
+    """A named :class:`InputError` for an option of the wrong type (a script passing ``steps="20"`` or
+    ``steps=2.5``, or ``True`` for a number), before any comparison could raise a bare TypeError."""
+    for name in _WHOLE:
+        value = getattr(options, name)
+        nullable = name in ("steps", "batch_size")
+        if (value is None and nullable) or (isinstance(value, int) and not isinstance(value, bool)):
+            continue
+        raise InputError(f"{name} must be a whole number{' or None' if nullable else ''}, got {value!r}")
+    for name in _TEXT:
+        if not isinstance(getattr(options, name), str):
+            raise InputError(f"{name} must be text, got {getattr(options, name)!r}")
+    if not isinstance(options.check_inputs, bool):
+        raise InputError(f"check_inputs must be True or False, got {options.check_inputs!r}")
