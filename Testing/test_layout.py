@@ -173,7 +173,7 @@ def test_the_import_checks_see_a_circle_and_an_upward_arrow(tmp_path, monkeypatc
 
 
 def _cmake_listed_files(cmake: Path) -> list[str]:
-    text = cmake.read_text()
+    text = cmake.read_text(encoding="utf-8")
     names = re.findall(r"^\s+([\w${}./-]+\.(?:py|png|ui|nrrd|json|safetensors))\s*$", text, flags=re.MULTILINE)
     return [n.replace("${MODULE_NAME}", "DiffuX2CT") for n in names]
 
@@ -191,7 +191,7 @@ def test_every_file_listed_in_the_cmake_files_exists():
 
 
 def test_extension_metadata_declares_pytorch_dependency():
-    text = (ROOT / "CMakeLists.txt").read_text()
+    text = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
     assert re.search(r'set\(EXTENSION_DEPENDS\s+"PyTorch"\)', text)
     assert "add_subdirectory(DiffuX2CT)" in text
 
@@ -232,7 +232,7 @@ def test_module_file_has_slicer_classes_and_stays_free_of_torch():
     }  # the rest is in DiffuX2CTWidgets/
     for path in (ROOT / "DiffuX2CT").rglob("*.py"):
         assert not (_imported_roots(path) & {"torch", "monai"}), path
-    cmake = (ROOT / "DiffuX2CT" / "CMakeLists.txt").read_text()
+    cmake = (ROOT / "DiffuX2CT" / "CMakeLists.txt").read_text(encoding="utf-8")
     assert "WITH_GENERIC_TESTS" in cmake and "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in cmake
     listed = set(_cmake_listed_files(ROOT / "DiffuX2CT" / "CMakeLists.txt"))
     widgets = {
@@ -247,7 +247,8 @@ def test_license_file_matches_the_declared_license():
     ).read_text(encoding="utf-8")
     assert 'license = { text = "Apache-2.0" }' in (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert re.search(
-        r"set\(EXTENSION_LICENSE_FILE \$\{CMAKE_CURRENT_SOURCE_DIR\}/LICENSE\)", (ROOT / "CMakeLists.txt").read_text()
+        r"set\(EXTENSION_LICENSE_FILE \$\{CMAKE_CURRENT_SOURCE_DIR\}/LICENSE\)",
+        (ROOT / "CMakeLists.txt").read_text(encoding="utf-8"),
     )
 
 
@@ -265,7 +266,7 @@ def test_scene_logic_imports_no_qt_and_loads_no_torch():
 
 
 def test_extension_metadata_is_complete():
-    text = (ROOT / "CMakeLists.txt").read_text()
+    text = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
     for key in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS"):
         assert re.search(rf'set\(EXTENSION_{key}\s+"[^"]+"\)', text), key
     screenshot = re.search(r'EXTENSION_SCREENSHOTURLS\s+"[^"]+/main/([^"]+)"', text).group(1)
@@ -275,7 +276,7 @@ def test_extension_metadata_is_complete():
 def test_extensions_index_catalog_entry_follows_the_v1_0_2_schema():
     import json
 
-    entry = json.loads((ROOT / "packaging" / "DiffuX2CT.json").read_text())
+    entry = json.loads((ROOT / "packaging" / "DiffuX2CT.json").read_text(encoding="utf-8"))
     # Slicer's catalog-entry schema v1.0.2: required $schema, category, scm_url; no keys beyond those it defines.
     allowed = {
         "$schema",
@@ -293,5 +294,5 @@ def test_extensions_index_catalog_entry_follows_the_v1_0_2_schema():
     assert entry["$schema"].endswith("slicer-extension-catalog-entry-schema-v1.0.2.json#")
     assert all(isinstance(entry[k], str) for k in ("category", "scm_url", "scm_revision"))
     assert entry["build_dependencies"] == ["PyTorch"]
-    cmake = (ROOT / "CMakeLists.txt").read_text()
+    cmake = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
     assert f'set(EXTENSION_CATEGORY "{entry["category"]}")' in cmake

@@ -137,10 +137,10 @@ def test_evaluate_real_scores_each_cube_with_structures_and_a_figure(use_cache, 
         EvaluationSettings(test_set="real", out=str(tmp_path / "eval"), model=str(tiny_model), cases=1, ddim_steps=2)
     )
     assert report["cases"] == ["amos-0336-chest"] and report["test_set"] == "real"
-    case = json.loads((tmp_path / "eval" / "cases" / "amos-0336-chest" / "metrics.json").read_text())
+    case = json.loads((tmp_path / "eval" / "cases" / "amos-0336-chest" / "metrics.json").read_text(encoding="utf-8"))
     assert set(case["structures"]) == set(case["methods"])
     assert (tmp_path / "eval" / "cases" / "amos-0336-chest" / "errors.png").read_bytes()[:4] == b"\x89PNG"
-    markdown = (tmp_path / "eval" / "summary.md").read_text()
+    markdown = (tmp_path / "eval" / "summary.md").read_text(encoding="utf-8")
     assert "lung HU bias" in markdown and "| regression |" in markdown
 
 

@@ -383,7 +383,7 @@ def test_fetch_writes_lps_hu_volumes_and_manifest_then_a_second_run_downloads_no
         "real-ct/tiny-p0.nrrd",
         "real-ct/tiny-p1.nrrd",
     }
-    data = json.loads(manifest.read_text())
+    data = json.loads(manifest.read_text(encoding="utf-8"))
     entries = {e["id"]: e for e in data["volumes"]}
     assert [s["id"] for s in data["sources"]] == ["tiny-deb", "tiny-tar"] and data["orientation_check_failed"] == []
     assert entries["tiny-p0"]["patient"] == entries["tiny-p1"]["patient"] == "patient-b"
@@ -436,9 +436,13 @@ def test_only_fetches_the_named_volumes_and_keeps_the_others(tiny, monkeypatch, 
     cache = tmp_path / "cache"
     fetch_real_cts(cache, only=["tiny-p1"], log=lambda _: None)
     assert opened == [tiny.sources[1].url]
-    assert [e["id"] for e in json.loads((cache / "real-ct" / "manifest.json").read_text())["volumes"]] == ["tiny-p1"]
+    assert [
+        e["id"] for e in json.loads((cache / "real-ct" / "manifest.json").read_text(encoding="utf-8"))["volumes"]
+    ] == ["tiny-p1"]
     fetch_real_cts(cache, only=["tiny-trunk"], log=lambda _: None)
-    assert [e["id"] for e in json.loads((cache / "real-ct" / "manifest.json").read_text())["volumes"]] == [
+    assert [
+        e["id"] for e in json.loads((cache / "real-ct" / "manifest.json").read_text(encoding="utf-8"))["volumes"]
+    ] == [
         "tiny-trunk",
         "tiny-p1",
     ]
@@ -506,8 +510,9 @@ def test_unreachable_host_is_one_clear_line(monkeypatch, tmp_path, capsys):
     assert not (tmp_path / "cache").exists()
 
     assert cli.main(["fetch-real", "--cache", str(tmp_path / "cache")]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("diffux2ct fetch-real: error: cannot reach deb.debian.org")
+    lines = capsys.readouterr().err.splitlines()  # progress lines, then the one error line
+    errors = [line for line in lines if "error" in line or "Traceback" in line]
+    assert errors == [lines[-1]] and lines[-1].startswith("diffux2ct fetch-real: error: cannot reach deb.debian.org")
 
 
 def test_cli_list_needs_no_network_and_unknown_ids_are_refused(monkeypatch, capsys, tmp_path):

@@ -143,7 +143,7 @@ def test_the_command_line_passes_reuse_to_the_run_and_its_model_card(tmp_path, c
         )
         == 0
     )
-    card = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    card = json.loads((tmp_path / "run" / "model" / "config.json").read_text(encoding="utf-8"))
     assert card["training"]["settings"]["reuse"] == 2
     with pytest.raises(SystemExit):
         main(["train", "--out", str(tmp_path / "other"), "--reuse", "0"])

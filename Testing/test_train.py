@@ -26,7 +26,7 @@ from DiffuX2CTLib.training.trainer import train
 
 def _step_records(run) -> list[dict]:
     """The log's step lines (the run's start lines, which say what was chosen, left out)."""
-    lines = (run / "log.jsonl").read_text().splitlines()
+    lines = (run / "log.jsonl").read_text(encoding="utf-8").splitlines()
     return [record for record in map(json.loads, lines) if "loss" in record]
 
 
@@ -212,12 +212,12 @@ def test_the_training_step_runs_in_the_chosen_precision_and_the_card_records_it(
         out = tmp_path / precision
         train(TrainSettings(out=str(out), steps=2, grid_size=16, workers=0, precision=precision), show_progress=False)
         losses[precision] = [r["loss"] for r in _step_records(out)]
-        card = json.loads((out / "model" / "config.json").read_text())
+        card = json.loads((out / "model" / "config.json").read_text(encoding="utf-8"))
         assert card["training"]["settings"]["precision"] == precision
     assert losses["float32"] != losses["bfloat16"]
     assert np.allclose(losses["float32"], losses["bfloat16"], rtol=0.05)
     train(TrainSettings(out=str(tmp_path / "auto"), steps=1, grid_size=16, workers=0), show_progress=False)
-    card = json.loads((tmp_path / "auto" / "model" / "config.json").read_text())
+    card = json.loads((tmp_path / "auto" / "model" / "config.json").read_text(encoding="utf-8"))
     assert card["training"]["settings"]["precision"] == device_module.resolve_precision("auto", torch.device("cpu"))
 
 
@@ -349,10 +349,14 @@ def test_two_ddp_processes_hold_identical_weights(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
-    checks = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if "replica_check" in line]
+    checks = [
+        json.loads(line)
+        for line in (out / "log.jsonl").read_text(encoding="utf-8").splitlines()
+        if "replica_check" in line
+    ]
     assert checks and checks[-1]["in_sync"] and len(checks[-1]["digests"]) == 2
     assert result.stdout.count("model exported") == 1  # said once, by rank 0
-    assert json.loads((out / "ct-cache" / "manifest.json").read_text())  # one cache, both CTs in it
+    assert json.loads((out / "ct-cache" / "manifest.json").read_text(encoding="utf-8"))  # one cache, both CTs in it
     # the diffusion stage on top of it, also in sync across the two processes
     diffusion = [
         *command[: command.index("--out")],
@@ -376,7 +380,7 @@ def test_two_ddp_processes_hold_identical_weights(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     checks = [
         json.loads(line)
-        for line in (tmp_path / "ddp-diffusion" / "log.jsonl").read_text().splitlines()
+        for line in (tmp_path / "ddp-diffusion" / "log.jsonl").read_text(encoding="utf-8").splitlines()
         if "replica_check" in line
     ]
     assert checks and checks[-1]["in_sync"] and len(checks[-1]["digests"]) == 2
@@ -436,7 +440,9 @@ def test_the_command_line_passes_the_precision_and_refuses_an_unknown_one(tmp_pa
         == 0
     )
     assert (
-        json.loads((tmp_path / "run" / "model" / "config.json").read_text())["training"]["settings"]["precision"]
+        json.loads((tmp_path / "run" / "model" / "config.json").read_text(encoding="utf-8"))["training"]["settings"][
+            "precision"
+        ]
         == "float32"
     )
     with pytest.raises(SystemExit):
@@ -469,7 +475,7 @@ def test_the_run_log_says_what_was_chosen_and_why(tmp_path):
     """With no flags a run picks its precision, samples per volume and data workers itself, and says so."""
     run = tmp_path / "run"
     train(TrainSettings(out=str(run), steps=1, grid_size=16, workers=0), show_progress=False)
-    start = json.loads((run / "log.jsonl").read_text().splitlines()[0])
+    start = json.loads((run / "log.jsonl").read_text(encoding="utf-8").splitlines()[0])
     assert start["event"] == "start" and start["step"] == 0
     assert (start["precision"], start["reuse"], start["workers"]) == ("float32", 4, 0)  # conftest: no native bf16
     assert start["reuse_why"].startswith("automatic on cpu") and start["workers_why"] == "asked for"

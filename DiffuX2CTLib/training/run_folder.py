@@ -70,7 +70,7 @@ def plot_loss_curve(log_path: Path, png_path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    records = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines() if line.strip()]
     records = [r for r in records if "loss" in r]
     if not records:
         return

@@ -482,7 +482,7 @@ def _before(commit: str, seeds: int, regions: tuple[str, ...]) -> dict:
         subprocess.run(
             command + ["--regions", *regions], check=True, env=os.environ | {"ANATOMY_STATISTICS_CODE": folder}
         )
-        return json.loads(result.read_text())
+        return json.loads(result.read_text(encoding="utf-8"))
 
 
 # --- the report --------------------------------------------------------------------------------------------------

@@ -341,7 +341,9 @@ def bench_training(args, env: dict) -> dict:
                 *extra,
             ]
             _, _, peak = run_child(command, env)
-            log = [json.loads(line) for line in Path(f"{tmp}/{stage}/log.jsonl").read_text().splitlines()]
+            log = [
+                json.loads(line) for line in Path(f"{tmp}/{stage}/log.jsonl").read_text(encoding="utf-8").splitlines()
+            ]
             per_step = [b["seconds"] - a["seconds"] for a, b in zip(log, log[1:])][2:]  # after two warm-up steps
             result[stage] = {
                 "steps_per_s": stats([1 / s for s in per_step]),

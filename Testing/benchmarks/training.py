@@ -138,7 +138,7 @@ def run_throughput(log: Path, batch: int) -> dict:
     """Samples per second and the share of time spent waiting for data over a training run's whole loop, read from
     its log. The whole loop, first batch included: with data workers, batches made ahead while the run starts
     would otherwise make a short run look faster than the pipeline is."""
-    records = [r for r in map(json.loads, log.read_text().splitlines()) if "loss" in r]
+    records = [r for r in map(json.loads, log.read_text(encoding="utf-8").splitlines()) if "loss" in r]
     total = records[-1]["seconds"]
     after_fill = total - records[0]["seconds"]  # from the end of the first step: the pipeline has filled
     return {

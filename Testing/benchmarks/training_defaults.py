@@ -46,7 +46,7 @@ def measure(name: str, steps: int, warm_up: int, folder: Path) -> dict:
     """One run of the loop ``name``; its throughput after warm-up from its log."""
     out = folder / name
     train(TrainSettings(out=str(out), steps=steps, checkpoint_every=steps, seed=3, **LOOPS[name]), show_progress=False)
-    lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (out / "log.jsonl").read_text(encoding="utf-8").splitlines()]
     start = next(r for r in lines if r.get("event") == "start")
     records = [r for r in lines if "loss" in r and r["step"] > warm_up]
     seconds = records[-1]["seconds"] - next(r["seconds"] for r in lines if r.get("step") == warm_up and "loss" in r)
