@@ -423,7 +423,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train (or resume) a model on phantoms or a folder of CTs; exports the EMA model to OUT/model."""
+    """Train (or resume) a model on phantoms, the fetched real CTs or a folder of CTs; exports the EMA model to
+    OUT/model."""
     from .training.settings import TrainSettings
     from .training.trainer import train
 
@@ -712,7 +713,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[run, model, sampling],
     )
     reconstruct.add_argument(
-        "--ap", required=True, help="frontal radiograph (DICOM, PNG/JPEG/TIFF, single-slice NRRD/MHA)"
+        "--ap", required=True, help="frontal radiograph (DICOM, PNG/JPEG/TIFF, single-slice NRRD/MHA/NIfTI)"
     )
     reconstruct.add_argument("--lateral", required=True, help="lateral radiograph")
     reconstruct.add_argument("--out", required=True, help="output CT (.nrrd, .nii.gz, .nii, .mha)")
@@ -763,8 +764,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--steps", type=AT_LEAST_ONE, default=1000, help="total steps (a resumed run continues to this count)"
     )
-    train.add_argument("--batch", type=AT_LEAST_ONE, default=1)
-    train.add_argument("--lr", type=_positive(1.0), default=5e-4)
+    train.add_argument("--batch", type=AT_LEAST_ONE, default=1, help="volumes per step (default 1)")
+    train.add_argument("--lr", type=_positive(1.0), default=5e-4, help="learning rate (default 5e-4)")
     train.add_argument(
         "--preset",
         choices=tuple(PRESETS),
@@ -778,7 +779,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="grid size of a new model, if not the preset's (16 or 32 for quick tests)",
     )
-    train.add_argument("--checkpoint-every", type=AT_LEAST_ONE, default=50)
+    train.add_argument(
+        "--checkpoint-every",
+        type=AT_LEAST_ONE,
+        default=50,
+        help="steps between checkpoints and model exports (default 50)",
+    )
     train.add_argument(
         "--init", default=None, help="start from a model folder or checkpoint (e.g. the regression stage)"
     )
@@ -851,7 +857,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache",
         default=None,
         metavar="DIR",
-        help="cache folder (default $DIFFUX2CT_CACHE, else $XDG_CACHE_HOME/diffux2ct, else ~/.cache/diffux2ct)",
+        help="cache folder (default $DIFFUX2CT_CACHE, else $XDG_CACHE_HOME/diffux2ct, else ~/.cache/diffux2ct); "
+        "train and evaluate read the default one, so set DIFFUX2CT_CACHE=DIR to use another",
     )
     fetch_real.add_argument(
         "--only", nargs="+", default=None, metavar="ID", help="fetch only these volumes (see --list)"
