@@ -452,6 +452,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         reuse=args.reuse,
         precision=args.precision,
         real_share=args.real_share,
+        bone_weight=args.bone_weight,
         **({"phantom_bank": args.phantom_bank} if args.phantom_bank is not None else {}),
     )
     _check_training_memory(args, settings)
@@ -837,6 +838,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="phantoms a sample draws from, painted once into the data cache and reused by later runs (default 64; "
         "0 paints a new phantom for every volume)",
+    )
+    train.add_argument(
+        "--bone-weight",
+        type=_positive(),
+        default=1.0,
+        metavar="W",
+        help="diffusion stage: how many times a bone voxel (above 250 HU) counts in L_simple, so a fine-tune keeps "
+        "bone (default 1: every voxel alike; at least 1)",
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=cmd_train)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from test_model import TINY
 
-from DiffuX2CTLib.diffusion.losses import diffusion_loss, regression_loss
+from DiffuX2CTLib.diffusion.losses import bone_weighted_mse, diffusion_loss, regression_loss
 from DiffuX2CTLib.diffusion.schedule import training_scheduler
 from DiffuX2CTLib.imaging.drr import DRRProjector
 from DiffuX2CTLib.imaging.geometry import View
@@ -62,3 +62,29 @@ def test_the_regression_stage_trains_the_conditioner_through_both_terms():
     regression_loss(net, clean, radiographs, projector)["voxel"].backward()
     assert projected > 0 and _gradient_norm(net.conditioner.parameters()) > 0
     assert _gradient_norm(net.denoiser.parameters()) == 0
+
+
+def test_the_bone_weight_counts_bone_voxels_more_and_keeps_the_plain_mse_at_one():
+    window = TINY.hu_window
+    clean = torch.full((1, 1, 4, 4, 4), float(window.to_unit(40.0)))  # soft tissue
+    clean[..., :1, :, :] = float(window.to_unit(700.0))  # one slab of bone: 16 of 64 voxels
+    target = torch.zeros_like(clean)
+    output = torch.zeros_like(clean)
+    output[..., :1, :, :] = 1.0  # the error lies in the bone only
+    plain = bone_weighted_mse(output, target, clean, window, 1.0)
+    assert torch.isclose(plain, torch.nn.functional.mse_loss(output, target))
+    weighted = bone_weighted_mse(output, target, clean, window, 4.0)
+    assert torch.isclose(weighted, torch.tensor(4 * 16 / (4 * 16 + 48)))  # mean(w e) / mean(w)
+    output = 1.0 - output  # the error now in the soft tissue only: it counts less than unweighted
+    assert bone_weighted_mse(output, target, clean, window, 4.0) < torch.nn.functional.mse_loss(output, target)
+
+
+def test_the_bone_weight_changes_the_diffusion_loss_where_the_ct_has_bone():
+    net, clean, radiographs, projector = _setup()
+    schedule, seed = training_scheduler(TINY), 1
+    losses = [
+        diffusion_loss(net, clean, radiographs, schedule, projector, torch.Generator().manual_seed(seed), None, w)
+        for w in (1.0, 5.0)
+    ]
+    assert not torch.isclose(losses[0]["simple"], losses[1]["simple"])
+    assert torch.isclose(losses[0]["proj"], losses[1]["proj"])  # only L_simple is weighted

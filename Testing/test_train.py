@@ -182,6 +182,8 @@ def test_a_run_past_its_time_limit_stops_with_a_checkpoint_and_a_model_and_resum
         ({"workers": -1}, "workers must be 0 or more"),
         ({"time_limit_minutes": 0.0}, "time limit must be a positive number of minutes"),
         ({"precision": "float16"}, "unknown precision 'float16'"),
+        ({"stage": "diffusion", "bone_weight": 0.5}, "the bone weight must be a number of at least 1, not 0.5"),
+        ({"bone_weight": 3.0}, "--bone-weight weighs the diffusion stage's L_simple; the regression stage has none"),
     ],
 )
 def test_training_settings_are_checked_before_any_work(tmp_path, changes, message):
@@ -484,16 +486,22 @@ def test_the_run_log_says_what_was_chosen_and_why(tmp_path):
     assert settings["reuse"] == 4 and settings["phantom_bank"] == 64  # the card records the resolved choice
 
 
-def test_the_phantom_bank_is_painted_once_and_reused_by_the_next_run(tmp_path, painted_seeds, monkeypatch):
+def test_the_phantom_bank_is_painted_before_the_first_step_and_reused_by_a_run_of_another_seed(
+    tmp_path, painted_seeds, monkeypatch
+):
+    """A run paints its starting window up front (with all its threads, not on the data worker beside the step); a
+    later run, whatever its seed, reads the same bank and paints nothing, and reading trains as painting did."""
     monkeypatch.setenv("DIFFUX2CT_CACHE", str(tmp_path / "cache"))
     first = TrainSettings(out=str(tmp_path / "a"), steps=2, grid_size=16, workers=0, reuse=2, phantom_bank=4)
     train(first, show_progress=False)
-    painted = len(painted_seeds)
-    assert 1 <= painted <= 4 and len(list((tmp_path / "cache" / "bank").rglob("*.npy"))) == painted
+    assert len(painted_seeds) == 4 and len(list((tmp_path / "cache" / "bank").rglob("*.npy"))) == 4
+    start = json.loads((tmp_path / "a" / "log.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    assert start["bank_painted"] == 4 and start["bank_painting_s"] >= 0
     train(dataclasses.replace(first, out=str(tmp_path / "b")), show_progress=False)
-    assert len(painted_seeds) == painted  # the second run read the bank
-    assert _checkpoint(tmp_path / "a")["model"].keys() == _checkpoint(tmp_path / "b")["model"].keys()
-    for key, value in _checkpoint(tmp_path / "a")["model"].items():
+    train(dataclasses.replace(first, out=str(tmp_path / "c"), seed=5), show_progress=False)
+    assert len(painted_seeds) == 4  # the later runs read the bank
+    assert "bank_painted" not in json.loads((tmp_path / "c" / "log.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    for key, value in _checkpoint(tmp_path / "a")["model"].items():  # painting or reading: the same training
         assert torch.allclose(value, _checkpoint(tmp_path / "b")["model"][key], **FLOAT32_TOLERANCE), key
 
 

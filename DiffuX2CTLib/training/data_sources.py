@@ -29,7 +29,7 @@ def parse_source(
     data cache of the fetched real CTs and of the phantom bank (default :func:`~DiffuX2CTLib.core.cache.cache_root`);
     ``phantom_bank`` the number of phantoms a sample draws from (:mod:`.phantom_bank`; 0: a new one painted for
     every volume, the way of runs before the bank)."""
-    phantoms = PhantomBank.in_cache(seed, drr_grid(config), cache) if phantom_bank > 0 else PhantomSource(seed)
+    phantoms = PhantomBank.in_cache(drr_grid(config), cache) if phantom_bank > 0 else PhantomSource(seed)
     if phantom_bank > 0:
         phantoms = dataclasses.replace(phantoms, size=phantom_bank)
     if text == "phantoms":

@@ -2,19 +2,23 @@
 
 Painting a phantom (seconds on a CPU) costs far more than reading one back (milliseconds) and making its DRR pair;
 a bank turns the painter from the training step's bottleneck into a background trickle. The bank is a window
-sliding over an endless sequence of phantoms: sample ``i`` draws one of :data:`BANK_SIZE` consecutive slots starting
-at ``i // SLIDE_EVERY``, so a new phantom enters (and the oldest leaves) every :data:`SLIDE_EVERY` samples and a long
-run keeps meeting new anatomy. A slot's phantom is a pure function of the run's seed and the slot (seed and field of
-view), painted on first use by whichever process needs it, written atomically, and found again by later runs (and
-other processes) in ``<cache>/bank/phantoms-<grid>-<generator>``; the generator's own source is in the folder's
-name, so a changed generator paints a new bank. With ``reuse`` > 1 each draw is also seen under its own pose
-(:mod:`.view_posing`); phantoms need no stronger augmentation, as the generator itself never repeats a patient.
+sliding over an endless sequence of phantoms: draw ``i`` (sample ``i``, or volume ``i`` of a run with ``reuse`` > 1)
+takes one of :data:`BANK_SIZE` consecutive slots starting at ``i // SLIDE_EVERY``, so a new phantom enters (and the
+oldest leaves) every :data:`SLIDE_EVERY` draws and a long run keeps meeting new anatomy. A slot's phantom is a pure function of the slot alone (seed and field of view), the
+same for every run whatever its seed (the run's seed picks its draws and poses), so a bank painted by one run serves
+all later ones. A run paints the missing phantoms of its starting window up front with all its threads
+(:meth:`PhantomBank.top_up`); those that enter later are painted on first use by whichever process needs it. Each
+is written atomically and found again by later runs (and other processes) in
+``<cache>/bank/phantoms-<grid>-<generator>``; the generator's own source is in the folder's name, so a changed
+generator paints a new bank. With ``reuse`` > 1 each draw is also seen under its own pose (:mod:`.view_posing`);
+phantoms need no stronger augmentation, as the generator itself never repeats a patient.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +33,7 @@ from .samples import HELD_OUT_SEED_START, PhantomSource
 BANK_SIZE = 64
 """Phantoms a sample draws from at any time."""
 SLIDE_EVERY = 8
-"""Samples between two new phantoms entering the bank (one painting per 8 samples, once the bank is full)."""
+"""Draws between two new phantoms entering the bank (one painting per 8 draws at most, once the bank is full)."""
 
 
 def generator_fingerprint() -> str:
@@ -42,45 +46,70 @@ def generator_fingerprint() -> str:
 
 @dataclass(frozen=True)
 class PhantomBank:
-    """Phantoms of a run (``seed``) on the training volume's grid, kept in ``folder``; a :class:`~.samples.CTSource`."""
+    """Phantoms on the training volume's grid, kept in ``folder`` and shared by every run on that grid, whatever its
+    seed (the run's seed picks the draws and poses); a :class:`~.samples.CTSource`."""
 
-    seed: int
     folder: Path
     size: int = BANK_SIZE
     slide_every: int = SLIDE_EVERY
 
     @classmethod
-    def in_cache(cls, seed: int, grid: VolumeGrid, cache: str | os.PathLike | None = None) -> PhantomBank:
-        """The bank of ``seed`` for volumes on ``grid`` in the data cache
-        (:func:`~DiffuX2CTLib.core.cache.cache_root`)."""
+    def in_cache(cls, grid: VolumeGrid, cache: str | os.PathLike | None = None) -> PhantomBank:
+        """The bank for volumes on ``grid`` in the data cache (:func:`~DiffuX2CTLib.core.cache.cache_root`)."""
         name = f"phantoms-{grid.size}x{grid.spacing_mm:g}mm-{generator_fingerprint()}"
-        return cls(seed, cache_root(cache) / "bank" / name)
+        return cls(cache_root(cache) / "bank" / name)
 
     def describe(self) -> str:
-        painter = PhantomSource(self.seed)
         return (
-            f"{painter.describe()}, painted once into a bank of {self.size} ({self.folder}), a new phantom every "
-            f"{self.slide_every} samples"
+            f"{PhantomSource().describe()}, painted once into a bank of {self.size} ({self.folder}), a new phantom "
+            f"every {self.slide_every} draws"
         )
 
     def slot(self, index: int, rng: np.random.Generator) -> int:
-        """The slot sample ``index`` draws: one of the :attr:`size` slots of the window at ``index // slide_every``."""
+        """The slot draw ``index`` takes: one of the :attr:`size` slots of the window at ``index // slide_every``."""
         return index // self.slide_every + int(rng.integers(self.size))
+
+    def path(self, slot: int) -> Path:
+        """Where slot ``slot``'s phantom is kept: named by its phantom seed and field of view, both functions of the
+        slot alone."""
+        region = PhantomSource().region(np.random.default_rng([slot, 2]))
+        seed = slot % HELD_OUT_SEED_START
+        return self.folder / f"{seed}-{region}.npy"
 
     def phantom(self, slot: int, grid: VolumeGrid, device: torch.device) -> torch.Tensor:
         """Slot ``slot``'s phantom (HU ``[z, y, x]`` on ``grid``): read from the bank, or painted and banked first."""
-        painter = PhantomSource(self.seed)
-        region = painter.region(np.random.default_rng([self.seed, slot, 2]))
-        seed = painter.phantom_seed(slot)
-        assert seed < HELD_OUT_SEED_START
-        path = self.folder / f"{seed}-{region}.npy"
+        path = self.path(slot)
         if not path.is_file():
             from ..anatomy.phantom import generate_phantom
 
-            painted = generate_phantom(seed, grid, region, device=device).round().clamp(-32768, 32767)
+            seed, region = path.stem.split("-")
+            painted = generate_phantom(int(seed), grid, region, device=device).round().clamp(-32768, 32767)
             array = painted.to(torch.int16).cpu().numpy()
             write_file(path, lambda temporary: np.save(temporary, array))
         return torch.from_numpy(np.load(path).astype(np.float32)).to(device)
 
     def volume(self, index: int, rng: np.random.Generator, grid: VolumeGrid, device: torch.device) -> torch.Tensor:
         return self.phantom(self.slot(index, rng), grid, device)
+
+    def missing(self, first_draw: int) -> list[int]:
+        """The slots of the window that draw ``first_draw`` takes from whose phantoms are not painted yet."""
+        start = first_draw // self.slide_every
+        return [slot for slot in range(start, start + self.size) if not self.path(slot).is_file()]
+
+    def top_up(
+        self,
+        first_draw: int,
+        grid: VolumeGrid,
+        device: torch.device,
+        report: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Paint the missing phantoms of the window a run starts in, before its first step, with all the process's
+        threads: on a fresh machine a run then starts from a full bank instead of painting on the data worker's one
+        thread while the step waits or fights it for cores. ``report(done, total)`` follows the painting; returns how
+        many were painted (0 once a run on this grid has filled the bank)."""
+        missing = self.missing(first_draw)
+        for done, slot in enumerate(missing, 1):
+            self.phantom(slot, grid, device)
+            if report is not None:
+                report(done, len(missing))
+        return len(missing)

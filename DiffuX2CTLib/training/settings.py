@@ -34,7 +34,8 @@ class TrainSettings:
     run); ``time_limit_minutes`` stops the run at the first step past that wall-clock time (from its start), with a
     checkpoint and an exported model, so a rented GPU's minutes can be used to the end; a later run resumes it.
     ``reuse`` is the number of samples made of each volume (None: :func:`automatic_reuse`); ``phantom_bank`` the
-    number of phantoms a sample draws from (:mod:`.phantom_bank`; 0 paints a new phantom for every volume)."""
+    number of phantoms a sample draws from (:mod:`.phantom_bank`; 0 paints a new phantom for every volume);
+    ``bone_weight`` how many times a bone voxel counts in the diffusion stage's L_simple (1: plain MSE)."""
 
     out: str
     stage: str = "regression"
@@ -59,6 +60,7 @@ class TrainSettings:
     precision: str = "auto"
     real_share: float = DEFAULT_REAL_SHARE
     phantom_bank: int = BANK_SIZE
+    bone_weight: float = 1.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -87,6 +89,12 @@ class TrainSettings:
             problems.append(f"unknown precision '{self.precision}' (use {', '.join(PRECISIONS)})")
         if not (isinstance(self.real_share, (int, float)) and 0.0 < self.real_share <= 1.0):
             problems.append(f"the share of real CTs must lie above 0 and at most 1, not {self.real_share!r}")
+        if not (
+            isinstance(self.bone_weight, (int, float)) and math.isfinite(self.bone_weight) and self.bone_weight >= 1
+        ):
+            problems.append(f"the bone weight must be a number of at least 1, not {self.bone_weight!r}")
+        if self.bone_weight != 1 and self.stage == "regression":
+            problems.append("--bone-weight weighs the diffusion stage's L_simple; the regression stage has none")
         if self.workers is not None and self.workers < 0:
             problems.append(f"workers must be 0 or more, not {self.workers}")
         if self.preset is not None and self.preset not in PRESETS:
@@ -122,6 +130,7 @@ RESUME_MUST_MATCH = {
     "real_share": ("--real-share", "draws real CTs at share"),
     "reuse": ("--reuse", "makes this many samples of each volume:"),
     "phantom_bank": ("--phantom-bank", "draws from a phantom bank of"),
+    "bone_weight": ("--bone-weight", "weighs bone voxels by"),
 }
 """Settings a resumed run must keep, else its data, noise or optimiser would not be the run's (or its recorded
 settings would be false): with the flag and how the refusal names the stored value."""

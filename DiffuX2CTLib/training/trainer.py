@@ -39,8 +39,10 @@ from ..model.config import ModelConfig
 from ..model.network import DiffuX2CTNet
 from ..model.weights import load_model
 from .data_sources import parse_source
+from .phantom_bank import PhantomBank
+from .real_source import MixedSource
 from .run_folder import CHECKPOINT_NAME, LOG_NAME, append_log, export_run, forget_log_after, load_checkpoint
-from .samples import SampleMaker, batches
+from .samples import CTSource, SampleMaker, batch_indices, batches, drr_grid
 from .settings import TrainSettings, automatic_reuse, check_resume
 
 
@@ -57,6 +59,7 @@ class Trainer:
                 self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if self.distributed else (0, 1)
         self.out, self.show_progress = Path(settings.out), show_progress
+        self.bank_painting: dict[str, float] = {}  # phantoms painted into the bank before the first step, and time
         torch.manual_seed(settings.seed)  # a new model's initial weights follow the run's seed
         self.net = _initial_net(settings).to(self.device)
         path = self.out / CHECKPOINT_NAME
@@ -101,10 +104,12 @@ class Trainer:
             settings.data, settings.seed, config, settings.cache or str(self.out / "ct-cache"), settings.real_share,
             phantom_bank=settings.phantom_bank,
         )  # fmt: skip
+        self.maker = SampleMaker(config, source, settings.seed, settings.reuse, settings.batch, self.world)
+        if self.rank == 0:
+            self._top_up_phantom_bank(source)
         if self.distributed and self.rank == 0:
             dist.barrier()
         self.source_description = source.describe()
-        self.maker = SampleMaker(config, source, settings.seed, settings.reuse, settings.batch, self.world)
         self.out.mkdir(parents=True, exist_ok=True)
         if settings.stage == "regression":
             self.parameters = list(self.net.conditioner.parameters())
@@ -127,6 +132,28 @@ class Trainer:
         self.scheduler = training_scheduler(config)
         self.projector = DRRProjector(config.detector_pair()).to(self.device)
 
+    def _top_up_phantom_bank(self, source: CTSource) -> None:
+        """Paint the phantoms missing from the bank window the run starts in (:meth:`PhantomBank.top_up`), with a
+        progress bar, recorded in the run's start line: once per machine and generator, before the first step."""
+        bank = source.phantoms if isinstance(source, MixedSource) else source
+        if not isinstance(bank, PhantomBank):
+            return
+        plan, settings = self.maker.plan, self.settings
+        first = (
+            plan.first_volume_of_step(self.step_count)
+            if plan is not None
+            else batch_indices(self.step_count, settings.batch, self.world)[0]
+        )
+        missing = len(bank.missing(first))
+        if missing == 0:
+            return
+        from tqdm import tqdm
+
+        started = time.time()
+        with tqdm(total=missing, disable=not self.show_progress, desc="painting the phantom bank") as bar:
+            bank.top_up(first, drr_grid(self.net.config), self.device, lambda done, total: bar.update(1))
+        self.bank_painting = {"bank_painted": missing, "bank_painting_s": round(time.time() - started, 1)}
+
     def run(self) -> Path:
         """Train to ``settings.steps`` (or the time limit); returns the exported model folder."""
         if self.done:
@@ -136,7 +163,13 @@ class Trainer:
         if self.rank == 0:
             append_log(
                 self.out / LOG_NAME,
-                {"event": "start", "step": self.step_count, "data": self.source_description, **self.chosen},
+                {
+                    "event": "start",
+                    "step": self.step_count,
+                    "data": self.source_description,
+                    **self.chosen,
+                    **self.bank_painting,
+                },
             )
             if self.show_progress:
                 print(f"training from step {self.step_count}: {_chosen_line(self.chosen)}", file=sys.stderr)
@@ -200,8 +233,9 @@ class Trainer:
                     with torch.no_grad():
                         condition = net.condition(radiographs)
                 losses = diffusion_loss(
-                    self.replica, clean, radiographs, self.scheduler, self.projector, generator, condition
-                )
+                    self.replica, clean, radiographs, self.scheduler, self.projector, generator, condition,
+                    settings.bone_weight,
+                )  # fmt: skip
         self.optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.parameters, 1.0))
