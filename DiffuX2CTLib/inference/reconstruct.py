@@ -223,7 +223,7 @@ def _written_by_us(path: Path) -> bool:
 def nifti_description(provenance: dict[str, str], what: str = "CT") -> str:
     """The NIfTI ``descrip`` text (:data:`NIFTI_DESCRIPTION_CHARS` characters at most, ASCII): the
     not-for-diagnosis mark first, so it is never cut, then the weights' checksum prefix and how the volume was
-    made, e.g. ``DiffuX2CT CT, NOT FOR DIAGNOSIS; model 753141a8; diffusion ddim-20 seed 0`` (method, sampler and
+    made, e.g. ``DiffuX2CT CT, NOT FOR DIAGNOSIS; model 10b4ca79; diffusion ddim-20 seed 0`` (method, sampler and
     steps; the full provenance goes into NRRD and MHA headers)."""
     p = provenance
     method = p.get("method", "")
