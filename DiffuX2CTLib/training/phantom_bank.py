@@ -1,17 +1,17 @@
 """The phantom bank: procedural phantoms painted once, kept in the cache, and reused across draws and runs.
 
-Painting a phantom (seconds on a CPU) costs far more than reading one back (milliseconds) and making its DRR pair;
-a bank turns the painter from the training step's bottleneck into a background trickle. The bank is a window
+Painting a phantom (about a second on a CPU) costs far more than reading one back (milliseconds) and making its DRR
+pair; a bank turns the painter from the training step's bottleneck into a background trickle. The bank is a window
 sliding over an endless sequence of phantoms: draw ``i`` (sample ``i``, or volume ``i`` of a run with ``reuse`` > 1)
 takes one of :data:`BANK_SIZE` consecutive slots starting at ``i // SLIDE_EVERY``, so a new phantom enters (and the
-oldest leaves) every :data:`SLIDE_EVERY` draws and a long run keeps meeting new anatomy. A slot's phantom is a pure function of the slot alone (seed and field of view), the
-same for every run whatever its seed (the run's seed picks its draws and poses), so a bank painted by one run serves
-all later ones. A run paints the missing phantoms of its starting window up front with all its threads
-(:meth:`PhantomBank.top_up`); those that enter later are painted on first use by whichever process needs it. Each
-is written atomically and found again by later runs (and other processes) in
-``<cache>/bank/phantoms-<grid>-<generator>``; the generator's own source is in the folder's name, so a changed
-generator paints a new bank. With ``reuse`` > 1 each draw is also seen under its own pose (:mod:`.view_posing`);
-phantoms need no stronger augmentation, as the generator itself never repeats a patient.
+oldest leaves) every :data:`SLIDE_EVERY` draws and a long run keeps meeting new anatomy. A slot's phantom is a pure
+function of the slot alone (seed and field of view), the same for every run whatever its seed (the run's seed picks
+its draws and poses), so a bank painted by one run serves all later ones. A run paints the missing phantoms of its
+starting window up front with all its threads (:meth:`PhantomBank.top_up`); those that enter later are painted on
+first use by whichever process needs it. Each is written atomically and found again by later runs (and other
+processes) in ``<cache>/bank/phantoms-<grid>-<generator>``; the generator's own source is in the folder's name, so
+a changed generator paints a new bank. With ``reuse`` > 1 each draw is also seen under its own pose
+(:mod:`.view_posing`); phantoms need no stronger augmentation, as the generator itself never repeats a patient.
 """
 
 from __future__ import annotations
