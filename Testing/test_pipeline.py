@@ -52,20 +52,21 @@ def test_training_never_draws_a_held_out_seed(seed, index):
     assert 0 <= PhantomSource(seed).phantom_seed(index) < HELD_OUT_SEED_START
 
 
-def test_a_training_run_only_paints_training_seeds(tmp_path, painted_seeds):
-    """Whatever draws the phantoms, a run (here with a seed whose stream wraps around) asks the generator for
-    training seeds only."""
+def test_a_training_run_only_paints_training_seeds(tmp_path, painted_seeds, monkeypatch):
+    """Whatever draws the phantoms, a run asks the generator for training seeds only: painting a phantom for every
+    volume (here with a seed whose stream wraps around) or filling a fresh phantom bank."""
     from DiffuX2CTLib.training.settings import TrainSettings
     from DiffuX2CTLib.training.trainer import train
 
-    drawn = painted_seeds
-    train(
-        TrainSettings(
-            out=str(tmp_path / "run"), steps=3, batch=2, grid_size=16, seed=HELD_OUT_SEED_START // 7919, workers=0
-        ),
-        show_progress=False,
+    monkeypatch.setenv("DIFFUX2CT_CACHE", str(tmp_path / "fresh-cache"))
+    wrapping = TrainSettings(
+        out=str(tmp_path / "painting"), steps=3, batch=2, grid_size=16, seed=HELD_OUT_SEED_START // 7919, workers=0
     )
-    assert len(drawn) == 6 and all(0 <= s < HELD_OUT_SEED_START for s in drawn)
+    train(dataclasses.replace(wrapping, phantom_bank=0), show_progress=False)
+    painted = len(painted_seeds)
+    train(dataclasses.replace(wrapping, out=str(tmp_path / "bank"), phantom_bank=8), show_progress=False)
+    assert painted >= 2 and len(painted_seeds) >= painted + 8  # the bank's first window, painted before step 1
+    assert all(0 <= s < HELD_OUT_SEED_START for s in painted_seeds)
 
 
 @dataclasses.dataclass(frozen=True)
