@@ -68,7 +68,7 @@ def test_no_patient_both_trains_and_validates(real_cache):
 
 
 def test_an_unfetched_cache_is_a_clear_error(tmp_path):
-    with pytest.raises(InputError, match="no real CTs fetched yet.*fetch-real"):
+    with pytest.raises(InputError, match=r"no real CTs fetched yet.*fetch-real.*--cache DIR.*DIFFUX2CT_CACHE=DIR"):
         training_cts(tmp_path / "real-ct")
 
 

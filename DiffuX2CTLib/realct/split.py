@@ -42,7 +42,10 @@ def fetched_cts(folder: Path) -> list[RealCT]:
     manifest is a clear error that says how to fetch them."""
     manifest = folder / MANIFEST_NAME
     if not manifest.is_file():
-        raise InputError(f"{folder}: no real CTs fetched yet (run `diffux2ct fetch-real` or `make real-data` once)")
+        raise InputError(
+            f"{folder}: no real CTs fetched yet (run `diffux2ct fetch-real` or `make real-data` once; if you fetched "
+            "them with `fetch-real --cache DIR`, set DIFFUX2CT_CACHE=DIR so that train and evaluate find them)"
+        )
     entries = json.loads(manifest.read_text(encoding="utf-8"))["volumes"]
     return [
         RealCT(e["id"], e["patient"], e["region"], folder / e["file"], e["licence"], e["citation"])
