@@ -7,8 +7,8 @@ takes one of :data:`BANK_SIZE` consecutive slots starting at ``i // SLIDE_EVERY`
 oldest leaves) every :data:`SLIDE_EVERY` draws and a long run keeps meeting new anatomy. A slot's phantom is a pure
 function of the slot alone (seed and field of view), the same for every run whatever its seed (the run's seed picks
 its draws and poses), so a bank painted by one run serves all later ones. A run paints the missing phantoms of its
-starting window up front with all its threads (:meth:`PhantomBank.top_up`); those that enter later are painted on
-first use by whichever process needs it. Each is written atomically and found again by later runs (and other
+starting window up front with all its threads (:meth:`PhantomBank.missing` names them); those that enter later are
+painted on first use by whichever process needs it. Each is written atomically and found again by later runs (and other
 processes) in ``<cache>/bank/phantoms-<grid>-<generator>``; the generator's own source is in the folder's name, so
 a changed generator paints a new bank. With ``reuse`` > 1 each draw is also seen under its own pose
 (:mod:`.view_posing`); phantoms need no stronger augmentation, as the generator itself never repeats a patient.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,21 +94,3 @@ class PhantomBank:
         """The slots of the window that draw ``first_draw`` takes from whose phantoms are not painted yet."""
         start = first_draw // self.slide_every
         return [slot for slot in range(start, start + self.size) if not self.path(slot).is_file()]
-
-    def top_up(
-        self,
-        first_draw: int,
-        grid: VolumeGrid,
-        device: torch.device,
-        report: Callable[[int, int], None] | None = None,
-    ) -> int:
-        """Paint the missing phantoms of the window a run starts in, before its first step, with all the process's
-        threads: on a fresh machine a run then starts from a full bank instead of painting on the data worker's one
-        thread while the step waits or fights it for cores. ``report(done, total)`` follows the painting; returns how
-        many were painted (0 once a run on this grid has filled the bank)."""
-        missing = self.missing(first_draw)
-        for done, slot in enumerate(missing, 1):
-            self.phantom(slot, grid, device)
-            if report is not None:
-                report(done, len(missing))
-        return len(missing)

@@ -133,8 +133,10 @@ class Trainer:
         self.projector = DRRProjector(config.detector_pair()).to(self.device)
 
     def _top_up_phantom_bank(self, source: CTSource) -> None:
-        """Paint the phantoms missing from the bank window the run starts in (:meth:`PhantomBank.top_up`), with a
-        progress bar, recorded in the run's start line: once per machine and generator, before the first step."""
+        """Paint the phantoms missing from the bank window the run starts in, with all the process's threads and a
+        progress bar, recorded in the run's start line: once per machine and generator, before the first step. On
+        a fresh machine a run then starts from a full bank instead of painting on the data worker's one thread while
+        the step waits or fights it for cores."""
         bank = source.phantoms if isinstance(source, MixedSource) else source
         if not isinstance(bank, PhantomBank):
             return
@@ -144,15 +146,15 @@ class Trainer:
             if plan is not None
             else batch_indices(self.step_count, settings.batch, self.world)[0]
         )
-        missing = len(bank.missing(first))
-        if missing == 0:
+        missing = bank.missing(first)
+        if not missing:
             return
         from tqdm import tqdm
 
-        started = time.time()
-        with tqdm(total=missing, disable=not self.show_progress, desc="painting the phantom bank") as bar:
-            bank.top_up(first, drr_grid(self.net.config), self.device, lambda done, total: bar.update(1))
-        self.bank_painting = {"bank_painted": missing, "bank_painting_s": round(time.time() - started, 1)}
+        started, grid = time.time(), drr_grid(self.net.config)
+        for slot in tqdm(missing, disable=not self.show_progress, desc="painting the phantom bank"):
+            bank.phantom(slot, grid, self.device)
+        self.bank_painting = {"bank_painted": len(missing), "bank_painting_s": round(time.time() - started, 1)}
 
     def run(self) -> Path:
         """Train to ``settings.steps`` (or the time limit); returns the exported model folder."""
