@@ -16,7 +16,6 @@ scratch differ by their draws as well as by their loop, so read a small differen
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -26,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from compare_evaluations import case_metrics
 from training_defaults import LOOPS
 
 from DiffuX2CTLib.core.atomic_write import write_json, write_text
@@ -43,11 +43,10 @@ def train_and_score(name: str, steps: int, cases: int, folder: Path) -> dict[str
     train(TrainSettings(out=str(run), steps=steps, checkpoint_every=steps, **LOOPS[name]), show_progress=False)
     evaluation = folder / f"evaluation-{name}"
     evaluate_set(EvaluationSettings(test_set="phantoms", out=str(evaluation), model=str(run / "model"), cases=cases))
-    scores = {}
-    for metrics_file in sorted((evaluation / "cases").glob("*/metrics.json")):
-        methods = json.loads(metrics_file.read_text(encoding="utf-8"))["methods"]
-        scores[metrics_file.parent.name] = {metric: methods["regression"][metric] for metric in METRICS}
-    return scores
+    return {
+        case: {metric: methods["regression"][metric] for metric in METRICS}
+        for case, methods in case_metrics(evaluation).items()
+    }
 
 
 def main() -> None:
