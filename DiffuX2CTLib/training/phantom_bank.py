@@ -69,10 +69,8 @@ class PhantomBank:
         return index // self.slide_every + int(rng.integers(self.size))
 
     def path(self, slot: int) -> Path:
-        """Where slot ``slot``'s phantom is kept: named by its phantom seed and field of view, both functions of the
-        slot alone."""
-        region = PhantomSource().region(np.random.default_rng([slot, 2]))
-        seed = slot % HELD_OUT_SEED_START
+        """Where slot ``slot``'s phantom is kept: named by its phantom seed and field of view."""
+        seed, region = _painting(slot)
         return self.folder / f"{seed}-{region}.npy"
 
     def phantom(self, slot: int, grid: VolumeGrid, device: torch.device) -> torch.Tensor:
@@ -81,8 +79,8 @@ class PhantomBank:
         if not path.is_file():
             from ..anatomy.phantom import generate_phantom
 
-            seed, region = path.stem.split("-")
-            painted = generate_phantom(int(seed), grid, region, device=device).round().clamp(-32768, 32767)
+            seed, region = _painting(slot)
+            painted = generate_phantom(seed, grid, region, device=device).round().clamp(-32768, 32767)
             array = painted.to(torch.int16).cpu().numpy()
             write_file(path, lambda temporary: np.save(temporary, array))
         return torch.from_numpy(np.load(path).astype(np.float32)).to(device)
@@ -94,3 +92,8 @@ class PhantomBank:
         """The slots of the window that draw ``first_draw`` takes from whose phantoms are not painted yet."""
         start = first_draw // self.slide_every
         return [slot for slot in range(start, start + self.size) if not self.path(slot).is_file()]
+
+
+def _painting(slot: int) -> tuple[int, str]:
+    """The phantom seed and field of view of slot ``slot``: functions of the slot alone, never a held-out seed."""
+    return slot % HELD_OUT_SEED_START, PhantomSource().region(np.random.default_rng([slot, 2]))
