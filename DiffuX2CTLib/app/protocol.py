@@ -96,6 +96,7 @@ OPTIONS_SCHEMA = {
     "batch_size": (int, False, True),
     "guidance": (float, False, True),
     "precision": (str, False, False),
+    "temperature": (float, False, True),
 }
 ACQUISITION_SCHEMA = {
     "source_to_detector_mm": (float, False, True),

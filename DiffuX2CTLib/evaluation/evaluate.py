@@ -42,6 +42,7 @@ from ..imaging.synthesize import pair_for_ct, render_pair
 from ..inference.options import ReconstructionOptions
 from ..inference.preview import save_comparison_montage
 from ..inference.reconstruct import cached_model, reconstruct_pair
+from ..inference.sampling import sampling_temperature
 from ..model.config import ModelConfig
 from ..training.samples import HELD_OUT_SEED_START, PhantomSource, drr_grid, model_target
 from .figures import save_error_figure
@@ -77,7 +78,8 @@ class EvaluationSettings:
     > 1 adds the mean of that many DDIM samples), and where the mean-volume baseline comes from (``phantoms``: the
     model's training phantoms, or a folder of CTs). ``guidance`` is the projection guidance of the diffusion rows
     (None: the default, as ``reconstruct``); a row's name says its weight when it is not 0. ``precision`` is the
-    diffusion rows' sampling arithmetic (``reconstruct --precision``)."""
+    diffusion rows' sampling arithmetic (``reconstruct --precision``) and ``temperature`` their starting noise's
+    scale (``reconstruct --temperature``; None: the model's)."""
 
     test_set: str
     out: str
@@ -91,6 +93,7 @@ class EvaluationSettings:
     device: str = "auto"
     guidance: float | None = None
     precision: str = "auto"
+    temperature: float | None = None
 
     def __post_init__(self) -> None:
         if self.cases is not None and self.cases < 1:
@@ -101,6 +104,7 @@ class EvaluationSettings:
             device=self.device,
             guidance=self.guidance,
             precision=self.precision,
+            temperature=self.temperature,
         )  # same checks
 
 
@@ -229,17 +233,22 @@ def synthesise_case(case: EvaluationCase, config: ModelConfig, folder: Path) -> 
 
 def diffusion_methods(settings: EvaluationSettings, config: ModelConfig) -> dict[str, ReconstructionOptions]:
     """Named reconstruction options of the diffusion methods the settings ask for: one DDIM sample (the default
-    reconstruction, first), one DDPM sample over all T steps, and the mean of K DDIM samples."""
+    reconstruction, first), one DDPM sample over all T steps, and the mean of K DDIM samples; a name says the
+    sampling temperature when it is not 1 and the guidance weight when it is not 0."""
     common = {
         "seed": settings.seed,
         "device": settings.device,
         "check_inputs": False,
         "guidance": settings.guidance,
         "precision": settings.precision,
+        "temperature": settings.temperature,
     }
     steps = settings.ddim_steps or config.default_steps
-    guided = ReconstructionOptions(**common).guidance
-    suffix = f", guidance {guided:g}" if guided > 0 else ""
+    options = ReconstructionOptions(**common)
+    temperature = sampling_temperature(options, config)
+    suffix = (f", temperature {temperature:g}" if temperature != 1 else "") + (
+        f", guidance {options.guidance:g}" if options.guidance > 0 else ""
+    )
     methods = {f"diffusion DDIM-{steps}{suffix}": ReconstructionOptions(steps=steps, **common)}
     if settings.ddpm:
         methods[f"diffusion DDPM-{config.timesteps}{suffix}"] = ReconstructionOptions(sampler="ddpm", **common)

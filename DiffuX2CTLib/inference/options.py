@@ -25,8 +25,9 @@ weight lowered SSIM, so it is off there."""
 class ReconstructionOptions:
     """How to reconstruct: sampler, steps (None: the model's default), seed, device, samples, method, whether to
     check the input pair first, the weight of projection guidance (0: off; None: the method's default,
-    :data:`DEFAULT_GUIDANCE`; :mod:`DiffuX2CTLib.diffusion.guidance`) and the arithmetic of the denoiser's sampling
-    steps (:data:`PRECISIONS`; the conditioning network and guidance always run in float32)."""
+    :data:`DEFAULT_GUIDANCE`; :mod:`DiffuX2CTLib.diffusion.guidance`), the arithmetic of the denoiser's sampling
+    steps (:data:`PRECISIONS`; the conditioning network and guidance always run in float32) and the sampling
+    temperature (:func:`~DiffuX2CTLib.diffusion.sampler.sample`; None: the model's)."""
 
     steps: int | None = None
     seed: int = 0
@@ -38,6 +39,7 @@ class ReconstructionOptions:
     batch_size: int | None = None  # samples drawn at once; None: as many as memory allows (same result either way)
     guidance: float | None = None  # None: DEFAULT_GUIDANCE of the method
     precision: str = "auto"
+    temperature: float | None = None  # scale of the starting noise, 0 to 1; None: the model's sampling_temperature
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -66,6 +68,12 @@ class ReconstructionOptions:
             and 0 <= self.guidance <= MAX_GUIDANCE
         ):
             raise InputError(f"guidance must be a number from 0 (off) to {MAX_GUIDANCE:g}, got {self.guidance!r}")
+        if self.temperature is not None and not (
+            isinstance(self.temperature, (int, float))
+            and not isinstance(self.temperature, bool)
+            and 0 <= self.temperature <= 1  # also refuses NaN
+        ):
+            raise InputError(f"temperature must be a number from 0 to 1, got {self.temperature!r}")
 
 
 _WHOLE = ("steps", "seed", "samples", "batch_size")

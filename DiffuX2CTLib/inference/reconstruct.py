@@ -30,7 +30,7 @@ from ..model.weights import BUNDLED_MODEL_DIR, file_sha256, load_model
 from .input_checks import normalised_cross_correlation, orientation_notes, pair_problems, polarity_problems
 from .options import ReconstructionOptions
 from .preprocess import cleaned, prepare_pair
-from .sampling import draw_samples
+from .sampling import draw_samples, sampling_temperature
 
 AGREEMENT_WARNING_THRESHOLD = 0.9
 NIFTI_DESCRIPTION_CHARS = 79
@@ -146,6 +146,7 @@ def reconstruct_pair(
         "seed": str(options.seed),
         "samples": str(options.samples),
         "guidance": f"{options.guidance:g}",
+        "temperature": f"{sampling_temperature(options, config):g}" if options.method == "diffusion" else "none",
         "device": str(device),
         "precision": resolve_precision(options.precision, device) if options.method == "diffusion" else "float32",
         "seconds": f"{time.time() - started:.2f}",

@@ -9,8 +9,14 @@ from ..core.device import resolve_precision
 from ..diffusion.guidance import ProjectionGuidance
 from ..diffusion.sampler import ProgressCallback, sample, sample_batch_size, sample_seed
 from ..diffusion.schedule import sampling_scheduler
+from ..model.config import ModelConfig
 from ..model.network import DiffuX2CTNet
 from .options import ReconstructionOptions
+
+
+def sampling_temperature(options: ReconstructionOptions, config: ModelConfig) -> float:
+    """The scale of the starting noise: the options' temperature, or the model's when they name none."""
+    return config.sampling_temperature if options.temperature is None else float(options.temperature)
 
 
 def draw_samples(
@@ -23,8 +29,8 @@ def draw_samples(
     """``options.samples`` diffusion samples of one pair ``(1, 2, P, P)``, in batches as large as memory allows
     (:func:`~DiffuX2CTLib.diffusion.sampler.sample_batch_size`); sample ``k`` has its own noise stream
     (:func:`~DiffuX2CTLib.diffusion.sampler.sample_seed`), so the result is the same whatever the batch size;
-    projection guidance as ``options.guidance`` says, and the denoiser's arithmetic as ``options.precision``
-    (:func:`~DiffuX2CTLib.core.device.resolve_precision`)."""
+    projection guidance as ``options.guidance`` says, the denoiser's arithmetic as ``options.precision``
+    (:func:`~DiffuX2CTLib.core.device.resolve_precision`) and the temperature as :func:`sampling_temperature`."""
     config = net.config
     device = radiographs.device
     seeds = [sample_seed(options.seed, k) for k in range(options.samples)]
@@ -43,6 +49,17 @@ def draw_samples(
             estimate.expand(len(chunk), *estimate.shape[1:]),
         )
         pairs = radiographs.expand(len(chunk), *radiographs.shape[1:])
-        drawn = sample(net, pairs, scheduler, None, report, repeated, chunk, guidance, precision)
+        drawn = sample(
+            net,
+            pairs,
+            scheduler,
+            None,
+            report,
+            repeated,
+            chunk,
+            guidance,
+            precision,
+            sampling_temperature(options, config),
+        )
         volumes += list(drawn.split(1))
     return volumes

@@ -36,6 +36,7 @@ _NUMBERS: dict[str, tuple[type, float, float]] = {  # field: (int or float, lowe
     "timesteps": (int, 2, 100000),
     "default_steps": (int, 1, 100000),
     "residual_scale": (float, 1e-6, 1e6),
+    "sampling_temperature": (float, 0.0, 1.0),
 }
 
 
@@ -78,6 +79,7 @@ class ModelConfig:
     default_steps: int = 20
     prediction_type: str = "epsilon"
     residual_scale: float = 1.0
+    sampling_temperature: float = 1.0
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
