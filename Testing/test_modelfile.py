@@ -122,3 +122,31 @@ def test_an_interrupted_save_leaves_the_previous_model_whole(model_folder, monke
     assert {name: (model_folder / name).read_bytes() for name in before} == before
     assert sorted(p.name for p in model_folder.iterdir()) == ["config.json", "model.safetensors"]
     load_model(model_folder)
+
+
+def test_the_panels_card_summary_quotes_the_default_reconstruction_on_each_test_set():
+    """The panel quoted the card's old phantom summary only, and only while its method name held the default steps:
+    a model whose default moved from 20 to 10 steps showed no quality line at all."""
+    from DiffuX2CTLib.model.card import summarize_model_card
+
+    row = {"psnr_db": [21.9, 0.5], "ssim": [0.55, 0.01]}
+    card = {
+        "model": {"grid_size": 64, "field_of_view_mm": 320.0, "default_steps": 10},
+        "metrics": {
+            "summary": {"diffusion DDIM-20": {"psnr_db": [19.0, 0.1], "ssim": [0.4, 0.0]}},
+            "real_patients": {
+                "summary": {
+                    "diffusion DDIM-10, temperature 0.6, guidance 2": row,
+                    "diffusion DDIM-10, mean of 4, temperature 0.6, guidance 2": {**row, "psnr_db": [22.7, 0.5]},
+                    "diffusion DDIM-100, guidance 2": {**row, "psnr_db": [20.0, 0.5]},
+                }
+            },
+            "current_generator": {"summary": {"diffusion DDIM-10, temperature 0.6, guidance 2": row}},
+        },
+    }
+    lines = summarize_model_card(card).splitlines()
+    assert "real patients (diffusion DDIM-10, temperature 0.6, guidance 2): PSNR 21.9 dB, SSIM 0.55" in lines
+    assert "held-out phantoms (diffusion DDIM-10, temperature 0.6, guidance 2): PSNR 21.9 dB, SSIM 0.55" in lines
+    assert not any(f"PSNR {value}" in line for value in ("22.7", "20.0", "19.0") for line in lines)
+    legacy = {"model": {**card["model"], "default_steps": 20}, "metrics": {"summary": card["metrics"]["summary"]}}
+    assert "held-out quality (diffusion DDIM-20): PSNR 19.0 dB, SSIM 0.40" in summarize_model_card(legacy)

@@ -629,6 +629,22 @@ def test_the_bundled_model_is_stored_as_a_marker_and_old_absolute_paths_read_as_
     assert panel.parameterNode.modelFolder == marker
 
 
+def test_the_panel_leaves_the_sampling_steps_to_the_model_unless_set(module):
+    """The panel used to send 20 steps whatever the model's measured default; its spin box now starts at "model's
+    default" (0), which reaches the worker as no choice, and a number set there is still sent as it is."""
+    parameters = module.widgets.parameters
+    assert parameters.DiffuX2CTParameterNode.steps == 0
+    panel, _ = _panel(module, [], _Recorder())
+    p = panel.parameterNode
+    p.steps = 0
+    assert parameters.jobOptions(p)["steps"] is None
+    p.steps = 7
+    assert parameters.jobOptions(p)["steps"] == 7
+    ui = (Path(module.__file__).parent / "Resources" / "UI" / "DiffuX2CT.ui").read_text(encoding="utf-8")
+    spin = ui[ui.index('name="stepsSpinBox"') :].split("</widget>")[0]
+    assert "<string>model's default</string>" in spin and "<number>0</number>" in spin
+
+
 class _CancellableJob:
     """A job the way the panel sees it: cancel() only asks; the state says when it really ended."""
 

@@ -29,7 +29,7 @@ class DiffuX2CTParameterNode:
     outputVolume: vtkMRMLScalarVolumeNode
     modelFolder: Path = BUNDLED_MODEL
     device: Annotated[str, Choice(["auto", "cuda", "cpu"])] = "auto"
-    steps: Annotated[int, WithinRange(1, 1000)] = 20
+    steps: Annotated[int, WithinRange(0, 1000)] = 0  # 0: the model's own default (its config's default_steps)
     seed: Annotated[int, WithinRange(0, 2147483647)] = 0
     samples: Annotated[int, WithinRange(1, 16)] = 1
     guidance: Annotated[float, WithinRange(0.0, 100.0)] = DEFAULT_GUIDANCE["diffusion"]
@@ -77,9 +77,16 @@ def modelArgument(parameterNode):
 
 
 def jobOptions(parameterNode) -> dict:
-    """The keyword arguments of ``SceneLogic.start`` for the panel's parameters (besides the two radiographs)."""
+    """The keyword arguments of ``SceneLogic.start`` for the panel's parameters (besides the two radiographs);
+    steps 0 leaves the number of sampling steps to the model, whose default is its measured best."""
     p = parameterNode
-    options = {"steps": p.steps, "seed": p.seed, "samples": p.samples, "device": p.device, "guidance": p.guidance}
+    options = {
+        "steps": p.steps or None,
+        "seed": p.seed,
+        "samples": p.samples,
+        "device": p.device,
+        "guidance": p.guidance,
+    }
     options.update(check_inputs=p.checkInputs, output_node=p.outputVolume, model=modelArgument(p))
     options.update(acquisition=dicom.acquisition(p), source_files=dicom.sourceFiles(p))
     return options

@@ -119,7 +119,7 @@ class SceneLogic:
     ) -> ReconstructionJob:
         """Start a background reconstruction of the two radiograph nodes and return its job. ``options`` are
         those of :class:`~DiffuX2CTLib.inference.options.ReconstructionOptions` (steps, seed, samples, device,
-        method, sampler, guidance, precision, check_inputs);
+        method, sampler, guidance, precision, temperature, check_inputs);
         ``source_files`` (by view) names the file a node was loaded from, e.g. its DICOM file, which the worker
         then reads instead of the node's pixels so that every acquisition tag (view position, patient
         orientation, intensity relationship) is used; ``output_node`` (never one of the radiographs) is

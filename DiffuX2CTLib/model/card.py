@@ -50,11 +50,21 @@ def summarize_model_card(card: dict) -> str:
     data = card.get("training", {}).get("data")
     if data:
         lines.append("data: " + data.split(";")[0].split(",")[0])
-    summary = card.get("metrics", {}).get("summary", {})
-    for method, values in summary.items():
-        if method.startswith("diffusion") and f"DDIM-{model.get('default_steps')}" in method and "psnr_db" in values:
-            lines.append(
-                f"held-out quality ({method}): PSNR {values['psnr_db'][0]:.1f} dB, SSIM {values['ssim'][0]:.2f}"
-            )
+    default = f"diffusion DDIM-{model.get('default_steps')}"
+    for label, summary in _measured_sets(card.get("metrics", {})):
+        for method, values in summary.items():
+            if method.split(",")[0] == default and "mean of" not in method and "psnr_db" in values:
+                lines.append(f"{label} ({method}): PSNR {values['psnr_db'][0]:.1f} dB, SSIM {values['ssim'][0]:.2f}")
     lines.append("intended use: " + card.get("intended_use", "research only, not for diagnosis"))
     return "\n".join(lines)
+
+
+def _measured_sets(metrics: dict) -> list[tuple[str, dict]]:
+    """(label, summary by method) of the test sets a card reports: the real patients and the held-out phantoms of
+    today's generator, or the held-out summary of a card written before those."""
+    sets = [
+        (label, metrics[key]["summary"])
+        for key, label in (("real_patients", "real patients"), ("current_generator", "held-out phantoms"))
+        if isinstance(metrics.get(key), dict) and isinstance(metrics[key].get("summary"), dict)
+    ]
+    return sets or [("held-out quality", metrics.get("summary", {}))]

@@ -2,7 +2,9 @@
 mean of each metric in A and in B, the mean per-case difference B - A with its range, and, where both wrote the
 same reconstruction file, how far apart the two volumes are voxel by voxel (mean, 99th percentile and largest
 absolute difference in HU, per reconstruction). Used to check that an option (e.g. ``--precision bfloat16``) or
-new weights change what they should and nothing else.
+new weights change what they should and nothing else. Rows are paired by role when the runs named them
+differently: the one-sample DDIM row (the default reconstruction) with its counterpart, the mean of K with the
+mean of K, so runs of different sampling settings compare too.
 
     PYTHONPATH=. .venv/bin/python Testing/benchmarks/compare_evaluations.py A_FOLDER B_FOLDER [--out FILE.md]
 
@@ -33,6 +35,16 @@ def case_metrics(folder: Path) -> dict[str, dict]:
         path.parent.name: json.loads(path.read_text(encoding="utf-8"))["methods"]
         for path in sorted((folder / "cases").glob("*/metrics.json"))
     }
+
+
+def method_role(name: str) -> str:
+    """What a row of an evaluation is, whatever its sampling settings: ``diffusion DDIM, mean of K``,
+    ``diffusion DDIM`` (one sample, the default reconstruction), ``diffusion DDPM``, or the name itself."""
+    if not name.startswith("diffusion "):
+        return name
+    sampler = "diffusion DDPM" if name.startswith("diffusion DDPM") else "diffusion DDIM"
+    mean_of = [part.strip() for part in name.split(",") if part.strip().startswith("mean of")]
+    return f"{sampler}, {mean_of[0]}" if mean_of else sampler
 
 
 def voxel_differences(a: Path, b: Path) -> dict[str, dict[str, float]]:
@@ -69,14 +81,20 @@ def comparison_markdown(a: Path, b: Path) -> str:
         "| method | metric | A | B | B - A per case: mean (min..max) |",
         "|---|---|---|---|---|",
     ]
-    methods = [m for m in first[cases[0]] if all(m in first[c] and m in second[c] for c in cases)]
-    for method in methods:
+    pairs = []
+    for name in first[cases[0]]:
+        partners = [m for m in second[cases[0]] if method_role(m) == method_role(name)]
+        partner = name if name in second[cases[0]] else (partners[0] if len(partners) == 1 else None)
+        if partner and all(name in first[c] and partner in second[c] for c in cases):
+            pairs.append((name, partner))
+    for name, partner in pairs:
+        label = name if name == partner else f"{name} -> {partner}"
         for metric in (*METRICS, "seconds"):
-            values_a = [first[c][method][metric] for c in cases]
-            values_b = [second[c][method][metric] for c in cases]
+            values_a = [first[c][name][metric] for c in cases]
+            values_b = [second[c][partner][metric] for c in cases]
             differences = [y - x for x, y in zip(values_a, values_b)]
             lines.append(
-                f"| {method} | {metric} | {statistics.mean(values_a):.4f} | {statistics.mean(values_b):.4f} | "
+                f"| {label} | {metric} | {statistics.mean(values_a):.4f} | {statistics.mean(values_b):.4f} | "
                 f"{statistics.mean(differences):+.4f} ({min(differences):+.4f}..{max(differences):+.4f}) |"
             )
     voxels = voxel_differences(a, b)
