@@ -61,19 +61,20 @@ class ReconstructionOptions:
             raise InputError(f"unknown precision '{self.precision}' (use auto, float32 or bfloat16)")
         if not 0 <= self.seed <= MAX_SEED:
             raise InputError(f"seed must be between 0 and {MAX_SEED}, got {self.seed}")
-        if not (
-            isinstance(self.guidance, (int, float))
-            and not isinstance(self.guidance, bool)
-            and math.isfinite(self.guidance)
-            and 0 <= self.guidance <= MAX_GUIDANCE
-        ):
+        if not _number_within(self.guidance, 0, MAX_GUIDANCE):
             raise InputError(f"guidance must be a number from 0 (off) to {MAX_GUIDANCE:g}, got {self.guidance!r}")
-        if self.temperature is not None and not (
-            isinstance(self.temperature, (int, float))
-            and not isinstance(self.temperature, bool)
-            and 0 <= self.temperature <= 1  # also refuses NaN
-        ):
+        if self.temperature is not None and not _number_within(self.temperature, 0, 1):
             raise InputError(f"temperature must be a number from 0 to 1, got {self.temperature!r}")
+
+
+def _number_within(value: object, low: float, high: float) -> bool:
+    """Whether ``value`` is a finite number (not True or False) from ``low`` to ``high``."""
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and low <= value <= high
+    )
 
 
 _WHOLE = ("steps", "seed", "samples", "batch_size")
