@@ -277,6 +277,10 @@ def test_the_preview_caption_says_how_the_volume_was_made():
     assert caption(_result(method="regression", sampler="none", steps="1")) == (
         "regression (one direct estimate) in 3.21 s; re-projection NCC AP 0.9900, lateral 0.9800"
     )
+    assert caption(_result(temperature="0.6", steps="10")) == (
+        "diffusion (ddim, 10 steps, temperature 0.6, seed 0) in 3.21 s; re-projection NCC AP 0.9900, lateral 0.9800"
+    )
+    assert caption(_result(temperature="1")) == caption(_result())
     assert caption(_result(samples="4", seed="7")) == (
         "diffusion (ddim, 20 steps, seed 7): the mean of 4 samples in 3.21 s; re-projection NCC AP 0.9900, lateral "
         "0.9800"

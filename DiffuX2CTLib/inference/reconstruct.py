@@ -237,13 +237,15 @@ def nifti_description(provenance: dict[str, str], what: str = "CT") -> str:
 
 def caption(result: Reconstruction) -> str:
     """One line for the preview: how the result was made (regression: one direct estimate, no sampler, steps or
-    seed; diffusion: sampler, steps, seed and, for K samples, that it shows their mean) and how well it agrees with
-    the inputs."""
+    seed; diffusion: sampler, steps, the temperature when it is not 1, seed and, for K samples, that it shows their
+    mean) and how well it agrees with the inputs."""
     p = result.provenance
     if p["method"] == "regression":
         made = "regression (one direct estimate)"
     else:
-        made = f"{p['method']} ({p['sampler']}, {p['steps']} steps, seed {p['seed']})"
+        temperature = p.get("temperature", "1")
+        cooled = f", temperature {temperature}" if temperature != "1" else ""
+        made = f"{p['method']} ({p['sampler']}, {p['steps']} steps{cooled}, seed {p['seed']})"
         if int(p.get("samples", "1")) > 1:
             made += f": the mean of {p['samples']} samples"
     return f"{made} in {p['seconds']} s; re-projection NCC AP {p['agreement_ap']}, lateral {p['agreement_lateral']}"
