@@ -40,6 +40,7 @@ def draw_samples(
     steps = len(scheduler.timesteps)
     guidance = ProjectionGuidance(config, options.guidance, device) if options.guidance > 0 else None
     precision = resolve_precision(options.precision, device)
+    temperature = sampling_temperature(options, config)
     volumes = []
     for number, chunk in enumerate(batches):
         report = (lambda i, n, number=number: progress(number * steps + i, len(batches) * steps)) if progress else None
@@ -49,17 +50,6 @@ def draw_samples(
             estimate.expand(len(chunk), *estimate.shape[1:]),
         )
         pairs = radiographs.expand(len(chunk), *radiographs.shape[1:])
-        drawn = sample(
-            net,
-            pairs,
-            scheduler,
-            None,
-            report,
-            repeated,
-            chunk,
-            guidance,
-            precision,
-            sampling_temperature(options, config),
-        )
+        drawn = sample(net, pairs, scheduler, None, report, repeated, chunk, guidance, precision, temperature)
         volumes += list(drawn.split(1))
     return volumes
