@@ -821,7 +821,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="factor on the residual before diffusion (default: the model's, 1 for a new one)",
     )
     train.add_argument(
-        "--finetune-conditioner", action="store_true", help="diffusion stage: also train the conditioning network"
+        "--finetune-conditioner",
+        action="store_true",
+        help="diffusion stage: also train the conditioning network, end to end (its estimate keeps its own loss)",
     )
     train.add_argument(
         "--workers",

@@ -88,7 +88,8 @@ def test_diffusion_loss_has_both_terms_with_lambda_one_over_t():
     losses = diffusion_loss(
         net, clean, radiographs, training_scheduler(TINY), _projector(), torch.Generator().manual_seed(1)
     )
-    assert torch.allclose(losses["total"], losses["simple"] + losses["proj"] / TINY.timesteps)
+    expected = losses["simple"] + losses["proj"] / TINY.timesteps + losses["regression"]  # the conditioner trains too
+    assert torch.allclose(losses["total"], expected)
     losses["total"].backward()
 
 

@@ -53,6 +53,23 @@ def test_with_a_frozen_conditioner_the_projection_loss_still_trains_the_denoiser
     assert torch.allclose(losses["total"], losses["simple"] + losses["proj"] / TINY.timesteps)
 
 
+def test_a_conditioner_trained_with_the_denoiser_learns_every_level_and_keeps_its_estimate_loss():
+    """End to end (``--finetune-conditioner``): the diffusion loss reaches the decoders of the coarser levels, which
+    the regression stage never trains (only the finest level feeds the estimate), and the estimate keeps the
+    regression stage's loss, so it does not drift away from a CT."""
+    net, clean, radiographs, projector = _setup()
+    losses = diffusion_loss(
+        net, clean, radiographs, training_scheduler(TINY), projector, torch.Generator().manual_seed(1)
+    )
+    assert torch.allclose(losses["regression"], regression_loss(net, clean, radiographs, projector)["total"])
+    assert torch.allclose(losses["total"], losses["simple"] + losses["proj"] / TINY.timesteps + losses["regression"])
+    losses["simple"].backward()
+    assert all(_gradient_norm(decoder.parameters()) > 0 for decoder in net.conditioner.decoders)
+    net.zero_grad()
+    regression_loss(net, clean, radiographs, projector)["total"].backward()
+    assert all(_gradient_norm(decoder.parameters()) == 0 for decoder in net.conditioner.decoders[1:])
+
+
 def test_the_regression_stage_trains_the_conditioner_through_both_terms():
     net, clean, radiographs, projector = _setup()
     losses = regression_loss(net, clean, radiographs, projector)

@@ -17,6 +17,7 @@ from monai.networks.schedulers import DDPMScheduler
 from ..imaging.drr import DRRProjector, render_model_radiographs
 from ..imaging.geometry import VolumeGrid
 from ..imaging.hounsfield import HUWindow
+from ..model.config import ModelConfig
 from ..model.network import DiffuX2CTNet
 from .schedule import RESIDUAL_CLIP, denoiser_target, predicted_clean_volume
 
@@ -60,7 +61,10 @@ def diffusion_loss(
 ) -> dict[str, torch.Tensor]:
     """One training evaluation: returns ``total``, ``simple`` and ``proj`` losses.
 
-    ``condition`` may be passed pre-computed (e.g. under ``no_grad`` with a frozen conditioning network);
+    ``condition`` may be passed pre-computed (e.g. under ``no_grad`` with a frozen conditioning network). Without
+    it the conditioning network trains with the denoiser (end to end, as in the paper): its features at every level
+    learn what the denoiser needs, and its direct estimate keeps the regression stage's loss (added to ``total``
+    and returned as ``regression``), so the estimate stays a CT and the regression method stays usable.
     ``bone_weight`` weighs the bone voxels of L_simple (:func:`bone_weighted_mse`).
     """
     config = net.config
@@ -69,7 +73,8 @@ def diffusion_loss(
         clean.device
     )
     noise = torch.randn(clean.shape, generator=generator, device=generator.device).to(clean.device, clean.dtype)
-    condition = condition if condition is not None else net.condition(radiographs)
+    trains_conditioner = condition is None
+    condition = net.condition(radiographs) if trains_conditioner else condition
     estimate = condition[1]
     scale = config.residual_scale
     residual = (clean - estimate) * scale
@@ -83,7 +88,11 @@ def diffusion_loss(
     )
     clean_hat = (estimate + residual_hat).clamp(-1.5, 1.5)
     proj = projection_loss(clean_hat, radiographs, projector, config.grid(), config.hu_window)
-    return {"total": simple + proj / config.timesteps, "simple": simple, "proj": proj}
+    losses = {"total": simple + proj / config.timesteps, "simple": simple, "proj": proj}
+    if trains_conditioner:
+        losses["regression"] = _estimate_loss(estimate, clean, radiographs, projector, config)["total"]
+        losses["total"] = losses["total"] + losses["regression"]
+    return losses
 
 
 def regression_loss(
@@ -91,6 +100,13 @@ def regression_loss(
 ) -> dict[str, torch.Tensor]:
     """Training of the conditioning network alone (the regression baseline): L1 to the CT plus L_proj."""
     _, estimate = net.condition(radiographs)
+    return _estimate_loss(estimate, clean, radiographs, projector, net.config)
+
+
+def _estimate_loss(
+    estimate: torch.Tensor, clean: torch.Tensor, radiographs: torch.Tensor, projector: DRRProjector, config: ModelConfig
+) -> dict[str, torch.Tensor]:
+    """The direct estimate's loss: L1 to the CT plus a tenth of L_proj."""
     voxel = F.l1_loss(estimate, clean)
-    proj = projection_loss(estimate, radiographs, projector, net.config.grid(), net.config.hu_window)
+    proj = projection_loss(estimate, radiographs, projector, config.grid(), config.hu_window)
     return {"total": voxel + 0.1 * proj, "voxel": voxel, "proj": proj}
