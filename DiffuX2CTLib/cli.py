@@ -262,12 +262,33 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     return 0
 
 
+SET_ONLY_OPTIONS = {  # flag: (argument name, its default)
+    "--model": ("model", None),
+    "--steps": ("steps", None),
+    "--samples": ("samples", 1),
+    "--guidance": ("guidance", None),
+    "--temperature": ("temperature", None),
+    "--out": ("out", "evaluation"),
+    "--cases": ("cases", None),
+    "--ddpm": ("ddpm", False),
+    "--mean-from": ("mean_from", "phantoms"),
+}
+"""``evaluate`` options that only a test set (``--set``) uses: scoring one reconstruction refuses them rather than
+ignoring them, so nobody believes a score came from the model or settings they named."""
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Score one reconstruction against its ground-truth CT (--pred, --gt), or reconstruct and score a whole test
     set (--set) with the baselines: mean training volume, regression, diffusion DDIM (and DDPM with --ddpm)."""
     if args.set is None:
         if not (args.pred and args.gt):
             raise InputError("give --pred and --gt to score one reconstruction, or --set to evaluate a test set")
+        given = [flag for flag, (name, default) in SET_ONLY_OPTIONS.items() if getattr(args, name) != default]
+        if given:
+            raise InputError(
+                f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to --set, which reconstructs a test "
+                "set; scoring one reconstruction (--pred, --gt) takes none of them"
+            )
         return _score_one(args.pred, args.gt, args.quiet)
     if args.pred or args.gt:
         raise InputError("--set evaluates a whole test set; it does not take --pred or --gt")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from DiffuX2CTLib.cli import build_parser, main
+from DiffuX2CTLib.cli import SET_ONLY_OPTIONS, build_parser, main
 from DiffuX2CTLib.imaging.image_io import write_image
 
 COMMANDS = ["phantom", "synthesize", "reconstruct", "evaluate", "train", "demo"]
@@ -138,7 +138,7 @@ def test_paths_with_spaces_unicode_and_shell_characters_work(tmp_path, capsys):
 def test_evaluate_refuses_a_prediction_that_covers_a_fragment_of_the_body(tmp_path, phantom_ct, capsys):
     gt = write_image(phantom_ct, tmp_path / "gt.nrrd")
     crop = write_image(sitk.RegionOfInterest(phantom_ct, (20, 20, 20), (14, 14, 14)), tmp_path / "crop.nrrd")
-    assert main(["evaluate", "--pred", str(crop), "--gt", str(gt)]) == 2
+    assert main(["evaluate", "--pred", str(crop), "--gt", str(gt), "--quiet"]) == 2  # no progress bar on a slow read
     captured = capsys.readouterr()
     assert captured.out == ""
     assert re.fullmatch(
@@ -147,12 +147,28 @@ def test_evaluate_refuses_a_prediction_that_covers_a_fragment_of_the_body(tmp_pa
         captured.err,
     )
     most = write_image(sitk.RegionOfInterest(phantom_ct, (48, 48, 36), (0, 0, 6)), tmp_path / "most.nrrd")
-    assert main(["evaluate", "--pred", str(most), "--gt", str(gt)]) == 0
+    assert main(["evaluate", "--pred", str(most), "--gt", str(gt), "--quiet"]) == 0
     captured = capsys.readouterr()
     assert 0.5 < json.loads(captured.out)["gt_body_covered"] < 0.9
     assert re.fullmatch(
         r"warning: most.nrrd covers \d+ % of the body in gt.nrrd; the metrics describe only that part\n", captured.err
     )
+
+
+def test_scoring_one_reconstruction_refuses_the_options_of_a_test_set(tmp_path, capsys):
+    """``--steps`` or ``--model`` with ``--pred --gt`` would be ignored; a score must not seem to come from them."""
+    score = ["evaluate", "--pred", str(tmp_path / "a.nrrd"), "--gt", str(tmp_path / "b.nrrd")]
+    assert _refused([*score, "--steps", "5"], capsys) == (
+        "--steps applies to --set, which reconstructs a test set; scoring one reconstruction (--pred, --gt) takes none "
+        "of them"
+    )
+    assert _refused([*score, "--model", "m", "--ddpm"], capsys).startswith("--model, --ddpm apply to --set")
+
+
+def test_the_set_only_options_list_the_parsers_defaults():
+    """Every option named in SET_ONLY_OPTIONS exists on ``evaluate`` with the default the refusal compares with."""
+    defaults = vars(build_parser().parse_args(["evaluate"]))
+    assert {name: defaults[name] for name, _ in SET_ONLY_OPTIONS.values()} == dict(SET_ONLY_OPTIONS.values())
 
 
 @pytest.fixture()
