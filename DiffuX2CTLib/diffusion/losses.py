@@ -1,6 +1,7 @@
 """The training losses: ``L_simple + lambda * L_proj`` with ``lambda = 1 / T`` for the denoiser (the
 prediction MSE plus the agreement of the DRRs of the implied clean volume ``y0_hat = e + r0_hat`` with the input
-radiographs), and L1 + L_proj for the conditioning network alone (the regression stage).
+radiographs), and L1 + L_proj for the conditioning network's direct estimate: alone in the regression stage, and
+beside the denoiser's loss when the two train end to end.
 
 The diffused variable is the residual ``y - e`` between the CT and the conditioning network's estimate ``e``, so
 the denoiser only has to add what the direct estimate misses (texture, what the two views leave open). The residual
