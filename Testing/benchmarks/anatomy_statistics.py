@@ -4,9 +4,10 @@ Measures body size, subcutaneous fat, tissue densities, lung parenchyma and vess
 cortical bone, arms, couch and outline on
 
 - the real CTs that may train (the patient split of :mod:`DiffuX2CTLib.realct.split`), exactly these files of the
-  cache ``~/.cache/diffux2ct/real-ct/``: ``plastimatch-4dct-t0.nrrd`` and ``plastimatch-4dct-t5.nrrd`` (one
-  patient; his left lung is consolidated by a mass, so lung statistics take his right lung only),
-  ``pyradiomics-lung1.nrrd`` and ``pyradiomics-lung2.nrrd`` (chests, laterally cropped). No other real CT is read;
+  cache's ``real-ct/`` folder (``diffux2ct fetch-real``; ``$DIFFUX2CT_CACHE`` moves it):
+  ``plastimatch-4dct-t0.nrrd`` and ``plastimatch-4dct-t5.nrrd`` (one patient; his left lung is consolidated by a
+  mass, so lung statistics take his right lung only), ``pyradiomics-lung1.nrrd`` and ``pyradiomics-lung2.nrrd``
+  (chests, laterally cropped). No other real CT is read;
 - phantoms: seeds 0..N-1 of the ``chest`` and ``abdomen`` regions on the training grid ``VolumeGrid(160, 2.5)``.
 
 Real CTs are brought to 2.5 mm voxels as a 2.5 mm reconstruction would show them (a Gaussian whose width makes up
@@ -44,11 +45,13 @@ CODE = Path(os.environ.get("ANATOMY_STATISTICS_CODE", str(ROOT)))  # a commit's 
 sys.path.insert(0, str(CODE))
 
 from DiffuX2CTLib.anatomy.phantom import generate_phantom
+from DiffuX2CTLib.core.cache import cache_root
 from DiffuX2CTLib.imaging.geometry import VolumeGrid
+from DiffuX2CTLib.realct.cache import volumes_folder
 
 SPACING_MM = 2.5
 GRID = VolumeGrid(160, SPACING_MM)
-REAL_FOLDER = Path.home() / ".cache" / "diffux2ct" / "real-ct"
+REAL_FOLDER = volumes_folder(cache_root())
 TRAINING_FILES = {
     # file: which lung to measure (None: both)
     "plastimatch-4dct-t0.nrrd": "right",
@@ -636,7 +639,7 @@ def report(real: dict, phantoms: dict[str, dict], command: str, seeds: int) -> s
         "",
         f"Made by `{command}` ({time.strftime('%Y-%m-%d')}).",
         "",
-        "Real CTs measured (training patients only, from `~/.cache/diffux2ct/real-ct/`): "
+        "Real CTs measured (training patients only, from the cache's `real-ct/` folder): "
         + ", ".join(f"`{n}`" for n in real)
         + ". No validation patient (`amos-0336`, `totalsegmentator-example`), elastix file or reserved CT was read.",
         f"Phantoms: seeds 0-{seeds - 1} per region on `VolumeGrid(160, 2.5)`; cells give the median (min..max) over "
