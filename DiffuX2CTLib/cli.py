@@ -485,6 +485,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         precision=args.precision,
         real_share=args.real_share,
         bone_weight=args.bone_weight,
+        snapshot_every=args.snapshot_every,
         **({"phantom_bank": args.phantom_bank} if args.phantom_bank is not None else {}),
     )
     _check_training_memory(args, settings)
@@ -825,6 +826,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=AT_LEAST_ONE,
         default=50,
         help="steps between checkpoints and model exports (default 50)",
+    )
+    train.add_argument(
+        "--snapshot-every",
+        type=AT_LEAST_ONE,
+        default=None,
+        metavar="N",
+        help="also keep the model of every N steps in OUT/snapshots/step-N (to choose the step afterwards with "
+        "evaluate --model; default: keep only the latest, OUT/model)",
     )
     train.add_argument(
         "--init", default=None, help="start from a model folder or checkpoint (e.g. the regression stage)"

@@ -523,3 +523,25 @@ def test_sigterm_stops_a_run_with_a_checkpoint_of_the_steps_done(tmp_path):
     steps = len(_step_records(out))
     assert steps >= 2 and "interrupted" in stderr
     assert _checkpoint(out)["step"] >= 2 and load_model(out / "model")[1]["training"]["steps"] >= 2
+
+
+def test_snapshots_keep_the_model_of_every_n_steps_and_may_change_on_resume(tmp_path):
+    run = tmp_path / "run"
+    train(
+        TrainSettings(out=str(run), steps=4, grid_size=16, checkpoint_every=3, workers=0, snapshot_every=2),
+        show_progress=False,
+    )
+    assert sorted(p.name for p in (run / "snapshots").iterdir()) == ["step-2", "step-4"]
+    net2, card2 = load_model(run / "snapshots" / "step-2")
+    net4, card4 = load_model(run / "snapshots" / "step-4")
+    assert (card2["training"]["steps"], card4["training"]["steps"]) == (2, 4)
+    latest = load_model(run / "model")[0].state_dict()
+    assert all(torch.equal(latest[k], v) for k, v in net4.state_dict().items())  # step 4 is the latest model
+    assert any(not torch.equal(latest[k], v) for k, v in net2.state_dict().items())  # step 2 kept as it was
+    train(TrainSettings(out=str(run), steps=5, grid_size=16, checkpoint_every=3, workers=0), show_progress=False)
+    assert sorted(p.name for p in (run / "snapshots").iterdir()) == ["step-2", "step-4"]  # none asked: none added
+
+
+def test_snapshot_every_must_be_a_whole_number_of_at_least_one(tmp_path):
+    with pytest.raises(InputError, match=r"snapshot_every must be a whole number of at least 1 \(or None\), not 0"):
+        TrainSettings(out=str(tmp_path / "run"), snapshot_every=0)

@@ -21,6 +21,7 @@ from .settings import TrainSettings
 
 CHECKPOINT_NAME = "checkpoint.pt"
 LOG_NAME = "log.jsonl"
+SNAPSHOTS_NAME = "snapshots"
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu", own: bool = True) -> dict:
@@ -115,10 +116,14 @@ def export_run(
     ema: AveragedModel,
     optimizer: torch.optim.Optimizer,
     settings: TrainSettings,
+    snapshot: bool = False,
 ) -> None:
-    """Checkpoint, exported model (the EMA, with its training card), loss curve and progress file of ``step``."""
+    """Checkpoint, exported model (the EMA, with its training card), loss curve and progress file of ``step``; with
+    ``snapshot``, also a copy of the model kept as ``snapshots/step-<step>``."""
     save_checkpoint(out / CHECKPOINT_NAME, step, net, ema, optimizer, settings)
     card = {"training": {"stage": settings.stage, "steps": step, "settings": dataclasses.asdict(settings)}}
     save_model(ema.module, out / "model", card)
+    if snapshot:
+        save_model(ema.module, out / SNAPSHOTS_NAME / f"step-{step}", card)
     plot_loss_curve(out / LOG_NAME, out / "loss.png")
     write_text(json.dumps({"step": step}) + "\n", out / "progress.json")

@@ -35,7 +35,9 @@ class TrainSettings:
     checkpoint and an exported model, so a rented GPU's minutes can be used to the end; a later run resumes it.
     ``reuse`` is the number of samples made of each volume (None: :func:`automatic_reuse`); ``phantom_bank`` the
     number of phantoms a sample draws from (:mod:`.phantom_bank`; 0 paints a new phantom for every volume);
-    ``bone_weight`` how many times a bone voxel counts in the diffusion stage's L_simple (1: plain MSE)."""
+    ``bone_weight`` how many times a bone voxel counts in the diffusion stage's L_simple (1: plain MSE);
+    ``snapshot_every`` keeps the exported model of every that many steps in ``snapshots/step-<N>`` (None: only the
+    latest), so the step can be chosen afterwards on the validation patients."""
 
     out: str
     stage: str = "regression"
@@ -61,6 +63,7 @@ class TrainSettings:
     real_share: float = DEFAULT_REAL_SHARE
     phantom_bank: int = BANK_SIZE
     bone_weight: float = 1.0
+    snapshot_every: int | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -69,6 +72,10 @@ class TrainSettings:
         for name in ("steps", "batch", "checkpoint_every"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 problems.append(f"{name} must be a whole number of at least 1, not {getattr(self, name)!r}")
+        if self.snapshot_every is not None and not (isinstance(self.snapshot_every, int) and self.snapshot_every >= 1):
+            problems.append(
+                f"snapshot_every must be a whole number of at least 1 (or None), not {self.snapshot_every!r}"
+            )
         if self.reuse is not None and not (isinstance(self.reuse, int) and self.reuse >= 1):
             problems.append(f"reuse must be a whole number of at least 1 (or None: automatic), not {self.reuse!r}")
         if not (isinstance(self.phantom_bank, int) and self.phantom_bank >= 0):

@@ -191,12 +191,14 @@ class Trainer:
                     bar.update(1)
                     self.log(losses, grad_norm, data_s)
                     out_of_time = _out_of_time(self.started, settings.time_limit_minutes, self.device, self.distributed)
+                    snapshot = bool(settings.snapshot_every) and self.step_count % settings.snapshot_every == 0
                     if (
                         self.step_count % settings.checkpoint_every == 0
                         or self.step_count == settings.steps
                         or out_of_time
+                        or snapshot
                     ):
-                        self.checkpoint()
+                        self.checkpoint(snapshot)
                         saved = self.step_count
                     if out_of_time:
                         break
@@ -263,9 +265,9 @@ class Trainer:
             record["peak_gib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**30, 2)
         append_log(self.out / LOG_NAME, record)
 
-    def checkpoint(self) -> None:
-        """Checkpoint and model export on rank 0; with several ranks, first check every replica holds the same
-        weights (a digest of each, logged)."""
+    def checkpoint(self, snapshot: bool = False) -> None:
+        """Checkpoint and model export on rank 0 (with ``snapshot``, the model also kept under its step); with
+        several ranks, first check every replica holds the same weights (a digest of each, logged)."""
         if self.distributed:
             digests = [torch.zeros(1, dtype=torch.float64, device=self.device) for _ in range(self.world)]
             mine = torch.tensor([_weights_digest(self.net)], dtype=torch.float64, device=self.device)
@@ -282,7 +284,7 @@ class Trainer:
             if len(set(values)) != 1:
                 raise RuntimeError(f"replicas diverged at step {self.step_count}: {values}")
         if self.rank == 0:
-            export_run(self.out, self.step_count, self.net, self.ema, self.optimizer, self.settings)
+            export_run(self.out, self.step_count, self.net, self.ema, self.optimizer, self.settings, snapshot)
 
 
 def train(settings: TrainSettings, show_progress: bool = True) -> Path:
