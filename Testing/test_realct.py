@@ -27,6 +27,7 @@ from DiffuX2CTLib.realct.convert import convert, hu_evidence
 from DiffuX2CTLib.realct.fetch import fetch_real_cts
 from DiffuX2CTLib.realct.quality import orientation_check
 from DiffuX2CTLib.realct.reserved import RESERVED
+from DiffuX2CTLib.realct.split import UNUSABLE_PATIENTS, VALIDATION_PATIENTS
 from DiffuX2CTLib.realct.unpack import extract_members
 
 # --- tiny volumes ---------------------------------------------------------------------------------------------------
@@ -264,6 +265,16 @@ def test_catalogue_pins_every_archive_and_member():
     patients = [v.patient for v in catalog.VOLUMES]
     phased = [v for v in catalog.VOLUMES if v.phase]
     assert phased and all(patients.count(v.patient) == 2 for v in phased)  # the two phases of one patient share an id
+
+
+def test_every_catalogued_patient_has_one_role():
+    """Each catalogued patient validates, trains or is unusable, never two of these, and the split names only
+    catalogued patients."""
+    patients = {v.patient for v in catalog.VOLUMES}
+    assert set(VALIDATION_PATIENTS) <= patients and set(UNUSABLE_PATIENTS) <= patients
+    assert not set(VALIDATION_PATIENTS) & set(UNUSABLE_PATIENTS)
+    training = patients - set(VALIDATION_PATIENTS) - set(UNUSABLE_PATIENTS)
+    assert training == {"plastimatch-4dct-lung", "pyradiomics-lung1", "pyradiomics-lung2", "platipy-sample"}
 
 
 def test_cache_root_order(monkeypatch, tmp_path):

@@ -99,13 +99,30 @@ ELASTIX = Source(
     "0d504ea585049984033f4b88e50005e704424b3fee73359ffe1dfee19fae4b60",
     "Debian 13 (trixie) source package elastix 5.2.0-2, upstream tarball",
 )
-SOURCES: tuple[Source, ...] = (CAMITK, PLASTIMATCH, TOTALSEGMENTATOR, PYRADIOMICS, ELASTIX)
+PLATIPY = Source(
+    "platipy-sdist",
+    "https://files.pythonhosted.org/packages/8f/42/9b792436667621178610cd664d0dce22d304e25b2e92c7a1fe16c090cda1/platipy-0.5.0.dev1.tar.gz",
+    38_264_578,
+    "0ab0874022e6d864d8cc6e42ecc8567149822b98bf4d834c0cd3ad09a4620dd1",
+    "PyPI platipy 0.5.0.dev1, source distribution",
+)
+SOURCES: tuple[Source, ...] = (CAMITK, PLASTIMATCH, TOTALSEGMENTATOR, PYRADIOMICS, ELASTIX, PLATIPY)
 
 _AMOS_DIR = "usr/share/camitk-5.2/testdata/amos_0336"
 _PLASTIMATCH_TUTORIAL = "plastimatch-1.10.0+dfsg.2/registration-tutorial.tar.gz"
 _PYRADIOMICS_DATA = "pyradiomics-3.0.1/data"
 _ELASTIX_DATA = "elastix-5.2.0/Testing/Data"
 
+_PLATIPY_CITATION = (
+    "Chlap P, Finnegan RN. PlatiPy: Processing Library and Analysis Toolkit for Medical Imaging in Python. "
+    "Journal of Open Source Software 2023;8(86):5374 (doi:10.21105/joss.05374)"
+)
+_PLATIPY_NOTES = (
+    "The test case of platipy's sample service (platipy/backend/sample); the package does not say where the scan "
+    "comes from. It is a radiotherapy planning CT (flat couch top, arms raised), like the LCTSC scans that "
+    "platipy's own tests download; why it is not one of the CTs reserved for independent evaluation: "
+    "docs/training.md. Stored as int32 HU with air clipped at -1000."
+)
 _AMOS_CITATION = (
     "Ji Y, Bai H, Yang J, et al. AMOS: A Large-Scale Abdominal Multi-Organ Benchmark for Versatile Medical "
     "Image Segmentation. NeurIPS 2022 Datasets and Benchmarks (arXiv:2206.08023)"
@@ -260,6 +277,24 @@ VOLUMES: tuple[Volume, ...] = (
         _PYRADIOMICS_CITATION,
         "pyradiomics test case lung2: chest, laterally cropped, 512x512x61, 0.63x0.63x5 mm",
         notes=_PYRADIOMICS_NOTES,
+    ),
+    Volume(
+        "platipy-sample-chest",
+        "platipy-sample",
+        "chest",
+        PLATIPY.id,
+        (
+            Member(
+                ("platipy-0.5.0.dev1/platipy/backend/sample/testcase.nii.gz",),
+                "52094e81f659d27f1a2d49a113803dc8a1f5d4a2e26b8fdebe9071b1e30589f1",
+                33_555_724,
+            ),
+        ),
+        "Apache-2.0 (PKG-INFO of the platipy sdist; it also carries an 'Other/Proprietary License' classifier)",
+        _PLATIPY_CITATION,
+        "platipy sample test case: adult chest, upper abdomen to above the shoulders, arms raised, with the couch, "
+        "512x512x130, 0.98x0.98x3 mm",
+        notes=_PLATIPY_NOTES,
     ),
     Volume(
         "elastix-lung-baseline",
