@@ -134,3 +134,14 @@ def test_projector_refuses_mixed_detector_shapes():
         DRRProjector(
             [ProjectionGeometry(View.AP).with_detector(32), ProjectionGeometry(View.LATERAL).with_detector(16)]
         )
+
+
+def test_normalisation_within_a_mask_ignores_the_pixels_outside_it():
+    image = torch.linspace(0.0, 1.0, 64).reshape(8, 8)
+    within = torch.zeros(8, 8, dtype=torch.bool)
+    within[2:6, 2:6] = True
+    changed = image.clone()
+    changed[~within] = torch.where(torch.rand(48) < 0.5, -50.0, 50.0)  # what lies outside sets no scale
+    scaled = normalize_radiograph(image, within=within)[within]
+    assert torch.equal(scaled, normalize_radiograph(changed, within=within)[within])
+    assert scaled.min() == 0.0 and scaled.max() == 1.0

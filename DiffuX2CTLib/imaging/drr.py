@@ -152,7 +152,11 @@ class DRRProjector(torch.nn.Module):
 
 
 def normalize_radiograph(
-    image: torch.Tensor, low_percentile: float = 0.5, high_percentile: float = 99.5, scale_gradient: bool = True
+    image: torch.Tensor,
+    low_percentile: float = 0.5,
+    high_percentile: float = 99.5,
+    scale_gradient: bool = True,
+    within: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Robust per-image scaling of log-domain radiographs to [0, 1] (``(..., R, C)`` -> same shape).
 
@@ -164,8 +168,10 @@ def normalize_radiograph(
     only the one or two pixels it was read from, so a loss summed over the whole image pours its share of the
     scale's gradient into those pixels' rays: back-projected, that is a thin line through the volume (the
     brightest AP pixel lies on the spine, so its ray runs along the mid-sagittal plane).
+
+    ``within``, an ``(R, C)`` boolean mask, reads the percentiles from those pixels only.
     """
-    flat = image.reshape(*image.shape[:-2], -1)
+    flat = image.reshape(*image.shape[:-2], -1) if within is None else image[..., within]
     low = torch.quantile(flat, low_percentile / 100.0, dim=-1, keepdim=True)[..., None]
     high = torch.quantile(flat, high_percentile / 100.0, dim=-1, keepdim=True)[..., None]
     if not scale_gradient:
