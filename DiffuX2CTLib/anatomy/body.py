@@ -39,6 +39,7 @@ class Outline:
 
     def __init__(self, spine: Spine, patient: Patient, device: torch.device) -> None:
         h, w, d, fat = patient.height, patient.width, patient.depth, patient.fat_mm
+        self.power = patient.outline_power
         self.z0 = -700.0
         zs = np.arange(self.z0, 900.0, _STEP_MM)
         top = spine.z("C7", 1.0)
@@ -137,9 +138,9 @@ class Outline:
         """Approximate signed distances (mm) of the trunk's skin (inset < 0: the outline with its fat) and of its
         lean (muscle) outline shrunk by each inset >= 0 (mm).
 
-        The cross-section is the superellipse ``|u/a|^3 + |v/b|^3 = 1`` (front and back depths differ); the distance
-        is its first-order estimate ``(F - 1) / 3 * sqrt(a b)``, exact enough near the surface where the partial-volume
-        ramp needs it; far away only its sign matters."""
+        The cross-section is the superellipse ``|u/a|^n + |v/b|^n = 1`` with the patient's power ``n`` (front and
+        back depths differ); the distance is its first-order estimate ``(F - 1) / n * sqrt(a b)``, exact enough near
+        the surface where the partial-volume ramp needs it; far away only its sign matters."""
         index = ((z - self.z0) / _STEP_MM).round_().clamp_(0, len(self.zs) - 1).long()
         xr, yr = self.table[0][index], self.table[1][index]
         u, v = (x - xr).abs_().sub_(self.table[8][index]).abs_(), y - yr
@@ -153,9 +154,8 @@ class Outline:
             b = torch.where(posterior, self.table[rows[2]][index], self.table[rows[1]][index])
             if inset > 0:
                 a, b = (a - inset).clamp_(min=5.0), (b - inset).clamp_(min=5.0)
-            p, q = u / a, v / b
-            f = (p * p * p).addcmul_(q * q, q)
-            out.append(torch.maximum(f.sub_(1.0).mul_(torch.sqrt(a * b)).div_(3.0), ends))
+            f = (u / a).pow_(self.power).add_((v / b).pow_(self.power))
+            out.append(torch.maximum(f.sub_(1.0).mul_(torch.sqrt(a * b)).div_(self.power), ends))
         return out
 
 

@@ -7,7 +7,7 @@ cortical bone, arms, couch and outline on
   cache's ``real-ct/`` folder (``diffux2ct fetch-real``; ``$DIFFUX2CT_CACHE`` moves it):
   ``plastimatch-4dct-t0.nrrd`` and ``plastimatch-4dct-t5.nrrd`` (one patient; his left lung is consolidated by a
   mass, so lung statistics take his right lung only), ``pyradiomics-lung1.nrrd`` and ``pyradiomics-lung2.nrrd``
-  (chests, laterally cropped). No other real CT is read;
+  (chests, laterally cropped) and ``platipy-sample-chest.nrrd`` (arms raised). No other real CT is read;
 - phantoms: seeds 0..N-1 of the ``chest`` and ``abdomen`` regions on the training grid ``VolumeGrid(160, 2.5)``.
 
 Real CTs are brought to 2.5 mm voxels as a 2.5 mm reconstruction would show them (a Gaussian whose width makes up
@@ -58,6 +58,7 @@ TRAINING_FILES = {
     "plastimatch-4dct-t5.nrrd": "right",
     "pyradiomics-lung1.nrrd": None,
     "pyradiomics-lung2.nrrd": None,
+    "platipy-sample-chest.nrrd": None,
 }
 """The only real CTs this script reads: the training patients of the split (validation ones are never read)."""
 REGIONS = ("chest", "abdomen")
@@ -212,6 +213,8 @@ def _outline(hu: np.ndarray, body: np.ndarray, valid: np.ndarray, z: int, spacin
         sides = [_fat_run(image[cy, right : cx + 1], spacing), _fat_run(image[cy, cx : left + 1][::-1], spacing)]
     out["fat_side"] = float(np.mean(sides)) if sides else float("nan")
     out["solidity"] = float(mask.sum() / _hull_area(mask)) if not cropped else float("nan")
+    box = (np.ptp(xs) + 1) * (np.ptp(ys) + 1)
+    out["box_fill"] = float(mask.sum() / box) if not (cropped or cropped_depth) else float("nan")
     # Arms and couch: what lies above -500 HU outside the trunk, beside it or under it.
     rest = (image > BODY_HU) & ~mask & valid[z]
     pieces = _components(rest[None], int(15e2 / spacing**2))[0]  # 15 cm^2
@@ -380,7 +383,7 @@ def measure(
             values = [v for v in values if np.isfinite(v)]
             return float(np.median(values)) if values else float("nan")
 
-        for key in ("width", "fat_side", "solidity"):
+        for key in ("width", "fat_side", "solidity", "box_fill"):
             out[key] = median(key, "cropped")
         for key in ("depth", "fat_front", "fat_back"):
             out[key] = median(key, "cropped_depth")
@@ -508,6 +511,7 @@ ROWS = [
     ("fat_side", "Subcutaneous fat, side (mm)", 0, "2.5", "lean 3-8, obese 40+"),
     ("fat_back", "Subcutaneous fat, back (mm)", 0, "2.5", "lean 3-8, obese 30+"),
     ("solidity", "Outline solidity (area / convex hull)", 3, "2.5", "-"),
+    ("box_fill", "Outline fill of its box (area / width x depth)", 3, "2.5", "ellipse 0.785, rectangle 1"),
     ("arms_down", "Arms along the body (drawn; real: seen)", 0, "drawn", "-"),
     ("arm_pieces", "Arms beside the trunk, apart from it (1 yes)", 0, "2.5", "-"),
     ("couch", "Couch under the body (1 yes)", 0, "2.5", "-"),
@@ -573,6 +577,7 @@ def table(real: dict, phantoms: dict[str, dict], scale: str) -> list[str]:
         "plastimatch-4dct-t5.nrrd": "plastimatch t5",
         "pyradiomics-lung1.nrrd": "pyradiomics lung1",
         "pyradiomics-lung2.nrrd": "pyradiomics lung2",
+        "platipy-sample-chest.nrrd": "platipy chest",
     }
     head = ["Statistic"] + [names[n] for n in real] + list(phantoms) + ["Published adult range"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
