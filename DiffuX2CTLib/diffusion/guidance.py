@@ -19,9 +19,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..imaging.drr import DRRProjector, hu_to_attenuation, normalize_radiograph
+from ..imaging.drr import DRRProjector, model_line_integrals, normalize_radiograph
 from ..imaging.geometry import VolumeGrid
-from ..imaging.hounsfield import unit_to_hu
 from ..model.config import ModelConfig
 
 HUBER_DELTA = 0.05
@@ -59,8 +58,7 @@ class ProjectionGuidance:
         percentiles, the gradient would gather on the one or two pixels each percentile is read from, and every
         step would paint their rays into the volume as thin lines (the stray line across the sample pair's
         mid-sagittal plane)."""
-        attenuation = hu_to_attenuation(unit_to_hu(volume_unit, self.config.hu_window))
-        line_integrals = self.projector(attenuation, self.config.grid())
+        line_integrals = model_line_integrals(volume_unit, self.projector, self.config.grid(), self.config.hu_window)
         mismatches = []
         for view, counted in enumerate(self.full_depth):
             rendered = normalize_radiograph(line_integrals[:, view], scale_gradient=False, within=counted)

@@ -179,6 +179,13 @@ def normalize_radiograph(
     return torch.clamp((image - low) / torch.clamp(high - low, min=1e-6), 0.0, 1.0)
 
 
+def model_line_integrals(
+    volume_unit: torch.Tensor, projector: DRRProjector, grid: VolumeGrid, window: HUWindow
+) -> torch.Tensor:
+    """Line integrals ``(B, 2, P, P)`` of a ``(B, 1, N, N, N)`` volume in the model's [-1, 1] units."""
+    return projector(hu_to_attenuation(unit_to_hu(volume_unit, window)), grid)
+
+
 def render_model_radiographs(
     volume_unit: torch.Tensor,
     projector: DRRProjector,
@@ -188,5 +195,5 @@ def render_model_radiographs(
 ) -> torch.Tensor:
     """Normalised DRR pair ``(B, 2, P, P)`` of a ``(B, 1, N, N, N)`` volume in [-1, 1]; ``scale_gradient`` as in
     :func:`normalize_radiograph`."""
-    attenuation = hu_to_attenuation(unit_to_hu(volume_unit, window))
-    return normalize_radiograph(projector(attenuation, grid), scale_gradient=scale_gradient)
+    line_integrals = model_line_integrals(volume_unit, projector, grid, window)
+    return normalize_radiograph(line_integrals, scale_gradient=scale_gradient)
