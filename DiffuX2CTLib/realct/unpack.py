@@ -1,5 +1,5 @@
-"""Extract only the named members of an archive: Debian .deb (``ar``), tar (plain, gzip, bzip2, xz) and archives
-nested in them, read with the standard library alone.
+"""Extract only the named members of an archive: Debian .deb (``ar``), tar (plain, gzip, bzip2, xz), zip (a Python
+wheel) and archives nested in them, read with the standard library alone.
 
 Nothing is extracted by the archive's own paths: each named member's bytes are copied to the target path the
 caller gives, so an archive cannot write outside it, and every other member is passed over unread. zstd-compressed
@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import io
 import shutil
+import stat
 import tarfile
+import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
@@ -23,6 +25,7 @@ from .reserved import refuse_reserved
 Chain = tuple[str, ...]
 AR_MAGIC = b"!<arch>\n"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+ZIP_MAGIC = b"PK\x03\x04"
 AR_HEADER = 60
 
 
@@ -88,13 +91,28 @@ def _tar_members(stream: BinaryIO, label: str) -> Iterator[tuple[str, BinaryIO |
         raise InputError(f"{label}: cannot be read as a tar archive ({error})") from None
 
 
+def _zip_members(stream: BinaryIO, label: str) -> Iterator[tuple[str, BinaryIO | None]]:
+    """Each member of a zip archive (a wheel) in the order of its directory, with a reader for regular files (None
+    for folders and symbolic links)."""
+    try:
+        archive = zipfile.ZipFile(stream)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise InputError(f"{label}: cannot be read as a zip archive ({error})") from None
+    with archive:
+        for info in archive.infolist():
+            link = stat.S_ISLNK(info.external_attr >> 16)
+            yield info.filename, None if info.is_dir() or link else archive.open(info)
+
+
 def _members(stream: BinaryIO, label: str) -> Iterator[tuple[str, BinaryIO | None]]:
-    """The members of an ar or tar archive, told apart by the first bytes."""
+    """The members of an ar, zip or tar archive, told apart by the first bytes."""
     buffered = stream if hasattr(stream, "peek") else io.BufferedReader(stream)  # type: ignore[arg-type]
-    if buffered.peek(len(AR_MAGIC))[: len(AR_MAGIC)] == AR_MAGIC:
+    head = buffered.peek(len(AR_MAGIC))[: len(AR_MAGIC)]
+    if head.startswith(AR_MAGIC) or head.startswith(ZIP_MAGIC):
+        kind = "an ar" if head.startswith(AR_MAGIC) else "a zip"
         if not buffered.seekable():
-            raise InputError(f"{label}: an ar archive nested in a tar stream is not supported")
-        yield from _ar_members(buffered, label)
+            raise InputError(f"{label}: {kind} archive nested in a tar stream is not supported")
+        yield from (_ar_members if head.startswith(AR_MAGIC) else _zip_members)(buffered, label)
     else:
         yield from _tar_members(buffered, label)
 
