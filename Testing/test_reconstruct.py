@@ -20,11 +20,27 @@ from DiffuX2CTLib.inference.reconstruct import (
     Reconstruction,
     caption,
     reconstruct_pair,
+    reprojection_agreement,
     uncertainty_path,
     write_reconstruction,
 )
 
 SAMPLE = Path(__file__).resolve().parents[1] / "Resources" / "SampleData"
+
+
+def test_agreement_counts_only_the_given_pixels():
+    """Anatomy beyond the cube (here: the outer rows and columns, different in the input) does not lower the
+    agreement; a change inside the counted pixels does."""
+    rng = np.random.default_rng(0)
+    reprojected = rng.random((2, 32, 32))
+    counted = np.zeros((2, 32, 32), bool)
+    counted[:, 6:26, 4:28] = True
+    inputs = np.where(counted, 0.5 * reprojected + 0.2, rng.random((2, 32, 32)))  # same up to brightness inside
+    assert reprojection_agreement(reprojected, inputs, counted) == pytest.approx([1.0, 1.0])
+    inputs[1, 10:14, 10:20] = 0.0
+    low = reprojection_agreement(reprojected, inputs, counted)
+    assert low[0] == pytest.approx(1.0) and low[1] < 0.95
+    assert reprojection_agreement(reprojected, inputs, np.ones_like(counted))[0] < 0.5
 
 
 def test_reconstruction_is_placed_at_the_radiographs_isocentre(tiny_model):

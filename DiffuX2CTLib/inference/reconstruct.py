@@ -20,7 +20,7 @@ from ..core.device import resolve_device, resolve_precision
 from ..core.errors import InputError
 from ..core.input_files import check_input_path
 from ..core.seeds import MAX_SEED
-from ..diffusion.guidance import ProjectionGuidance
+from ..diffusion.guidance import ProjectionGuidance, full_depth_pixels
 from ..imaging.acquisition import Acquisition
 from ..imaging.drr import DRRProjector, render_model_radiographs
 from ..imaging.image_io import apply_acquisition, grid_image, image_writer, read_radiograph
@@ -33,6 +33,7 @@ from .preprocess import cleaned, prepare_pair
 from .sampling import draw_samples, sampling_temperature
 
 AGREEMENT_WARNING_THRESHOLD = 0.9
+"""Re-projection agreement (NCC over the full-depth pixels) below which a view is reported as disagreeing."""
 NIFTI_DESCRIPTION_CHARS = 79
 """Text a NIfTI header's 80-byte ``descrip`` field holds (with its terminating NUL): the one text of provenance
 SimpleITK writes into a NIfTI file (from the ``ITK_FileNotes`` metadata; NRRD and MHA files take every
@@ -44,7 +45,11 @@ Progress = Callable[[int, int], None]
 @dataclass
 class Reconstruction:
     """The result: CT (HU, LPS image at the radiographs' isocentre), optional std-dev volume, the model-domain
-    inputs, per-view re-projection agreement (normalised cross-correlation) and provenance."""
+    inputs, per-view re-projection agreement and provenance.
+
+    The agreement is the normalised cross-correlation of the result's DRR with the input over the pixels whose ray
+    crosses the whole depth of the model's cube (:func:`~DiffuX2CTLib.diffusion.guidance.full_depth_pixels`): a
+    radiograph also shows the body above, below and beside the cube, which no reconstruction of the cube holds."""
 
     ct: sitk.Image
     uncertainty: sitk.Image | None
@@ -121,6 +126,7 @@ def reconstruct_pair(
         mean = stack.mean(0, keepdim=True)
         projector = DRRProjector([config.detector(g.view) for g in geometries]).to(device)
         reprojected = render_model_radiographs(mean, projector, config.grid(), config.hu_window)[0].cpu().numpy()
+        counted = full_depth_pixels(projector, config.grid()).cpu().numpy()
     window = config.hu_window
     grid = config.grid(geometries[0].isocenter_lps)
     ct = grid_image(window.to_hu(mean[0, 0].cpu().numpy()), grid)
@@ -128,10 +134,7 @@ def reconstruct_pair(
     if len(volumes) > 1:
         std_hu = (stack.std(0)[0] * (window.high - window.low) / 2.0).cpu().numpy()
         uncertainty = grid_image(std_hu, grid)
-    agreement = {
-        view.value: normalised_cross_correlation(reprojected[i], images[i])
-        for i, view in enumerate(g.view for g in geometries)
-    }
+    agreement = dict(zip((g.view.value for g in geometries), reprojection_agreement(reprojected, images, counted)))
     steps = (
         "1"
         if options.method == "regression"
@@ -249,6 +252,12 @@ def caption(result: Reconstruction) -> str:
         if int(p.get("samples", "1")) > 1:
             made += f": the mean of {p['samples']} samples"
     return f"{made} in {p['seconds']} s; re-projection NCC AP {p['agreement_ap']}, lateral {p['agreement_lateral']}"
+
+
+def reprojection_agreement(reprojected: np.ndarray, inputs: np.ndarray, counted: np.ndarray) -> list[float]:
+    """Per view, the normalised cross-correlation of the result's DRR with the input over the ``counted`` pixels
+    (``(V, P, P)`` arrays): the full-depth pixels, as the :class:`Reconstruction` says why."""
+    return [normalised_cross_correlation(r[c], i[c]) for r, i, c in zip(reprojected, inputs, counted)]
 
 
 def low_agreement_views(result: Reconstruction) -> list[str]:
