@@ -256,7 +256,7 @@ def caption(result: Reconstruction) -> str:
 
 def reprojection_agreement(reprojected: np.ndarray, inputs: np.ndarray, counted: np.ndarray) -> list[float]:
     """Per view, the normalised cross-correlation of the result's DRR with the input over the ``counted`` pixels
-    (``(V, P, P)`` arrays): the full-depth pixels, as the :class:`Reconstruction` says why."""
+    (``(V, P, P)`` arrays; the full-depth pixels, for the reason :class:`Reconstruction` gives)."""
     return [normalised_cross_correlation(r[c], i[c]) for r, i, c in zip(reprojected, inputs, counted)]
 
 

@@ -108,13 +108,13 @@ def _members(stream: BinaryIO, label: str) -> Iterator[tuple[str, BinaryIO | Non
     """The members of an ar, zip or tar archive, told apart by the first bytes."""
     buffered = stream if hasattr(stream, "peek") else io.BufferedReader(stream)  # type: ignore[arg-type]
     head = buffered.peek(len(AR_MAGIC))[: len(AR_MAGIC)]
-    if head.startswith(AR_MAGIC) or head.startswith(ZIP_MAGIC):
-        kind = "an ar" if head.startswith(AR_MAGIC) else "a zip"
-        if not buffered.seekable():
-            raise InputError(f"{label}: {kind} archive nested in a tar stream is not supported")
-        yield from (_ar_members if head.startswith(AR_MAGIC) else _zip_members)(buffered, label)
-    else:
+    if not head.startswith((AR_MAGIC, ZIP_MAGIC)):
         yield from _tar_members(buffered, label)
+        return
+    is_ar = head.startswith(AR_MAGIC)
+    if not buffered.seekable():
+        raise InputError(f"{label}: {'an ar' if is_ar else 'a zip'} archive nested in a tar stream is not supported")
+    yield from (_ar_members if is_ar else _zip_members)(buffered, label)
 
 
 def _extract_from(
