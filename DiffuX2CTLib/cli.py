@@ -475,6 +475,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         init=args.init,
         prediction_type=args.prediction,
         residual_scale=args.residual_scale,
+        perspective_planes=args.perspective_planes,
         freeze_conditioner=not args.finetune_conditioner,
         device=args.device,
         preset=args.preset,
@@ -849,6 +850,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive(),
         default=None,
         help="factor on the residual before diffusion (default: the model's, 1 for a new one)",
+    )
+    train.add_argument(
+        "--perspective-planes",
+        action="store_true",
+        help="with --init: switch a model trained before perspective_planes to reading its feature planes along each "
+        "voxel's cone-beam ray (new models always do; the weights carry over, fine-tune them)",
     )
     train.add_argument(
         "--finetune-conditioner",

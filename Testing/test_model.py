@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
 import pytest
 import torch
 
-from DiffuX2CTLib.model.conditioning import TriplaneGenerator, fourier_encoding
+from DiffuX2CTLib.imaging.drr import DRRProjector, model_line_integrals
+from DiffuX2CTLib.model.conditioning import ImplicitDecoder, TriplaneGenerator, fourier_encoding
 from DiffuX2CTLib.model.config import ModelConfig
 from DiffuX2CTLib.model.denoiser import ShiftedWindowAttention
 from DiffuX2CTLib.model.network import DiffuX2CTNet
@@ -21,9 +25,10 @@ TINY = ModelConfig(
 )
 
 
-def test_shapes_and_dtypes_through_every_block():
+@pytest.mark.parametrize("perspective", [False, True])
+def test_shapes_and_dtypes_through_every_block(perspective: bool):
     torch.manual_seed(0)
-    net = DiffuX2CTNet(TINY)
+    net = DiffuX2CTNet(dataclasses.replace(TINY, perspective_planes=perspective))
     radiographs = torch.rand(2, 2, 16, 16)
     coronal, sagittal, axial = net.conditioner.triplane(radiographs)
     assert coronal.shape == sagittal.shape == axial.shape == (2, 8, 16, 16)
@@ -79,6 +84,56 @@ def test_views_land_on_their_planes():
     diff = (coronal1 - coronal0).abs().sum(1)[0]
     row, col = divmod(int(diff.argmax()), 16)
     assert row >= 12 and col <= 3  # plane row index is z upwards: the head is at the top rows
+
+
+def _ball_shadows(config: ModelConfig, centre_mm: tuple[float, float, float], radius_mm: float):
+    """DRR line integrals (scaled to [0, 1], rows flipped as the planes are) of a dense ball in air, and the index
+    of the ball's centre voxel."""
+    size, grid = config.grid_size, config.grid()
+    axis = (np.arange(size) + 0.5) * grid.spacing_mm - config.field_of_view_mm / 2
+    z, y, x = np.meshgrid(axis, axis, axis, indexing="ij")
+    inside = (x - centre_mm[0]) ** 2 + (y - centre_mm[1]) ** 2 + (z - centre_mm[2]) ** 2 < radius_mm**2
+    volume = torch.full((1, 1, size, size, size), -1.0)
+    volume[0, 0][torch.from_numpy(inside)] = 1.0
+    shadows = model_line_integrals(volume, DRRProjector(config.detector_pair()), grid, config.hu_window)
+    shadows = (shadows - shadows.amin()) / (shadows.amax() - shadows.amin())
+    return shadows.flip(-2), tuple(int(v) for v in np.argwhere(inside).mean(0).round())
+
+
+def test_perspective_planes_read_each_voxel_where_its_rays_cast_it():
+    """A ball 130 mm left, 130 mm towards the AP source and 120 mm up casts its shadows 15-20 mm further out than
+    the isocentre's scale puts it: read along each voxel's ray, the ball's voxel finds its own shadow on both
+    planes and on the axial profiles; read at the isocentre's scale (parallel beams) it misses them."""
+    config = ModelConfig(perspective_planes=True)
+    planes, (k, j, i) = _ball_shadows(config, (130.0, -130.0, 120.0), 12.0)
+    iso_detector = config.detector_size_mm * config.source_to_isocenter_mm / config.source_to_detector_mm
+    extent = config.field_of_view_mm / iso_detector
+    perspective = ImplicitDecoder(1, 1, 4, 1, config.field_of_view_mm / 2 / config.source_to_isocenter_mm)
+    parallel = ImplicitDecoder(1, 1, 4, 1, None)
+    for decoder, hits in ((perspective, True), (parallel, False)):
+        coronal, sagittal = decoder.read_view_planes(planes[:, 0:1], planes[:, 1:2], config.grid_size, extent)
+        for read in (coronal, sagittal):
+            assert (float(read[0, 0, k, j, i]) > 0.9) is hits
+    generator = TriplaneGenerator(4, iso_detector / 2 / config.source_to_isocenter_mm)
+    ap_spread, lateral_spread = generator._perspective_spread(planes[:, 0:1].amax(-2), planes[:, 1:2].amax(-2))
+    size = config.detector_pixels  # the axial plane lies on the detector grid, 341 mm wide at the isocentre
+    row, col = (int(round((c / (iso_detector / 2) + 1) / 2 * size - 0.5)) for c in (-130.0, 130.0))
+    assert float(ap_spread[0, 0, row, col]) > 0.9 and float(lateral_spread[0, 0, row, col]) > 0.9
+
+
+def test_perspective_planes_keep_the_weights_and_old_configs_read_parallel():
+    """The switch changes where planes are read, not which weights exist; a config file from before it loads as
+    the parallel reading its weights were trained with."""
+    assert ModelConfig.from_dict({k: v for k, v in TINY.to_dict().items() if k != "perspective_planes"}) == TINY
+    assert not TINY.perspective_planes
+    parallel = DiffuX2CTNet(TINY)
+    switched = DiffuX2CTNet(dataclasses.replace(TINY, perspective_planes=True))
+    switched.load_state_dict(parallel.state_dict())
+    radiographs = torch.rand(1, 2, 16, 16)
+    with torch.no_grad():
+        assert not torch.allclose(parallel.condition(radiographs)[1], switched.condition(radiographs)[1])
+    with pytest.raises(ValueError, match="perspective_planes must be true or false"):
+        dataclasses.replace(TINY, perspective_planes="yes")
 
 
 def test_fourier_encoding_shape_and_range():

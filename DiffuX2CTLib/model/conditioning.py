@@ -6,6 +6,12 @@ fused from both views' features collapsed along z. For every voxel the decoder r
 bilinear interpolation, adds a Fourier encoding of the voxel position and runs a point-wise MLP; it does this
 on the grid of each denoiser level, and a small head turns the finest features into a direct CT estimate (the
 regression baseline and the denoiser's prior).
+
+The radiographs are cone-beam projections: a point nearer the source casts its shadow further from the detector's
+centre (at 1 m from the source, a point 160 mm in front of the isocentre is magnified 19 % more than one at the
+isocentre). With ``perspective_planes`` the decoder reads each plane where the voxel's own ray meets the detector,
+so an off-centre rib or the body's edge reads the pixels it cast; without it (models trained before) it reads
+every depth at the isocentre's scale, parallel-beam style.
 """
 
 from __future__ import annotations
@@ -29,12 +35,28 @@ def fourier_encoding(size: int, frequencies: int, device: torch.device, dtype: t
     return torch.cat(bands)[None]
 
 
+def perspective_scale(depth: torch.Tensor, depth_ratio: float) -> torch.Tensor:
+    """Detector-plane scale of points at ``depth`` (in [-1, 1] units of half an extent, positive towards the
+    detector) relative to the isocentre's: ``SOD / (SOD + depth_mm)``, with ``depth_ratio`` = half extent / SOD."""
+    return 1.0 / (1.0 + depth * depth_ratio)
+
+
+def _read_profile(profile: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """Linear read of a ``(B, C, L)`` profile at ``columns`` ``(A, B)`` in [-1, 1] units: ``(B, C, A, B)``."""
+    grid = torch.stack([columns, torch.zeros_like(columns)], -1)[None].expand(profile.shape[0], -1, -1, -1)
+    return F.grid_sample(profile[:, :, None], grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 class TriplaneGenerator(nn.Module):
     """Two radiographs ``(B, 2, P, P)`` (AP, lateral; rows towards the feet) -> coronal ``(B, C, Z, X)``,
-    sagittal ``(B, C, Z, Y)`` and axial ``(B, C, Y, X)`` feature planes on the detector grid, with z upwards."""
+    sagittal ``(B, C, Z, Y)`` and axial ``(B, C, Y, X)`` feature planes on the detector grid, with z upwards.
 
-    def __init__(self, channels: int) -> None:
+    ``depth_ratio`` (half the detector's width at the isocentre / source-to-isocentre distance) places each axial
+    position's view profiles where its rays cross the detectors; None spreads them parallel-beam style."""
+
+    def __init__(self, channels: int, depth_ratio: float | None = None) -> None:
         super().__init__()
+        self.depth_ratio = depth_ratio
         features = (channels, channels, 2 * channels, 4 * channels, 8 * channels, channels)
         self.ap_encoder = BasicUNet(
             spatial_dims=2, in_channels=1, out_channels=channels, features=features, norm=("group", {"num_groups": 4})
@@ -55,27 +77,45 @@ class TriplaneGenerator(nn.Module):
         # Collapse each view along z (mean and max) and spread across the missing axis: (B, 2C, Y, X) each.
         ap_profile = torch.cat([coronal.mean(-2), coronal.amax(-2)], 1)  # (B, 2C, X)
         lateral_profile = torch.cat([sagittal.mean(-2), sagittal.amax(-2)], 1)  # (B, 2C, Y)
-        size_y, size_x = lateral_profile.shape[-1], ap_profile.shape[-1]
-        axial_input = torch.cat(
-            [
+        if self.depth_ratio is None:
+            size_y, size_x = lateral_profile.shape[-1], ap_profile.shape[-1]
+            spread = (
                 ap_profile[:, :, None, :].expand(-1, -1, size_y, -1),
                 lateral_profile[:, :, :, None].expand(-1, -1, -1, size_x),
-            ],
-            1,
+            )
+        else:
+            spread = self._perspective_spread(ap_profile, lateral_profile)
+        return coronal, sagittal, self.axial_fusion(torch.cat(spread, 1))
+
+    def _perspective_spread(
+        self, ap_profile: torch.Tensor, lateral_profile: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each axial position (y, x) reads the AP profile where its AP ray lands (x scaled by its depth y) and
+        the lateral profile where its lateral ray lands (y scaled by its depth x)."""
+        size = ap_profile.shape[-1]
+        axis = (torch.arange(size, device=ap_profile.device, dtype=ap_profile.dtype) + 0.5) / size * 2.0 - 1.0
+        y, x = torch.meshgrid(axis, axis, indexing="ij")
+        return (
+            _read_profile(ap_profile, x * perspective_scale(y, self.depth_ratio)),
+            _read_profile(lateral_profile, y * perspective_scale(x, self.depth_ratio)),
         )
-        return coronal, sagittal, self.axial_fusion(axial_input)
 
 
 class ImplicitDecoder(nn.Module):
     """Tri-plane features + Fourier position -> per-voxel condition features on a cube of any size.
 
     ``plane_extent`` is the part of the detector plane (in [-1, 1] units) that the volume's field of view
-    covers at the isocentre, so plane and volume coordinates line up physically.
+    covers at the isocentre, so plane and volume coordinates line up physically. ``depth_ratio`` (half the field
+    of view / source-to-isocentre distance) reads the coronal and sagittal planes where each voxel's ray meets the
+    detector; None reads every depth at the isocentre's scale.
     """
 
-    def __init__(self, plane_channels: int, out_channels: int, hidden: int, frequencies: int) -> None:
+    def __init__(
+        self, plane_channels: int, out_channels: int, hidden: int, frequencies: int, depth_ratio: float | None = None
+    ) -> None:
         super().__init__()
         self.frequencies = frequencies
+        self.depth_ratio = depth_ratio
         self.mlp = nn.Sequential(
             nn.Conv3d(3 * plane_channels + 6 * frequencies, hidden, 1),
             nn.GELU(),
@@ -92,15 +132,41 @@ class ImplicitDecoder(nn.Module):
         grid = torch.stack([cols, rows], -1)[None].expand(plane.shape[0], -1, -1, -1)
         return F.grid_sample(plane, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
+    def read_view_planes(
+        self, coronal: torch.Tensor, sagittal: torch.Tensor, size: int, extent: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The coronal and sagittal planes read at every voxel of a ``size``^3 cube: two ``(B, C, Z, Y, X)``."""
+        if self.depth_ratio is None:
+            return (
+                self._sample_plane(coronal, size, extent)[:, :, :, None, :].expand(-1, -1, -1, size, -1),
+                self._sample_plane(sagittal, size, extent)[:, :, :, :, None].expand(-1, -1, -1, -1, size),
+            )
+        axis = (torch.arange(size, device=coronal.device, dtype=coronal.dtype) + 0.5) / size * 2.0 - 1.0
+        z, y, x = torch.meshgrid(axis, axis, axis, indexing="ij")
+        read = []
+        for plane, across, depth in ((coronal, x, y), (sagittal, y, x)):  # AP rays run along +y, lateral along +x
+            scale = extent * perspective_scale(depth, self.depth_ratio)
+            grid = torch.stack([across * scale, z * scale], -1).reshape(1, size, size * size, 2)
+            values = F.grid_sample(
+                plane,
+                grid.expand(plane.shape[0], -1, -1, -1),
+                mode="bilinear",
+                padding_mode="border",
+                align_corners=False,
+            )
+            read.append(values.reshape(*values.shape[:2], size, size, size))
+        return read[0], read[1]
+
     def forward(
         self, planes: tuple[torch.Tensor, torch.Tensor, torch.Tensor], size: int, plane_extent: float
     ) -> torch.Tensor:
-        coronal, sagittal, axial = (self._sample_plane(p, size, plane_extent) for p in planes)
+        coronal, sagittal = self.read_view_planes(planes[0], planes[1], size, plane_extent)
+        axial = self._sample_plane(planes[2], size, plane_extent)
         batch = coronal.shape[0]
         volume = torch.cat(
             [
-                coronal[:, :, :, None, :].expand(-1, -1, -1, size, -1),  # (B, C, Z, Y, X)
-                sagittal[:, :, :, :, None].expand(-1, -1, -1, -1, size),
+                coronal,  # (B, C, Z, Y, X)
+                sagittal,
                 axial[:, :, None, :, :].expand(-1, -1, size, -1, -1),
                 fourier_encoding(size, self.frequencies, coronal.device, coronal.dtype).expand(batch, -1, -1, -1, -1),
             ],
@@ -120,10 +186,17 @@ class ConditionNet(nn.Module):
         # fraction of the detector plane covered by the volume's field of view, seen at the isocentre
         iso_detector_mm = config.detector_size_mm * config.source_to_isocenter_mm / config.source_to_detector_mm
         self.plane_extent = config.field_of_view_mm / iso_detector_mm
-        self.triplane = TriplaneGenerator(config.plane_channels)
+        perspective = config.perspective_planes
+        half_detector = iso_detector_mm / 2.0 / config.source_to_isocenter_mm if perspective else None
+        half_volume = config.field_of_view_mm / 2.0 / config.source_to_isocenter_mm if perspective else None
+        self.triplane = TriplaneGenerator(config.plane_channels, half_detector)
         self.decoders = nn.ModuleList(
             ImplicitDecoder(
-                config.plane_channels, config.condition_channels, config.decoder_hidden, config.fourier_frequencies
+                config.plane_channels,
+                config.condition_channels,
+                config.decoder_hidden,
+                config.fourier_frequencies,
+                half_volume,
             )
             for _ in range(self.levels)
         )

@@ -37,7 +37,8 @@ class TrainSettings:
     number of phantoms a sample draws from (:mod:`.phantom_bank`; 0 paints a new phantom for every volume);
     ``bone_weight`` how many times a bone voxel counts in the diffusion stage's L_simple (1: plain MSE);
     ``snapshot_every`` keeps the exported model of every that many steps in ``snapshots/step-<N>`` (None: only the
-    latest), so the step can be chosen afterwards on the validation patients."""
+    latest), so the step can be chosen afterwards on the validation patients. ``perspective_planes`` switches a
+    model from ``init`` that reads its planes at the isocentre's scale to reading them along each voxel's ray."""
 
     out: str
     stage: str = "regression"
@@ -52,6 +53,7 @@ class TrainSettings:
     init: str | None = None
     prediction_type: str | None = None
     residual_scale: float | None = None
+    perspective_planes: bool = False
     freeze_conditioner: bool = True
     ema_decay: float = 0.995
     device: str = "auto"

@@ -330,7 +330,8 @@ def _ema_with_warmup(decay: float):
 
 def _initial_net(settings: TrainSettings) -> DiffuX2CTNet:
     """A new model, or the one named by ``--init``, with the run's diffusion parametrisation (prediction type,
-    residual scale) when it sets one: these change what the denoiser learns, not its architecture."""
+    residual scale) and perspective plane reading when it sets them: these change what the network computes with
+    its weights, not which weights it has."""
     if settings.init:
         init = Path(settings.init)
         if init.is_dir():
@@ -343,6 +344,8 @@ def _initial_net(settings: TrainSettings) -> DiffuX2CTNet:
         net = DiffuX2CTNet(settings.new_model_config())
     parametrisation = (("prediction_type", settings.prediction_type), ("residual_scale", settings.residual_scale))
     changes = {k: v for k, v in parametrisation if v is not None}
+    if settings.perspective_planes:
+        changes["perspective_planes"] = True
     if not changes:
         return net
     try:
