@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -27,10 +26,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compare_evaluations import case_metrics
+from paired_regression import paired_rows, paired_table, regression_scores
 
 from DiffuX2CTLib.core.atomic_write import write_json, write_text
-from DiffuX2CTLib.evaluation.evaluate import HIGHER_IS_BETTER, METRICS, EvaluationSettings, evaluate_set
 from DiffuX2CTLib.model.config import PRESETS
 from DiffuX2CTLib.model.network import DiffuX2CTNet
 from DiffuX2CTLib.model.weights import save_model
@@ -53,12 +51,7 @@ def train_and_score(name: str, steps: int, cases: int, folder: Path) -> dict[str
         TrainSettings(out=str(run), steps=steps, checkpoint_every=steps, seed=SEED, init=str(start)),
         show_progress=False,
     )
-    evaluation = folder / f"evaluation-{name}"
-    evaluate_set(EvaluationSettings(test_set="phantoms", out=str(evaluation), model=str(run / "model"), cases=cases))
-    return {
-        case: {metric: methods["regression"][metric] for metric in METRICS}
-        for case, methods in case_metrics(evaluation).items()
-    }
+    return regression_scores(run / "model", cases, folder / f"evaluation-{name}")
 
 
 def main() -> None:
@@ -69,13 +62,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         scores = {name: train_and_score(name, args.steps, args.cases, Path(folder)) for name in READINGS}
     cases = sorted(scores["perspective"])
-    rows = {}
-    for metric in METRICS:
-        differences = [scores["perspective"][c][metric] - scores["parallel"][c][metric] for c in cases]
-        rows[metric] = {name: statistics.fmean(scores[name][c][metric] for c in cases) for name in READINGS} | {
-            "difference": statistics.fmean(differences),
-            "perspective_better_cases": sum((d > 0) == HIGHER_IS_BETTER[metric] and d != 0 for d in differences),
-        }
+    rows = paired_rows(scores, *READINGS)
     report = {"steps": args.steps, "seed": SEED, "cases": cases, "per_case": scores, "regression": rows}
     write_json(report, RESULTS / "perspective-planes.json")
     lines = [
@@ -84,14 +71,7 @@ def main() -> None:
         f"Command: `PYTHONPATH=. .venv/bin/python Testing/benchmarks/perspective_planes.py --steps {args.steps} "
         f"--cases {args.cases}`",
         "",
-        "| metric | perspective | parallel | perspective - parallel, per case | cases where perspective is better |",
-        "|---|---|---|---|---|",
-    ]
-    for metric, row in rows.items():
-        lines.append(
-            f"| {metric} | {row['perspective']:.3f} | {row['parallel']:.3f} | {row['difference']:+.3f} | "
-            f"{row['perspective_better_cases']} of {len(cases)} |"
-        )
+    ] + paired_table(rows, *READINGS, len(cases))
     write_text("\n".join(lines) + "\n", RESULTS / "perspective-planes.md")
     print("\n".join(lines))
 

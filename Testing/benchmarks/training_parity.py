@@ -16,7 +16,6 @@ scratch differ by their draws as well as by their loop, so read a small differen
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -25,11 +24,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compare_evaluations import case_metrics
+from paired_regression import paired_rows, paired_table, regression_scores
 from training_defaults import LOOPS
 
 from DiffuX2CTLib.core.atomic_write import write_json, write_text
-from DiffuX2CTLib.evaluation.evaluate import HIGHER_IS_BETTER, METRICS, EvaluationSettings, evaluate_set
 from DiffuX2CTLib.training.settings import TrainSettings
 from DiffuX2CTLib.training.trainer import train
 
@@ -41,12 +39,7 @@ def train_and_score(name: str, steps: int, cases: int, folder: Path) -> dict[str
     """Train loop ``name`` for ``steps`` and score its regression on ``cases`` held-out phantoms: metrics per case."""
     run = folder / name
     train(TrainSettings(out=str(run), steps=steps, checkpoint_every=steps, **LOOPS[name]), show_progress=False)
-    evaluation = folder / f"evaluation-{name}"
-    evaluate_set(EvaluationSettings(test_set="phantoms", out=str(evaluation), model=str(run / "model"), cases=cases))
-    return {
-        case: {metric: methods["regression"][metric] for metric in METRICS}
-        for case, methods in case_metrics(evaluation).items()
-    }
+    return regression_scores(run / "model", cases, folder / f"evaluation-{name}")
 
 
 def main() -> None:
@@ -57,13 +50,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         scores = {name: train_and_score(name, args.steps, args.cases, Path(folder)) for name in COMPARED}
     cases = sorted(scores["defaults"])
-    rows = {}
-    for metric in METRICS:
-        differences = [scores["defaults"][c][metric] - scores["synchronous"][c][metric] for c in cases]
-        rows[metric] = {name: statistics.fmean(scores[name][c][metric] for c in cases) for name in COMPARED} | {
-            "difference": statistics.fmean(differences),
-            "defaults_better_cases": sum((d > 0) == HIGHER_IS_BETTER[metric] and d != 0 for d in differences),
-        }
+    rows = paired_rows(scores, *COMPARED)
     report = {"steps": args.steps, "cases": cases, "per_case": scores, "regression": rows}
     write_json(report, RESULTS / "training-parity.json")
     lines = [
@@ -72,14 +59,7 @@ def main() -> None:
         f"Command: `PYTHONPATH=. .venv/bin/python Testing/benchmarks/training_parity.py --steps {args.steps} "
         f"--cases {args.cases}`",
         "",
-        "| metric | defaults | synchronous | defaults - synchronous, mean per case | cases where defaults are better |",
-        "|---|---|---|---|---|",
-    ]
-    for metric, row in rows.items():
-        lines.append(
-            f"| {metric} | {row['defaults']:.3f} | {row['synchronous']:.3f} | {row['difference']:+.3f} | "
-            f"{row['defaults_better_cases']} of {len(cases)} |"
-        )
+    ] + paired_table(rows, *COMPARED, len(cases))
     write_text("\n".join(lines) + "\n", RESULTS / "training-parity.md")
     print("\n".join(lines))
 
