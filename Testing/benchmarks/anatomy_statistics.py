@@ -7,7 +7,8 @@ cortical bone, arms, couch and outline on
   cache's ``real-ct/`` folder (``diffux2ct fetch-real``; ``$DIFFUX2CT_CACHE`` moves it):
   ``plastimatch-4dct-t0.nrrd`` and ``plastimatch-4dct-t5.nrrd`` (one patient; his left lung is consolidated by a
   mass, so lung statistics take his right lung only), ``pyradiomics-lung1.nrrd`` and ``pyradiomics-lung2.nrrd``
-  (chests, laterally cropped) and ``platipy-sample-chest.nrrd`` (arms raised). No other real CT is read;
+  (chests, laterally cropped), ``platipy-sample-chest.nrrd`` and ``lung-pet-ct-dx-a0001.nrrd`` (arms raised). No
+  other real CT is read;
 - phantoms: seeds 0..N-1 of the ``chest`` and ``abdomen`` regions on the training grid ``VolumeGrid(160, 2.5)``.
 
 Real CTs are brought to 2.5 mm voxels as a 2.5 mm reconstruction would show them (a Gaussian whose width makes up
@@ -59,6 +60,7 @@ TRAINING_FILES = {
     "pyradiomics-lung1.nrrd": None,
     "pyradiomics-lung2.nrrd": None,
     "platipy-sample-chest.nrrd": None,
+    "lung-pet-ct-dx-a0001.nrrd": None,
 }
 """The only real CTs this script reads: the training patients of the split (validation ones are never read)."""
 REGIONS = ("chest", "abdomen")
@@ -578,6 +580,7 @@ def table(real: dict, phantoms: dict[str, dict], scale: str) -> list[str]:
         "pyradiomics-lung1.nrrd": "pyradiomics lung1",
         "pyradiomics-lung2.nrrd": "pyradiomics lung2",
         "platipy-sample-chest.nrrd": "platipy chest",
+        "lung-pet-ct-dx-a0001.nrrd": "Lung-PET-CT-Dx A0001",
     }
     head = ["Statistic"] + [names[n] for n in real] + list(phantoms) + ["Published adult range"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
