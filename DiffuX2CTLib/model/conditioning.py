@@ -26,9 +26,14 @@ from monai.networks.nets import BasicUNet
 from .config import ModelConfig
 
 
+def cell_centres(size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Centres of ``size`` equal cells spanning [-1, 1] (grid_sample's ``align_corners=False`` convention)."""
+    return (torch.arange(size, device=device, dtype=dtype) + 0.5) / size * 2.0 - 1.0
+
+
 def fourier_encoding(size: int, frequencies: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """Sines and cosines of voxel centre coordinates in [-1, 1]: ``(1, 6 * frequencies, size, size, size)``."""
-    axis = (torch.arange(size, device=device, dtype=dtype) + 0.5) / size * 2.0 - 1.0
+    axis = cell_centres(size, device, dtype)
     z, y, x = torch.meshgrid(axis, axis, axis, indexing="ij")
     coords = torch.stack([x, y, z])  # (3, D, H, W)
     bands = [fn(coords * math.pi * 2**k) for k in range(frequencies) for fn in (torch.sin, torch.cos)]
@@ -93,7 +98,7 @@ class TriplaneGenerator(nn.Module):
         """Each axial position (y, x) reads the AP profile where its AP ray lands (x scaled by its depth y) and
         the lateral profile where its lateral ray lands (y scaled by its depth x)."""
         size = ap_profile.shape[-1]
-        axis = (torch.arange(size, device=ap_profile.device, dtype=ap_profile.dtype) + 0.5) / size * 2.0 - 1.0
+        axis = cell_centres(size, ap_profile.device, ap_profile.dtype)
         y, x = torch.meshgrid(axis, axis, indexing="ij")
         return (
             _read_profile(ap_profile, x * perspective_scale(y, self.depth_ratio)),
@@ -127,7 +132,7 @@ class ImplicitDecoder(nn.Module):
     @staticmethod
     def _sample_plane(plane: torch.Tensor, size: int, extent: float) -> torch.Tensor:
         """Bilinear read of a ``(B, C, A, B)`` plane at ``size x size`` voxel centres within ``extent``."""
-        axis = ((torch.arange(size, device=plane.device, dtype=plane.dtype) + 0.5) / size * 2.0 - 1.0) * extent
+        axis = cell_centres(size, plane.device, plane.dtype) * extent
         rows, cols = torch.meshgrid(axis, axis, indexing="ij")
         grid = torch.stack([cols, rows], -1)[None].expand(plane.shape[0], -1, -1, -1)
         return F.grid_sample(plane, grid, mode="bilinear", padding_mode="border", align_corners=False)
@@ -141,7 +146,7 @@ class ImplicitDecoder(nn.Module):
                 self._sample_plane(coronal, size, extent)[:, :, :, None, :].expand(-1, -1, -1, size, -1),
                 self._sample_plane(sagittal, size, extent)[:, :, :, :, None].expand(-1, -1, -1, -1, size),
             )
-        axis = (torch.arange(size, device=coronal.device, dtype=coronal.dtype) + 0.5) / size * 2.0 - 1.0
+        axis = cell_centres(size, coronal.device, coronal.dtype)
         z, y, x = torch.meshgrid(axis, axis, axis, indexing="ij")
         read = []
         for plane, across, depth in ((coronal, x, y), (sagittal, y, x)):  # AP rays run along +y, lateral along +x
