@@ -396,7 +396,10 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_tiny_model_overfits_one_phantom_better_than_the_mean_volume(tmp_path):
-    """Both stages on one phantom: the sampled reconstruction must beat the mean-intensity volume clearly."""
+    """Both stages on one phantom: the sampled reconstruction must beat the mean-intensity volume clearly. The
+    diffusion stage uses the bundled model's parametrisation (velocity, residual scale 5): with plain noise
+    prediction, 400 steps left samples within 2.6 dB of the mean volume on an AVX2 CPU (float32), so the test
+    did not hold on every machine; with it they lead by 7 dB there."""
     torch.manual_seed(0)
     init = save_model(DiffuX2CTNet(TINY), tmp_path / "init", half=False)
     regression = TrainSettings(
@@ -411,6 +414,8 @@ def test_tiny_model_overfits_one_phantom_better_than_the_mean_volume(tmp_path):
         checkpoint_every=400,
         init=str(tmp_path / "reg" / "model"),
         learning_rate=2e-3,
+        prediction_type="v_prediction",
+        residual_scale=5.0,
     )
     net, _ = load_model(train(diffusion, show_progress=False))
     clean, radiographs = SampleMaker(TINY, PhantomSource(fixed_seed=5), seed=0).sample(10_000)
