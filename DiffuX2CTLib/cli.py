@@ -476,6 +476,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         prediction_type=args.prediction,
         residual_scale=args.residual_scale,
         perspective_planes=args.perspective_planes,
+        backprojection=args.backprojection,
         freeze_conditioner=not args.finetune_conditioner,
         device=args.device,
         preset=args.preset,
@@ -856,6 +857,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --init: switch a model trained before perspective_planes to reading its feature planes along each "
         "voxel's cone-beam ray (new models always do; the weights carry over, fine-tune them)",
+    )
+    train.add_argument(
+        "--backprojection",
+        action="store_true",
+        help="with --init: give the model both radiographs read along each voxel's rays as two more condition "
+        "channels (their weights start at zero, so training starts from what the model computed)",
     )
     train.add_argument(
         "--finetune-conditioner",

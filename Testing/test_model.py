@@ -9,10 +9,12 @@ import pytest
 import torch
 
 from DiffuX2CTLib.imaging.drr import DRRProjector, model_line_integrals
+from DiffuX2CTLib.model.card import ModelError
 from DiffuX2CTLib.model.conditioning import ImplicitDecoder, TriplaneGenerator, fourier_encoding
 from DiffuX2CTLib.model.config import ModelConfig
 from DiffuX2CTLib.model.denoiser import ShiftedWindowAttention
 from DiffuX2CTLib.model.network import DiffuX2CTNet
+from DiffuX2CTLib.model.weights import load_widened
 
 TINY = ModelConfig(
     grid_size=16,
@@ -25,15 +27,15 @@ TINY = ModelConfig(
 )
 
 
-@pytest.mark.parametrize("perspective", [False, True])
-def test_shapes_and_dtypes_through_every_block(perspective: bool):
+@pytest.mark.parametrize(("perspective", "backprojection"), [(False, False), (True, False), (False, True)])
+def test_shapes_and_dtypes_through_every_block(perspective: bool, backprojection: bool):
     torch.manual_seed(0)
-    net = DiffuX2CTNet(dataclasses.replace(TINY, perspective_planes=perspective))
+    net = DiffuX2CTNet(dataclasses.replace(TINY, perspective_planes=perspective, backprojection=backprojection))
     radiographs = torch.rand(2, 2, 16, 16)
     coronal, sagittal, axial = net.conditioner.triplane(radiographs)
     assert coronal.shape == sagittal.shape == axial.shape == (2, 8, 16, 16)
     features, estimate = net.condition(radiographs)
-    assert [f.shape for f in features] == [(2, 8, 16, 16, 16), (2, 8, 8, 8, 8)]
+    assert [f.shape for f in features] == [(2, 10 if backprojection else 8, 16, 16, 16), (2, 8, 8, 8, 8)]
     assert estimate.shape == (2, 1, 16, 16, 16) and estimate.abs().max() <= 1.0
     noise = net.denoise(torch.randn(2, 1, 16, 16, 16), torch.tensor([3, 900]), (features, estimate))
     assert noise.shape == (2, 1, 16, 16, 16) and noise.dtype == torch.float32
@@ -134,6 +136,49 @@ def test_perspective_planes_keep_the_weights_and_old_configs_read_parallel():
         assert not torch.allclose(parallel.condition(radiographs)[1], switched.condition(radiographs)[1])
     with pytest.raises(ValueError, match="perspective_planes must be true or false"):
         dataclasses.replace(TINY, perspective_planes="yes")
+
+
+def test_backprojection_gives_each_voxel_the_pixels_its_rays_reach():
+    """Both radiographs of a ball 130 mm left, 130 mm towards the AP source and 120 mm up, read along every voxel's
+    rays: the ball's voxel reads the dark of both shadows; a voxel on the same AP ray but 100 mm deeper reads only
+    the AP shadow, which is how the two channels together place a structure in depth."""
+    config = ModelConfig(backprojection=True)
+    planes, (k, j, i) = _ball_shadows(config, (130.0, -130.0, 120.0), 12.0)
+    net = DiffuX2CTNet(config)
+    with torch.no_grad():
+        views = net.conditioner.backprojected(planes.flip(-2))  # back to radiograph rows, towards the feet
+    assert views.shape == (1, 2, 64, 64, 64) and views.amin() >= -1.0 and views.amax() <= 1.0
+    assert float(views[0, 0, k, j, i]) > 0.8 and float(views[0, 1, k, j, i]) > 0.8
+    deeper = j + 20  # 100 mm further along +y, the AP ray's direction, where that ray has spread 11 % wider
+    x_mm, z_mm, y_ball_mm, y_deeper_mm = (np.array([i, k, j, deeper]) + 0.5) * 5.0 - 160.0
+    spread = (1000.0 + y_deeper_mm) / (1000.0 + y_ball_mm)
+    i_ray, k_ray = (int(round((mm * spread + 160.0) / 5.0 - 0.5)) for mm in (x_mm, z_mm))
+    assert (i_ray, k_ray) == (i + 3, k + 3)  # 15 mm further out than parallel beams would place it
+    assert float(views[0, 0, k_ray, deeper, i_ray]) > 0.8 and float(views[0, 1, k_ray, deeper, i_ray]) < -0.8
+
+
+def test_backprojection_starts_from_the_older_models_output():
+    """A model switched to back-projection keeps every weight it had and starts its new input channels at zero:
+    it computes what it did (to rounding); weights that fit in no such way are refused by name."""
+    torch.manual_seed(0)
+    assert ModelConfig.from_dict({k: v for k, v in TINY.to_dict().items() if k != "backprojection"}) == TINY
+    older = DiffuX2CTNet(TINY).eval()
+    switched = DiffuX2CTNet(dataclasses.replace(TINY, backprojection=True)).eval()
+    load_widened(switched, older.state_dict())
+    radiographs, noisy, timestep = torch.rand(1, 2, 16, 16), torch.randn(1, 1, 16, 16, 16), torch.tensor([500])
+    with torch.no_grad():
+        for net in (older, switched):  # a non-zero output layer, so the denoisers' outputs are not all zero
+            net.denoiser.head[-1].weight.fill_(0.01)
+        before, after = older.condition(radiographs), switched.condition(radiographs)
+        assert after[0][0].shape[1] == before[0][0].shape[1] + 2 and torch.allclose(after[1], before[1], atol=1e-6)
+        assert torch.allclose(
+            older.denoise(noisy, timestep, before), switched.denoise(noisy, timestep, after), atol=1e-6
+        )
+    wider = DiffuX2CTNet(dataclasses.replace(TINY, condition_channels=12))
+    with pytest.raises(ModelError, match="do not fit"):
+        load_widened(wider, older.state_dict())
+    with pytest.raises(ValueError, match="backprojection must be true or false"):
+        dataclasses.replace(TINY, backprojection=1)
 
 
 def test_fourier_encoding_shape_and_range():

@@ -245,20 +245,27 @@ def test_a_run_can_change_the_parametrisation_and_a_resume_keeps_it(tmp_path):
         prediction_type="v_prediction",
         residual_scale=5.0,
         perspective_planes=True,
+        backprojection=True,
     )
     train(settings, show_progress=False)
     config = load_model(tmp_path / "v" / "model")[0].config
-    assert (config.prediction_type, config.residual_scale, config.perspective_planes) == ("v_prediction", 5.0, True)
+    assert (config.prediction_type, config.residual_scale, config.perspective_planes, config.backprojection) == (
+        "v_prediction",
+        5.0,
+        True,
+        True,
+    )
     settings.steps, settings.prediction_type, settings.residual_scale = 2, None, None
-    settings.perspective_planes = False
+    settings.perspective_planes = settings.backprojection = False
     train(settings, show_progress=False)
     config = load_model(tmp_path / "v" / "model")[0].config
     assert (
         config.prediction_type,
         config.residual_scale,
         config.perspective_planes,
+        config.backprojection,
         load_model(tmp_path / "v" / "model")[1]["training"]["steps"],
-    ) == ("v_prediction", 5.0, True, 2)
+    ) == ("v_prediction", 5.0, True, True, 2)
 
 
 def test_a_bad_parametrisation_is_a_clear_error(tmp_path):

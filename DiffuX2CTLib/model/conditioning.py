@@ -52,6 +52,25 @@ def _read_profile(profile: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(profile[:, :, None], grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def read_along_rays(
+    coronal: torch.Tensor, sagittal: torch.Tensor, size: int, extent: float, depth_ratio: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coronal and sagittal planes ``(B, C, Z, A)`` (z up) read at every voxel of a ``size``^3 cube where the
+    voxel's AP and lateral rays meet the detector: two ``(B, C, Z, Y, X)``. ``extent`` is the part of the plane the
+    cube covers at the isocentre, ``depth_ratio`` half the cube / source-to-isocentre distance."""
+    axis = cell_centres(size, coronal.device, coronal.dtype)
+    z, y, x = torch.meshgrid(axis, axis, axis, indexing="ij")
+    read = []
+    for plane, across, depth in ((coronal, x, y), (sagittal, y, x)):  # AP rays run along +y, lateral along +x
+        scale = extent * perspective_scale(depth, depth_ratio)
+        grid = torch.stack([across * scale, z * scale], -1).reshape(1, size, size * size, 2)
+        values = F.grid_sample(
+            plane, grid.expand(plane.shape[0], -1, -1, -1), mode="bilinear", padding_mode="border", align_corners=False
+        )
+        read.append(values.reshape(*values.shape[:2], size, size, size))
+    return read[0], read[1]
+
+
 class TriplaneGenerator(nn.Module):
     """Two radiographs ``(B, 2, P, P)`` (AP, lateral; rows towards the feet) -> coronal ``(B, C, Z, X)``,
     sagittal ``(B, C, Z, Y)`` and axial ``(B, C, Y, X)`` feature planes on the detector grid, with z upwards.
@@ -146,21 +165,7 @@ class ImplicitDecoder(nn.Module):
                 self._sample_plane(coronal, size, extent)[:, :, :, None, :].expand(-1, -1, -1, size, -1),
                 self._sample_plane(sagittal, size, extent)[:, :, :, :, None].expand(-1, -1, -1, -1, size),
             )
-        axis = cell_centres(size, coronal.device, coronal.dtype)
-        z, y, x = torch.meshgrid(axis, axis, axis, indexing="ij")
-        read = []
-        for plane, across, depth in ((coronal, x, y), (sagittal, y, x)):  # AP rays run along +y, lateral along +x
-            scale = extent * perspective_scale(depth, self.depth_ratio)
-            grid = torch.stack([across * scale, z * scale], -1).reshape(1, size, size * size, 2)
-            values = F.grid_sample(
-                plane,
-                grid.expand(plane.shape[0], -1, -1, -1),
-                mode="bilinear",
-                padding_mode="border",
-                align_corners=False,
-            )
-            read.append(values.reshape(*values.shape[:2], size, size, size))
-        return read[0], read[1]
+        return read_along_rays(coronal, sagittal, size, extent, self.depth_ratio)
 
     def forward(
         self, planes: tuple[torch.Tensor, torch.Tensor, torch.Tensor], size: int, plane_extent: float
@@ -180,9 +185,23 @@ class ImplicitDecoder(nn.Module):
         return self.mlp(volume)
 
 
+BACKPROJECTED_CHANNELS = 2
+"""Channels a ``backprojection`` model adds to its finest condition features: the AP and the lateral radiograph."""
+
+
+def condition_channels_at(config: ModelConfig, level: int) -> int:
+    """Channels of the condition features at denoiser ``level`` (0 = finest)."""
+    extra = BACKPROJECTED_CHANNELS if config.backprojection and level == 0 else 0
+    return config.condition_channels + extra
+
+
 class ConditionNet(nn.Module):
     """Radiograph pair ``(B, 2, P, P)`` -> condition features at every denoiser level (finest first) and a
-    direct CT estimate ``(B, 1, N, N, N)`` in [-1, 1]."""
+    direct CT estimate ``(B, 1, N, N, N)`` in [-1, 1].
+
+    With ``backprojection`` the finest features also carry both radiographs back-projected: every voxel reads the
+    pixel its own AP and lateral rays reach, so the networks after it see the views' full detail (a vertebra's
+    edge, a rib) at the voxels it can come from, not only what the 16-channel planes kept of it."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -191,9 +210,10 @@ class ConditionNet(nn.Module):
         # fraction of the detector plane covered by the volume's field of view, seen at the isocentre
         iso_detector_mm = config.detector_size_mm * config.source_to_isocenter_mm / config.source_to_detector_mm
         self.plane_extent = config.field_of_view_mm / iso_detector_mm
+        self.half_volume = config.field_of_view_mm / 2.0 / config.source_to_isocenter_mm
+        self.backprojection = config.backprojection
         perspective = config.perspective_planes
         half_detector = iso_detector_mm / 2.0 / config.source_to_isocenter_mm if perspective else None
-        half_volume = config.field_of_view_mm / 2.0 / config.source_to_isocenter_mm if perspective else None
         self.triplane = TriplaneGenerator(config.plane_channels, half_detector)
         self.decoders = nn.ModuleList(
             ImplicitDecoder(
@@ -201,14 +221,20 @@ class ConditionNet(nn.Module):
                 config.condition_channels,
                 config.decoder_hidden,
                 config.fourier_frequencies,
-                half_volume,
+                self.half_volume if perspective else None,
             )
             for _ in range(self.levels)
         )
-        c = config.condition_channels
+        c, c_fine = config.condition_channels, condition_channels_at(config, 0)
         self.ct_head = nn.Sequential(
-            nn.Conv3d(c, c, 3, padding=1), nn.GroupNorm(4, c), nn.GELU(), nn.Conv3d(c, 1, 3, padding=1)
+            nn.Conv3d(c_fine, c, 3, padding=1), nn.GroupNorm(4, c), nn.GELU(), nn.Conv3d(c, 1, 3, padding=1)
         )
+
+    def backprojected(self, radiographs: torch.Tensor) -> torch.Tensor:
+        """The two radiographs read along every voxel's rays, scaled to [-1, 1]: ``(B, 2, N, N, N)``."""
+        views = radiographs.flip(-2) * 2.0 - 1.0  # rows ran towards the feet; planes have z up
+        ap, lateral = read_along_rays(views[:, 0:1], views[:, 1:2], self.grid_size, self.plane_extent, self.half_volume)
+        return torch.cat([ap, lateral], 1)
 
     def forward(self, radiographs: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         planes = self.triplane(radiographs)
@@ -216,4 +242,6 @@ class ConditionNet(nn.Module):
             decoder(planes, self.grid_size // 2**level, self.plane_extent)
             for level, decoder in enumerate(self.decoders)
         ]
+        if self.backprojection:
+            features[0] = torch.cat([features[0], self.backprojected(radiographs)], 1)
         return features, torch.tanh(self.ct_head(features[0]))

@@ -59,7 +59,9 @@ def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
 class ModelConfig:
     """Architecture and data conventions of one model, stored as JSON next to its weights. ``perspective_planes``
     reads the radiographs' feature planes where each voxel's cone-beam ray meets the detector (False: at the
-    isocentre's scale for every depth, as models trained before it did; their config files have no such key)."""
+    isocentre's scale for every depth, as models trained before it did; their config files have no such key).
+    ``backprojection`` adds both radiographs, read along each voxel's rays, to the finest condition features
+    (:class:`.conditioning.ConditionNet`; False for models trained before it)."""
 
     grid_size: int = 64
     field_of_view_mm: float = 320.0
@@ -83,6 +85,7 @@ class ModelConfig:
     residual_scale: float = 1.0
     sampling_temperature: float = 1.0
     perspective_planes: bool = False
+    backprojection: bool = False
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -101,8 +104,9 @@ class ModelConfig:
             raise ConfigError(
                 f"attention_levels must be true/false per U-Net level, got {list(self.attention_levels)!r}"
             )
-        if not isinstance(self.perspective_planes, bool):
-            raise ConfigError(f"perspective_planes must be true or false, got {self.perspective_planes!r}")
+        for name in ("perspective_planes", "backprojection"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         _check_choice("prediction_type", self.prediction_type, PREDICTION_TYPES)
         _check_choice("beta_schedule", self.beta_schedule, BETA_SCHEDULES)
         if not isinstance(self.extra, dict):
@@ -186,10 +190,11 @@ class ModelConfig:
 
 
 PRESETS: dict[str, ModelConfig] = {
-    "cpu-64": ModelConfig(perspective_planes=True),
+    "cpu-64": ModelConfig(perspective_planes=True, backprojection=True),
     "paper-128": ModelConfig(
         grid_size=128,
         perspective_planes=True,
+        backprojection=True,
         plane_channels=32,
         condition_channels=32,
         unet_channels=(32, 64, 128, 256),
@@ -197,7 +202,8 @@ PRESETS: dict[str, ModelConfig] = {
     ),
 }
 """Named architectures for ``train --preset``; both read the views' planes along each voxel's ray
-(``perspective_planes``, :mod:`.conditioning`). ``cpu-64``: the bundled model's, 64^3 voxels of 5 mm, trainable on a
+(``perspective_planes``) and give the denoiser the radiographs read along those rays (``backprojection``;
+:mod:`.conditioning`). ``cpu-64``: the bundled model's, 64^3 voxels of 5 mm, trainable on a
 CPU. ``paper-128``: the paper's output size, 128^3 voxels of 2.5 mm over the same 320 mm cube, 32 tri-plane and
 condition channels, a four-level denoiser with shifted-window attention at the lowest level (11.6 M parameters);
 measured on an H200 with bf16 autocast at 0.16 s per training step of batch 1 (8.2 GiB) and 0.64 s at batch 8

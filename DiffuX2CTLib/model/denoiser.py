@@ -16,6 +16,7 @@ from monai.networks.nets.diffusion_model_unet import (
 )
 from monai.networks.nets.swin_unetr import SwinTransformerBlock, compute_mask
 
+from .conditioning import condition_channels_at
 from .config import ModelConfig
 
 
@@ -75,17 +76,17 @@ class SwinDenoiser(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         channels, attention = config.unet_channels, config.attention_levels
-        c_cond = config.condition_channels
+        c_cond = [condition_channels_at(config, level) for level in range(len(channels))]
         self.time_channels = 4 * channels[0]
         self.time_mlp = nn.Sequential(
             nn.Linear(channels[0], self.time_channels), nn.SiLU(), nn.Linear(self.time_channels, self.time_channels)
         )
-        self.stem = nn.Conv3d(2 + c_cond, channels[0], 3, padding=1)  # y_t, CT estimate, finest condition
+        self.stem = nn.Conv3d(2 + c_cond[0], channels[0], 3, padding=1)  # y_t, CT estimate, finest condition
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()
         previous = channels[0]
         for level, (width, attend) in enumerate(zip(channels, attention)):
-            self.down.append(_Level(previous, width, self.time_channels, c_cond, config, attend))
+            self.down.append(_Level(previous, width, self.time_channels, c_cond[level], config, attend))
             if level < len(channels) - 1:
                 self.downsample.append(nn.Conv3d(width, width, 3, stride=2, padding=1))
             previous = width
@@ -94,7 +95,9 @@ class SwinDenoiser(nn.Module):
         for level in reversed(range(len(channels) - 1)):
             self.upsample.append(nn.ConvTranspose3d(channels[level + 1], channels[level], 2, stride=2))
             self.up.append(
-                _Level(2 * channels[level], channels[level], self.time_channels, c_cond, config, attention[level])
+                _Level(
+                    2 * channels[level], channels[level], self.time_channels, c_cond[level], config, attention[level]
+                )
             )
         self.head = nn.Sequential(
             nn.GroupNorm(_groups(channels[0]), channels[0]), nn.SiLU(), nn.Conv3d(channels[0], 1, 3, padding=1)

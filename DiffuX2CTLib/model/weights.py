@@ -57,6 +57,27 @@ def save_model(net: DiffuX2CTNet, folder: str | os.PathLike, card: dict | None =
     return folder
 
 
+def load_widened(net: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load ``state`` into ``net`` where some layers of ``net`` take more input channels (dimension 1) than the
+    state's: those keep the state's weights for the channels it had and zero for the new ones, so the network
+    computes what it did until training teaches it the new inputs. Any other mismatch is refused."""
+    target = net.state_dict()
+    carried = {}
+    for name, value in state.items():
+        wanted = target.get(name)
+        if wanted is not None and wanted.shape != value.shape:
+            same_but_inputs = (
+                value.dim() > 1 and value.shape[0] == wanted.shape[0] and value.shape[2:] == wanted.shape[2:]
+            )
+            if not (same_but_inputs and wanted.shape[1] > value.shape[1]):
+                raise ModelError(f"{name}: weights of shape {tuple(value.shape)} do not fit {tuple(wanted.shape)}")
+            value = torch.cat(
+                [value, value.new_zeros(value.shape[0], wanted.shape[1] - value.shape[1], *value.shape[2:])], 1
+            )
+        carried[name] = value
+    net.load_state_dict(carried)
+
+
 def load_model(
     folder: str | os.PathLike | None = None, device: str | torch.device = "cpu"
 ) -> tuple[DiffuX2CTNet, dict]:

@@ -38,7 +38,9 @@ class TrainSettings:
     ``bone_weight`` how many times a bone voxel counts in the diffusion stage's L_simple (1: plain MSE);
     ``snapshot_every`` keeps the exported model of every that many steps in ``snapshots/step-<N>`` (None: only the
     latest), so the step can be chosen afterwards on the validation patients. ``perspective_planes`` switches a
-    model from ``init`` that reads its planes at the isocentre's scale to reading them along each voxel's ray."""
+    model from ``init`` that reads its planes at the isocentre's scale to reading them along each voxel's ray;
+    ``backprojection`` gives a model from ``init`` the back-projected radiographs as condition channels (their new
+    weights start at zero, so it starts out computing what it did)."""
 
     out: str
     stage: str = "regression"
@@ -54,6 +56,7 @@ class TrainSettings:
     prediction_type: str | None = None
     residual_scale: float | None = None
     perspective_planes: bool = False
+    backprojection: bool = False
     freeze_conditioner: bool = True
     ema_decay: float = 0.995
     device: str = "auto"

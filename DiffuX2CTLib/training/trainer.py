@@ -37,7 +37,7 @@ from ..diffusion.schedule import training_scheduler
 from ..imaging.drr import DRRProjector
 from ..model.config import ModelConfig
 from ..model.network import DiffuX2CTNet
-from ..model.weights import load_model
+from ..model.weights import load_model, load_widened
 from .data_sources import parse_source
 from .phantom_bank import PhantomBank
 from .real_source import MixedSource
@@ -331,7 +331,8 @@ def _ema_with_warmup(decay: float):
 def _initial_net(settings: TrainSettings) -> DiffuX2CTNet:
     """A new model, or the one named by ``--init``, with the run's diffusion parametrisation (prediction type,
     residual scale) and perspective plane reading when it sets them: these change what the network computes with
-    its weights, not which weights it has."""
+    its weights, not which weights it has; back-projected condition channels, which add input channels whose
+    weights start at zero."""
     if settings.init:
         init = Path(settings.init)
         if init.is_dir():
@@ -344,8 +345,9 @@ def _initial_net(settings: TrainSettings) -> DiffuX2CTNet:
         net = DiffuX2CTNet(settings.new_model_config())
     parametrisation = (("prediction_type", settings.prediction_type), ("residual_scale", settings.residual_scale))
     changes = {k: v for k, v in parametrisation if v is not None}
-    if settings.perspective_planes:
-        changes["perspective_planes"] = True
+    for switch in ("perspective_planes", "backprojection"):
+        if getattr(settings, switch):
+            changes[switch] = True
     if not changes:
         return net
     try:
@@ -353,7 +355,7 @@ def _initial_net(settings: TrainSettings) -> DiffuX2CTNet:
     except ValueError as error:
         raise InputError(str(error)) from None
     reparametrised = DiffuX2CTNet(config)
-    reparametrised.load_state_dict(net.state_dict())
+    load_widened(reparametrised, net.state_dict())
     return reparametrised
 
 

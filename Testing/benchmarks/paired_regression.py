@@ -1,5 +1,5 @@
 """Shared by the benchmarks that train the regression stage two ways and compare them on held-out phantoms
-(``training_parity.py``, ``perspective_planes.py``): the scoring of one trained model, and the paired table."""
+(``training_parity.py``, ``config_switch.py``): the scoring of one trained model, and the paired table."""
 
 from __future__ import annotations
 
