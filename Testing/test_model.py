@@ -174,6 +174,12 @@ def test_backprojection_starts_from_the_older_models_output():
         assert torch.allclose(
             older.denoise(noisy, timestep, before), switched.denoise(noisy, timestep, after), atol=1e-6
         )
+    kept = DiffuX2CTNet(dataclasses.replace(TINY, backprojection=True))
+    own = kept.denoiser.stem.weight.detach().clone()
+    load_widened(kept, older.state_dict(), zero_new=False)  # as the architecture benchmark starts its two models
+    stem = kept.denoiser.stem.weight.detach()
+    assert torch.equal(stem[:, -2:], own[:, -2:]) and stem[:, -2:].any()
+    assert torch.equal(stem[:, :-2], older.denoiser.stem.weight.detach())
     wider = DiffuX2CTNet(dataclasses.replace(TINY, condition_channels=12))
     with pytest.raises(ModelError, match="do not fit"):
         load_widened(wider, older.state_dict())

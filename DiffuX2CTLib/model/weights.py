@@ -57,10 +57,11 @@ def save_model(net: DiffuX2CTNet, folder: str | os.PathLike, card: dict | None =
     return folder
 
 
-def load_widened(net: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+def load_widened(net: torch.nn.Module, state: dict[str, torch.Tensor], zero_new: bool = True) -> None:
     """Load ``state`` into ``net`` where some layers of ``net`` take more input channels (dimension 1) than the
     state's: those keep the state's weights for the channels it had and zero for the new ones, so the network
-    computes what it did until training teaches it the new inputs. Any other mismatch is refused."""
+    computes what it did until training teaches it the new inputs (``zero_new=False``: the new ones keep ``net``'s
+    own initialisation). Any other mismatch is refused."""
     target = net.state_dict()
     carried = {}
     for name, value in state.items():
@@ -71,9 +72,8 @@ def load_widened(net: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
             )
             if not (same_but_inputs and wanted.shape[1] > value.shape[1]):
                 raise ModelError(f"{name}: weights of shape {tuple(value.shape)} do not fit {tuple(wanted.shape)}")
-            value = torch.cat(
-                [value, value.new_zeros(value.shape[0], wanted.shape[1] - value.shape[1], *value.shape[2:])], 1
-            )
+            new = wanted[:, value.shape[1] :].to(value.dtype)
+            value = torch.cat([value, torch.zeros_like(new) if zero_new else new], 1)
         carried[name] = value
     net.load_state_dict(carried)
 

@@ -34,7 +34,7 @@ from paired_regression import paired_rows, paired_table, regression_scores
 from DiffuX2CTLib.core.atomic_write import write_json, write_text
 from DiffuX2CTLib.model.config import PRESETS
 from DiffuX2CTLib.model.network import DiffuX2CTNet
-from DiffuX2CTLib.model.weights import save_model
+from DiffuX2CTLib.model.weights import load_widened, save_model
 from DiffuX2CTLib.training.settings import TrainSettings
 from DiffuX2CTLib.training.trainer import train
 
@@ -52,13 +52,7 @@ def starting_models(switch: str) -> dict[bool, DiffuX2CTNet]:
     for on in (False, True):
         torch.manual_seed(SEED)
         models[on] = DiffuX2CTNet(dataclasses.replace(BASE, **{switch: on}))
-    switched = models[True].state_dict()
-    for name, value in models[False].state_dict().items():
-        if switched[name].shape == value.shape:
-            switched[name] = value
-        else:
-            switched[name][:, : value.shape[1]] = value
-    models[True].load_state_dict(switched)
+    load_widened(models[True], models[False].state_dict(), zero_new=False)
     return models
 
 
