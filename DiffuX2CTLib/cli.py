@@ -25,6 +25,7 @@ from .core.seeds import MAX_SEED
 from .imaging.geometry import ProjectionGeometry, VolumeGrid, default_pair
 from .inference.options import DEFAULT_GUIDANCE, MAX_GUIDANCE, PRECISIONS
 from .model.config import PREDICTION_TYPES, PRESETS
+from .training.lr_schedule import LR_SCHEDULES
 
 EXIT_BAD_INPUT = 2
 
@@ -469,6 +470,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         steps=args.steps,
         batch=args.batch,
         learning_rate=args.lr,
+        lr_schedule=args.lr_schedule,
         grid_size=args.grid,
         checkpoint_every=args.checkpoint_every,
         seed=args.seed,
@@ -810,6 +812,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--batch", type=AT_LEAST_ONE, default=1, help="volumes per step (default 1)")
     train.add_argument("--lr", type=_positive(1.0), default=5e-4, help="learning rate (default 5e-4)")
+    train.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        default="constant",
+        help="constant (default) or cosine: decay the learning rate along a half cosine to 0 at --steps",
+    )
     train.add_argument(
         "--preset",
         choices=tuple(PRESETS),

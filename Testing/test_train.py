@@ -184,6 +184,7 @@ def test_a_run_past_its_time_limit_stops_with_a_checkpoint_and_a_model_and_resum
         ({"precision": "float16"}, "unknown precision 'float16'"),
         ({"stage": "diffusion", "bone_weight": 0.5}, "the bone weight must be a number of at least 1, not 0.5"),
         ({"bone_weight": 3.0}, "--bone-weight weighs the diffusion stage's L_simple; the regression stage has none"),
+        ({"lr_schedule": "linear"}, "unknown learning-rate schedule 'linear' \\(use constant, cosine\\)"),
     ],
 )
 def test_training_settings_are_checked_before_any_work(tmp_path, changes, message):
@@ -434,7 +435,7 @@ def test_tiny_model_overfits_one_phantom_better_than_the_mean_volume(tmp_path):
     assert _psnr(volume, truth) > _psnr(mean_volume, truth) + 3.0
 
 
-def test_the_command_line_passes_the_precision_and_refuses_an_unknown_one(tmp_path, capsys):
+def test_the_command_line_passes_the_precision_and_schedule_and_refuses_an_unknown_precision(tmp_path, capsys):
     from DiffuX2CTLib.cli import main
 
     assert (
@@ -451,17 +452,16 @@ def test_the_command_line_passes_the_precision_and_refuses_an_unknown_one(tmp_pa
                 "0",
                 "--precision",
                 "float32",
+                "--lr-schedule",
+                "cosine",
                 "--quiet",
             ]
         )
         == 0
     )
-    assert (
-        json.loads((tmp_path / "run" / "model" / "config.json").read_text(encoding="utf-8"))["training"]["settings"][
-            "precision"
-        ]
-        == "float32"
-    )
+    card = json.loads((tmp_path / "run" / "model" / "config.json").read_text(encoding="utf-8"))
+    assert card["training"]["settings"]["precision"] == "float32"
+    assert card["training"]["settings"]["lr_schedule"] == "cosine"
     with pytest.raises(SystemExit):
         main(["train", "--out", str(tmp_path / "other"), "--precision", "half"])
     assert "--precision" in capsys.readouterr().err
@@ -475,6 +475,10 @@ def test_the_command_line_passes_the_precision_and_refuses_an_unknown_one(tmp_pa
         ({"seed": 3}, r"the run draws its data and noise from seed 0; --seed 3 cannot continue it"),
         ({"data": "phantom:5"}, r"the run draws its samples from phantoms; --data phantom:5 cannot continue it"),
         ({"reuse": 2}, r"--reuse 2 cannot continue it"),
+        (
+            {"lr_schedule": "cosine"},
+            r"the run follows the learning-rate schedule constant; --lr-schedule cosine cannot continue it",
+        ),
     ],
 )
 def test_a_resume_that_would_change_the_data_noise_or_optimiser_is_refused(tmp_path, change, message):
@@ -486,6 +490,29 @@ def test_a_resume_that_would_change_the_data_noise_or_optimiser_is_refused(tmp_p
     with pytest.raises(InputError, match=message + r".*--init run/model"):
         train(TrainSettings(out=str(run), steps=2, grid_size=16, workers=0, **change), show_progress=False)
     assert (run / "checkpoint.pt").read_bytes() == before
+
+
+def test_a_cosine_schedule_decays_the_learning_rate_to_zero_and_a_resume_continues_it(tmp_path):
+    """Each step trains at the rate the half cosine gives for the steps done before it (so a four-step run trains at
+    1, 0.85, 0.5 and 0.15 of --lr), and a run stopped after two steps and resumed trains at the same rates and ends
+    in the same weights as a straight one; the card records the schedule. A constant run keeps --lr."""
+    peak = 1e-3
+    settings = TrainSettings(
+        out=str(tmp_path / "straight"), steps=4, grid_size=16, checkpoint_every=2, workers=0, learning_rate=peak,
+        lr_schedule="cosine",
+    )  # fmt: skip
+    train(settings, show_progress=False)
+    expected = [peak * 0.5 * (1 + np.cos(np.pi * done / 4)) for done in range(4)]
+    assert [r["lr"] for r in _step_records(tmp_path / "straight")] == pytest.approx(expected)
+    resumed = dataclasses.replace(settings, out=str(tmp_path / "resumed"), steps=2)
+    train(resumed, show_progress=False)
+    train(dataclasses.replace(resumed, steps=4), show_progress=False)
+    assert [r["lr"] for r in _step_records(tmp_path / "resumed")] == pytest.approx(expected)
+    _assert_same_state(_checkpoint(tmp_path / "straight")["model"], _checkpoint(tmp_path / "resumed")["model"], "net")
+    assert load_model(tmp_path / "straight" / "model")[1]["training"]["settings"]["lr_schedule"] == "cosine"
+    constant = dataclasses.replace(settings, out=str(tmp_path / "constant"), steps=2, lr_schedule="constant")
+    train(constant, show_progress=False)
+    assert [r["lr"] for r in _step_records(tmp_path / "constant")] == [peak, peak]
 
 
 def test_the_run_log_says_what_was_chosen_and_why(tmp_path):

@@ -15,6 +15,7 @@ from ..core.errors import InputError
 from ..core.seeds import MAX_SEED
 from ..inference.options import PRECISIONS
 from ..model.config import PRESETS, ModelConfig
+from .lr_schedule import LR_SCHEDULES
 from .phantom_bank import BANK_SIZE
 from .real_source import DEFAULT_REAL_SHARE
 
@@ -36,8 +37,9 @@ class TrainSettings:
     ``reuse`` is the number of samples made of each volume (None: :func:`automatic_reuse`); ``phantom_bank`` the
     number of phantoms a sample draws from (:mod:`.phantom_bank`; 0 paints a new phantom for every volume);
     ``bone_weight`` how many times a bone voxel counts in the diffusion stage's L_simple (1: plain MSE);
-    ``snapshot_every`` keeps the exported model of every that many steps in ``snapshots/step-<N>`` (None: only the
-    latest), so the step can be chosen afterwards on the validation patients. ``perspective_planes`` switches a
+    ``lr_schedule`` is one of :data:`~.lr_schedule.LR_SCHEDULES`; ``snapshot_every`` keeps the exported model of every
+    that many steps in ``snapshots/step-<N>`` (None: only the latest), so the step can be chosen afterwards on the
+    validation patients. ``perspective_planes`` switches a
     model from ``init`` that reads its planes at the isocentre's scale to reading them along each voxel's ray;
     ``backprojection`` gives a model from ``init`` the back-projected radiographs as condition channels (their new
     weights start at zero, so it starts out computing what it did)."""
@@ -48,6 +50,7 @@ class TrainSettings:
     steps: int = 1000
     batch: int = 1
     learning_rate: float = 5e-4
+    lr_schedule: str = "constant"
     grid_size: int | None = None
     preset: str | None = None
     checkpoint_every: int = 50
@@ -91,6 +94,8 @@ class TrainSettings:
             problems.append(f"seed must be a whole number from 0, not {self.seed!r}")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             problems.append(f"learning rate must be a positive number, not {self.learning_rate!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            problems.append(f"unknown learning-rate schedule '{self.lr_schedule}' (use {', '.join(LR_SCHEDULES)})")
         if not 0.0 < self.ema_decay < 1.0:
             problems.append(f"EMA decay must lie between 0 and 1, not {self.ema_decay!r}")
         if self.time_limit_minutes is not None and not (
@@ -139,6 +144,7 @@ RESUME_MUST_MATCH = {
     "batch": ("--batch", "trains with batches of"),
     "seed": ("--seed", "draws its data and noise from seed"),
     "learning_rate": ("--lr", "trains at learning rate"),
+    "lr_schedule": ("--lr-schedule", "follows the learning-rate schedule"),
     "real_share": ("--real-share", "draws real CTs at share"),
     "reuse": ("--reuse", "makes this many samples of each volume:"),
     "phantom_bank": ("--phantom-bank", "draws from a phantom bank of"),

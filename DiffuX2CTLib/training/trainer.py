@@ -39,6 +39,7 @@ from ..model.config import ModelConfig
 from ..model.network import DiffuX2CTNet
 from ..model.weights import load_model, load_widened
 from .data_sources import parse_source
+from .lr_schedule import learning_rate_at
 from .phantom_bank import PhantomBank
 from .real_source import MixedSource
 from .run_folder import CHECKPOINT_NAME, LOG_NAME, append_log, export_run, forget_log_after, load_checkpoint
@@ -243,6 +244,10 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.parameters, 1.0))
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate_at(
+                settings.lr_schedule, settings.learning_rate, self.step_count, settings.steps
+            )
         self.optimizer.step()
         self.ema.update_parameters(net)
         self.step_count += 1
@@ -257,6 +262,7 @@ class Trainer:
             "stage": self.settings.stage,
             "loss": losses["total"].item(),
             "grad_norm": grad_norm,
+            "lr": self.optimizer.param_groups[0]["lr"],
             "seconds": round(time.time() - self.started, 2),
             "data_s": round(data_s, 4),
         }
