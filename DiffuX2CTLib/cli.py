@@ -272,6 +272,7 @@ SET_ONLY_OPTIONS = {  # flag: (argument name, its default)
     "--out": ("out", "evaluation"),
     "--cases": ("cases", None),
     "--ddpm": ("ddpm", False),
+    "--draws": ("draws", 1),
     "--mean-from": ("mean_from", "phantoms"),
 }
 """``evaluate`` options that only a test set (``--set``) uses: scoring one reconstruction refuses them rather than
@@ -306,6 +307,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         ddpm=args.ddpm,
         samples=args.samples,
         seed=args.seed,
+        draws=args.draws,
         mean_from=args.mean_from,
         device=args.device,
         guidance=args.guidance,
@@ -743,6 +745,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "--ddpm", action="store_true", help="also run DDPM over all T steps (slow on CPU: minutes per case)"
+    )
+    evaluate.add_argument(
+        "--draws",
+        type=AT_LEAST_ONE,
+        default=1,
+        metavar="N",
+        help="sample each diffusion method N times per case (sampling seeds --seed, --seed + 1, ...) and score the "
+        "mean of the draws: one draw's score moves with its seed, so compare models on several (default 1)",
     )
     evaluate.add_argument(
         "--mean-from",

@@ -15,6 +15,7 @@ from test_model import TINY
 from DiffuX2CTLib.anatomy.phantom import generate_phantom
 from DiffuX2CTLib.cli import main
 from DiffuX2CTLib.core.errors import InputError
+from DiffuX2CTLib.evaluation.draws import mean_of_draws
 from DiffuX2CTLib.evaluation.evaluate import (
     EvaluationSettings,
     diffusion_methods,
@@ -142,6 +143,53 @@ def test_an_unreadable_ct_is_skipped_by_name_and_the_rest_is_reported(tmp_path, 
     assert "Skipped (unreadable): a-broken.nrrd" in (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
 
 
+def test_several_draws_score_each_case_by_the_mean_of_draws_of_successive_seeds(tmp_path, tiny_model, ct_folder):
+    """With draws 2, a diffusion row's case score is the mean of two samples, the first with the run's seed (as a
+    one-draw run gives it) and the second with the next seed; regression is drawn once; the summary says so."""
+    common = {"test_set": str(ct_folder), "model": str(tiny_model), "cases": 1, "ddim_steps": 1, "seed": 7}
+    common["mean_from"] = str(ct_folder)
+    lines = []
+    report = evaluate_set(EvaluationSettings(out=str(tmp_path / "two"), draws=2, **common), log=lines.append)
+    one = evaluate_set(EvaluationSettings(out=str(tmp_path / "one"), **common))
+    next_seed = evaluate_set(EvaluationSettings(out=str(tmp_path / "next"), **{**common, "seed": 8}))
+    name = "diffusion DDIM-1, guidance 2"
+    case = json.loads((tmp_path / "two" / "cases" / "case3" / "metrics.json").read_text(encoding="utf-8"))
+    draws = case["methods"][name]["draws"]
+    assert [d["psnr_db"] for d in draws] == [
+        pytest.approx(one["summary"][name]["psnr_db"][0]),
+        pytest.approx(next_seed["summary"][name]["psnr_db"][0]),
+    ]
+    assert draws[0]["psnr_db"] != draws[1]["psnr_db"]
+    for metric in ("psnr_db", "ssim", "mae_hu", "bone_dice"):
+        assert case["methods"][name][metric] == pytest.approx(np.mean([d[metric] for d in draws]))
+    assert "draws" not in case["methods"]["regression"]
+    assert report["summary"]["regression"]["psnr_db"] == one["summary"]["regression"]["psnr_db"]
+    assert set(case["structures"][name]) == set(case["structures"]["regression"])  # averaged over the draws:
+    assert sum(line.startswith(f"case3 {name} (draw ") for line in lines) == 2
+    spread = abs(draws[0]["psnr_db"] - draws[1]["psnr_db"]) / 2
+    assert report["draw_spread_psnr_db"][name] == pytest.approx(spread)
+    markdown = (tmp_path / "two" / "summary.md").read_text(encoding="utf-8")
+    assert f"each case scores the mean of 2 draws (sampling seeds 7 to 8); one draw's PSNR lies {spread:.2f} dB" in (
+        markdown
+    )
+    assert "draws" not in (tmp_path / "one" / "summary.md").read_text(encoding="utf-8")
+    with pytest.raises(InputError, match="the number of draws must be a whole number of at least 1, not 0"):
+        EvaluationSettings(out=str(tmp_path / "never"), draws=0, **common)
+
+
+def test_the_mean_of_draws_averages_every_number_of_nested_results_and_keeps_a_missing_one_missing():
+    draws = [
+        {"dice": 0.2, "lung": {"prediction": 1.0, "truth": 2.0}, "ratio": None},
+        {"dice": 0.4, "lung": {"prediction": 3.0, "truth": 2.0}, "ratio": None},
+    ]
+    assert mean_of_draws(draws) == {
+        "dice": pytest.approx(0.3),
+        "lung": {"prediction": 2.0, "truth": 2.0},
+        "ratio": None,
+    }
+    assert mean_of_draws([{"a": 1.0, "b": None}, {"a": 2.0, "b": 5.0}]) == {"a": 1.5, "b": None}
+
+
 def test_the_mean_of_several_samples_is_an_extra_method():
     methods = diffusion_methods(
         EvaluationSettings(test_set="phantoms", out="x", samples=3, ddpm=True, guidance=0.0), TINY
@@ -195,6 +243,8 @@ def test_bad_evaluation_requests_are_clear_errors(tmp_path, capsys):
     assert main(["evaluate"]) == 2
     assert "--pred and --gt" in capsys.readouterr().err
     assert main(["evaluate", "--set", "phantoms", "--pred", "x.nrrd"]) == 2
+    assert main(["evaluate", "--pred", "x.nrrd", "--gt", "y.nrrd", "--draws", "3"]) == 2
+    assert "--draws applies to --set" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 

@@ -15,7 +15,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,7 @@ from ..inference.reconstruct import cached_model, reconstruct_pair
 from ..inference.sampling import sampling_temperature
 from ..model.config import ModelConfig
 from ..training.samples import HELD_OUT_SEED_START, PhantomSource, drr_grid, model_target
+from .draws import draw_spread, mean_of_draws
 from .figures import save_error_figure
 from .metrics import compare
 from .real_set import REAL_SET, real_cases
@@ -79,7 +80,9 @@ class EvaluationSettings:
     model's training phantoms, or a folder of CTs). ``guidance`` is the projection guidance of the diffusion rows
     (None: the default, as ``reconstruct``); a row's name says its weight when it is not 0. ``precision`` is the
     diffusion rows' sampling arithmetic (``reconstruct --precision``) and ``temperature`` their starting noise's
-    scale (``reconstruct --temperature``; None: the model's)."""
+    scale (``reconstruct --temperature``; None: the model's). ``draws`` is how many times each diffusion method
+    samples each case, with sampling seeds ``seed``, ``seed + 1``, ...: its scores are the mean of the draws (the
+    volumes and figures are of the first)."""
 
     test_set: str
     out: str
@@ -89,6 +92,7 @@ class EvaluationSettings:
     ddpm: bool = False
     samples: int = 1
     seed: int = 0
+    draws: int = 1
     mean_from: str = PHANTOM_SET
     device: str = "auto"
     guidance: float | None = None
@@ -98,6 +102,8 @@ class EvaluationSettings:
     def __post_init__(self) -> None:
         if self.cases is not None and self.cases < 1:
             raise InputError("the number of cases must be at least 1")
+        if not (isinstance(self.draws, int) and self.draws >= 1):
+            raise InputError(f"the number of draws must be a whole number of at least 1, not {self.draws!r}")
         ReconstructionOptions(
             steps=self.ddim_steps,
             samples=self.samples,
@@ -284,19 +290,25 @@ def evaluate_case(
         **diffusion,
     }
     for name, options in runs.items():
-        started = time.perf_counter()
-        result = reconstruct_pair(ap, lateral, settings.model, options)
-        seconds = time.perf_counter() - started
-        volumes[name] = result.ct
-        write_image(result.ct, folder / f"{name.replace(', ', '-').replace(' ', '-')}.nrrd")
-        scores[name] = {**compare(result.ct, truth, window), "seconds": seconds}
-        structures[name] = _structures(result.ct, truth, window)
-        log(
-            f"{case.name} {name}: PSNR {scores[name]['psnr_db']:.2f} dB, SSIM {scores[name]['ssim']:.3f}, bone Dice "
-            f"{scores[name]['bone_dice']:.3f} ({seconds:.1f} s)"
-        )
-        if done:
-            done()
+        draws, draw_structures = [], []
+        for draw in range(settings.draws if name in diffusion else 1):
+            started = time.perf_counter()
+            result = reconstruct_pair(ap, lateral, settings.model, replace(options, seed=options.seed + draw))
+            seconds = time.perf_counter() - started
+            if draw == 0:
+                volumes[name] = result.ct
+                write_image(result.ct, folder / f"{name.replace(', ', '-').replace(' ', '-')}.nrrd")
+            draws.append({**compare(result.ct, truth, window), "seconds": seconds})
+            draw_structures.append(_structures(result.ct, truth, window))
+            log(
+                f"{case.name} {name}{f' (draw {draw + 1})' if settings.draws > 1 and name in diffusion else ''}: "
+                f"PSNR {draws[-1]['psnr_db']:.2f} dB, SSIM {draws[-1]['ssim']:.3f}, bone Dice "
+                f"{draws[-1]['bone_dice']:.3f} ({seconds:.1f} s)"
+            )
+            if done:
+                done()
+        scores[name] = {**mean_of_draws(draws), **({"draws": draws} if len(draws) > 1 else {})}
+        structures[name] = mean_of_draws(draw_structures)
     save_comparison_montage(
         truth,
         {"diffusion": volumes[default], "regression": volumes["regression"]},
@@ -366,6 +378,15 @@ def report_markdown(report: dict) -> str:
         f"sampling in {report['sampling_precision']}",
         "",
     ]
+    if report.get("draws", 1) > 1:
+        seed = report["settings"]["seed"]
+        lines += [
+            f"Diffusion rows: each case scores the mean of {report['draws']} draws (sampling seeds {seed} to "
+            f"{seed + report['draws'] - 1}); one draw's PSNR lies "
+            + ", ".join(f"{spread:.2f} dB" for spread in report["draw_spread_psnr_db"].values())
+            + " from it (root mean square over the cases)",
+            "",
+        ]
     lines += _table(report["summary"])
     for region, summary in report.get("regions", {}).items():
         lines += ["", f"**{region}** ({summary['cases']} cases)", ""] + _table(summary["summary"])
@@ -406,6 +427,12 @@ def _write_report(
         f"[{config.hu_low:g}, {config.hu_high:g}]",
         "cases": [r["case"] for r in records],
         **summarise(records),
+        "draws": settings.draws,
+        "draw_spread_psnr_db": {
+            m: draw_spread(records, m)
+            for m in records[0]["methods"]
+            if m.startswith("diffusion") and settings.draws > 1
+        },
         "structures": {
             m: summarise_structures([r["structures"][m] for r in records]) for m in records[0]["structures"]
         },
@@ -454,7 +481,7 @@ def evaluate_set(settings: EvaluationSettings, log: Log | None = None, show_prog
         f"({settings.mean_from})"
     )
     records, skipped, report = [], [], None
-    runs = 1 + len(diffusion_methods(settings, config))  # regression and the diffusion rows, per case
+    runs = 1 + settings.draws * len(diffusion_methods(settings, config))  # regression and the diffusion draws
     cases = _case_count(settings)
     with progress_bar(cases * runs if cases else None, "evaluate", unit="run", quiet=not show_progress) as bar:
 
