@@ -169,8 +169,9 @@ def test_several_draws_score_each_case_by_the_mean_of_draws_of_successive_seeds(
     spread = abs(draws[0]["psnr_db"] - draws[1]["psnr_db"]) / 2
     assert report["draw_spread_psnr_db"][name] == pytest.approx(spread)
     markdown = (tmp_path / "two" / "summary.md").read_text(encoding="utf-8")
-    assert f"each case scores the mean of 2 draws (sampling seeds 7 to 8); one draw's PSNR lies {spread:.2f} dB" in (
-        markdown
+    assert (
+        f"each case scores the mean of 2 draws (sampling seeds 7 to 8); one draw's PSNR lies {spread:.2f} dB ({name})"
+        in (markdown)
     )
     assert "draws" not in (tmp_path / "one" / "summary.md").read_text(encoding="utf-8")
     with pytest.raises(InputError, match="the number of draws must be a whole number of at least 1, not 0"):

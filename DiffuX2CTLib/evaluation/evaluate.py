@@ -383,7 +383,7 @@ def report_markdown(report: dict) -> str:
         lines += [
             f"Diffusion rows: each case scores the mean of {report['draws']} draws (sampling seeds {seed} to "
             f"{seed + report['draws'] - 1}); one draw's PSNR lies "
-            + ", ".join(f"{spread:.2f} dB" for spread in report["draw_spread_psnr_db"].values())
+            + ", ".join(f"{spread:.2f} dB ({method})" for method, spread in report["draw_spread_psnr_db"].items())
             + " from it (root mean square over the cases)",
             "",
         ]
