@@ -494,8 +494,9 @@ def test_a_resume_that_would_change_the_data_noise_or_optimiser_is_refused(tmp_p
 
 def test_a_cosine_schedule_decays_the_learning_rate_to_zero_and_a_resume_continues_it(tmp_path):
     """Each step trains at the rate the half cosine gives for the steps done before it (so a four-step run trains at
-    1, 0.85, 0.5 and 0.15 of --lr), and a run stopped after two steps and resumed trains at the same rates and ends
-    in the same weights as a straight one; the card records the schedule. A constant run keeps --lr."""
+    1, 0.85, 0.5 and 0.15 of --lr), and a run stopped by its time limit after one step and resumed trains at the
+    same rates and ends in the same weights as a straight one; the card records the schedule. A constant run keeps
+    --lr."""
     peak = 1e-3
     settings = TrainSettings(
         out=str(tmp_path / "straight"), steps=4, grid_size=16, checkpoint_every=2, workers=0, learning_rate=peak,
@@ -504,9 +505,10 @@ def test_a_cosine_schedule_decays_the_learning_rate_to_zero_and_a_resume_continu
     train(settings, show_progress=False)
     expected = [peak * 0.5 * (1 + np.cos(np.pi * done / 4)) for done in range(4)]
     assert [r["lr"] for r in _step_records(tmp_path / "straight")] == pytest.approx(expected)
-    resumed = dataclasses.replace(settings, out=str(tmp_path / "resumed"), steps=2)
+    resumed = dataclasses.replace(settings, out=str(tmp_path / "resumed"), time_limit_minutes=1e-5)
     train(resumed, show_progress=False)
-    train(dataclasses.replace(resumed, steps=4), show_progress=False)
+    assert _checkpoint(tmp_path / "resumed")["step"] == 1
+    train(dataclasses.replace(resumed, time_limit_minutes=None), show_progress=False)
     assert [r["lr"] for r in _step_records(tmp_path / "resumed")] == pytest.approx(expected)
     _assert_same_state(_checkpoint(tmp_path / "straight")["model"], _checkpoint(tmp_path / "resumed")["model"], "net")
     assert load_model(tmp_path / "straight" / "model")[1]["training"]["settings"]["lr_schedule"] == "cosine"
