@@ -22,6 +22,6 @@ def mean_of_draws(draws: list):
 def draw_spread(records: list[dict], method: str, metric: str = "psnr_db") -> float | None:
     """How far one draw's ``metric`` lies from its case's mean of draws: the root mean square over cases of the
     per-case standard deviation (None where the records hold a single draw)."""
-    spreads = [np.std([draw[metric] for draw in r["methods"][method]["draws"]]) for r in records]
-    spreads = [s for s, r in zip(spreads, records) if len(r["methods"][method]["draws"]) > 1]
+    cases = [r["methods"][method].get("draws", []) for r in records]
+    spreads = [np.std([draw[metric] for draw in draws]) for draws in cases if len(draws) > 1]
     return float(np.sqrt(np.mean(np.square(spreads)))) if spreads else None
