@@ -155,6 +155,27 @@ def test_a_ct_folder_is_prepared_once_and_redone_only_where_it_changed(tmp_path)
         assert np.abs(ct.crop(grid).astype(np.float32) - expected).mean() < 30.0
 
 
+def test_a_prepared_ct_is_used_without_its_source_and_an_unprepared_absent_one_is_skipped(tmp_path, monkeypatch):
+    from DiffuX2CTLib.training import ct_cache
+
+    _phantom_folder(tmp_path / "cts")
+    sources = [tmp_path / "cts" / name for name in ("a.nrrd", "b.nii.gz")]
+    first = ct_cache.prepare_volumes(sources, tmp_path / "cache", 5.0, lambda message: None)
+    for source in sources:
+        source.unlink()  # the prepared cache travels alone, as to a GPU machine
+
+    def no_reading(path, spacing_mm):
+        raise AssertionError(f"{path.name} was read again")
+
+    monkeypatch.setattr(ct_cache, "_resampled", no_reading)
+    notes = []
+    again = ct_cache.prepare_volumes(sources + [tmp_path / "cts" / "never.nrrd"], tmp_path / "cache", 5.0, notes.append)
+    assert again == first
+    assert any("2 CTs used as prepared before" in n and "a.nrrd" in n for n in notes)
+    assert any("never.nrrd: not found" in n for n in notes)
+    assert all(ct.array.is_file() for ct in again)  # nothing was cleaned away
+
+
 def test_a_folder_with_no_readable_ct_is_a_clear_error(tmp_path):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "x.nrrd").write_bytes(b"junk")

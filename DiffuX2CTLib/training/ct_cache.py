@@ -163,7 +163,9 @@ def prepare_volumes(
 ) -> list[CachedCT]:
     """Bring ``cache_dir`` up to date with the CT files ``sources`` and return the usable ones. Unchanged sources
     (same checksum and voxel size) are reused; changed and new ones are resampled; unreadable ones are skipped
-    with a warning naming each, and their number is reported."""
+    with a warning naming each, and their number is reported. A source that is absent but was prepared here before
+    is used as prepared, with a note: a prepared cache can travel without its sources (to a GPU machine that has
+    neither them nor SimpleITK, ``Testing/benchmarks/gpu_lease_real.sh``)."""
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = cache_dir / MANIFEST_NAME
@@ -173,10 +175,18 @@ def prepare_volumes(
         manifest = {}
     current = manifest.get("spacing_mm") == spacing_mm and manifest.get("preparation") == PREPARATION
     entries = manifest.get("entries", {}) if current else {}
-    usable, skipped, kept = [], [], {}
+    usable, skipped, kept, without_source = [], [], {}, []
     for source in sources:
-        checksum = source_checksum(source)
         entry = entries.get(source.name)
+        if source.exists():
+            checksum = source_checksum(source)
+        elif entry is not None and (cache_dir / entry["array"]).is_file():
+            without_source.append(source.name)
+            checksum = entry["sha256"]
+        else:
+            skipped.append(source.name)
+            log(f"skipped {source.name}: not found, and not prepared here before")
+            continue
         array_path = cache_dir / f"{hashlib.sha1(source.name.encode()).hexdigest()[:12]}.npy"
         if entry is None or entry["sha256"] != checksum or not (cache_dir / entry["array"]).is_file():
             try:
@@ -214,6 +224,8 @@ def prepare_volumes(
     )
     if skipped:
         log(f"{len(skipped)} of {len(sources)} CTs could not be read and were skipped")
+    if without_source:
+        log(f"{len(without_source)} CTs used as prepared before, their sources absent: {', '.join(without_source)}")
     return usable
 
 

@@ -2,12 +2,13 @@
 sample), on the real validation patients' region cubes and on two training-seed phantoms, several seeds each.
 
     PYTHONPATH=. .venv/bin/python Testing/benchmarks/sampling_settings.py [--model DIR] [--seeds 3]
+        [--settings 10:0.6 7:0.6 ...] [--results NAME]
 
 The cases are those the settings may be chosen on: the validation patients (never trained; ``diffux2ct
 fetch-real`` first) and phantoms of training seeds, never the held-out test seeds nor the reserved CTs. Each
 setting reconstructs every case with every seed, end to end (files in, ``reconstruct_pair``); the table gives the
 mean PSNR, SSIM and bone Dice per kind of case and the seconds per reconstruction. Writes
-``Testing/benchmarks/results/sampling-settings.{json,md}``. A benchmark, not a test.
+``Testing/benchmarks/results/<NAME>.{json,md}`` (default ``sampling-settings``). A benchmark, not a test.
 """
 
 from __future__ import annotations
@@ -77,13 +78,22 @@ def measure(model: str | None, steps: int, temperature: float, seeds: int, cases
     }
 
 
+def _setting(text: str) -> tuple[int, float]:
+    """``STEPS:TEMPERATURE`` (e.g. ``10:0.6``) as a pair."""
+    try:
+        steps, temperature = text.split(":")
+        return int(steps), float(temperature)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give DDIM steps and temperature as STEPS:TEMPERATURE") from None
+
+
 def markdown(rows: list[dict], header: dict) -> str:
     lines = [
         "# Sampling settings: DDIM steps and temperature",
         "",
         f"Model SHA-256 {header['model_sha256'][:12]}...; cases: {header['cases']}; {header['seeds']} seeds each; "
         "one guided sample (guidance 2) per case and seed, 2 CPU cores, sampling precision auto. Command: "
-        "`PYTHONPATH=. .venv/bin/python Testing/benchmarks/sampling_settings.py`.",
+        f"`PYTHONPATH=. .venv/bin/python Testing/benchmarks/sampling_settings.py{header['arguments']}`.",
         "",
         "| DDIM steps | temperature | real: PSNR dB / SSIM / bone Dice | phantoms: PSNR dB / SSIM / bone Dice | s |",
         "|---|---|---|---|---|",
@@ -102,18 +112,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model folder (default: the bundled model)")
     parser.add_argument("--seeds", type=int, default=3, help="sampling seeds per case (default 3)")
+    parser.add_argument(
+        "--settings", nargs="+", type=_setting, default=SETTINGS, help="DDIM steps and temperature, as 10:0.6"
+    )
+    parser.add_argument("--results", default="sampling-settings", help="name of the results files")
     args = parser.parse_args()
     net, card = cached_model(args.model, torch.device("cpu"))
     with tempfile.TemporaryDirectory() as folder:
         cases = prepared_cases(net.config, Path(folder))
         rows = []
-        for steps, temperature in SETTINGS:
+        for steps, temperature in args.settings:
             rows.append(measure(args.model, steps, temperature, args.seeds, cases, net.config.hu_window))
             print(rows[-1], flush=True)
     names = [name for _, name, *_ in cases]
-    header = {"model_sha256": card.get("weights_sha256", ""), "seeds": args.seeds, "cases": ", ".join(names)}
-    write_json({**header, "rows": rows}, RESULTS / "sampling-settings.json")
-    write_text(markdown(rows, header), RESULTS / "sampling-settings.md")
+    header = {
+        "model_sha256": card.get("weights_sha256", ""),
+        "seeds": args.seeds,
+        "cases": ", ".join(names),
+        "arguments": "".join(f" {a}" for a in sys.argv[1:]),
+    }
+    write_json({**header, "rows": rows}, RESULTS / f"{args.results}.json")
+    write_text(markdown(rows, header), RESULTS / f"{args.results}.md")
     print(markdown(rows, header))
 
 
