@@ -72,6 +72,17 @@ def test_an_unfetched_cache_is_a_clear_error(tmp_path):
         training_cts(tmp_path / "real-ct")
 
 
+def test_a_manifest_whose_files_are_gone_is_a_clear_error_for_training_and_validation(real_cache, tmp_path, capsys):
+    (tmp_path / "real-ct").mkdir()
+    (tmp_path / "real-ct" / "manifest.json").write_bytes((real_cache / "real-ct" / "manifest.json").read_bytes())
+    expected = r"none of the 2 (training|validation) CTs its manifest lists could be read.*fetch-real"
+    with pytest.raises(InputError, match=expected):
+        RealCTSource.prepared(TINY.field_of_view_mm, 8.0, tmp_path)
+    with pytest.raises(InputError, match=expected):
+        list(real_cases(TINY, tmp_path))
+    assert "plastimatch-4dct-t0.nrrd: not found" in capsys.readouterr().err
+
+
 def test_real_training_volumes_come_from_the_training_patients_and_differ_at_each_draw(use_cache):
     source = parse_source("real", 0, TINY, str(use_cache / "unused"))
     assert isinstance(source, RealCTSource) and set(source.patients) == {"plastimatch-4dct-lung"}

@@ -23,7 +23,7 @@ from ..imaging.geometry import VolumeGrid
 from ..imaging.image_io import grid_image
 from ..model.config import ModelConfig
 from ..realct.cache import volumes_folder
-from ..realct.split import validation_cts
+from ..realct.split import unreadable_message, validation_cts
 from ..training.ct_cache import CachedCT, prepare_volumes
 from ..training.samples import drr_grid, fine_spacing
 from .structures import body_mask, lung_mask
@@ -82,6 +82,8 @@ def real_cases(config: ModelConfig, cache: str | os.PathLike | None = None) -> I
         raise InputError("no real validation CT in the cache: fetch them first (`diffux2ct fetch-real`)")
     spacing = fine_spacing(config)
     prepared = prepare_volumes([ct.path for ct in cts], root / "bank" / f"validation-{spacing:g}mm", spacing)
+    if not prepared:
+        raise InputError(unreadable_message(len(cts), "validation", volumes_folder(root)))
     by_name = {ct.path.name: ct for ct in cts}
     for cached in prepared:
         real = by_name[cached.name]

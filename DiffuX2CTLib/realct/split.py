@@ -64,3 +64,11 @@ def training_cts(folder: Path) -> list[RealCT]:
 def validation_cts(folder: Path) -> list[RealCT]:
     """The real CTs of the validation patients."""
     return [ct for ct in fetched_cts(folder) if ct.patient in VALIDATION_PATIENTS]
+
+
+def unreadable_message(count: int, role: str, folder: Path) -> str:
+    """What to say when none of the ``count`` CTs of a ``role`` ("training", "validation") could be read or found."""
+    return (
+        f"{folder}: none of the {count} {role} CTs its manifest lists could be read (missing or damaged files): "
+        "fetch them again (`diffux2ct fetch-real`)"
+    )

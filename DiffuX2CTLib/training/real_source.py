@@ -20,7 +20,7 @@ from ..core.cache import cache_root
 from ..core.errors import InputError
 from ..imaging.geometry import VolumeGrid
 from ..realct.cache import volumes_folder
-from ..realct.split import training_cts
+from ..realct.split import training_cts, unreadable_message
 from .augmentation import augmented
 from .ct_cache import CachedCT, prepare_volumes
 from .samples import CTSource
@@ -49,6 +49,8 @@ class RealCTSource:
         if not chosen:
             raise InputError("no real CT may train: fetch them first (`diffux2ct fetch-real`)")
         prepared = prepare_volumes([ct.path for ct in chosen], root / "bank" / f"real-{spacing_mm:g}mm", spacing_mm)
+        if not prepared:
+            raise InputError(unreadable_message(len(chosen), "training", volumes_folder(root)))
         by_name = {ct.path.name: ct for ct in chosen}
         return cls(tuple(prepared), tuple(by_name[c.name].patient for c in prepared), model_cube_mm)
 
