@@ -10,7 +10,7 @@
 # Back here: tar xf <files_at>/snapshots.tar, then for each snapshot
 #   .venv/bin/diffux2ct evaluate --model runs/gpu-real/snapshots/step-N --set real --draws 3 --out runs/eval3-gpu-N
 #
-# Dry run on the CPU, with SimpleITK hidden as it is on the GPU machine:
+# Dry run on the CPU, with SimpleITK hidden as it is on the GPU machine (the first paints a phantom bank: minutes):
 #   mkdir -p /tmp/no-sitk && echo 'raise ImportError("no SimpleITK here")' > /tmp/no-sitk/SimpleITK.py
 #   PYTHONPATH=/tmp/no-sitk DEVICE=cpu MINUTES=1 BATCH=1 SNAPSHOT_EVERY=2 PY=.venv/bin/python OUT=/tmp/out \
 #     bash Testing/benchmarks/gpu_lease_real.sh
