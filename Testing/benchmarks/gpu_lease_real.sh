@@ -54,7 +54,8 @@ else
   DIFFUSION_OPTIONS=(--lr "$LR")
   DIFFUSION_MIN=$MINUTES
 fi
-train diffusion runs/gpu-real "$DIFFUSION_MIN" --init "$INIT" --finetune-conditioner --bone-weight 6 "${DIFFUSION_OPTIONS[@]}"
+train diffusion runs/gpu-real "$DIFFUSION_MIN" --init "$INIT" --finetune-conditioner --bone-weight 6 \
+  "${DIFFUSION_OPTIONS[@]}"
 status=$?
 
 # What comes back: every snapshot and the last model (fp16, about 3 MB each), the logs and loss curves, in one tar.
