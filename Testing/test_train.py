@@ -569,6 +569,29 @@ def test_sigterm_stops_a_run_with_a_checkpoint_of_the_steps_done(tmp_path):
     assert _checkpoint(out)["step"] >= 2 and load_model(out / "model")[1]["training"]["steps"] >= 2
 
 
+def test_sigterm_to_the_whole_process_group_stops_a_run_with_data_workers_cleanly(tmp_path):
+    """What ``timeout``, ``kill -- -PGID`` and job schedulers send to every process of a run, the data workers too:
+    the run writes its checkpoint and ends with its one line, not with a worker's death as a traceback."""
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    options = ["--grid", "16", "--steps", "100000", "--checkpoint-every", "100000", "--quiet", "--device", "cpu"]
+    options += ["--workers", "1", "--phantom-bank", "2"]
+    command = [sys.executable, "-m", "DiffuX2CTLib.cli", "train", "--out", str(out), *options]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and len(_step_records(out) if (out / "log.jsonl").exists() else []) < 2:
+        time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert "interrupted" in stderr and "Traceback" not in stderr, stderr[-2000:]
+    assert _checkpoint(out)["step"] >= 2
+
+
 def test_snapshots_keep_the_model_of_every_n_steps_and_may_change_on_resume(tmp_path):
     run = tmp_path / "run"
     train(

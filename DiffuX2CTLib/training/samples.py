@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import signal
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -250,8 +251,12 @@ class _Views(_Samples):
         return self.maker.views_of(volume_index)
 
 
-def _one_thread_per_worker(_: int) -> None:
+def _set_up_worker(_: int) -> None:
+    """A data worker uses one thread, and leaves SIGTERM to the training process: ``timeout``, ``kill -- -PGID`` and
+    job schedulers signal every process of a run, and a worker that died of it would end the run with a traceback
+    instead of its checkpoint and one line (the training process stops the workers itself)."""
     torch.set_num_threads(1)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def batch_indices(step: int, batch: int, world: int = 1, rank: int = 0) -> list[int]:
@@ -291,7 +296,7 @@ def batches(
         _Samples(maker),
         batch_sampler=[batch_indices(step, batch, world, rank) for step in steps],
         num_workers=workers,
-        worker_init_fn=_one_thread_per_worker,
+        worker_init_fn=_set_up_worker,
         prefetch_factor=2,
     )
     for clean, radiographs in loader:
@@ -319,7 +324,7 @@ def _reusing_batches(
                 sampler=order,
                 batch_size=None,
                 num_workers=workers,
-                worker_init_fn=_one_thread_per_worker,
+                worker_init_fn=_set_up_worker,
                 prefetch_factor=max(2, math.ceil(plan.pool / workers)),
             )
         )
