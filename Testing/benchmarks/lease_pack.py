@@ -33,7 +33,8 @@ from DiffuX2CTLib.core.atomic_write import write_file
 from DiffuX2CTLib.core.cache import cache_root
 from DiffuX2CTLib.model.config import ModelConfig
 from DiffuX2CTLib.realct.cache import volumes_folder
-from DiffuX2CTLib.training.ct_cache import MANIFEST_NAME
+from DiffuX2CTLib.realct.manifest import MANIFEST_NAME as REAL_CT_MANIFEST
+from DiffuX2CTLib.training.ct_cache import MANIFEST_NAME as BANK_MANIFEST
 from DiffuX2CTLib.training.real_source import RealCTSource
 from DiffuX2CTLib.training.samples import fine_spacing
 
@@ -48,7 +49,7 @@ def pack_real_cache(cache: Path, config: ModelConfig) -> Path:
     spacing = fine_spacing(config)
     source = RealCTSource.prepared(config.field_of_view_mm, spacing, cache)
     bank = cache / "bank" / f"real-{spacing:g}mm"
-    members = [volumes_folder(cache) / MANIFEST_NAME, bank / MANIFEST_NAME, *(ct.array for ct in source.cts)]
+    members = [volumes_folder(cache) / REAL_CT_MANIFEST, bank / BANK_MANIFEST, *(ct.array for ct in source.cts)]
 
     def write(temporary: Path) -> None:
         with tarfile.open(temporary, "w:gz") as archive:
