@@ -266,7 +266,7 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
 SET_ONLY_OPTIONS = {  # flag: (argument name, its default)
     "--model": ("model", None),
     "--steps": ("steps", None),
-    "--samples": ("samples", 1),
+    "--samples": ("samples", None),
     "--guidance": ("guidance", None),
     "--temperature": ("temperature", None),
     "--out": ("out", "evaluation"),
@@ -383,7 +383,7 @@ def _check_reconstruct_options(args: argparse.Namespace) -> None:
             for flag, value in (
                 ("--steps", args.steps),
                 ("--sampler ddpm", args.sampler == "ddpm"),
-                ("--samples", args.samples > 1),
+                ("--samples", args.samples is not None and args.samples > 1),
                 ("--precision bfloat16", args.precision == "bfloat16"),
             )
             if value
@@ -398,11 +398,26 @@ def _check_reconstruct_options(args: argparse.Namespace) -> None:
             "out, or use --sampler ddim)"
         )
     outputs = {"--out": (args.out, CT_OUTPUT_SUFFIXES)}
-    if args.samples > 1:
+    if args.method == "diffusion" and _samples_averaged(args) > 1:
         outputs["the uncertainty volume"] = (uncertainty_path(Path(args.out)), CT_OUTPUT_SUFFIXES)
     if args.preview:
         outputs["--preview"] = (args.preview, PNG_SUFFIXES)
     check_outputs(outputs, {"--ap": args.ap, "--lateral": args.lateral})
+
+
+def _samples_averaged(args: argparse.Namespace) -> int:
+    """The diffusion samples a reconstruction will average, as
+    :func:`~DiffuX2CTLib.inference.sampling.sample_count` will count them: ``--samples``, or for DDIM the model's
+    ``default_samples`` (read from its card, before the model loads; a damaged value is left to the model's own
+    checks), for DDPM one."""
+    if args.samples is not None:
+        return args.samples
+    if args.sampler != "ddim":
+        return 1
+    from .model.card import read_model_card
+
+    default = read_model_card(args.model)["model"].get("default_samples", 1)
+    return default if isinstance(default, int) and not isinstance(default, bool) else 1
 
 
 @contextlib.contextmanager
@@ -578,7 +593,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .evaluation.metrics import compare
     from .imaging.image_io import read_ct
     from .inference.options import ReconstructionOptions
-    from .inference.reconstruct import reconstruct_pair, write_reconstruction
+    from .inference.reconstruct import reconstruct_pair, uncertainty_path, write_reconstruction
 
     out = Path(args.out)
     sample = Path(__file__).resolve().parent.parent / "Resources" / "SampleData"
@@ -587,6 +602,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         {
             "--out ct.nrrd": (out / "ct.nrrd", CT_OUTPUT_SUFFIXES),
             "--out preview.png": (out / "preview.png", PNG_SUFFIXES),
+            "--out ct-uncertainty.nrrd": (uncertainty_path(out / "ct.nrrd"), CT_OUTPUT_SUFFIXES),
         },
         {f"the sample's {name}": sample / name for name in ("ap.nrrd", "lateral.nrrd", "ct.nrrd")},
     )
@@ -661,8 +677,9 @@ def _shared_options() -> dict[str, argparse.ArgumentParser]:
     sampling.add_argument(
         "--samples",
         type=_whole(1, 64),
-        default=1,
-        help="K > 1: the mean of K DDIM samples (reconstruct also writes their voxel-wise std-dev volume)",
+        default=None,
+        help="the mean of K DDIM samples (default: the model's; 4 for the bundled model); for K > 1 reconstruct also "
+        "writes their voxel-wise std-dev volume",
     )
     sampling.add_argument(
         "--guidance",

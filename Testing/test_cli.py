@@ -228,6 +228,8 @@ def test_an_output_over_an_input_or_another_output_is_refused(tmp_path, pair, ca
         == f"the uncertainty volume {tmp_path / 'x-uncertainty.nrrd'}: is the input --ap; it would be overwritten "
         "(choose another output)"
     )
+    # without --samples the bundled model's default (the mean of 4) writes that volume too
+    assert _refused([*common, "--out", str(tmp_path / "x.nrrd")], capsys).startswith("the uncertainty volume")
     assert (ap.read_bytes(), lateral.read_bytes()) == before
     synthesized = ["synthesize", "--ct", str(tmp_path / "ap.nrrd"), "--out", str(tmp_path)]
     assert (

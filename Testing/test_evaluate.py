@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -204,6 +205,19 @@ def test_the_mean_of_several_samples_is_an_extra_method():
     assert all(options.guidance == 1.5 for options in guided.values())
     assert [options.samples for options in methods.values()] == [1, 1, 3]
     assert [options.sampler for options in methods.values()] == ["ddim", "ddpm", "ddim"]
+
+
+def test_the_default_row_averages_the_models_default_samples_and_another_count_is_the_extra():
+    """With a model whose default reconstruction is the mean of 4, the first (default) row is that mean; ``--samples
+    1`` adds one sample beside it, DDPM stays one sample, and asking for the default's own count adds nothing."""
+    config = replace(TINY, default_steps=10, default_samples=4)
+    methods = diffusion_methods(
+        EvaluationSettings(test_set="phantoms", out="x", samples=1, ddpm=True, guidance=0.0), config
+    )
+    assert list(methods) == ["diffusion DDIM-10, mean of 4", "diffusion DDPM-1000", "diffusion DDIM-10"]
+    assert [options.samples for options in methods.values()] == [4, 1, 1]
+    same = diffusion_methods(EvaluationSettings(test_set="phantoms", out="x", samples=4, guidance=0.0), config)
+    assert list(same) == ["diffusion DDIM-10, mean of 4"]
 
 
 def test_comparisons_count_lower_mae_as_better():

@@ -225,7 +225,7 @@ def test_fuzzed_job_file_bytes_end_in_a_named_input_error(tmp_path_factory, raw)
         ({"steps": 2.5}, "steps must be a whole number or None, got 2.5"),
         ({"steps": True}, "steps must be a whole number or None, got True"),
         ({"seed": 1.0}, "seed must be a whole number, got 1.0"),
-        ({"samples": None}, "samples must be a whole number, got None"),
+        ({"samples": 2.0}, "samples must be a whole number or None, got 2.0"),
         ({"device": 0}, "device must be text, got 0"),
         ({"check_inputs": "no"}, "check_inputs must be True or False, got 'no'"),
     ],

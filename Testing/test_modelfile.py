@@ -148,5 +148,12 @@ def test_the_panels_card_summary_quotes_the_default_reconstruction_on_each_test_
     assert "real patients (diffusion DDIM-10, temperature 0.6, guidance 2): PSNR 21.9 dB, SSIM 0.55" in lines
     assert "held-out phantoms (diffusion DDIM-10, temperature 0.6, guidance 2): PSNR 21.9 dB, SSIM 0.55" in lines
     assert not any(f"PSNR {value}" in line for value in ("22.7", "20.0", "19.0") for line in lines)
+    averaged = "diffusion DDIM-10, mean of 4, temperature 0.6, guidance 2"
+    card["model"]["default_samples"] = 4
+    card["metrics"]["real_patients"]["default_method"] = averaged
+    lines = summarize_model_card(card).splitlines()
+    assert lines[0].endswith("default 10 sampling steps, mean of 4 samples")
+    assert f"real patients ({averaged}): PSNR 22.7 dB, SSIM 0.55" in lines
+    assert not any("real patients (diffusion DDIM-10, temperature" in line for line in lines)
     legacy = {"model": {**card["model"], "default_steps": 20}, "metrics": {"summary": card["metrics"]["summary"]}}
     assert "held-out quality (diffusion DDIM-20): PSNR 19.0 dB, SSIM 0.40" in summarize_model_card(legacy)

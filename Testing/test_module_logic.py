@@ -645,6 +645,22 @@ def test_the_panel_leaves_the_sampling_steps_to_the_model_unless_set(module):
     assert "<string>model's default</string>" in spin and "<number>0</number>" in spin
 
 
+def test_the_panel_leaves_the_number_of_samples_to_the_model_unless_set(module):
+    """The bundled model's default reconstruction averages 4 samples; the panel's samples box starts at "model's
+    default" (0), which reaches the worker as no choice, so the panel gets what the command line gets."""
+    parameters = module.widgets.parameters
+    assert parameters.DiffuX2CTParameterNode.samples == 0
+    panel, _ = _panel(module, [], _Recorder())
+    p = panel.parameterNode
+    p.samples = 0
+    assert parameters.jobOptions(p)["samples"] is None
+    p.samples = 1
+    assert parameters.jobOptions(p)["samples"] == 1
+    ui = (Path(module.__file__).parent / "Resources" / "UI" / "DiffuX2CT.ui").read_text(encoding="utf-8")
+    spin = ui[ui.index('name="samplesSpinBox"') :].split("</widget>")[0]
+    assert "<string>model's default</string>" in spin and "<number>0</number>" in spin
+
+
 class _CancellableJob:
     """A job the way the panel sees it: cancel() only asks; the state says when it really ended."""
 

@@ -155,6 +155,38 @@ def test_regression_method_skips_sampling(tiny_model):
     assert calls == [1] and result.provenance["sampler"] == "none"
 
 
+def test_a_model_names_how_many_samples_its_default_reconstruction_averages(tiny_model, tmp_path, capsys):
+    """A default reconstruction averages the model's ``default_samples`` DDIM samples (the bundled model: 4, which
+    scored higher than one sample on the real validation patients); DDPM, regression and a number given keep
+    theirs, and a config written before the key keeps one sample."""
+    from DiffuX2CTLib.inference.sampling import sample_count
+    from DiffuX2CTLib.model.config import ConfigError, ModelConfig
+
+    config = ModelConfig(default_samples=4)
+    assert ModelConfig().default_samples == 1
+    assert sample_count(ReconstructionOptions(), config) == 4
+    assert sample_count(ReconstructionOptions(samples=1), config) == 1
+    assert sample_count(ReconstructionOptions(sampler="ddpm"), config) == 1
+    assert sample_count(ReconstructionOptions(method="regression"), config) == 1
+    with pytest.raises(ConfigError, match="default_samples must be from 1 to 64"):
+        ModelConfig(default_samples=0)
+    folder = tmp_path / "averaging"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes((tiny_model / "model.safetensors").read_bytes())
+    card = json.loads((tiny_model / "config.json").read_text(encoding="utf-8"))
+    card["model"]["default_samples"] = 2
+    (folder / "config.json").write_text(json.dumps(card), encoding="utf-8")
+    options = ReconstructionOptions(steps=2, device="cpu")
+    result = reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", folder, options)
+    assert result.provenance["samples"] == "2" and result.uncertainty is not None
+    single = reconstruct_pair(SAMPLE / "ap.nrrd", SAMPLE / "lateral.nrrd", tiny_model, options)
+    assert single.provenance["samples"] == "1" and single.uncertainty is None
+    out = tmp_path / "ct.nrrd"
+    common = ["reconstruct", "--ap", str(SAMPLE / "ap.nrrd"), "--lateral", str(SAMPLE / "lateral.nrrd")]
+    assert main([*common, "--model", str(folder), "--steps", "2", "--out", str(out), "--quiet"]) == 0
+    assert uncertainty_path(out).is_file() and sitk.ReadImage(str(out)).GetMetaData("DiffuX2CT_samples") == "2"
+
+
 def test_bad_options_and_inputs_are_named(tiny_model, tmp_path):
     with pytest.raises(InputError, match="unknown method 'magic'"):
         ReconstructionOptions(method="magic")

@@ -31,7 +31,7 @@ class DiffuX2CTParameterNode:
     device: Annotated[str, Choice(["auto", "cuda", "cpu"])] = "auto"
     steps: Annotated[int, WithinRange(0, 1000)] = 0  # 0: the model's own default (its config's default_steps)
     seed: Annotated[int, WithinRange(0, 2147483647)] = 0
-    samples: Annotated[int, WithinRange(1, 16)] = 1
+    samples: Annotated[int, WithinRange(0, 16)] = 0  # 0: the model's own default (its config's default_samples)
     guidance: Annotated[float, WithinRange(0.0, 100.0)] = DEFAULT_GUIDANCE["diffusion"]
     checkInputs: bool = True
     sourceToDetectorMm: Annotated[float, WithinRange(100.0, 5000.0)] = 1200.0
@@ -78,12 +78,13 @@ def modelArgument(parameterNode):
 
 def jobOptions(parameterNode) -> dict:
     """The keyword arguments of ``SceneLogic.start`` for the panel's parameters (besides the two radiographs);
-    steps 0 leaves the number of sampling steps to the model, whose default is its measured best."""
+    steps 0 and samples 0 leave the number of sampling steps and of averaged samples to the model, whose defaults
+    are its measured best."""
     p = parameterNode
     options = {
         "steps": p.steps or None,
         "seed": p.seed,
-        "samples": p.samples,
+        "samples": p.samples or None,
         "device": p.device,
         "guidance": p.guidance,
     }

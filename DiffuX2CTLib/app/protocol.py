@@ -89,7 +89,7 @@ OPTIONS_SCHEMA = {
     "steps": (int, False, True),
     "seed": (int, False, False),
     "device": (str, False, False),
-    "samples": (int, False, False),
+    "samples": (int, False, True),
     "method": (str, False, False),
     "sampler": (str, False, False),
     "check_inputs": (bool, False, False),

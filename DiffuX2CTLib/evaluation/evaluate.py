@@ -3,7 +3,8 @@ users run (``reconstruct_pair``), and scored against the CT on the model's grid.
 
 The methods run on the same cases in one run: the mean training volume (what a model that ignores its input
 would output), the regression estimate (the conditioning network alone), diffusion with the model's default DDIM
-steps and, optionally, with all T DDPM steps as in the paper. Metrics are those of :mod:`.metrics`: PSNR and 3D
+steps and samples (the default reconstruction), optionally with another number of samples, and with all T DDPM
+steps as in the paper. Metrics are those of :mod:`.metrics`: PSNR and 3D
 SSIM on the HU window scaled to [-1, 1], MAE in HU and bone Dice. LPIPS and FID are not computed: both need
 pretrained network weights, which no installed package ships for offline use.
 """
@@ -76,11 +77,12 @@ Log = Callable[[str], None]
 class EvaluationSettings:
     """One evaluation run: the test set (``phantoms`` for held-out phantoms, or a folder of CTs), how many cases
     (phantoms: that many seeds; folder: at most that many files, None for all), the samplers to run (``samples``
-    > 1 adds the mean of that many DDIM samples), and where the mean-volume baseline comes from (``phantoms``: the
-    model's training phantoms, or a folder of CTs). ``guidance`` is the projection guidance of the diffusion rows
-    (None: the default, as ``reconstruct``); a row's name says its weight when it is not 0. ``precision`` is the
-    diffusion rows' sampling arithmetic (``reconstruct --precision``) and ``temperature`` their starting noise's
-    scale (``reconstruct --temperature``; None: the model's). ``draws`` is how many times each diffusion method
+    adds a row averaging that many DDIM samples when it differs from the model's default), and where the
+    mean-volume baseline comes from (``phantoms``: the model's training phantoms, or a folder of CTs).
+    ``guidance`` is the projection guidance of the diffusion rows (None: the default, as ``reconstruct``); a row's
+    name says its weight when it is not 0. ``precision`` is the diffusion rows' sampling arithmetic
+    (``reconstruct --precision``) and ``temperature`` their starting noise's scale (``reconstruct
+    --temperature``; None: the model's). ``draws`` is how many times each diffusion method
     samples each case, with sampling seeds ``seed``, ``seed + 1``, ...: its scores are the mean of the draws (the
     volumes and figures are of the first)."""
 
@@ -90,7 +92,7 @@ class EvaluationSettings:
     cases: int | None = None
     ddim_steps: int | None = None
     ddpm: bool = False
-    samples: int = 1
+    samples: int | None = None
     seed: int = 0
     draws: int = 1
     mean_from: str = PHANTOM_SET
@@ -238,9 +240,11 @@ def synthesise_case(case: EvaluationCase, config: ModelConfig, folder: Path) -> 
 
 
 def diffusion_methods(settings: EvaluationSettings, config: ModelConfig) -> dict[str, ReconstructionOptions]:
-    """Named reconstruction options of the diffusion methods the settings ask for: one DDIM sample (the default
-    reconstruction, first), one DDPM sample over all T steps, and the mean of K DDIM samples; a name says the
-    sampling temperature when it is not 1 and the guidance weight when it is not 0."""
+    """Named reconstruction options of the diffusion methods the settings ask for: the default reconstruction
+    (first: the model's default DDIM steps, averaging its ``default_samples``), one DDPM sample over all T steps,
+    and the mean of K DDIM samples (``settings.samples``, when K is not the default's; K = 1 is one sample); a name
+    says how many samples it averages when more than one, the sampling temperature when it is not 1 and the
+    guidance weight when it is not 0."""
     common = {
         "seed": settings.seed,
         "device": settings.device,
@@ -255,14 +259,26 @@ def diffusion_methods(settings: EvaluationSettings, config: ModelConfig) -> dict
     suffix = (f", temperature {temperature:g}" if temperature != 1 else "") + (
         f", guidance {options.guidance:g}" if options.guidance > 0 else ""
     )
-    methods = {f"diffusion DDIM-{steps}{suffix}": ReconstructionOptions(steps=steps, **common)}
+    default = config.default_samples
+    methods = {
+        f"diffusion DDIM-{steps}{_mean_of(default)}{suffix}": ReconstructionOptions(
+            steps=steps, samples=default, **common
+        )
+    }
     if settings.ddpm:
-        methods[f"diffusion DDPM-{config.timesteps}{suffix}"] = ReconstructionOptions(sampler="ddpm", **common)
-    if settings.samples > 1:
-        methods[f"diffusion DDIM-{steps}, mean of {settings.samples}{suffix}"] = ReconstructionOptions(
+        methods[f"diffusion DDPM-{config.timesteps}{suffix}"] = ReconstructionOptions(
+            sampler="ddpm", samples=1, **common
+        )
+    if settings.samples is not None and settings.samples != default:
+        methods[f"diffusion DDIM-{steps}{_mean_of(settings.samples)}{suffix}"] = ReconstructionOptions(
             steps=steps, samples=settings.samples, **common
         )
     return methods
+
+
+def _mean_of(samples: int) -> str:
+    """The part of a method's name that says how many samples it averages (none for one sample)."""
+    return f", mean of {samples}" if samples > 1 else ""
 
 
 def evaluate_case(
@@ -378,6 +394,8 @@ def report_markdown(report: dict) -> str:
         f"sampling in {report['sampling_precision']}",
         "",
     ]
+    if report.get("default_method"):
+        lines += [f"Default reconstruction: {report['default_method']}", ""]
     if report.get("draws", 1) > 1:
         seed = report["settings"]["seed"]
         lines += [
@@ -426,6 +444,7 @@ def _write_report(
         "metrics_grid": f"{config.grid_size}^3 voxels of {config.field_of_view_mm / config.grid_size:g} mm, HU window "
         f"[{config.hu_low:g}, {config.hu_high:g}]",
         "cases": [r["case"] for r in records],
+        "default_method": next(iter(diffusion_methods(settings, config))),
         **summarise(records),
         "draws": settings.draws,
         "draw_spread_psnr_db": {

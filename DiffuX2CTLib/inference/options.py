@@ -23,7 +23,8 @@ weight lowered SSIM, so it is off there."""
 
 @dataclass(frozen=True)
 class ReconstructionOptions:
-    """How to reconstruct: sampler, steps (None: the model's default), seed, device, samples, method, whether to
+    """How to reconstruct: sampler, steps (None: the model's default), seed, device, samples (None: the model's
+    ``default_samples`` for DDIM, one for DDPM and regression; :func:`~.sampling.sample_count`), method, whether to
     check the input pair first, the weight of projection guidance (0: off; None: the method's default,
     :data:`DEFAULT_GUIDANCE`; :mod:`DiffuX2CTLib.diffusion.guidance`), the arithmetic of the denoiser's sampling
     steps (:data:`PRECISIONS`; the conditioning network and guidance always run in float32) and the sampling
@@ -32,7 +33,7 @@ class ReconstructionOptions:
     steps: int | None = None
     seed: int = 0
     device: str = "auto"
-    samples: int = 1
+    samples: int | None = None  # diffusion samples averaged; None: as sampling.sample_count says
     method: str = "diffusion"
     sampler: str = "ddim"
     check_inputs: bool = True  # refuse pairs failing inference.input_checks; False keeps the problems as notes
@@ -50,7 +51,7 @@ class ReconstructionOptions:
         if self.sampler not in SAMPLERS:
             raise InputError(f"unknown sampler '{self.sampler}' (use {' or '.join(SAMPLERS)})")
         if (
-            self.samples < 1
+            (self.samples is not None and self.samples < 1)
             or (self.steps is not None and self.steps < 1)
             or (self.batch_size is not None and self.batch_size < 1)
         ):
@@ -86,7 +87,7 @@ def _check_types(options: ReconstructionOptions) -> None:
     ``steps=2.5``, or ``True`` for a number), before any comparison could raise a bare TypeError."""
     for name in _WHOLE:
         value = getattr(options, name)
-        nullable = name in ("steps", "batch_size")
+        nullable = name in ("steps", "samples", "batch_size")
         if (value is None and nullable) or (isinstance(value, int) and not isinstance(value, bool)):
             continue
         raise InputError(f"{name} must be a whole number{' or None' if nullable else ''}, got {value!r}")

@@ -30,7 +30,7 @@ from ..model.weights import BUNDLED_MODEL_DIR, file_sha256, load_model
 from .input_checks import normalised_cross_correlation, orientation_notes, pair_problems, polarity_problems
 from .options import ReconstructionOptions
 from .preprocess import cleaned, prepare_pair
-from .sampling import draw_samples, sampling_temperature
+from .sampling import draw_samples, sample_count, sampling_temperature
 
 AGREEMENT_WARNING_THRESHOLD = 0.9
 """Re-projection agreement (NCC over the full-depth pixels) below which a view is reported as disagreeing."""
@@ -147,7 +147,7 @@ def reconstruct_pair(
         "sampler": options.sampler if options.method == "diffusion" else "none",
         "steps": steps,
         "seed": str(options.seed),
-        "samples": str(options.samples),
+        "samples": str(sample_count(options, config)),
         "guidance": f"{options.guidance:g}",
         "temperature": f"{sampling_temperature(options, config):g}" if options.method == "diffusion" else "none",
         "device": str(device),

@@ -19,6 +19,17 @@ def sampling_temperature(options: ReconstructionOptions, config: ModelConfig) ->
     return config.sampling_temperature if options.temperature is None else float(options.temperature)
 
 
+def sample_count(options: ReconstructionOptions, config: ModelConfig) -> int:
+    """How many volumes a reconstruction averages: one regression estimate, or the options' number of diffusion
+    samples, or when they name none the model's ``default_samples`` for DDIM (the number measured with its
+    default sampler) and one for DDPM (a hundred times slower per sample already)."""
+    if options.method == "regression":
+        return 1
+    if options.samples is not None:
+        return options.samples
+    return config.default_samples if options.sampler == "ddim" else 1
+
+
 def draw_samples(
     net: DiffuX2CTNet,
     radiographs: torch.Tensor,
@@ -26,15 +37,16 @@ def draw_samples(
     options: ReconstructionOptions,
     progress: ProgressCallback | None = None,
 ) -> list[torch.Tensor]:
-    """``options.samples`` diffusion samples of one pair ``(1, 2, P, P)``, in batches as large as memory allows
+    """:func:`sample_count` diffusion samples of one pair ``(1, 2, P, P)``, in batches as large as memory allows
     (:func:`~DiffuX2CTLib.diffusion.sampler.sample_batch_size`); sample ``k`` has its own noise stream
     (:func:`~DiffuX2CTLib.diffusion.sampler.sample_seed`), so the result is the same whatever the batch size;
     projection guidance as ``options.guidance`` says, the denoiser's arithmetic as ``options.precision``
     (:func:`~DiffuX2CTLib.core.device.resolve_precision`) and the temperature as :func:`sampling_temperature`."""
     config = net.config
     device = radiographs.device
-    seeds = [sample_seed(options.seed, k) for k in range(options.samples)]
-    batch = options.batch_size or sample_batch_size(options.samples, config, device)
+    count = sample_count(options, config)
+    seeds = [sample_seed(options.seed, k) for k in range(count)]
+    batch = options.batch_size or sample_batch_size(count, config, device)
     batches = [seeds[first : first + batch] for first in range(0, len(seeds), batch)]
     scheduler = sampling_scheduler(config, options.sampler, options.steps, device)
     steps = len(scheduler.timesteps)

@@ -42,7 +42,8 @@ def summarize_model_card(card: dict) -> str:
     lines = [
         f"{card.get('name', 'unnamed model')}: {model.get('grid_size')}^3 voxels "
         f"over {model.get('field_of_view_mm')} mm, "
-        f"default {model.get('default_steps')} sampling steps",
+        f"default {model.get('default_steps')} sampling steps"
+        + (f", mean of {model['default_samples']} samples" if model.get("default_samples", 1) != 1 else ""),
     ]
     stages = card.get("training", {}).get("stages", [])
     if stages:
@@ -50,21 +51,29 @@ def summarize_model_card(card: dict) -> str:
     data = card.get("training", {}).get("data")
     if data:
         lines.append("data: " + data.split(";")[0].split(",")[0])
-    default = f"diffusion DDIM-{model.get('default_steps')}"
-    for label, summary in _measured_sets(card.get("metrics", {})):
+    for label, summary, default in _measured_sets(card.get("metrics", {})):
         for method, values in summary.items():
-            if method.split(",")[0] == default and "mean of" not in method and "psnr_db" in values:
+            if _is_default(method, default, model) and "psnr_db" in values:
                 lines.append(f"{label} ({method}): PSNR {values['psnr_db'][0]:.1f} dB, SSIM {values['ssim'][0]:.2f}")
     lines.append("intended use: " + card.get("intended_use", "research only, not for diagnosis"))
     return "\n".join(lines)
 
 
-def _measured_sets(metrics: dict) -> list[tuple[str, dict]]:
-    """(label, summary by method) of the test sets a card reports: the real patients and the held-out phantoms of
-    today's generator, or the held-out summary of a card written before those."""
+def _is_default(method: str, default: str | None, model: dict) -> bool:
+    """Whether a row of a card's metrics is the default reconstruction: the row its evaluation named so, or, in a
+    card written before evaluations named it, the one-sample DDIM row at the model's default steps."""
+    if default is not None:
+        return method == default
+    return method.split(",")[0] == f"diffusion DDIM-{model.get('default_steps')}" and "mean of" not in method
+
+
+def _measured_sets(metrics: dict) -> list[tuple[str, dict, str | None]]:
+    """(label, summary by method, name of the default reconstruction's row if the evaluation gave it) of the test
+    sets a card reports: the real patients and the held-out phantoms of today's generator, or the held-out summary
+    of a card written before those."""
     sets = [
-        (label, metrics[key]["summary"])
+        (label, metrics[key]["summary"], metrics[key].get("default_method"))
         for key, label in (("real_patients", "real patients"), ("current_generator", "held-out phantoms"))
         if isinstance(metrics.get(key), dict) and isinstance(metrics[key].get("summary"), dict)
     ]
-    return sets or [("held-out quality", metrics.get("summary", {}))]
+    return sets or [("held-out quality", metrics.get("summary", {}), metrics.get("default_method"))]

@@ -37,6 +37,7 @@ _NUMBERS: dict[str, tuple[type, float, float]] = {  # field: (int or float, lowe
     "default_steps": (int, 1, 100000),
     "residual_scale": (float, 1e-6, 1e6),
     "sampling_temperature": (float, 0.0, 1.0),
+    "default_samples": (int, 1, 64),
 }
 
 
@@ -61,7 +62,8 @@ class ModelConfig:
     reads the radiographs' feature planes where each voxel's cone-beam ray meets the detector (False: at the
     isocentre's scale for every depth, as models trained before it did; their config files have no such key).
     ``backprojection`` adds both radiographs, read along each voxel's rays, to the finest condition features
-    (:class:`.conditioning.ConditionNet`; False for models trained before it)."""
+    (:class:`.conditioning.ConditionNet`; False for models trained before it). ``default_samples`` is how many
+    diffusion samples a default reconstruction averages (1 for models whose config has no such key)."""
 
     grid_size: int = 64
     field_of_view_mm: float = 320.0
@@ -84,6 +86,7 @@ class ModelConfig:
     prediction_type: str = "epsilon"
     residual_scale: float = 1.0
     sampling_temperature: float = 1.0
+    default_samples: int = 1
     perspective_planes: bool = False
     backprojection: bool = False
     extra: dict = field(default_factory=dict, compare=False)

@@ -102,7 +102,12 @@ def run(
             for method in methods:
                 for weight in weights:
                     options = ReconstructionOptions(
-                        method=method, guidance=weight, device="cpu", check_inputs=False, precision=precision
+                        method=method,
+                        guidance=weight,
+                        samples=1,
+                        device="cpu",
+                        check_inputs=False,
+                        precision=precision,
                     )
                     record = {
                         "seed": seed,

@@ -65,7 +65,9 @@ def measure(model: str | None, steps: int, temperature: float, seeds: int, cases
     started = time.perf_counter()
     for seed in range(seeds):
         for kind, _, ap, lateral, truth in cases:
-            options = ReconstructionOptions(steps=steps, temperature=temperature, seed=seed, check_inputs=False)
+            options = ReconstructionOptions(
+                steps=steps, temperature=temperature, seed=seed, samples=1, check_inputs=False
+            )
             metrics = compare(reconstruct_pair(ap, lateral, model, options).ct, truth, window)
             for name in METRICS:
                 scores.setdefault(kind, {}).setdefault(name, []).append(float(metrics[name]))
