@@ -4,9 +4,9 @@ users run (``reconstruct_pair``), and scored against the CT on the model's grid.
 The methods run on the same cases in one run: the mean training volume (what a model that ignores its input
 would output), the regression estimate (the conditioning network alone), diffusion with the model's default DDIM
 steps and samples (the default reconstruction), optionally with another number of samples, and with all T DDPM
-steps as in the paper. Metrics are those of :mod:`.metrics`: PSNR and 3D
-SSIM on the HU window scaled to [-1, 1], MAE in HU and bone Dice. LPIPS and FID are not computed: both need
-pretrained network weights, which no installed package ships for offline use.
+steps as in the paper. Metrics are those of :mod:`.metrics`: PSNR and 3D SSIM on the HU window scaled to [-1, 1],
+MAE in HU and bone Dice. LPIPS and FID are not computed: both need pretrained network weights, which no installed
+package ships for offline use.
 """
 
 from __future__ import annotations
@@ -82,9 +82,9 @@ class EvaluationSettings:
     ``guidance`` is the projection guidance of the diffusion rows (None: the default, as ``reconstruct``); a row's
     name says its weight when it is not 0. ``precision`` is the diffusion rows' sampling arithmetic
     (``reconstruct --precision``) and ``temperature`` their starting noise's scale (``reconstruct
-    --temperature``; None: the model's). ``draws`` is how many times each diffusion method
-    samples each case, with sampling seeds ``seed``, ``seed + 1``, ...: its scores are the mean of the draws (the
-    volumes and figures are of the first)."""
+    --temperature``; None: the model's). ``draws`` is how many times each diffusion method samples each case, with
+    sampling seeds ``seed``, ``seed + 1``, ...: its scores are the mean of the draws (the volumes and figures are
+    of the first)."""
 
     test_set: str
     out: str
