@@ -6,6 +6,7 @@ import contextlib
 
 import torch
 
+from .cpu_convolution import onednn_convolutions
 from .errors import InputError
 
 
@@ -38,7 +39,10 @@ def resolve_precision(requested: str, device: torch.device) -> str:
     return requested
 
 
-def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """The autocast context of network calls in ``precision``: convolutions and matrix products in bfloat16, the
-    weights (and, in training, the optimiser and losses) stay float32."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
+def network_arithmetic(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The context of network calls in ``precision``: in bfloat16, autocast (convolutions and matrix products in
+    bfloat16; the weights and, in training, the optimiser and losses stay float32); in float32 on a CPU, 3D
+    convolutions through oneDNN (:mod:`.cpu_convolution`)."""
+    if precision == "bfloat16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return onednn_convolutions(device)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 
-from ..core.device import autocast
+from ..core.device import network_arithmetic
 from ..model.config import ModelConfig
 from ..model.network import DiffuX2CTNet
 from .schedule import RESIDUAL_CLIP, is_stochastic, output_for_clean, predicted_clean_volume
@@ -92,7 +92,7 @@ def sample(
     timesteps = scheduler.timesteps
     for index, t in enumerate(timesteps):
         t_batch = torch.full((shape[0],), int(t), device=device, dtype=torch.long)
-        with autocast(precision, device):
+        with network_arithmetic(precision, device):
             output = net.denoise(volume, t_batch, condition).float()
         if guidance is not None:
             output = _guided_output(volume, output, t_batch, scheduler, condition[1], radiographs, guidance, config)

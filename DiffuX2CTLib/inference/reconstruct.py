@@ -16,6 +16,7 @@ import SimpleITK as sitk
 import torch
 
 from ..core.atomic_write import write_together
+from ..core.cpu_convolution import onednn_convolutions
 from ..core.device import resolve_device, resolve_precision
 from ..core.errors import InputError
 from ..core.input_files import check_input_path
@@ -110,7 +111,7 @@ def reconstruct_pair(
     if problems and options.check_inputs:
         raise InputError("; ".join(problems) + " (to run anyway, turn the input checks off)")
     radiographs = torch.from_numpy(images)[None].to(device)
-    with torch.no_grad():
+    with torch.no_grad(), onednn_convolutions(device):  # the conditioning network runs in float32 whatever precision
         condition = net.condition(radiographs)
         if options.method == "regression":
             volumes = [

@@ -30,7 +30,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 
-from ..core.device import autocast, resolve_device, resolve_precision
+from ..core.device import network_arithmetic, resolve_device, resolve_precision
 from ..core.errors import InputError
 from ..diffusion.losses import diffusion_loss, regression_loss
 from ..diffusion.schedule import training_scheduler
@@ -229,7 +229,7 @@ class Trainer:
         noise_seed = settings.seed * 1_000_003 + self.step_count * self.world + self.rank
         generator = torch.Generator(device="cpu").manual_seed(noise_seed)
         net.train()
-        with autocast(settings.precision, self.device):
+        with network_arithmetic(settings.precision, self.device):
             if settings.stage == "regression":
                 losses = regression_loss(self.replica, clean, radiographs, self.projector)
             else:

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from DiffuX2CTLib.core.atomic_write import write_json, write_text
-from DiffuX2CTLib.core.device import autocast, resolve_precision
+from DiffuX2CTLib.core.device import network_arithmetic, resolve_precision
 from DiffuX2CTLib.diffusion.losses import diffusion_loss, regression_loss
 from DiffuX2CTLib.diffusion.schedule import training_scheduler
 from DiffuX2CTLib.imaging.drr import DRRProjector
@@ -75,7 +75,7 @@ def model_rate(preset: str, stage: str, device: torch.device, batch: int, steps:
     scheduler = training_scheduler(config)
 
     def one_step(k: int) -> None:
-        with autocast(precision, device):
+        with network_arithmetic(precision, device):
             if stage == "regression":
                 losses = regression_loss(net, clean, radiographs, projector)
             else:
