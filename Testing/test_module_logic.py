@@ -629,35 +629,21 @@ def test_the_bundled_model_is_stored_as_a_marker_and_old_absolute_paths_read_as_
     assert panel.parameterNode.modelFolder == marker
 
 
-def test_the_panel_leaves_the_sampling_steps_to_the_model_unless_set(module):
-    """The panel used to send 20 steps whatever the model's measured default; its spin box now starts at "model's
-    default" (0), which reaches the worker as no choice, and a number set there is still sent as it is."""
+@pytest.mark.parametrize("name, chosen", [("steps", 7), ("samples", 1)])
+def test_the_panel_leaves_sampling_steps_and_samples_to_the_model_unless_set(module, name, chosen):
+    """The panel used to send 20 steps and 1 sample whatever the model's measured defaults (10 steps, the mean of 4
+    samples for the bundled model); both spin boxes now start at "model's default" (0), which reaches the worker as
+    no choice, so the panel gets what the command line gets, and a number set there is still sent as it is."""
     parameters = module.widgets.parameters
-    assert parameters.DiffuX2CTParameterNode.steps == 0
+    assert getattr(parameters.DiffuX2CTParameterNode, name) == 0
     panel, _ = _panel(module, [], _Recorder())
     p = panel.parameterNode
-    p.steps = 0
-    assert parameters.jobOptions(p)["steps"] is None
-    p.steps = 7
-    assert parameters.jobOptions(p)["steps"] == 7
+    setattr(p, name, 0)
+    assert parameters.jobOptions(p)[name] is None
+    setattr(p, name, chosen)
+    assert parameters.jobOptions(p)[name] == chosen
     ui = (Path(module.__file__).parent / "Resources" / "UI" / "DiffuX2CT.ui").read_text(encoding="utf-8")
-    spin = ui[ui.index('name="stepsSpinBox"') :].split("</widget>")[0]
-    assert "<string>model's default</string>" in spin and "<number>0</number>" in spin
-
-
-def test_the_panel_leaves_the_number_of_samples_to_the_model_unless_set(module):
-    """The bundled model's default reconstruction averages 4 samples; the panel's samples box starts at "model's
-    default" (0), which reaches the worker as no choice, so the panel gets what the command line gets."""
-    parameters = module.widgets.parameters
-    assert parameters.DiffuX2CTParameterNode.samples == 0
-    panel, _ = _panel(module, [], _Recorder())
-    p = panel.parameterNode
-    p.samples = 0
-    assert parameters.jobOptions(p)["samples"] is None
-    p.samples = 1
-    assert parameters.jobOptions(p)["samples"] == 1
-    ui = (Path(module.__file__).parent / "Resources" / "UI" / "DiffuX2CT.ui").read_text(encoding="utf-8")
-    spin = ui[ui.index('name="samplesSpinBox"') :].split("</widget>")[0]
+    spin = ui[ui.index(f'name="{name}SpinBox"') :].split("</widget>")[0]
     assert "<string>model's default</string>" in spin and "<number>0</number>" in spin
 
 
