@@ -23,7 +23,7 @@ from .core.json_output import dumps
 from .core.output_checks import CT_OUTPUT_SUFFIXES, JSON_SUFFIXES, PNG_SUFFIXES, check_output_folder, check_outputs
 from .core.seeds import MAX_SEED
 from .imaging.geometry import ProjectionGeometry, VolumeGrid, default_pair
-from .inference.options import DEFAULT_GUIDANCE, MAX_GUIDANCE, PRECISIONS
+from .inference.options import DEFAULT_GUIDANCE, MAX_GUIDANCE, PRECISIONS, ReconstructionOptions
 from .model.config import PREDICTION_TYPES, PRESETS
 from .training.lr_schedule import LR_SCHEDULES
 
@@ -372,7 +372,7 @@ def _refuse_output_in_ct_folder(out: str, folders: dict[str, str]) -> None:
             )
 
 
-def _check_reconstruct_options(args: argparse.Namespace) -> None:
+def _check_reconstruct_options(args: argparse.Namespace, options: ReconstructionOptions) -> None:
     """Refuse, before any work, options that would be ignored and outputs that could not be written or would
     overwrite an input or each other."""
     from .inference.reconstruct import uncertainty_path
@@ -398,26 +398,22 @@ def _check_reconstruct_options(args: argparse.Namespace) -> None:
             "out, or use --sampler ddim)"
         )
     outputs = {"--out": (args.out, CT_OUTPUT_SUFFIXES)}
-    if args.method == "diffusion" and _samples_averaged(args) > 1:
+    if _samples_averaged(args.model, options) > 1:
         outputs["the uncertainty volume"] = (uncertainty_path(Path(args.out)), CT_OUTPUT_SUFFIXES)
     if args.preview:
         outputs["--preview"] = (args.preview, PNG_SUFFIXES)
     check_outputs(outputs, {"--ap": args.ap, "--lateral": args.lateral})
 
 
-def _samples_averaged(args: argparse.Namespace) -> int:
-    """The diffusion samples a reconstruction will average, as
-    :func:`~DiffuX2CTLib.inference.sampling.sample_count` will count them: ``--samples``, or for DDIM the model's
-    ``default_samples`` (read from its card, before the model loads; a damaged value is left to the model's own
-    checks), for DDPM one."""
-    if args.samples is not None:
-        return args.samples
-    if args.sampler != "ddim":
-        return 1
+def _samples_averaged(model: str | None, options: ReconstructionOptions) -> int:
+    """The samples a reconstruction will average (:func:`~DiffuX2CTLib.inference.sampling.sample_count`), with the
+    model's ``default_samples`` read from its card before the model loads (a damaged value is left to the model's
+    own checks)."""
+    from .inference.sampling import sample_count
     from .model.card import read_model_card
 
-    default = read_model_card(args.model)["model"].get("default_samples", 1)
-    return default if isinstance(default, int) and not isinstance(default, bool) else 1
+    default = read_model_card(model)["model"].get("default_samples", 1)
+    return sample_count(options, default if isinstance(default, int) and not isinstance(default, bool) else 1)
 
 
 @contextlib.contextmanager
@@ -443,10 +439,8 @@ def _step_progress(desc: str, quiet: bool) -> Iterator[Callable[[int, int], None
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     """Reconstruct a CT from an AP and a lateral radiograph."""
-    from .inference.options import ReconstructionOptions
     from .inference.reconstruct import low_agreement_views, reconstruct_pair, write_reconstruction
 
-    _check_reconstruct_options(args)
     options = ReconstructionOptions(
         steps=args.steps,
         seed=args.seed,
@@ -459,6 +453,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         precision=args.precision,
         temperature=args.temperature,
     )
+    _check_reconstruct_options(args, options)
     with _step_progress("reconstruct", args.quiet) as progress:
         result = reconstruct_pair(args.ap, args.lateral, args.model, options, progress)
     outputs = write_reconstruction(result, args.out, args.preview)
@@ -592,7 +587,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Reconstruct the bundled sample pair with the bundled model; write the CT, a preview and the metrics."""
     from .evaluation.metrics import compare
     from .imaging.image_io import read_ct
-    from .inference.options import ReconstructionOptions
     from .inference.reconstruct import reconstruct_pair, uncertainty_path, write_reconstruction
 
     out = Path(args.out)

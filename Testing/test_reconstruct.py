@@ -162,12 +162,11 @@ def test_a_model_names_how_many_samples_its_default_reconstruction_averages(tiny
     from DiffuX2CTLib.inference.sampling import sample_count
     from DiffuX2CTLib.model.config import ConfigError, ModelConfig
 
-    config = ModelConfig(default_samples=4)
-    assert ModelConfig().default_samples == 1
-    assert sample_count(ReconstructionOptions(), config) == 4
-    assert sample_count(ReconstructionOptions(samples=1), config) == 1
-    assert sample_count(ReconstructionOptions(sampler="ddpm"), config) == 1
-    assert sample_count(ReconstructionOptions(method="regression"), config) == 1
+    assert ModelConfig().default_samples == 1 and ModelConfig(default_samples=4).default_samples == 4
+    assert sample_count(ReconstructionOptions(), 4) == 4
+    assert sample_count(ReconstructionOptions(samples=1), 4) == 1
+    assert sample_count(ReconstructionOptions(sampler="ddpm"), 4) == 1
+    assert sample_count(ReconstructionOptions(method="regression"), 4) == 1
     with pytest.raises(ConfigError, match="default_samples must be from 1 to 64"):
         ModelConfig(default_samples=0)
     folder = tmp_path / "averaging"

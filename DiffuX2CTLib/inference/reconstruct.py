@@ -148,7 +148,7 @@ def reconstruct_pair(
         "sampler": options.sampler if options.method == "diffusion" else "none",
         "steps": steps,
         "seed": str(options.seed),
-        "samples": str(sample_count(options, config)),
+        "samples": str(sample_count(options, config.default_samples)),
         "guidance": f"{options.guidance:g}",
         "temperature": f"{sampling_temperature(options, config):g}" if options.method == "diffusion" else "none",
         "device": str(device),

@@ -19,7 +19,7 @@ def sampling_temperature(options: ReconstructionOptions, config: ModelConfig) ->
     return config.sampling_temperature if options.temperature is None else float(options.temperature)
 
 
-def sample_count(options: ReconstructionOptions, config: ModelConfig) -> int:
+def sample_count(options: ReconstructionOptions, default_samples: int) -> int:
     """How many volumes a reconstruction averages: one regression estimate, or the options' number of diffusion
     samples, or when they name none the model's ``default_samples`` for DDIM (the number measured with its
     default sampler) and one for DDPM (a hundred times slower per sample already)."""
@@ -27,7 +27,7 @@ def sample_count(options: ReconstructionOptions, config: ModelConfig) -> int:
         return 1
     if options.samples is not None:
         return options.samples
-    return config.default_samples if options.sampler == "ddim" else 1
+    return default_samples if options.sampler == "ddim" else 1
 
 
 def draw_samples(
@@ -44,7 +44,7 @@ def draw_samples(
     (:func:`~DiffuX2CTLib.core.device.resolve_precision`) and the temperature as :func:`sampling_temperature`."""
     config = net.config
     device = radiographs.device
-    count = sample_count(options, config)
+    count = sample_count(options, config.default_samples)
     seeds = [sample_seed(options.seed, k) for k in range(count)]
     batch = options.batch_size or sample_batch_size(count, config, device)
     batches = [seeds[first : first + batch] for first in range(0, len(seeds), batch)]
