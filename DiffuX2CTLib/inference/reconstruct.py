@@ -111,8 +111,9 @@ def reconstruct_pair(
     if problems and options.check_inputs:
         raise InputError("; ".join(problems) + " (to run anyway, turn the input checks off)")
     radiographs = torch.from_numpy(images)[None].to(device)
-    with torch.no_grad(), onednn_convolutions(device):  # the conditioning network runs in float32 whatever precision
-        condition = net.condition(radiographs)
+    with torch.no_grad():
+        with onednn_convolutions(device):  # the conditioning network runs in float32 whatever the precision
+            condition = net.condition(radiographs)
         if options.method == "regression":
             volumes = [
                 ProjectionGuidance(config, options.guidance, device).refine(condition[1], radiographs)
